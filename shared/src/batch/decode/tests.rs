@@ -1,0 +1,237 @@
+use proptest::prelude::*;
+
+use crate::batch::{
+    BatchBuilder, BatchError, HEADER_LEN, HeaderSet, LOG_OVERHEAD, ProducerInfo, check,
+    decode_records, frame_len, records_to_owned, set_base_offset,
+};
+use crate::compression::Compression;
+use crate::record::{Header, Record};
+
+const LIMIT: usize = 64 << 20;
+
+fn encode(records: &[Record], compression: Compression) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    for r in records {
+        b.append_record(r);
+    }
+    b.finish(compression).unwrap()
+}
+
+fn sample() -> Vec<Record> {
+    vec![
+        Record {
+            timestamp_ms: 1_700_000_000_000,
+            key: Some(b"stream-1".to_vec()),
+            value: Some(b"first line".to_vec()),
+            headers: vec![
+                Header::new("host", "web-03"),
+                Header::new("source", "nginx"),
+            ],
+        },
+        Record {
+            timestamp_ms: 1_699_999_999_000, // earlier than the base: negative delta
+            key: None,
+            value: Some(vec![0, 0xff, b'\r', 0xc3]),
+            headers: vec![Header {
+                key: "null".into(),
+                value: None,
+            }],
+        },
+        Record {
+            timestamp_ms: 1_700_000_000_500,
+            key: None,
+            value: None,
+            headers: vec![],
+        },
+    ]
+}
+
+#[test]
+fn round_trip_both_codecs() {
+    for compression in [Compression::None, Compression::Gzip { level: 1 }] {
+        let frame = encode(&sample(), compression);
+        let header = check(&frame).unwrap();
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.base_timestamp, 1_700_000_000_000);
+        assert_eq!(header.max_timestamp, 1_700_000_000_500);
+        assert_eq!(header.codec().unwrap(), compression.codec());
+        assert_eq!(records_to_owned(&frame, LIMIT).unwrap(), sample());
+    }
+}
+
+#[test]
+fn producer_fields_and_offsets_survive() {
+    let mut b = BatchBuilder::new();
+    b.set_producer(ProducerInfo {
+        producer_id: 42,
+        producer_epoch: 3,
+        base_sequence: 1000,
+    });
+    b.append(5, None, Some(b"x"), &[]);
+    let mut frame = b.finish(Compression::None).unwrap();
+    set_base_offset(&mut frame, 77);
+    let header = check(&frame).expect("base offset is outside the CRC");
+    assert_eq!(header.base_offset, 77);
+    assert_eq!(header.last_offset(), 77);
+    assert_eq!(
+        header.producer,
+        ProducerInfo {
+            producer_id: 42,
+            producer_epoch: 3,
+            base_sequence: 1000
+        }
+    );
+}
+
+#[test]
+fn header_sets_concatenate() {
+    let mut shared = HeaderSet::new();
+    shared.push("host", Some(b"h1"));
+    let mut extra = HeaderSet::new();
+    extra.push("level", Some(b"error"));
+    let mut b = BatchBuilder::new();
+    b.append(1, None, Some(b"line"), &[&shared, &extra]);
+    let frame = b.finish(Compression::Gzip { level: 1 }).unwrap();
+    let recs = records_to_owned(&frame, LIMIT).unwrap();
+    assert_eq!(
+        recs[0].headers,
+        vec![Header::new("host", "h1"), Header::new("level", "error")]
+    );
+    assert_eq!(recs[0].header("level"), Some(&b"error"[..]));
+}
+
+#[test]
+fn every_strict_prefix_is_incomplete() {
+    let frame = encode(&sample(), Compression::Gzip { level: 1 });
+    for cut in 0..frame.len() {
+        assert!(
+            matches!(frame_len(&frame[..cut], LIMIT), Ok(None)),
+            "prefix of {cut} bytes"
+        );
+        assert!(
+            check(&frame[..cut]).is_err(),
+            "prefix of {cut} bytes passed check"
+        );
+    }
+    assert_eq!(frame_len(&frame, LIMIT).unwrap(), Some(frame.len()));
+}
+
+#[test]
+fn every_single_byte_corruption_is_caught() {
+    let frame = encode(&sample(), Compression::Gzip { level: 1 });
+    // Bytes 0..8 (base offset) and 12..16 (leader epoch) are not covered by
+    // the CRC by design; every other byte is.
+    for pos in (8..12).chain(16..frame.len()) {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = frame.clone();
+            bad[pos] ^= flip;
+            assert!(
+                check(&bad).is_err(),
+                "corruption at byte {pos} (xor {flip:#x}) not caught"
+            );
+        }
+    }
+}
+
+#[test]
+fn crc_catches_bad_content() {
+    let mut frame = encode(&sample(), Compression::None);
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    assert!(matches!(check(&frame), Err(BatchError::CrcMismatch { .. })));
+}
+
+#[test]
+fn oversized_length_is_refused_early() {
+    let frame = encode(&sample(), Compression::None);
+    assert!(matches!(
+        frame_len(&frame, 100),
+        Err(BatchError::BadLength { max: 100, .. })
+    ));
+}
+
+#[test]
+fn decompression_limit_applies() {
+    let big = Record::line(1, vec![b'a'; 1 << 20]);
+    let frame = encode(&[big], Compression::Gzip { level: 1 });
+    let err = records_to_owned(&frame, 1 << 16).unwrap_err();
+    assert!(matches!(err, BatchError::Decompress(_)), "{err}");
+}
+
+#[test]
+fn trailing_record_bytes_are_an_error() {
+    // Claim two records but hold three: the iterator reports the extra bytes.
+    let frame = encode(&sample(), Compression::None);
+    let header = check(&frame).unwrap();
+    let mut header2 = header;
+    header2.records_count = 2;
+    let mut scratch = Vec::new();
+    let results: Vec<_> = decode_records(&frame, &header2, LIMIT, &mut scratch)
+        .unwrap()
+        .collect();
+    assert!(matches!(
+        results.last(),
+        Some(Err(BatchError::TrailingRecordBytes { count: 2, .. }))
+    ));
+}
+
+fn arb_record() -> impl Strategy<Value = Record> {
+    let header = (
+        "[a-z]{0,8}",
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+    )
+        .prop_map(|(key, value)| Header { key, value });
+    (
+        any::<i64>().prop_map(|t| t / 4), // keep deltas from overflowing i64
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+        proptest::collection::vec(header, 0..4),
+    )
+        .prop_map(|(timestamp_ms, key, value, headers)| Record {
+            timestamp_ms,
+            key,
+            value,
+            headers,
+        })
+}
+
+proptest! {
+    #[test]
+    fn decode_inverts_encode(records in proptest::collection::vec(arb_record(), 1..20), gzip: bool) {
+        let compression = if gzip { Compression::Gzip { level: 1 } } else { Compression::None };
+        let frame = encode(&records, compression);
+        prop_assert_eq!(frame_len(&frame, LIMIT).unwrap(), Some(frame.len()));
+        prop_assert_eq!(records_to_owned(&frame, LIMIT).unwrap(), records);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = frame_len(&bytes, LIMIT);
+        let _ = check(&bytes);
+        let _ = records_to_owned(&bytes, LIMIT);
+    }
+
+    #[test]
+    fn corrupt_records_section_never_panics(
+        records in proptest::collection::vec(arb_record(), 1..5),
+        pos in any::<prop::sample::Index>(),
+        byte: u8,
+    ) {
+        // Corrupt the uncompressed records section but fix up the CRC, so the
+        // record parser itself (not the CRC) meets the garbage.
+        let mut frame = encode(&records, Compression::None);
+        if frame.len() > HEADER_LEN {
+            let at = HEADER_LEN + pos.index(frame.len() - HEADER_LEN);
+            frame[at] = byte;
+            let crc = crc32c::crc32c(&frame[21..]);
+            frame[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        let header = check(&frame).unwrap();
+        let mut scratch = Vec::new();
+        for r in decode_records(&frame, &header, LIMIT, &mut scratch).unwrap() {
+            if r.is_err() { break; }
+        }
+        let _ = LOG_OVERHEAD;
+    }
+}

@@ -1,0 +1,24 @@
+//! logpost-shared: what the agent and the collector must agree on, as plain
+//! synchronous code over bytes and values.
+//!
+//! # Layout
+//! - [`record`]: the data model, one log event with its headers.
+//! - [`batch`]: Kafka's RecordBatch v2, the one format records travel and rest
+//!   in: [`batch::BatchBuilder`] encodes, [`batch::frame_len`] and
+//!   [`batch::check`] validate without decompressing, [`batch::decode`] reads
+//!   records back.
+//! - [`compression`]: the codecs (none, gzip); decompression always has an
+//!   output limit.
+//! - [`config`]: value types both sides parse (sizes, durations) and
+//!   [`config::ConfigError`], which names file, line and key.
+//! - [`topic`]: topic-name validation shared by agent, collector and client.
+//!
+//! This crate has no runtime, sockets or files of its own (CI checks that it
+//! does not depend on tokio): everything here is testable with plain values.
+#![deny(clippy::indexing_slicing)]
+
+pub mod batch;
+pub mod compression;
+pub mod config;
+pub mod record;
+pub mod topic;
