@@ -1,1 +1,22 @@
-//! placeholder
+//! logpost-collector: receives batches from agents, stores them in
+//! partitioned topic logs, and serves them back.
+//!
+//! # Layout
+//! - [`config`]: `collector.toml`, raw and validated.
+//! - [`server`]: start-up (store recovery, writer threads), serving, shutdown.
+//! - [`http`]: routes and handlers, a thin shell over the modules below.
+//! - [`ingest`]: checking and routing incoming batches.
+//! - [`store`]: topics, partitions, segments, group commit, recovery.
+//! - [`query`]: scanning, filtering and merging records for readers.
+//! - [`client`]: the `logpost` command's subcommands.
+//!
+//! The path of a batch: `http::ingest` → `ingest::validate` → `ingest::route`
+//! → `store::writer` (group commit) → `store::partition` → `store::segment`.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod query;
+pub mod server;
+pub mod store;

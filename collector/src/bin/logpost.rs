@@ -1,0 +1,101 @@
+//! `logpost`: the command-line client of a logpost collector. Argument
+//! parsing and exit codes only; the subcommands live in the library.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use logpost_collector::client::query::QueryRequest;
+use logpost_collector::client::render::OutputFormat;
+use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, query, topics};
+
+/// Query and inspect a logpost collector.
+///
+/// Exit codes: 0 success; 1 the query matched nothing; 2 bad request
+/// (arguments, query, unknown topic); 3 collector unreachable or failing.
+#[derive(Debug, Parser)]
+#[command(
+    name = "logpost",
+    version,
+    after_help = "Examples:\n  logpost topics\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics"
+)]
+struct Args {
+    /// Collector base URL.
+    #[arg(long, global = true, env = "LOGPOST_COLLECTOR", default_value = DEFAULT_COLLECTOR)]
+    collector: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Lists topics with their partitions, record counts and sizes.
+    Topics {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints a topic's records, oldest first.
+    Query {
+        /// Topic to read.
+        topic: String,
+        /// Only lines matching this regular expression (searched, not anchored).
+        #[arg(long)]
+        grep: Option<String>,
+        /// At most this many records (0: no limit).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// text: timestamp, labels, line; raw: the line only, byte-exact; json: one object per record.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("logpost: cannot start runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let stdout = std::io::stdout();
+    let color = stdout.is_terminal();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = runtime.block_on(async {
+        let client = Client::new(&args.collector)?;
+        match args.command {
+            Command::Topics { json } => topics::list(&client, json, &mut out).await.map(|()| true),
+            Command::Query { topic, grep, limit, output } => {
+                let req = QueryRequest { topic, grep, limit };
+                query::run(&client, &req, output, color, &mut out).await.map(|n| n > 0)
+            }
+        }
+    });
+    let flushed = out.flush();
+    match result {
+        Ok(found) => {
+            if let Err(e) = flushed {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    eprintln!("logpost: cannot write output: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            if found { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        // A closed pipe (`logpost query x | head`) is success, as for ripgrep.
+        Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                msg.push_str(": ");
+                msg.push_str(&c.to_string());
+                cur = c.source();
+            }
+            eprintln!("logpost: {msg}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The `logpost` command's subcommands, as library code over an HTTP
+//! client, so that the binary stays a thin argument parser.
+//!
+//! Exit codes (documented in `--help`): 0 success; 1 a query matched
+//! nothing; 2 a bad request (bad arguments, bad query, unknown topic);
+//! 3 the collector is unreachable or failed.
+
+pub mod query;
+pub mod render;
+pub mod topics;
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+/// Default collector address.
+pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:7070";
+
+/// Why a command failed; maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the collector at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the collector refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("the collector failed ({status}): {message}")]
+    Failed { status: u16, message: String },
+    #[error("unexpected response from the collector")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("cannot write output")]
+    Output(#[source] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ClientError {
+    /// The exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Refused { .. } | ClientError::Usage(_) => 2,
+            ClientError::Output(_) => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// A connection to one collector.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the collector at `base` (e.g. `http://127.0.0.1:7070`).
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(base: &str) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Decode(Box::new(e)))?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), http })
+    }
+
+    /// `GET {base}{path}` with query parameters; the response after status checks.
+    ///
+    /// # Errors
+    /// Unreachable, or a 4xx/5xx mapped to [`ClientError::Refused`]/[`ClientError::Failed`].
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url);
+        if !query.is_empty() {
+            let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
+            req = self.http.get(format!("{url}?{}", qs.join("&")));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        check_status(resp).await
+    }
+
+    /// `GET` and decode JSON.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get), or a body that is not the expected JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        let resp = self.get(path, query).await?;
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(Box::new(e)))
+    }
+}
+
+async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or(body);
+    if status.is_client_error() {
+        Err(ClientError::Refused { status: status.as_u16(), message })
+    } else {
+        Err(ClientError::Failed { status: status.as_u16(), message })
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

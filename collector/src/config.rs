@@ -1,0 +1,262 @@
+//! `collector.toml`: the raw serde types that mirror the file, and the
+//! validated [`CollectorConfig`] the rest of the collector sees.
+//!
+//! Every key is documented here; `configs/collector.toml` repeats the docs as
+//! comments and is loaded by a test, so the two cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use logpost_shared::config::{ByteSize, ConfigError, HumanDuration, Problems, SourceText, parse_toml, read_config};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::store::{FsyncPolicy, StoreConfig};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorToml {
+    /// Directory holding topics, segments and the collector's state.
+    pub data_dir: PathBuf,
+    /// The HTTP listener: ingest, query and admin.
+    #[serde(default)]
+    pub http: HttpToml,
+    /// How topics are stored.
+    #[serde(default)]
+    pub storage: StorageToml,
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpToml {
+    /// Address to listen on. Default `127.0.0.1:7070`: loopback until you
+    /// decide otherwise.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Largest request body accepted; larger bodies get 413. Default 64MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: ByteSize,
+    /// Largest records section a batch may inflate to; larger gets 413.
+    /// Default 256MiB.
+    #[serde(default = "default_max_uncompressed")]
+    pub max_uncompressed_bytes: ByteSize,
+}
+
+impl Default for HttpToml {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            max_uncompressed_bytes: default_max_uncompressed(),
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageToml {
+    /// Partitions of a topic created on first use. Default 1, as Kafka's `num.partitions`.
+    #[serde(default = "default_partitions")]
+    pub default_partitions: Spanned<u32>,
+    /// Size at which the active segment is rolled. Default 1GiB.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: Spanned<ByteSize>,
+    /// `"always"` (default): fdatasync before acknowledging, so an
+    /// acknowledged batch survives a power loss. `"interval"`: acknowledge
+    /// once written to the page cache and fsync every `fsync_interval`; a
+    /// machine crash (not a process crash) can lose up to that much
+    /// acknowledged data.
+    #[serde(default = "default_fsync")]
+    pub fsync: Spanned<String>,
+    /// With `fsync = "interval"`: how often. Default 1s.
+    #[serde(default = "default_fsync_interval")]
+    pub fsync_interval: HumanDuration,
+    /// Create a topic when a batch for it first arrives. Default true.
+    #[serde(default = "default_true")]
+    pub auto_create_topics: bool,
+    /// Threads that write and fsync segments (group commit). Default 2.
+    #[serde(default = "default_writer_threads")]
+    pub writer_threads: Spanned<u32>,
+}
+
+impl Default for StorageToml {
+    fn default() -> Self {
+        Self {
+            default_partitions: default_partitions(),
+            segment_bytes: default_segment_bytes(),
+            fsync: default_fsync(),
+            fsync_interval: default_fsync_interval(),
+            auto_create_topics: true,
+            writer_threads: default_writer_threads(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:7070".to_owned())
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_max_uncompressed() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_partitions() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_segment_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(1 << 30))
+}
+fn default_fsync() -> Spanned<String> {
+    Spanned::new(0..0, "always".to_owned())
+}
+fn default_fsync_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_true() -> bool {
+    true
+}
+fn default_writer_threads() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_uncompressed_bytes: usize,
+    pub store: StoreConfig,
+}
+
+/// Largest partition count accepted in config; a guard against typos such as 10000.
+const MAX_PARTITIONS: u32 = 1024;
+/// Smallest segment: below this, rolling costs more than it saves.
+const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Batches larger than this are refused whatever the body limit: RecordBatch
+/// lengths are i32 and a segment must hold at least one batch.
+const MAX_BATCH_BYTES_CEILING: u64 = 1 << 30;
+
+impl CollectorConfig {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// Every problem found, each naming line and key.
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let source = read_config(path)?;
+        Self::from_source(&source)
+    }
+
+    /// Validates already-read text (also used by tests and `validate`).
+    ///
+    /// # Errors
+    /// Every problem found, each naming line and key.
+    pub fn from_source(source: &SourceText) -> Result<CollectorConfig, ConfigError> {
+        let raw: CollectorToml = parse_toml(source)?;
+        let mut problems = Problems::new(source);
+
+        let listen = match raw.http.listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(e) => {
+                problems.at(
+                    raw.http.listen.span(),
+                    "http.listen",
+                    format!("invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:7070\")", raw.http.listen.get_ref()),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 7070))
+            }
+        };
+        let partitions = *raw.storage.default_partitions.get_ref();
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            problems.at(
+                raw.storage.default_partitions.span(),
+                "storage.default_partitions",
+                format!("{partitions} is out of range (1 to {MAX_PARTITIONS})"),
+            );
+        }
+        let segment_bytes = raw.storage.segment_bytes.get_ref().bytes();
+        if !(MIN_SEGMENT_BYTES..=(1 << 40)).contains(&segment_bytes) {
+            problems.at(
+                raw.storage.segment_bytes.span(),
+                "storage.segment_bytes",
+                format!("{} is out of range (4KiB to 1TiB)", raw.storage.segment_bytes.get_ref()),
+            );
+        }
+        let fsync = match raw.storage.fsync.get_ref().as_str() {
+            "always" => FsyncPolicy::Always,
+            "interval" => FsyncPolicy::Interval(raw.storage.fsync_interval.get()),
+            other => {
+                problems.at(
+                    raw.storage.fsync.span(),
+                    "storage.fsync",
+                    format!("unknown policy {other:?} (use \"always\" or \"interval\")"),
+                );
+                FsyncPolicy::Always
+            }
+        };
+        let writer_threads = *raw.storage.writer_threads.get_ref();
+        if writer_threads == 0 || writer_threads > 64 {
+            problems.at(
+                raw.storage.writer_threads.span(),
+                "storage.writer_threads",
+                format!("{writer_threads} is out of range (1 to 64)"),
+            );
+        }
+        let max_body_bytes = raw.http.max_body_bytes.bytes().min(MAX_BATCH_BYTES_CEILING);
+        let config = CollectorConfig {
+            data_dir: raw.data_dir.clone(),
+            listen,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            max_uncompressed_bytes: raw.http.max_uncompressed_bytes.as_usize(),
+            store: StoreConfig {
+                data_dir: raw.data_dir,
+                default_partitions: partitions.clamp(1, MAX_PARTITIONS),
+                segment_bytes,
+                fsync,
+                auto_create_topics: raw.storage.auto_create_topics,
+                writer_threads: writer_threads.clamp(1, 64) as usize,
+            },
+        };
+        problems.finish(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<CollectorConfig, ConfigError> {
+        CollectorConfig::from_source(&SourceText { path: "collector.toml".into(), text: text.to_owned() })
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let c = load("data_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(c.store.default_partitions, 1);
+        assert_eq!(c.store.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let err = load("data_dir = \"/tmp/x\"\n[storage]\nfsync = \"sometimes\"\n").unwrap_err().to_string();
+        assert_eq!(err, "collector.toml:3:9: storage.fsync: unknown policy \"sometimes\" (use \"always\" or \"interval\")");
+        let err = load("data_dir = \"/tmp/x\"\n[http]\nlisen = \"x\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("collector.toml:3:1: http: unknown field `lisen`"), "{err}");
+        let err = load("data_dir = 5\n").unwrap_err().to_string();
+        assert!(err.starts_with("collector.toml:1:12: data_dir: invalid type"), "{err}");
+        let err = load("[http]\n").unwrap_err().to_string();
+        assert!(err.contains("missing field `data_dir`"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = load("data_dir = \"/x\"\n[http]\nlisten = \"nope\"\n[storage]\ndefault_partitions = 0\n").unwrap_err();
+        assert_eq!(err.problems().len(), 2, "{err}");
+    }
+}

@@ -1,0 +1,116 @@
+//! One error type for every handler: a status and a message that names the
+//! problem. Client errors are logged at debug level (they are the client's
+//! to fix); server errors at error level with their cause chain.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::ingest::validate::IngestError;
+use crate::query::cursor::ReadError;
+use crate::store::StoreError;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Maps a body that could not be read: too large (413) or cut off (400).
+    pub fn from_body(rejection: &BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the limit of {limit} bytes (http.max_body_bytes)"),
+            )
+        } else {
+            Self::new(rejection.status(), format!("cannot read request body: {}", rejection.body_text()))
+        }
+    }
+
+    /// An internal failure, with its cause chain in the message.
+    pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, chain(err))
+    }
+}
+
+/// `error: cause: cause`.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), error = %self.message, "request refused");
+        }
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let status = match e {
+            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, chain(&e))
+    }
+}
+
+impl From<&StoreError> for ApiError {
+    fn from(e: &StoreError) -> Self {
+        let status = match e {
+            StoreError::TopicName(_) | StoreError::NoSuchPartition { .. } => StatusCode::BAD_REQUEST,
+            StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
+            StoreError::TopicExists(_) => StatusCode::CONFLICT,
+            StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            StoreError::Io { .. } | StoreError::Meta { .. } | StoreError::MetaCorrupt { .. } | StoreError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self::new(status, chain(e))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal(&e)
+    }
+}

@@ -1,0 +1,128 @@
+//! `POST /v1/ingest/{topic}`: a body of RecordBatch v2 frames in, offsets out.
+//!
+//! The body is validated whole on the blocking pool (CRC, structure, and a
+//! bounded decompression of every batch), routed batch by batch to
+//! partitions, and handed to the writer threads; the response is sent only
+//! once every batch is durable. A refused body changes nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::ingest::BATCH_CONTENT_TYPE;
+use crate::ingest::validate::split_and_check;
+use crate::store::StoreError;
+
+/// Query parameters of an ingest request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    /// Append every batch to this partition instead of routing by key.
+    pub partition: Option<u32>,
+}
+
+/// Where one batch landed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppendedBatch {
+    pub partition: u32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// The acknowledgement: one entry per batch, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub topic: String,
+    pub batches: Vec<AppendedBatch>,
+}
+
+/// Handles an ingest request.
+///
+/// # Errors
+/// 415 for a wrong content type, 413 for an oversized body or batch, 400 for
+/// a bad body, topic name or partition, 404 if the topic may not be created,
+/// 507 on a full disk, 503 for a poisoned partition or during shutdown.
+pub async fn ingest(
+    State(app): State<Arc<AppState>>,
+    Path(topic): Path<String>,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestResponse>, ApiError> {
+    check_content_type(&headers)?;
+    let body = body.map_err(|r| ApiError::from_body(&r, app.config.max_body_bytes))?;
+    let limit = app.config.max_uncompressed_bytes;
+    let store = Arc::clone(&app.store);
+    let topic_name = topic.clone();
+    // Validation decompresses and topic creation fsyncs: both off the runtime.
+    let (topic, batches) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let batches = split_and_check(&body, limit)?;
+        let topic = store.topic_for_ingest(&topic_name)?;
+        Ok((topic, batches))
+    })
+    .await??;
+
+    let count = topic.meta.partitions;
+    let mut per_partition: Vec<Vec<usize>> = vec![Vec::new(); count as usize];
+    for (i, b) in batches.iter().enumerate() {
+        let p = match params.partition {
+            Some(p) if p < count => p,
+            Some(p) => {
+                return Err(StoreError::NoSuchPartition { topic: topic.name.to_string(), partition: p, count }.into());
+            }
+            None => app.router.partition(b.key.as_deref(), b.header.producer.producer_id, count),
+        };
+        if let Some(list) = per_partition.get_mut(p as usize) {
+            list.push(i);
+        }
+    }
+
+    // Submit every partition's share before awaiting any, so that they are
+    // written (and fsynced) concurrently.
+    let mut pending = Vec::new();
+    for (p, indexes) in per_partition.iter().enumerate() {
+        if indexes.is_empty() {
+            continue;
+        }
+        let Some(partition) = topic.partition(p as u32) else { continue };
+        let frames = indexes.iter().filter_map(|&i| batches.get(i)).map(|b| b.frame.clone()).collect();
+        pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), frames).await));
+    }
+    let mut appended: Vec<Option<AppendedBatch>> = vec![None; batches.len()];
+    for (p, indexes, receiver) in pending {
+        let summaries = match receiver {
+            Ok(rx) => rx.await.map_err(|_| StoreError::ShuttingDown)?.map_err(|e| ApiError::from(&*e))?,
+            Err(e) => return Err(ApiError::from(&*e)),
+        };
+        for (&i, s) in indexes.iter().zip(summaries) {
+            if let Some(slot) = appended.get_mut(i) {
+                *slot = Some(AppendedBatch { partition: p, base_offset: s.base_offset, last_offset: s.last_offset });
+            }
+        }
+    }
+    let batches = appended.into_iter().flatten().collect();
+    Ok(Json(IngestResponse { topic: topic.name.to_string(), batches }))
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = got.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(BATCH_CONTENT_TYPE) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "content type {:?} is not supported here; send RecordBatch v2 frames as {BATCH_CONTENT_TYPE}",
+                if got.is_empty() { "(none)" } else { got }
+            ),
+        ))
+    }
+}

@@ -1,0 +1,24 @@
+//! The HTTP shell: routes, handlers, and the mapping of errors to
+//! responses. Handlers only move data between the request, the blocking
+//! pool (validation, queries) and the writer threads; the logic they call
+//! lives in `ingest/`, `store/` and `query/`.
+
+pub mod error;
+pub mod ingest;
+pub mod read;
+pub mod router;
+
+use std::sync::Arc;
+
+use crate::config::CollectorConfig;
+use crate::ingest::route::Router as PartitionRouter;
+use crate::store::Store;
+use crate::store::writer::LogWriter;
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: CollectorConfig,
+    pub store: Arc<Store>,
+    pub writer: LogWriter,
+    pub router: PartitionRouter,
+}

@@ -1,0 +1,179 @@
+//! Read endpoints: the topic list and the streaming record query.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use logpost_shared::batch::RecordView;
+use regex::bytes::Regex;
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::AppState;
+use super::error::{ApiError, chain};
+use crate::query::cursor::RecordFilter;
+use crate::query::exec::scan_topic;
+use crate::query::output::RecordJson;
+use crate::store::{StoreError, Topic};
+
+/// One partition in a topic listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    pub partition: u32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub records: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// One topic in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub records: i64,
+    pub size_bytes: u64,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// `GET /v1/topics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicList {
+    pub topics: Vec<TopicInfo>,
+}
+
+fn describe(topic: &Topic) -> TopicInfo {
+    let partitions: Vec<PartitionInfo> = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let v = p.view();
+            PartitionInfo {
+                partition: p.id,
+                log_start_offset: v.log_start_offset,
+                high_watermark: v.high_watermark,
+                records: v.high_watermark - v.log_start_offset,
+                size_bytes: v.size_bytes(),
+                segments: v.segments.len(),
+            }
+        })
+        .collect();
+    TopicInfo {
+        name: topic.name.to_string(),
+        records: partitions.iter().map(|p| p.records).sum(),
+        size_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
+        partitions,
+    }
+}
+
+/// Lists topics with their partitions, offsets and sizes.
+pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
+    Json(TopicList { topics: app.store.topics().iter().map(|t| describe(t)).collect() })
+}
+
+/// Describes one topic.
+///
+/// # Errors
+/// 404 for an unknown topic.
+pub async fn get_topic(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<TopicInfo>, ApiError> {
+    let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
+    Ok(Json(describe(&topic)))
+}
+
+/// Query parameters of `GET /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParams {
+    /// Topic to read.
+    pub topic: Option<String>,
+    /// Regular expression lines must match (searched, not anchored).
+    pub grep: Option<String>,
+    /// Most records to return. Default 1000; 0 means no limit.
+    pub limit: Option<usize>,
+}
+
+/// Default number of records a query returns.
+const DEFAULT_LIMIT: usize = 1000;
+/// Bytes of NDJSON gathered before a chunk is sent: large enough to keep
+/// per-chunk overhead low, small enough that the first lines appear at once.
+const CHUNK_BYTES: usize = 64 << 10;
+/// Chunks in flight between the scanning thread and the socket; bounds the
+/// memory of a query whose client reads slowly.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+struct GrepFilter(Option<Regex>);
+
+impl RecordFilter for GrepFilter {
+    fn matches(&self, _timestamp_ms: i64, record: &RecordView<'_>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(re) => record.value.is_some_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// Streams matching records of a topic as NDJSON, oldest first.
+///
+/// # Errors
+/// 400 for a missing topic or a bad regex, 404 for an unknown topic. An
+/// error after the first line is reported as a final `{"error": ...}` line.
+pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryParams>) -> Result<Response, ApiError> {
+    let name = params.topic.ok_or_else(|| ApiError::bad_request("missing query parameter `topic`"))?;
+    let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
+    let grep = match params.grep.as_deref() {
+        None | Some("") => None,
+        Some(pattern) => Some(
+            Regex::new(pattern).map_err(|e| ApiError::bad_request(format!("invalid grep regex {pattern:?}: {e}")))?,
+        ),
+    };
+    let limit = match params.limit.unwrap_or(DEFAULT_LIMIT) {
+        0 => usize::MAX,
+        n => n,
+    };
+    let max_uncompressed = app.config.max_uncompressed_bytes;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+        let result = scan_topic(&topic, Arc::new(GrepFilter(grep)), limit, max_uncompressed, |record| {
+            let json = RecordJson::new(&topic.name, &record);
+            if serde_json::to_writer(&mut chunk, &json).is_err() {
+                return ControlFlow::Break(());
+            }
+            chunk.push(b'\n');
+            if chunk.len() >= CHUNK_BYTES {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
+                // A send error means the client went away: stop scanning.
+                if tx.blocking_send(Ok(full)).is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %chain(&e), "query failed while streaming");
+            let line = serde_json::json!({ "error": chain(&e) }).to_string();
+            chunk.extend_from_slice(line.as_bytes());
+            chunk.push(b'\n');
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    // The scan ends by itself when done or when the client leaves; this
+    // only makes a panic in it visible.
+    tokio::spawn(async move {
+        if let Err(e) = scan.await {
+            tracing::error!(error = %e, "query task failed");
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}

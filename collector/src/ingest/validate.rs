@@ -1,0 +1,188 @@
+//! Splitting a request body into batch frames and checking each one before
+//! anything is stored: framing, magic, CRC, codec, a record count that
+//! matches the offset delta, and (by decompressing with a size limit) every
+//! record's structure. A body is accepted whole or refused whole, with an
+//! error naming the batch and byte position.
+
+use bytes::Bytes;
+use logpost_shared::batch::{BatchError, BatchHeader, check, decode_records, frame_len};
+
+/// Why a body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("request body is empty; expected one or more RecordBatch v2 frames")]
+    Empty,
+    #[error("batch {index} at byte {pos}: {source}")]
+    Batch {
+        index: usize,
+        pos: usize,
+        #[source]
+        source: BatchError,
+    },
+    #[error("body ends inside batch {index} at byte {pos}: {available} of its bytes present (truncated body?)")]
+    Truncated { index: usize, pos: usize, available: usize },
+    #[error("batch {index} at byte {pos} holds no records")]
+    EmptyBatch { index: usize, pos: usize },
+    #[error("batch {index} at byte {pos}: last offset delta {last_offset_delta} does not match {count} records")]
+    OffsetDeltaMismatch { index: usize, pos: usize, count: i32, last_offset_delta: i32 },
+    #[error("batch {index} at byte {pos} is a control batch; only data batches can be appended")]
+    ControlBatch { index: usize, pos: usize },
+    #[error("batch {index} at byte {pos}: records inflate past the limit of {limit} bytes")]
+    TooLarge { index: usize, pos: usize, limit: usize },
+}
+
+/// One checked frame, sliced from the body without copying.
+#[derive(Debug, Clone)]
+pub struct CheckedBatch {
+    pub frame: Bytes,
+    pub header: BatchHeader,
+    /// The first record's key: what routing hashes.
+    pub key: Option<Bytes>,
+}
+
+/// Splits `body` into frames and checks each.
+///
+/// # Errors
+/// The first problem, naming the batch index and byte position.
+pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Vec<CheckedBatch>, IngestError> {
+    if body.is_empty() {
+        return Err(IngestError::Empty);
+    }
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    let mut scratch = Vec::new();
+    while pos < body.len() {
+        let index = batches.len();
+        let rest = body.get(pos..).unwrap_or_default();
+        let len = match frame_len(rest, body.len()) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Err(IngestError::Truncated { index, pos, available: rest.len() }),
+            Err(BatchError::BadLength { len, .. }) if pos + 12 + len > body.len() => {
+                return Err(IngestError::Truncated { index, pos, available: rest.len() });
+            }
+            Err(source) => return Err(IngestError::Batch { index, pos, source }),
+        };
+        let frame = body.slice(pos..pos + len);
+        let header = check(&frame).map_err(|source| IngestError::Batch { index, pos, source })?;
+        if header.records_count == 0 {
+            return Err(IngestError::EmptyBatch { index, pos });
+        }
+        if header.last_offset_delta != header.records_count - 1 {
+            return Err(IngestError::OffsetDeltaMismatch {
+                index,
+                pos,
+                count: header.records_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        if header.is_control() {
+            return Err(IngestError::ControlBatch { index, pos });
+        }
+        let key = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
+        batches.push(CheckedBatch { frame, header, key });
+        pos += len;
+    }
+    Ok(batches)
+}
+
+/// Decodes every record (so that consumers never meet a corrupt one) and
+/// returns the first record's key.
+fn verify_records(
+    frame: &Bytes,
+    header: &BatchHeader,
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    index: usize,
+    pos: usize,
+) -> Result<Option<Bytes>, IngestError> {
+    let records = decode_records(frame, header, limit, scratch).map_err(|source| match source {
+        BatchError::Decompress(logpost_shared::compression::CompressionError::TooLarge { limit }) => {
+            IngestError::TooLarge { index, pos, limit }
+        }
+        source => IngestError::Batch { index, pos, source },
+    })?;
+    let mut key = None;
+    let mut count = 0;
+    for (i, record) in records.enumerate() {
+        let record = record.map_err(|source| IngestError::Batch { index, pos, source })?;
+        if i == 0 {
+            key = record.key.map(Bytes::copy_from_slice);
+        }
+        if record.offset_delta != i as i32 {
+            return Err(IngestError::Batch {
+                index,
+                pos,
+                source: BatchError::BadRecord { index: i as i32, pos: 0, what: "offset delta out of sequence" },
+            });
+        }
+        count += 1;
+    }
+    if count != header.records_count {
+        return Err(IngestError::Batch {
+            index,
+            pos,
+            source: BatchError::BadRecord { index: count, pos: 0, what: "fewer records than the count says" },
+        });
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logpost_shared::batch::BatchBuilder;
+    use logpost_shared::compression::Compression;
+
+    fn batch(lines: &[&str]) -> Vec<u8> {
+        let mut b = BatchBuilder::new();
+        for l in lines {
+            b.append(1, Some(b"k"), Some(l.as_bytes()), &[]);
+        }
+        b.finish(Compression::Gzip { level: 1 }).unwrap()
+    }
+
+    #[test]
+    fn accepts_concatenated_batches() {
+        let mut body = batch(&["a", "b"]);
+        body.extend(batch(&["c"]));
+        let got = split_and_check(&Bytes::from(body), 1 << 20).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].header.records_count, 2);
+        assert_eq!(got[1].key.as_deref(), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn names_the_bad_batch() {
+        let first = batch(&["a"]);
+        let mut second = batch(&["b"]);
+        let last = second.len() - 1;
+        second[last] ^= 0xff;
+        let mut body = first.clone();
+        body.extend(&second);
+        let err = split_and_check(&Bytes::from(body), 1 << 20).unwrap_err();
+        assert!(matches!(err, IngestError::Batch { index: 1, pos, source: BatchError::CrcMismatch { .. } } if pos == first.len()), "{err}");
+    }
+
+    #[test]
+    fn truncated_body() {
+        let b = batch(&["abc"]);
+        let err = split_and_check(&Bytes::from(b[..b.len() - 3].to_vec()), 1 << 20).unwrap_err();
+        assert!(matches!(err, IngestError::Truncated { index: 0, pos: 0, .. }), "{err}");
+        let err = split_and_check(&Bytes::from_static(b"hello"), 1 << 20).unwrap_err();
+        assert!(matches!(err, IngestError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn not_a_batch() {
+        let err = split_and_check(&Bytes::from_static(b"this is certainly not a record batch, just text"), 1 << 20).unwrap_err();
+        assert!(matches!(err, IngestError::Batch { index: 0, .. } | IngestError::Truncated { .. }), "{err}");
+        assert!(matches!(split_and_check(&Bytes::new(), 1).unwrap_err(), IngestError::Empty));
+    }
+
+    #[test]
+    fn inflation_limit() {
+        let big = "x".repeat(100_000);
+        let err = split_and_check(&Bytes::from(batch(&[&big])), 1000).unwrap_err();
+        assert!(matches!(err, IngestError::TooLarge { limit: 1000, .. }), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Reading records back for people: scanning partitions, filtering, merging
+//! partitions in time order, and rendering records as JSON.
+//!
+//! # Layout
+//! - [`cursor`]: one partition's matching records in offset order, one
+//!   decoded batch at a time (memory bounded by a batch, not the result).
+//! - [`exec`]: a query over a topic: cursors merged by timestamp, a limit,
+//!   results pushed to a sink so that callers can stream them.
+//! - [`output`]: the JSON shape of a record, shared by the API and the
+//!   `logpost` command.
+
+pub mod cursor;
+pub mod exec;
+pub mod output;

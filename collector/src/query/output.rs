@@ -1,0 +1,77 @@
+//! The JSON shape of a record, as the query API streams it (one object per
+//! line) and as `logpost --output json` prints it:
+//!
+//! ```json
+//! {"topic":"app","partition":0,"offset":41,"timestamp_ms":1700000000000,
+//!  "headers":{"host":"web-03","source":"app"},"line":"GET / 200"}
+//! ```
+//!
+//! A line that is not valid UTF-8 comes as `"line_base64"` instead of
+//! `"line"`, so that `--output raw` can restore it byte-exactly. A null
+//! value (possible from Kafka producers) has neither. Header values that are
+//! not UTF-8 are shown lossily; the first of repeated header names wins.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::cursor::StoredRecord;
+
+/// A record as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordJson {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub headers: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_base64: Option<String>,
+}
+
+impl RecordJson {
+    /// Renders a stored record of `topic`.
+    pub fn new(topic: &str, r: &StoredRecord) -> Self {
+        let mut headers = Map::new();
+        for (k, v) in &r.headers {
+            if !headers.contains_key(k) {
+                let v = v.as_deref().map_or(Value::Null, |v| Value::String(String::from_utf8_lossy(v).into_owned()));
+                headers.insert(k.clone(), v);
+            }
+        }
+        let (line, line_base64) = match r.value.as_deref() {
+            None => (None, None),
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(s) => (Some(s.to_owned()), None),
+                Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(v))),
+            },
+        };
+        RecordJson {
+            topic: topic.to_owned(),
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            line,
+            line_base64,
+        }
+    }
+
+    /// The line's exact bytes (empty for a null value).
+    ///
+    /// # Errors
+    /// `line_base64` is not valid base64.
+    pub fn line_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        match (&self.line, &self.line_base64) {
+            (Some(s), _) => Ok(s.as_bytes().to_vec()),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+}

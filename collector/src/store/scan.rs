@@ -1,0 +1,142 @@
+//! Reading whole batch frames from a segment file in order, with large
+//! sequential reads: what recovery, queries and consumers share.
+//!
+//! The scanner reads through a shared `File` with positioned reads, so any
+//! number of scanners run beside the writer, and it never reads past the
+//! `end` it was given (the durable length), so readers see only whole,
+//! acknowledged batches.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use logpost_shared::batch::{BatchError, frame_len};
+
+/// Read size: large enough that syscalls are rare at disk speed, small
+/// enough that thousands of concurrent scanners stay cheap.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Why scanning stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("i/o error at byte {pos}")]
+    Io {
+        pos: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bad batch at byte {pos}")]
+    Batch {
+        pos: u64,
+        #[source]
+        source: BatchError,
+    },
+    #[error("batch at byte {pos} runs past the end ({end})")]
+    Torn { pos: u64, end: u64 },
+}
+
+impl ScanError {
+    /// Byte position in the file where the problem starts.
+    pub fn pos(&self) -> u64 {
+        match self {
+            ScanError::Io { pos, .. } | ScanError::Batch { pos, .. } | ScanError::Torn { pos, .. } => *pos,
+        }
+    }
+}
+
+/// Yields the frames of one segment between two byte positions.
+#[derive(Debug)]
+pub struct SegmentScanner {
+    file: Arc<File>,
+    /// File position of `buf[0]`.
+    buf_pos: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out.
+    consumed: usize,
+    end: u64,
+    max_batch_bytes: usize,
+}
+
+impl SegmentScanner {
+    /// Scans `file` from byte `start` up to byte `end`.
+    pub fn new(file: Arc<File>, start: u64, end: u64, max_batch_bytes: usize) -> Self {
+        Self {
+            file,
+            buf_pos: start,
+            buf: Vec::new(),
+            consumed: 0,
+            end,
+            max_batch_bytes,
+        }
+    }
+
+    /// File position of the next frame.
+    pub fn pos(&self) -> u64 {
+        self.buf_pos + self.consumed as u64
+    }
+
+    /// The next whole frame and its file position; `Ok(None)` at `end`.
+    ///
+    /// # Errors
+    /// An i/o error, a frame whose length is invalid, or a frame cut off by `end`.
+    pub fn next_frame(&mut self) -> Result<Option<(u64, &[u8])>, ScanError> {
+        let pos = self.pos();
+        if pos >= self.end {
+            return Ok(None);
+        }
+        loop {
+            let avail = self.buf.get(self.consumed..).unwrap_or_default();
+            match frame_len(avail, self.max_batch_bytes) {
+                Ok(Some(len)) => {
+                    let start = self.consumed;
+                    self.consumed += len;
+                    let frame = self.buf.get(start..start + len).unwrap_or_default();
+                    return Ok(Some((pos, frame)));
+                }
+                Ok(None) => {
+                    // The length is known (and valid) once 12 bytes are here.
+                    let frame_total = avail
+                        .get(8..12)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, |b| 12 + i32::from_be_bytes(b).max(0) as usize);
+                    let missing = frame_total.saturating_sub(avail.len());
+                    if !self.fill(pos, missing)? {
+                        return Err(ScanError::Torn { pos, end: self.end });
+                    }
+                }
+                Err(source) => return Err(ScanError::Batch { pos, source }),
+            }
+        }
+    }
+
+    /// Moves the unread tail to the front and reads more; false at `end`.
+    fn fill(&mut self, pos: u64, missing: usize) -> Result<bool, ScanError> {
+        self.buf.drain(..self.consumed);
+        self.buf_pos += self.consumed as u64;
+        self.consumed = 0;
+        let read_from = self.buf_pos + self.buf.len() as u64;
+        if read_from >= self.end {
+            return Ok(false);
+        }
+        // Read at least one chunk, or the rest of a large frame.
+        let want = (self.end - read_from).min(READ_CHUNK.max(missing) as u64) as usize;
+        let old = self.buf.len();
+        self.buf.resize(old + want, 0);
+        let mut filled = 0;
+        while filled < want {
+            let dst = self.buf.get_mut(old + filled..).unwrap_or_default();
+            match self.file.read_at(dst, read_from + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    self.buf.truncate(old);
+                    return Err(ScanError::Io { pos, source });
+                }
+            }
+        }
+        self.buf.truncate(old + filled);
+        Ok(filled > 0)
+    }
+}
