@@ -247,7 +247,7 @@ mod tests {
         let err = load("data_dir = \"/tmp/x\"\n[storage]\nfsync = \"sometimes\"\n").unwrap_err().to_string();
         assert_eq!(err, "collector.toml:3:9: storage.fsync: unknown policy \"sometimes\" (use \"always\" or \"interval\")");
         let err = load("data_dir = \"/tmp/x\"\n[http]\nlisen = \"x\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("collector.toml:3:1: http: unknown field `lisen`"), "{err}");
+        assert!(err.starts_with("collector.toml:3:1: http.lisen: unknown field `lisen`"), "{err}");
         let err = load("data_dir = 5\n").unwrap_err().to_string();
         assert!(err.starts_with("collector.toml:1:12: data_dir: invalid type"), "{err}");
         let err = load("[http]\n").unwrap_err().to_string();

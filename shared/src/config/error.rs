@@ -194,9 +194,17 @@ pub fn parse_toml<T: DeserializeOwned>(source: &SourceText) -> Result<T, ConfigE
     let deserializer = toml::Deserializer::parse(&source.text)
         .map_err(|e| fail(e.span(), String::new(), e.message().trim().to_owned()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
+        let key = clean_key_path(&e.path().to_string());
         let inner = e.inner();
         fail(inner.span(), key, inner.message().trim().to_owned())
     })
+}
+
+/// `serde_path_to_error` paths pass through `toml::Spanned`'s private field
+/// names; users should see `sources[0].topic`, not its internals.
+fn clean_key_path(path: &str) -> String {
+    if path == "." {
+        return String::new();
+    }
+    path.split('.').filter(|seg| !seg.starts_with("$__")).collect::<Vec<_>>().join(".")
 }

@@ -1,0 +1,416 @@
+//! `agent.toml`: raw serde types that mirror the file, and the validated
+//! [`AgentConfig`] the rest of the agent sees. Validation compiles globs
+//! once and collects every problem, each naming file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use logpost_shared::compression::Compression;
+use logpost_shared::config::{ByteSize, ConfigError, HumanDuration, Problems, SourceText, parse_toml, read_config};
+use logpost_shared::topic::validate_topic_name;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentToml {
+    /// Directory for the agent's checkpoints and identity. Must be writable.
+    pub data_dir: PathBuf,
+    /// Value of the `host` header. Default: this machine's hostname.
+    pub host: Option<String>,
+    /// Where batches go.
+    pub collector: CollectorToml,
+    /// Batching and compression.
+    #[serde(default)]
+    pub batch: BatchToml,
+    /// How files are watched and read.
+    #[serde(default)]
+    pub tail: TailToml,
+    /// Log sources: one `[[sources]]` table each.
+    pub sources: Vec<SourceToml>,
+}
+
+/// `[collector]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorToml {
+    /// Collector base URLs, e.g. `["http://10.0.0.5:7070"]`. With several,
+    /// the agent fails over to the next when one cannot be reached.
+    pub urls: Spanned<Vec<Spanned<String>>>,
+    /// Timeout of one request. Default 30s.
+    #[serde(default = "default_request_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// `[batch]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchToml {
+    /// Uncompressed record bytes per request to the collector. Default 2MiB.
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: Spanned<ByteSize>,
+    /// Records per request. Default 100000.
+    #[serde(default = "default_batch_records")]
+    pub max_records: Spanned<u32>,
+    /// Longest a line waits before its batch is sent. Default 1s.
+    #[serde(default = "default_batch_wait")]
+    pub max_wait: HumanDuration,
+    /// `"gzip"` (default) or `"none"`.
+    #[serde(default = "default_compression")]
+    pub compression: Spanned<String>,
+    /// gzip level 1 (fastest, default) to 9 (smallest).
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: Spanned<u32>,
+}
+
+impl Default for BatchToml {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_batch_bytes(),
+            max_records: default_batch_records(),
+            max_wait: default_batch_wait(),
+            compression: default_compression(),
+            gzip_level: default_gzip_level(),
+        }
+    }
+}
+
+/// `[tail]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailToml {
+    /// How often files are checked for new data. Default 250ms.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// How often globs are re-expanded to find new files. Default 1s.
+    #[serde(default = "default_glob_interval")]
+    pub glob_interval: HumanDuration,
+    /// A last line without a newline is sent once its file has not grown
+    /// for this long. Default 1s.
+    #[serde(default = "default_partial_line_timeout")]
+    pub partial_line_timeout: HumanDuration,
+    /// Lines longer than this are split into pieces of at most this size,
+    /// each marked with a `logpost.split` header. Default 1MiB.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: Spanned<ByteSize>,
+    /// A rotated or deleted file is closed after it has been read to its end
+    /// and has not grown for this long. Default 5s.
+    #[serde(default = "default_rotated_idle")]
+    pub rotated_file_idle: HumanDuration,
+    /// How often acknowledged positions are written to disk. Default 1s.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+}
+
+impl Default for TailToml {
+    fn default() -> Self {
+        Self {
+            poll_interval: default_poll_interval(),
+            glob_interval: default_glob_interval(),
+            partial_line_timeout: default_partial_line_timeout(),
+            max_line_bytes: default_max_line_bytes(),
+            rotated_file_idle: default_rotated_idle(),
+            checkpoint_interval: default_checkpoint_interval(),
+        }
+    }
+}
+
+/// One `[[sources]]` table. Unknown keys are errors: with a misspelt
+/// optional key (`exlude`, `labls`) the agent refuses to start.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceToml {
+    /// Unique name; becomes the `source` header of every record.
+    pub name: Spanned<String>,
+    /// Globs of files to tail, e.g. `"/var/log/nginx/*.log"`.
+    pub paths: Vec<Spanned<String>>,
+    /// Globs of files never to tail, even if `paths` matches them.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// Topic the lines go to.
+    pub topic: Spanned<String>,
+    /// Static labels added to every record as headers.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Where to start in files present at the agent's very first start:
+    /// `"beginning"` (default) or `"end"`. Files that appear later are
+    /// always read from their beginning.
+    #[serde(default = "default_start_at")]
+    pub start_at: Spanned<String>,
+}
+
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_batch_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(2 << 20))
+}
+fn default_batch_records() -> Spanned<u32> {
+    Spanned::new(0..0, 100_000)
+}
+fn default_batch_wait() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_compression() -> Spanned<String> {
+    Spanned::new(0..0, "gzip".to_owned())
+}
+fn default_gzip_level() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_millis(250))
+}
+fn default_glob_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_partial_line_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_max_line_bytes() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(1 << 20))
+}
+fn default_rotated_idle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_checkpoint_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_start_at() -> Spanned<String> {
+    Spanned::new(0..0, "beginning".to_owned())
+}
+
+/// Where a source starts in files present at the very first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    End,
+}
+
+/// A source after validation: compiled globs and a checked topic.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub paths: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+    pub topic: String,
+    pub labels: BTreeMap<String, String>,
+    pub start_at: StartAt,
+}
+
+/// Batching settings.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub max_bytes: usize,
+    pub max_records: u32,
+    pub max_wait: Duration,
+    pub compression: Compression,
+}
+
+/// Tailing settings.
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    pub poll_interval: Duration,
+    pub glob_interval: Duration,
+    pub partial_line_timeout: Duration,
+    pub max_line_bytes: usize,
+    pub rotated_file_idle: Duration,
+    pub checkpoint_interval: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+    pub host: String,
+    pub collector_urls: Vec<String>,
+    pub request_timeout: Duration,
+    pub batch: BatchConfig,
+    pub tail: TailConfig,
+    pub sources: Vec<Source>,
+}
+
+/// Smallest `max_line_bytes`: below this, ordinary lines would be split.
+const MIN_LINE_BYTES: u64 = 256;
+/// Largest `max_line_bytes`: a record field is an i32 length and one line
+/// must fit in one batch.
+const MAX_LINE_BYTES: u64 = 256 << 20;
+
+impl AgentConfig {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// Every problem found, each naming line and key.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        Self::from_source(&read_config(path)?)
+    }
+
+    /// Validates already-read text.
+    ///
+    /// # Errors
+    /// Every problem found, each naming line and key.
+    pub fn from_source(source: &SourceText) -> Result<AgentConfig, ConfigError> {
+        let raw: AgentToml = parse_toml(source)?;
+        let mut p = Problems::new(source);
+
+        let mut collector_urls = Vec::new();
+        if raw.collector.urls.get_ref().is_empty() {
+            p.at(raw.collector.urls.span(), "collector.urls", "at least one collector URL is required");
+        }
+        for (i, url) in raw.collector.urls.get_ref().iter().enumerate() {
+            match check_url(url.get_ref()) {
+                Ok(u) => collector_urls.push(u),
+                Err(msg) => p.at(url.span(), format!("collector.urls[{i}]"), msg),
+            }
+        }
+
+        let batch = validate_batch(&raw.batch, &mut p);
+        let max_line = raw.tail.max_line_bytes.get_ref().bytes();
+        if !(MIN_LINE_BYTES..=MAX_LINE_BYTES).contains(&max_line) {
+            p.at(
+                raw.tail.max_line_bytes.span(),
+                "tail.max_line_bytes",
+                format!("{} is out of range (256B to 256MiB)", raw.tail.max_line_bytes.get_ref()),
+            );
+        }
+        let tail = TailConfig {
+            poll_interval: raw.tail.poll_interval.get().max(Duration::from_millis(10)),
+            glob_interval: raw.tail.glob_interval.get().max(Duration::from_millis(10)),
+            partial_line_timeout: raw.tail.partial_line_timeout.get(),
+            max_line_bytes: usize::try_from(max_line).unwrap_or(usize::MAX),
+            rotated_file_idle: raw.tail.rotated_file_idle.get(),
+            checkpoint_interval: raw.tail.checkpoint_interval.get().max(Duration::from_millis(10)),
+        };
+
+        if raw.sources.is_empty() {
+            p.whole("sources", "at least one [[sources]] table is required");
+        }
+        let mut sources = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in raw.sources.iter().enumerate() {
+            if let Some(src) = validate_source(i, s, &mut p) {
+                if !names.insert(src.name.clone()) {
+                    p.at(s.name.span(), format!("sources[{i}].name"), format!("duplicate source name {:?}", src.name));
+                }
+                sources.push(src);
+            }
+        }
+        let host = raw.host.clone().unwrap_or_else(hostname);
+        p.finish(AgentConfig {
+            path: source.path.clone(),
+            data_dir: raw.data_dir,
+            host,
+            collector_urls,
+            request_timeout: raw.collector.timeout.get(),
+            batch,
+            tail,
+            sources,
+        })
+    }
+}
+
+fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
+    let max_bytes = raw.max_bytes.get_ref().bytes();
+    if !(1024..=(256 << 20)).contains(&max_bytes) {
+        p.at(raw.max_bytes.span(), "batch.max_bytes", format!("{} is out of range (1KiB to 256MiB)", raw.max_bytes.get_ref()));
+    }
+    if *raw.max_records.get_ref() == 0 {
+        p.at(raw.max_records.span(), "batch.max_records", "must be at least 1");
+    }
+    let level = *raw.gzip_level.get_ref();
+    if !(1..=9).contains(&level) {
+        p.at(raw.gzip_level.span(), "batch.gzip_level", format!("{level} is out of range (1 to 9)"));
+    }
+    let compression = match raw.compression.get_ref().as_str() {
+        "gzip" => Compression::Gzip { level: level.clamp(1, 9) },
+        "none" => Compression::None,
+        other => {
+            p.at(raw.compression.span(), "batch.compression", format!("unknown codec {other:?} (use \"gzip\" or \"none\")"));
+            Compression::None
+        }
+    };
+    BatchConfig {
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        max_records: (*raw.max_records.get_ref()).max(1),
+        max_wait: raw.max_wait.get(),
+        compression,
+    }
+}
+
+fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) -> Option<Source> {
+    let before = !p.is_empty();
+    if s.name.get_ref().trim().is_empty() {
+        p.at(s.name.span(), format!("sources[{i}].name"), "must not be empty");
+    }
+    if s.paths.is_empty() {
+        p.at(s.name.span(), format!("sources[{i}].paths"), "at least one path glob is required");
+    }
+    let mut compile = |globs: &[Spanned<String>], what: &str| -> Vec<glob::Pattern> {
+        let mut out = Vec::new();
+        for (j, g) in globs.iter().enumerate() {
+            let key = format!("sources[{i}].{what}[{j}]");
+            if what == "paths" && !Path::new(g.get_ref()).is_absolute() {
+                p.at(g.span(), key, format!("path glob {:?} must be absolute", g.get_ref()));
+                continue;
+            }
+            match glob::Pattern::new(g.get_ref()) {
+                Ok(pat) => out.push(pat),
+                Err(e) => p.at(g.span(), key, format!("invalid glob {:?}: {} (at character {})", g.get_ref(), e.msg, e.pos)),
+            }
+        }
+        out
+    };
+    let paths = compile(&s.paths, "paths");
+    let exclude = compile(&s.exclude, "exclude");
+    if let Err(e) = validate_topic_name(s.topic.get_ref()) {
+        p.at(s.topic.span(), format!("sources[{i}].topic"), e.to_string());
+    }
+    let start_at = match s.start_at.get_ref().as_str() {
+        "beginning" => StartAt::Beginning,
+        "end" => StartAt::End,
+        other => {
+            p.at(s.start_at.span(), format!("sources[{i}].start_at"), format!("unknown value {other:?} (use \"beginning\" or \"end\")"));
+            StartAt::Beginning
+        }
+    };
+    for key in s.labels.keys() {
+        if key.is_empty() || key.starts_with("logpost.") || matches!(key.as_str(), "host" | "source" | "path") {
+            p.at(s.name.span(), format!("sources[{i}].labels.{key}"), format!("label name {key:?} is reserved or empty"));
+        }
+    }
+    let _ = before;
+    Some(Source {
+        name: s.name.get_ref().clone(),
+        paths,
+        exclude,
+        topic: s.topic.get_ref().clone(),
+        labels: s.labels.clone(),
+        start_at,
+    })
+}
+
+fn check_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("URL {url:?} must start with http:// or https://"))?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(format!("URL {url:?} has no host"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// This machine's hostname, from the kernel.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+use super::*;
+
+fn load(text: &str) -> Result<AgentConfig, ConfigError> {
+    AgentConfig::from_source(&SourceText { path: "agent.toml".into(), text: text.to_owned() })
+}
+
+const GOOD: &str = r#"
+data_dir = "/tmp/agent"
+[collector]
+urls = ["http://127.0.0.1:7070"]
+[[sources]]
+name = "app"
+paths = ["/var/log/app/*.log"]
+topic = "app"
+labels = { env = "prod" }
+"#;
+
+#[test]
+fn good_config_loads() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.sources.len(), 1);
+    assert_eq!(c.sources[0].start_at, StartAt::Beginning);
+    assert_eq!(c.batch.compression, Compression::Gzip { level: 1 });
+    assert_eq!(c.sources[0].labels["env"], "prod");
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let text = GOOD.replace("topic = \"app\"", "topic = \"app\"\nexlude = [\"x\"]");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.starts_with("agent.toml:9:1: sources[0].exlude: unknown field `exlude`"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let text = GOOD.replace("topic = \"app\"", "topic = 5");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.starts_with("agent.toml:8:9: sources[0].topic: invalid type: integer `5`"), "{err}");
+}
+
+#[test]
+fn missing_key_is_named() {
+    let text = GOOD.replace("topic = \"app\"\n", "");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.contains("sources[0]: missing field `topic`"), "{err}");
+    assert!(err.starts_with("agent.toml:5:1:"), "{err}");
+}
+
+#[test]
+fn bad_glob_names_line_and_key() {
+    let text = GOOD.replace("/var/log/app/*.log", "/var/log/[a-.log");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.starts_with("agent.toml:7:10: sources[0].paths[0]: invalid glob \"/var/log/[a-.log\""), "{err}");
+}
+
+#[test]
+fn all_problems_are_collected() {
+    let text = GOOD
+        .replace("/var/log/app/*.log", "relative/*.log")
+        .replace("topic = \"app\"", "topic = \"../etc\"\nstart_at = \"middle\"");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.problems().len(), 3, "{err}");
+}

@@ -1,0 +1,124 @@
+//! `logpost-agent`: arguments, logging, signals and exit codes; everything
+//! else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use logpost_agent::config::AgentConfig;
+use tokio_util::sync::CancellationToken;
+
+/// Tails log files and ships every line to a logpost collector, resuming
+/// where it stopped after a restart.
+///
+/// Exit codes: 0 clean stop (everything acknowledged); 1 runtime failure or
+/// drain deadline passed; 2 bad arguments or config.
+#[derive(Debug, Parser)]
+#[command(name = "logpost-agent", version, after_help = "Examples:\n  logpost-agent --config /etc/logpost/agent.toml\n  logpost-agent validate --config agent.toml")]
+struct Args {
+    /// Config file (TOML).
+    #[arg(short = 'c', long, global = true, env = "LOGPOST_AGENT_CONFIG", default_value = "/etc/logpost/agent.toml")]
+    config: PathBuf,
+    /// How long SIGTERM waits for in-flight batches to be acknowledged.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks the config and shows which files each source matches now.
+    Validate,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    logpost_shared::config::HumanDuration::parse(s).map(|d| d.get())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose);
+    let config = match AgentConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("logpost-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Validate) = args.command {
+        return validate(&config);
+    }
+    let shutdown = CancellationToken::new();
+    if let Err(e) = install_signal_handlers(shutdown.clone()) {
+        eprintln!("logpost-agent: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    match logpost_agent::run::run(config, shutdown, args.drain_timeout) {
+        Ok(summary) if summary.drained => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                msg.push_str(": ");
+                msg.push_str(&c.to_string());
+                cur = c.source();
+            }
+            eprintln!("logpost-agent: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn validate(config: &AgentConfig) -> ExitCode {
+    println!("config ok: {}", config.path.display());
+    let (found, skipped) = logpost_agent::tail::discover::discover(&config.sources);
+    for (i, source) in config.sources.iter().enumerate() {
+        let n = found.iter().filter(|f| f.source == i).count();
+        println!("source {:?} -> topic {:?}: {n} file(s) match now", source.name, source.topic);
+        for f in found.iter().filter(|f| f.source == i).take(20) {
+            println!("  {}", f.path.display());
+        }
+    }
+    for s in skipped {
+        println!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT start the two-phase shutdown. A small thread waits
+/// for them so that the signal handling needs no runtime of its own.
+fn install_signal_handlers(shutdown: CancellationToken) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("agent-signals".into()).spawn(move || {
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            shutdown.cancel();
+        });
+    })?;
+    Ok(())
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

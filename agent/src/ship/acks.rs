@@ -1,0 +1,45 @@
+//! Acknowledged positions: the shipper writes them as acknowledgements
+//! arrive, the tailer takes them when it writes checkpoints. A plain mutex
+//! rather than a channel, so that neither side can block the other (the
+//! tailer may be waiting to hand the shipper a batch at that moment).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::tail::fingerprint::FileKey;
+
+/// Acknowledged progress of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// File position after the last acknowledged line.
+    pub pos: u64,
+    /// Sequence number of the next record of the file's stream.
+    pub next_seq: i64,
+    /// Which incarnation of the file's content (bumped on truncation).
+    pub generation: u32,
+}
+
+/// Progress acknowledged but not yet taken by the tailer.
+#[derive(Debug, Default)]
+pub struct AckBoard {
+    inner: Mutex<HashMap<FileKey, Acked>>,
+}
+
+impl AckBoard {
+    /// Records an acknowledgement; positions only move forward within a generation.
+    pub fn record(&self, file: FileKey, acked: Acked) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(file)
+            .and_modify(|cur| {
+                if (acked.generation, acked.pos) > (cur.generation, cur.pos) {
+                    *cur = acked;
+                }
+            })
+            .or_insert(acked);
+    }
+
+    /// Takes everything recorded since the last call.
+    pub fn take(&self) -> HashMap<FileKey, Acked> {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

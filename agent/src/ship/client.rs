@@ -1,0 +1,241 @@
+//! The async shell around shipping: compress sealed requests on the
+//! blocking pool, POST them in order, retry with backoff and failover, and
+//! record acknowledged positions.
+//!
+//! Two stages joined by a one-slot channel, so that the next request is
+//! compressed while the current one is on the wire; requests leave in the
+//! order the tailer sealed them, so one file's batches arrive in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use logpost_shared::compression::Compression;
+use reqwest::StatusCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::acks::{AckBoard, Acked};
+use super::batcher::ShipRequest;
+use super::retry::{Backoff, parse_retry_after};
+use crate::tail::fingerprint::FileKey;
+
+/// Content type of a body of RecordBatch v2 frames (the collector's ingest API).
+pub const BATCH_CONTENT_TYPE: &str = "application/vnd.kafka.record-batch.v2";
+/// Client errors tolerated before a request is given up as rejected: the
+/// collector said the batch itself is bad, so retrying forever would stall
+/// every file behind it.
+const MAX_CLIENT_ERROR_ATTEMPTS: u32 = 3;
+/// First retry delay and cap.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A compressed request ready to send.
+#[derive(Debug)]
+pub struct Payload {
+    pub topic: String,
+    pub body: Bytes,
+    pub acks: Vec<(FileKey, Acked)>,
+    pub records: u64,
+    pub raw_bytes: usize,
+}
+
+/// Settings of the shipper.
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    pub urls: Vec<String>,
+    pub compression: Compression,
+    pub request_timeout: Duration,
+}
+
+/// What the shipper did, for the exit summary and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShipperStats {
+    pub requests: u64,
+    pub records: u64,
+    pub retries: u64,
+    pub rejected_records: u64,
+}
+
+/// Compresses a sealed request into one body of concatenated frames.
+///
+/// # Errors
+/// The encoder failed (it does not, writing into memory).
+pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, logpost_shared::batch::BatchError> {
+    let mut body = Vec::with_capacity(req.raw_bytes / 6 + 256);
+    let mut frame = Vec::new();
+    let mut acks = Vec::with_capacity(req.batches.len());
+    for b in req.batches {
+        b.builder.finish_into(compression, &mut frame)?;
+        body.extend_from_slice(&frame);
+        acks.push((b.file, Acked { pos: b.end_pos, next_seq: b.next_seq, generation: b.generation }));
+    }
+    Ok(Payload { topic: req.topic, body: Bytes::from(body), acks, records: req.records, raw_bytes: req.raw_bytes })
+}
+
+/// Runs both stages until `requests` closes (graceful) or `hard_stop` fires.
+pub async fn run(
+    config: ShipperConfig,
+    mut requests: mpsc::Receiver<ShipRequest>,
+    acks: Arc<AckBoard>,
+    hard_stop: CancellationToken,
+) -> ShipperStats {
+    let (tx, mut payloads) = mpsc::channel::<Payload>(1);
+    let compression = config.compression;
+    let compress_stage = tokio::spawn(async move {
+        while let Some(req) = requests.recv().await {
+            let payload = match tokio::task::spawn_blocking(move || compress(req, compression)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot encode batch; dropping it");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "compression task failed");
+                    continue;
+                }
+            };
+            if tx.send(payload).await.is_err() {
+                break;
+            }
+        }
+    });
+    let http = match reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(config.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build HTTP client");
+            compress_stage.abort();
+            return ShipperStats::default();
+        }
+    };
+    let mut sender = Sender { config, http, url_index: 0, stats: ShipperStats::default(), seed: seed() };
+    while let Some(payload) = payloads.recv().await {
+        match sender.send(&payload, &hard_stop).await {
+            Outcome::Acked => {
+                for (file, acked) in &payload.acks {
+                    acks.record(*file, *acked);
+                }
+                sender.stats.requests += 1;
+                sender.stats.records += payload.records;
+            }
+            Outcome::Rejected => {
+                // The collector refused these lines for good; moving on is
+                // the only way the files behind them get shipped.
+                for (file, acked) in &payload.acks {
+                    acks.record(*file, *acked);
+                }
+                sender.stats.rejected_records += payload.records;
+            }
+            Outcome::Stopped => break,
+        }
+    }
+    compress_stage.abort();
+    let _ = compress_stage.await;
+    sender.stats
+}
+
+enum Outcome {
+    Acked,
+    Rejected,
+    Stopped,
+}
+
+struct Sender {
+    config: ShipperConfig,
+    http: reqwest::Client,
+    url_index: usize,
+    stats: ShipperStats,
+    seed: u64,
+}
+
+impl Sender {
+    async fn send(&mut self, payload: &Payload, hard_stop: &CancellationToken) -> Outcome {
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX, self.seed);
+        let mut client_errors = 0;
+        loop {
+            if hard_stop.is_cancelled() {
+                return Outcome::Stopped;
+            }
+            let base = self.config.urls.get(self.url_index).cloned().unwrap_or_default();
+            let url = format!("{base}/v1/ingest/{}", payload.topic);
+            let sent = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
+                .body(payload.body.clone())
+                .send()
+                .await;
+            let retry_after = match sent {
+                Ok(resp) if resp.status().is_success() => return Outcome::Acked,
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let message = resp.text().await.unwrap_or_default();
+                    if is_permanent(status) {
+                        client_errors += 1;
+                        tracing::error!(%url, status = status.as_u16(), message = %message.trim(), attempt = client_errors,
+                            "collector refused batch");
+                        if client_errors >= MAX_CLIENT_ERROR_ATTEMPTS {
+                            tracing::error!(topic = %payload.topic, records = payload.records,
+                                "giving up on a batch the collector keeps refusing; its lines are dropped");
+                            return Outcome::Rejected;
+                        }
+                    } else if backoff.attempts() % 10 == 0 {
+                        tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = backoff.attempts() + 1,
+                            "collector busy or failing; retrying");
+                    }
+                    retry_after
+                }
+                Err(e) => {
+                    if backoff.attempts() % 10 == 0 {
+                        tracing::warn!(%url, error = %error_chain(&e), attempt = backoff.attempts() + 1, "cannot reach collector; retrying");
+                    }
+                    // Fail over to the next URL on connection problems.
+                    if !self.config.urls.is_empty() {
+                        self.url_index = (self.url_index + 1) % self.config.urls.len();
+                    }
+                    None
+                }
+            };
+            self.stats.retries += 1;
+            let delay = backoff.next_delay(retry_after);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = hard_stop.cancelled() => return Outcome::Stopped,
+            }
+        }
+    }
+}
+
+/// 4xx other than timeouts and throttling: the request itself is at fault.
+fn is_permanent(status: StatusCode) -> bool {
+    status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT && status != StatusCode::TOO_MANY_REQUESTS
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id())
+}

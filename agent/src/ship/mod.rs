@@ -1,0 +1,15 @@
+//! Getting records to the collector.
+//!
+//! # Layout
+//! - [`batcher`]: records accumulate per topic and per stream (file) until a
+//!   size, count or time limit seals a [`batcher::ShipRequest`]. Sync core.
+//! - [`retry`]: the backoff policy. Sync core.
+//! - [`client`]: the async shell: compresses sealed requests off the
+//!   runtime, POSTs them with retries and failover, and records
+//!   acknowledged positions on the [`acks::AckBoard`].
+//! - [`acks`]: acknowledged positions, shared between shipper and tailer.
+
+pub mod acks;
+pub mod batcher;
+pub mod client;
+pub mod retry;

@@ -1,0 +1,15 @@
+//! Tailing files, split by concept as in Vector's file source:
+//!
+//! - [`discover`]: globs to paths, non-files reported and skipped.
+//! - [`fingerprint`]: file identity (device+inode, head checksum).
+//! - [`framing`]: bytes to lines (LF/CRLF, partial and over-long lines).
+//! - [`tracked`]: one file's read and acknowledgement state.
+//! - [`checkpoint`]: acknowledged positions on disk, written atomically.
+//! - [`file_server`]: the loop on its own thread that ties them together.
+
+pub mod checkpoint;
+pub mod discover;
+pub mod file_server;
+pub mod fingerprint;
+pub mod framing;
+pub mod tracked;

@@ -1,0 +1,176 @@
+//! One tailed file's read state: its open handle, where reading has got
+//! to, what has been acknowledged, and its stream identity.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use logpost_shared::batch::HeaderSet;
+
+use super::checkpoint::Entry;
+use super::fingerprint::{FileKey, HEAD_BYTES, Head};
+use super::framing::LineFramer;
+use crate::ship::acks::Acked;
+
+/// A file being tailed.
+#[derive(Debug)]
+pub struct TrackedFile {
+    pub key: FileKey,
+    pub source: usize,
+    pub path: PathBuf,
+    pub file: File,
+    pub framer: LineFramer,
+    /// Fingerprint of the current content's first bytes.
+    pub head: Head,
+    /// The `path` header, encoded once.
+    pub path_headers: HeaderSet,
+    pub producer_id: i64,
+    /// The record key: the stream id as hex, so one file's lines share a partition.
+    pub stream_key: Vec<u8>,
+    /// Sequence number the next record gets.
+    pub next_seq: i64,
+    /// Bumped when the file is truncated (copytruncate).
+    pub generation: u32,
+    /// Sequence number of the first record of the current generation.
+    pub generation_start_seq: i64,
+    /// What the collector has acknowledged.
+    pub committed: Acked,
+    pub last_growth: Instant,
+    /// No longer matched by its glob: rotated away or deleted. Read to its
+    /// end, then closed once everything read was acknowledged.
+    pub gone: bool,
+    pub at_eof: bool,
+}
+
+/// Where a newly tracked file starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    pub pos: u64,
+    pub producer_id: i64,
+    pub next_seq: i64,
+    pub generation: u32,
+}
+
+impl TrackedFile {
+    /// Starts tracking an open file.
+    ///
+    /// # Errors
+    /// The head of the file cannot be read.
+    pub fn new(
+        key: FileKey,
+        source: usize,
+        path: PathBuf,
+        file: File,
+        start: Start,
+        max_line_bytes: usize,
+        now: Instant,
+    ) -> io::Result<TrackedFile> {
+        let head = Head::read(&file)?;
+        Ok(TrackedFile {
+            key,
+            source,
+            path_headers: path_headers(&path),
+            path,
+            file,
+            framer: LineFramer::new(max_line_bytes, start.pos),
+            head,
+            producer_id: start.producer_id,
+            stream_key: format!("{:016x}", start.producer_id).into_bytes(),
+            next_seq: start.next_seq,
+            generation: start.generation,
+            generation_start_seq: start.next_seq,
+            committed: Acked { pos: start.pos, next_seq: start.next_seq, generation: start.generation },
+            last_growth: now,
+            gone: false,
+            at_eof: false,
+        })
+    }
+
+    /// Reads the next bytes after what was read so far into `buf`.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn read_chunk(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.file.read_at(buf, self.framer.next_pos()) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Current size of the open file.
+    ///
+    /// # Errors
+    /// fstat failed.
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Updates path and `path` header after a rename within the glob.
+    pub fn renamed(&mut self, path: PathBuf) {
+        self.path_headers = path_headers(&path);
+        self.path = path;
+    }
+
+    /// Starts a new generation after the file was truncated: reading
+    /// restarts at 0 and sequence numbers continue.
+    ///
+    /// # Errors
+    /// The new head cannot be read.
+    pub fn truncated(&mut self) -> io::Result<()> {
+        self.generation += 1;
+        self.generation_start_seq = self.next_seq;
+        self.framer.reset(0);
+        self.head = Head::read(&self.file)?;
+        self.at_eof = false;
+        Ok(())
+    }
+
+    /// Applies an acknowledgement.
+    pub fn acknowledge(&mut self, acked: Acked) {
+        if (acked.generation, acked.pos) > (self.committed.generation, self.committed.pos) {
+            self.committed = acked;
+        }
+    }
+
+    /// Everything emitted so far has been acknowledged.
+    pub fn fully_acked(&self) -> bool {
+        self.committed.generation == self.generation && self.committed.pos >= self.framer.emitted_pos()
+    }
+
+    /// The checkpoint entry for what has been acknowledged.
+    pub fn entry(&mut self, source_name: &str) -> Entry {
+        // The head lengthens as a short file grows, up to HEAD_BYTES.
+        if (self.head.len as usize) < HEAD_BYTES && self.framer.next_pos() > u64::from(self.head.len) {
+            if let Ok(h) = Head::read(&self.file) {
+                self.head = h;
+            }
+        }
+        let (pos, next_seq) = if self.committed.generation == self.generation {
+            (self.committed.pos, self.committed.next_seq)
+        } else {
+            // Nothing of the current content acknowledged yet: restart it
+            // from 0 with the numbers it was given (the old content is gone).
+            (0, self.generation_start_seq)
+        };
+        Entry {
+            key: self.key,
+            source: source_name.to_owned(),
+            head: self.head,
+            path: self.path.clone(),
+            pos,
+            producer_id: self.producer_id,
+            next_seq,
+            generation: self.generation,
+        }
+    }
+}
+
+fn path_headers(path: &std::path::Path) -> HeaderSet {
+    let mut h = HeaderSet::new();
+    h.push("path", Some(path.as_os_str().as_encoded_bytes()));
+    h
+}
