@@ -259,4 +259,12 @@ mod tests {
         let err = load("data_dir = \"/x\"\n[http]\nlisten = \"nope\"\n[storage]\ndefault_partitions = 0\n").unwrap_err();
         assert_eq!(err.problems().len(), 2, "{err}");
     }
+
+    #[test]
+    fn shipped_example_config_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/collector.toml");
+        let c = CollectorConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(c.store.segment_bytes, 1 << 30);
+    }
 }

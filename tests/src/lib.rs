@@ -1,1 +1,36 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real binaries as processes on
+//! 127.0.0.1 in a temporary directory of their own, waits for conditions
+//! (never fixed sleeps), and reads results back through the `logpost`
+//! command, as a user would.
+//!
+//! Binaries are found next to the test executable's directory (as ripgrep's
+//! `tests/util.rs` does); `scripts/test` builds them first.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod corpus;
+pub mod process;
+
+use std::time::{Duration, Instant};
+
+/// Polls `probe` until it yields a value. The deadline only detects hangs
+/// and is generous (shared CI machines are slow); the short interval keeps a
+/// passing test fast. Never a performance assertion.
+pub fn wait_for<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up after {within:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The default deadline for conditions in these tests.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Sleeps for `d`: only for pacing writers, never for letting the system
+/// settle (that is what [`wait_for`] is for).
+pub fn pace(d: Duration) {
+    std::thread::sleep(d);
+}

@@ -61,3 +61,11 @@ fn all_problems_are_collected() {
     let err = load(&text).unwrap_err();
     assert_eq!(err.problems().len(), 3, "{err}");
 }
+
+#[test]
+fn shipped_example_config_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.toml");
+    let c = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.sources.len(), 2);
+    assert_eq!(c.collector_urls, vec!["http://127.0.0.1:7070".to_owned()]);
+}

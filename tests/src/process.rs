@@ -1,0 +1,234 @@
+//! Running the binaries: a collector and an agent, each with its own
+//! directory, config, and stdout/stderr files (kept for failure messages).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::{PATIENCE, wait_for};
+
+/// Path of a built binary, next to the test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (scripts/test runs `cargo build --release --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose output goes to files in `dir`.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, dir: &Path, mut cmd: Command) -> Proc {
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let stdout = dir.join(format!("{name}.{n}.stdout"));
+        let stderr = dir.join(format!("{name}.{n}.stderr"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { child, name: name.to_owned(), stdout, stderr }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns the exit code once the process has stopped.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = wait_for(&format!("{} to exit after SIGTERM", self.name), PATIENCE, || self.child.try_wait().unwrap());
+        status.code()
+    }
+
+    /// Its stderr so far, for assertion messages.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A collector with its own data directory.
+#[derive(Debug)]
+pub struct Collector {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub url: String,
+    pub addr: String,
+}
+
+impl Collector {
+    /// Starts a collector in `dir` with extra TOML appended to its config,
+    /// on a free port, and waits until it accepts requests.
+    pub fn start(dir: &Path, extra: &str) -> Collector {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("collector.toml");
+        let data = dir.join("data");
+        let mut f = File::create(&config).unwrap();
+        writeln!(f, "data_dir = {:?}\n{extra}", data.display().to_string()).unwrap();
+        Self::launch(dir, config, "127.0.0.1:0")
+    }
+
+    fn launch(dir: &Path, config: PathBuf, listen: &str) -> Collector {
+        let mut cmd = Command::new(bin("logpost-collector"));
+        cmd.arg("--config").arg(&config).arg("--listen").arg(listen);
+        let mut proc = Proc::spawn("collector", dir, cmd);
+        let url = wait_for("the collector to announce its address", PATIENCE, || {
+            if !proc.is_running() {
+                panic!("collector exited at start:\n{}", proc.stderr_text());
+            }
+            let out = std::fs::read_to_string(&proc.stdout).ok()?;
+            out.lines().find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
+        });
+        let addr = url.trim_start_matches("http://").to_owned();
+        Collector { proc, dir: dir.to_owned(), config, url, addr }
+    }
+
+    /// Kills the collector with SIGKILL.
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    /// Starts it again on the same address and data.
+    pub fn restart(&mut self) {
+        self.proc.kill9();
+        let addr = self.addr.clone();
+        // The old socket may linger briefly; retry until the port is free.
+        let fresh = wait_for("the collector to restart on its port", PATIENCE, || {
+            let c = std::panic::catch_unwind(|| Self::launch(&self.dir, self.config.clone(), &addr));
+            c.ok()
+        });
+        *self = fresh;
+    }
+
+    /// Runs `logpost` against this collector.
+    pub fn logpost(&self, args: &[&str]) -> Output {
+        Command::new(bin("logpost")).arg("--collector").arg(&self.url).args(args).output().unwrap()
+    }
+
+    /// Every line of `topic`, byte-exact, oldest first.
+    pub fn lines(&self, topic: &str) -> Vec<Vec<u8>> {
+        let out = self.logpost(&["query", topic, "--limit", "0", "--output", "raw"]);
+        match out.status.code() {
+            Some(0) => {}
+            Some(1) => return Vec::new(), // nothing stored yet
+            Some(2) if not_created_yet(&out) => return Vec::new(),
+            _ => panic!("logpost query failed: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+        let mut lines: Vec<Vec<u8>> = out.stdout.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        lines.pop(); // after the last '\n'
+        lines
+    }
+
+    /// Records of `topic` as JSON objects.
+    pub fn records(&self, topic: &str) -> Vec<serde_json::Value> {
+        let out = self.logpost(&["query", topic, "--limit", "0", "--output", "json"]);
+        if out.status.code() == Some(1) || (out.status.code() == Some(2) && not_created_yet(&out)) {
+            return Vec::new();
+        }
+        assert!(out.status.success(), "logpost query failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+}
+
+/// An agent with its own directory.
+#[derive(Debug)]
+pub struct Agent {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Agent {
+    /// Writes `config` (TOML; `{data_dir}` is replaced) and starts the agent.
+    pub fn start(dir: &Path, config: &str) -> Agent {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("agent.toml");
+        let text = config.replace("{data_dir}", &dir.join("data").display().to_string());
+        std::fs::write(&path, text).unwrap();
+        Self::launch(dir, path)
+    }
+
+    fn launch(dir: &Path, config: PathBuf) -> Agent {
+        let mut cmd = Command::new(bin("logpost-agent"));
+        cmd.arg("--config").arg(&config).arg("--drain-timeout").arg("30s");
+        let proc = Proc::spawn("agent", dir, cmd);
+        Agent { proc, dir: dir.to_owned(), config }
+    }
+
+    /// SIGKILL, then start again with the same config and data.
+    pub fn kill9_and_restart(&mut self) {
+        self.proc.kill9();
+        *self = Self::launch(&self.dir, self.config.clone());
+    }
+}
+
+/// A config for an agent tailing `glob` into `topic` on `collector`, with
+/// short intervals so that tests run fast.
+pub fn agent_config(collector: &Collector, glob: &str, topic: &str) -> String {
+    format!(
+        r#"data_dir = "{{data_dir}}"
+[collector]
+urls = ["{url}"]
+timeout = "10s"
+[batch]
+max_wait = "100ms"
+[tail]
+poll_interval = "20ms"
+glob_interval = "100ms"
+partial_line_timeout = "300ms"
+rotated_file_idle = "500ms"
+checkpoint_interval = "100ms"
+[[sources]]
+name = "test"
+paths = ["{glob}"]
+topic = "{topic}"
+"#,
+        url = collector.url
+    )
+}
+
+/// `logpost` said the topic does not exist (yet): the agent creates it
+/// with its first batch.
+fn not_created_yet(out: &Output) -> bool {
+    String::from_utf8_lossy(&out.stderr).contains("does not exist")
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binaries as processes on 127.0.0.1, each test
+//! in its own temporary directory. One test binary (ripgrep's layout).
+
+mod bad_requests;
+mod config_errors;
+mod pipeline;
+mod quickstart;
