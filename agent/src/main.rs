@@ -15,10 +15,20 @@ use tokio_util::sync::CancellationToken;
 /// Exit codes: 0 clean stop (everything acknowledged); 1 runtime failure or
 /// drain deadline passed; 2 bad arguments or config.
 #[derive(Debug, Parser)]
-#[command(name = "logpost-agent", version, after_help = "Examples:\n  logpost-agent --config /etc/logpost/agent.toml\n  logpost-agent validate --config agent.toml")]
+#[command(
+    name = "logpost-agent",
+    version,
+    after_help = "Examples:\n  logpost-agent --config /etc/logpost/agent.toml\n  logpost-agent validate --config agent.toml"
+)]
 struct Args {
     /// Config file (TOML).
-    #[arg(short = 'c', long, global = true, env = "LOGPOST_AGENT_CONFIG", default_value = "/etc/logpost/agent.toml")]
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        env = "LOGPOST_AGENT_CONFIG",
+        default_value = "/etc/logpost/agent.toml"
+    )]
     config: PathBuf,
     /// How long SIGTERM waits for in-flight batches to be acknowledged.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -80,7 +90,10 @@ fn validate(config: &AgentConfig) -> ExitCode {
     let (found, skipped) = logpost_agent::tail::discover::discover(&config.sources);
     for (i, source) in config.sources.iter().enumerate() {
         let n = found.iter().filter(|f| f.source == i).count();
-        println!("source {:?} -> topic {:?}: {n} file(s) match now", source.name, source.topic);
+        println!(
+            "source {:?} -> topic {:?}: {n} file(s) match now",
+            source.name, source.topic
+        );
         for f in found.iter().filter(|f| f.source == i).take(20) {
             println!("  {}", f.path.display());
         }
@@ -95,20 +108,23 @@ fn validate(config: &AgentConfig) -> ExitCode {
 /// for them so that the signal handling needs no runtime of its own.
 fn install_signal_handlers(shutdown: CancellationToken) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("agent-signals".into()).spawn(move || {
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-            }
-            shutdown.cancel();
-        });
-    })?;
+    std::thread::Builder::new()
+        .name("agent-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                else {
+                    tracing::error!("cannot install signal handlers");
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                }
+                shutdown.cancel();
+            });
+        })?;
     Ok(())
 }
 
@@ -122,5 +138,9 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only for a person at a terminal, not in log files and journals.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -56,9 +56,15 @@ pub struct RunSummary {
 ///
 /// # Errors
 /// Start-up failures.
-pub fn run(config: AgentConfig, shutdown: CancellationToken, drain_timeout: Duration) -> Result<RunSummary, AgentError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| AgentError::DataDir { path: config.data_dir.clone(), source })?;
+pub fn run(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+) -> Result<RunSummary, AgentError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let agent_id = load_or_create_agent_id(&config.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKERS)
@@ -103,14 +109,20 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, drain_timeout: Dura
         tracing::warn!("drain deadline passed; unacknowledged lines will be read again at the next start");
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(RunSummary { shipper: stats, drained })
+    Ok(RunSummary {
+        shipper: stats,
+        drained,
+    })
 }
 
 /// The agent's persistent random id, part of every stream id, so that two
 /// agents sharing a collector never share a stream.
 fn load_or_create_agent_id(data_dir: &Path) -> Result<u64, AgentError> {
     let path = data_dir.join("agent_id");
-    let err = |source| AgentError::AgentId { path: path.clone(), source };
+    let err = |source| AgentError::AgentId {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(s) => {
             if let Ok(id) = u64::from_str_radix(s.trim(), 16) {
@@ -124,7 +136,9 @@ fn load_or_create_agent_id(data_dir: &Path) -> Result<u64, AgentError> {
     let mut bytes = [0u8; 8];
     {
         use std::io::Read;
-        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(err)?;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(err)?;
     }
     let id = u64::from_le_bytes(bytes);
     let tmp = data_dir.join("agent_id.tmp");

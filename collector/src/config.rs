@@ -166,7 +166,10 @@ impl CollectorConfig {
                 problems.at(
                     raw.http.listen.span(),
                     "http.listen",
-                    format!("invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:7070\")", raw.http.listen.get_ref()),
+                    format!(
+                        "invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:7070\")",
+                        raw.http.listen.get_ref()
+                    ),
                 );
                 SocketAddr::from(([127, 0, 0, 1], 7070))
             }
@@ -231,7 +234,10 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<CollectorConfig, ConfigError> {
-        CollectorConfig::from_source(&SourceText { path: "collector.toml".into(), text: text.to_owned() })
+        CollectorConfig::from_source(&SourceText {
+            path: "collector.toml".into(),
+            text: text.to_owned(),
+        })
     }
 
     #[test]
@@ -244,10 +250,20 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_key() {
-        let err = load("data_dir = \"/tmp/x\"\n[storage]\nfsync = \"sometimes\"\n").unwrap_err().to_string();
-        assert_eq!(err, "collector.toml:3:9: storage.fsync: unknown policy \"sometimes\" (use \"always\" or \"interval\")");
-        let err = load("data_dir = \"/tmp/x\"\n[http]\nlisen = \"x\"\n").unwrap_err().to_string();
-        assert!(err.starts_with("collector.toml:3:1: http.lisen: unknown field `lisen`"), "{err}");
+        let err = load("data_dir = \"/tmp/x\"\n[storage]\nfsync = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "collector.toml:3:9: storage.fsync: unknown policy \"sometimes\" (use \"always\" or \"interval\")"
+        );
+        let err = load("data_dir = \"/tmp/x\"\n[http]\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("collector.toml:3:1: http.lisen: unknown field `lisen`"),
+            "{err}"
+        );
         let err = load("data_dir = 5\n").unwrap_err().to_string();
         assert!(err.starts_with("collector.toml:1:12: data_dir: invalid type"), "{err}");
         let err = load("[http]\n").unwrap_err().to_string();
@@ -256,7 +272,8 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let err = load("data_dir = \"/x\"\n[http]\nlisten = \"nope\"\n[storage]\ndefault_partitions = 0\n").unwrap_err();
+        let err =
+            load("data_dir = \"/x\"\n[http]\nlisten = \"nope\"\n[storage]\ndefault_partitions = 0\n").unwrap_err();
         assert_eq!(err.problems().len(), 2, "{err}");
     }
 

@@ -53,9 +53,20 @@ pub async fn run(
     let writer = LogWriter::start(config.store.writer_threads, config.store.fsync).map_err(ServerError::Threads)?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let state = Arc::new(AppState { config, store: Arc::new(store), writer, router: PartitionRouter::new() });
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        config,
+        store: Arc::new(store),
+        writer,
+        router: PartitionRouter::new(),
+    });
     tracing::info!(%addr, "listening");
     on_listening(addr);
     let result = axum::serve(listener, app(Arc::clone(&state)))

@@ -69,11 +69,7 @@ pub enum CompressionError {
 ///
 /// # Errors
 /// Only what the encoder reports; writing into a `Vec` itself cannot fail.
-pub fn compress_into(
-    compression: Compression,
-    input: &[u8],
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+pub fn compress_into(compression: Compression, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     match compression {
         Compression::None => {
             out.extend_from_slice(input);
@@ -94,12 +90,7 @@ pub fn compress_into(
 /// # Errors
 /// [`CompressionError::TooLarge`] past the limit, [`CompressionError::Corrupt`]
 /// for data the codec cannot read.
-pub fn decompress_into(
-    codec: Codec,
-    input: &[u8],
-    out: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), CompressionError> {
+pub fn decompress_into(codec: Codec, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), CompressionError> {
     out.clear();
     match codec {
         Codec::None => {
@@ -146,18 +137,13 @@ mod tests {
         let mut out = Vec::new();
         let err = decompress_into(Codec::Gzip, &packed, &mut out, 1 << 20).unwrap_err();
         assert!(matches!(err, CompressionError::TooLarge { limit } if limit == 1 << 20));
-        assert!(
-            out.len() <= (1 << 20) + 1,
-            "read past the limit: {}",
-            out.len()
-        );
+        assert!(out.len() <= (1 << 20) + 1, "read past the limit: {}", out.len());
     }
 
     #[test]
     fn corrupt_gzip_is_an_error() {
         let mut out = Vec::new();
-        let err = decompress_into(Codec::Gzip, b"\x1f\x8b\x08\x00garbage", &mut out, 1 << 20)
-            .unwrap_err();
+        let err = decompress_into(Codec::Gzip, b"\x1f\x8b\x08\x00garbage", &mut out, 1 << 20).unwrap_err();
         assert!(matches!(err, CompressionError::Corrupt(_)));
     }
 }

@@ -15,9 +15,7 @@ pub enum TopicNameError {
     TooLong { len: usize },
     #[error("topic name {0:?} is reserved")]
     Reserved(String),
-    #[error(
-        "topic name {name:?} has {ch:?} at position {pos}; allowed are ASCII letters, digits, '.', '_' and '-'"
-    )]
+    #[error("topic name {name:?} has {ch:?} at position {pos}; allowed are ASCII letters, digits, '.', '_' and '-'")]
     BadChar { name: String, ch: char, pos: usize },
 }
 
@@ -62,26 +60,16 @@ mod tests {
     #[test]
     fn refuses_paths_and_oddities() {
         assert_eq!(validate_topic_name(""), Err(TopicNameError::Empty));
-        assert_eq!(
-            validate_topic_name(".."),
-            Err(TopicNameError::Reserved("..".into()))
-        );
+        assert_eq!(validate_topic_name(".."), Err(TopicNameError::Reserved("..".into())));
         assert!(matches!(
             validate_topic_name("../etc"),
             Err(TopicNameError::BadChar { ch: '/', .. })
         ));
         assert!(matches!(
             validate_topic_name("a b"),
-            Err(TopicNameError::BadChar {
-                ch: ' ',
-                pos: 1,
-                ..
-            })
+            Err(TopicNameError::BadChar { ch: ' ', pos: 1, .. })
         ));
-        assert!(matches!(
-            validate_topic_name("é"),
-            Err(TopicNameError::BadChar { .. })
-        ));
+        assert!(matches!(validate_topic_name("é"), Err(TopicNameError::BadChar { .. })));
         assert!(matches!(
             validate_topic_name(&"x".repeat(MAX_TOPIC_LEN + 1)),
             Err(TopicNameError::TooLong { .. })

@@ -3,6 +3,9 @@
 //! `interop/make_fixtures.py`), and kafka-python decodes batches we built
 //! (`interop/decode_ours.py`, run live; the test command installs kafka-python).
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -57,26 +60,18 @@ fn records_from_json(v: &Value) -> Vec<Record> {
 
 #[test]
 fn we_decode_kafka_python_batches() {
-    for name in [
-        "kafka_python_none",
-        "kafka_python_gzip",
-        "kafka_python_gzip_1000",
-    ] {
+    for name in ["kafka_python_none", "kafka_python_gzip", "kafka_python_gzip_1000"] {
         let dir = here().join("fixtures");
         let frame = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
         let expected: Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
         let header = check(&frame).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             i64::from(header.codec_id()),
             expected["codec"].as_i64().unwrap(),
             "{name}"
         );
-        assert_eq!(
-            header.producer.producer_id,
-            expected["producer_id"].as_i64().unwrap()
-        );
+        assert_eq!(header.producer.producer_id, expected["producer_id"].as_i64().unwrap());
         assert_eq!(
             i64::from(header.producer.producer_epoch),
             expected["producer_epoch"].as_i64().unwrap()

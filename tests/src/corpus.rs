@@ -8,7 +8,11 @@ use std::path::PathBuf;
 pub fn dir() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = here.join("../../shared/corpus/loghub");
-    assert!(dir.is_dir(), "corpus not found at {} (it lives beside the project in ../shared)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "corpus not found at {} (it lives beside the project in ../shared)",
+        dir.display()
+    );
     dir
 }
 
@@ -18,7 +22,12 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     assert_eq!(out.len(), 8, "expected eight corpus files");

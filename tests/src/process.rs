@@ -43,7 +43,12 @@ impl Proc {
             .env("RUST_LOG", "info")
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { child, name: name.to_owned(), stdout, stderr }
+        Proc {
+            child,
+            name: name.to_owned(),
+            stdout,
+            stderr,
+        }
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -60,7 +65,9 @@ impl Proc {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let status = wait_for(&format!("{} to exit after SIGTERM", self.name), PATIENCE, || self.child.try_wait().unwrap());
+        let status = wait_for(&format!("{} to exit after SIGTERM", self.name), PATIENCE, || {
+            self.child.try_wait().unwrap()
+        });
         status.code()
     }
 
@@ -113,10 +120,17 @@ impl Collector {
                 panic!("collector exited at start:\n{}", proc.stderr_text());
             }
             let out = std::fs::read_to_string(&proc.stdout).ok()?;
-            out.lines().find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
+            out.lines()
+                .find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
         });
         let addr = url.trim_start_matches("http://").to_owned();
-        Collector { proc, dir: dir.to_owned(), config, url, addr }
+        Collector {
+            proc,
+            dir: dir.to_owned(),
+            config,
+            url,
+            addr,
+        }
     }
 
     /// Kills the collector with SIGKILL.
@@ -138,7 +152,12 @@ impl Collector {
 
     /// Runs `logpost` against this collector.
     pub fn logpost(&self, args: &[&str]) -> Output {
-        Command::new(bin("logpost")).arg("--collector").arg(&self.url).args(args).output().unwrap()
+        Command::new(bin("logpost"))
+            .arg("--collector")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Every line of `topic`, byte-exact, oldest first.
@@ -161,7 +180,11 @@ impl Collector {
         if out.status.code() == Some(1) || (out.status.code() == Some(2) && not_created_yet(&out)) {
             return Vec::new();
         }
-        assert!(out.status.success(), "logpost query failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "logpost query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -192,7 +215,11 @@ impl Agent {
         let mut cmd = Command::new(bin("logpost-agent"));
         cmd.arg("--config").arg(&config).arg("--drain-timeout").arg("30s");
         let proc = Proc::spawn("agent", dir, cmd);
-        Agent { proc, dir: dir.to_owned(), config }
+        Agent {
+            proc,
+            dir: dir.to_owned(),
+            config,
+        }
     }
 
     /// SIGKILL, then start again with the same config and data.

@@ -60,17 +60,32 @@ fn issue_3_bad_bodies_get_4xx_and_change_nothing() {
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         ("corrupt batch", CT, corrupt, 400, "CRC mismatch"),
         ("truncated body", CT, truncated, 400, "body ends inside batch 0"),
-        ("not a batch", CT, b"GET / HTTP/1.1 this is just text, not a record batch".to_vec(), 400, "batch 0 at byte 0"),
+        (
+            "not a batch",
+            CT,
+            b"GET / HTTP/1.1 this is just text, not a record batch".to_vec(),
+            400,
+            "batch 0 at byte 0",
+        ),
         ("second batch bad", CT, second_bad, 400, "batch 1 at byte"),
         ("empty body", CT, Vec::new(), 400, "request body is empty"),
         ("oversized body", CT, big, 413, "exceeds the limit of 65536 bytes"),
-        ("wrong content type", "text/plain", good.clone(), 415, "content type \"text/plain\" is not supported"),
+        (
+            "wrong content type",
+            "text/plain",
+            good.clone(),
+            415,
+            "content type \"text/plain\" is not supported",
+        ),
         ("no content type", "", good, 415, "content type"),
     ];
     for (what, ct, body, want_status, want_text) in cases {
         let (status, text) = post(&c, ct, body);
         assert_eq!(status, want_status, "{what}: {text}");
-        assert!(text.contains(want_text), "{what}: message {text:?} does not contain {want_text:?}");
+        assert!(
+            text.contains(want_text),
+            "{what}: message {text:?} does not contain {want_text:?}"
+        );
         assert_eq!(state(&c), before, "{what}: stored data changed");
     }
     // Still serving.

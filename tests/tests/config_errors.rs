@@ -26,10 +26,26 @@ topic = "app"
 #[test]
 fn issue_3_agent_config_errors_name_file_line_key() {
     let cases = [
-        ("unknown key", AGENT.replace("topic = \"app\"", "topic = \"app\"\nlabls = {}"), "bad.toml:8:1: sources[0].labls: unknown field `labls`"),
-        ("wrong type", AGENT.replace("topic = \"app\"", "topic = 12"), "bad.toml:7:9: sources[0].topic: invalid type: integer `12`"),
-        ("missing key", AGENT.replace("topic = \"app\"\n", ""), "sources[0]: missing field `topic`"),
-        ("bad glob", AGENT.replace("*.log", "[x-.log"), "bad.toml:6:10: sources[0].paths[0]: invalid glob \"/var/log/app/[x-.log\""),
+        (
+            "unknown key",
+            AGENT.replace("topic = \"app\"", "topic = \"app\"\nlabls = {}"),
+            "bad.toml:8:1: sources[0].labls: unknown field `labls`",
+        ),
+        (
+            "wrong type",
+            AGENT.replace("topic = \"app\"", "topic = 12"),
+            "bad.toml:7:9: sources[0].topic: invalid type: integer `12`",
+        ),
+        (
+            "missing key",
+            AGENT.replace("topic = \"app\"\n", ""),
+            "sources[0]: missing field `topic`",
+        ),
+        (
+            "bad glob",
+            AGENT.replace("*.log", "[x-.log"),
+            "bad.toml:6:10: sources[0].paths[0]: invalid glob \"/var/log/app/[x-.log\"",
+        ),
     ];
     for (what, config, want) in cases {
         let (code, stderr) = run("logpost-agent", &config);
@@ -38,17 +54,32 @@ fn issue_3_agent_config_errors_name_file_line_key() {
     }
     let (code, stderr) = run("logpost-agent", &AGENT.replace("topic = \"app\"\n", ""));
     assert_eq!(code, 2);
-    assert!(stderr.contains("bad.toml:4:1:"), "missing key names the table's line: {stderr}");
+    assert!(
+        stderr.contains("bad.toml:4:1:"),
+        "missing key names the table's line: {stderr}"
+    );
 }
 
 #[test]
 fn issue_3_collector_config_errors_name_file_line_key() {
     let base = "data_dir = \"/tmp/never-used\"\n[storage]\nfsync = \"always\"\n";
     let cases = [
-        ("unknown key", base.replace("fsync =", "fsnyc ="), "bad.toml:3:1: storage.fsnyc: unknown field `fsnyc`"),
-        ("wrong type", base.replace("\"always\"", "3"), "bad.toml:3:9: storage.fsync: invalid type: integer `3`"),
+        (
+            "unknown key",
+            base.replace("fsync =", "fsnyc ="),
+            "bad.toml:3:1: storage.fsnyc: unknown field `fsnyc`",
+        ),
+        (
+            "wrong type",
+            base.replace("\"always\"", "3"),
+            "bad.toml:3:9: storage.fsync: invalid type: integer `3`",
+        ),
         ("missing key", "[storage]\n".to_owned(), "missing field `data_dir`"),
-        ("bad value", base.replace("always", "sometimes"), "bad.toml:3:9: storage.fsync: unknown policy \"sometimes\""),
+        (
+            "bad value",
+            base.replace("always", "sometimes"),
+            "bad.toml:3:9: storage.fsync: unknown policy \"sometimes\"",
+        ),
     ];
     for (what, config, want) in cases {
         let (code, stderr) = run("logpost-collector", &config);

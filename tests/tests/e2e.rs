@@ -1,5 +1,7 @@
 //! End-to-end tests: the real binaries as processes on 127.0.0.1, each test
 //! in its own temporary directory. One test binary (ripgrep's layout).
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
 
 mod bad_requests;
 mod config_errors;

@@ -14,7 +14,9 @@ fn line_of(record: &serde_json::Value) -> Vec<u8> {
     if let Some(s) = record["line"].as_str() {
         s.as_bytes().to_vec()
     } else {
-        base64::engine::general_purpose::STANDARD.decode(record["line_base64"].as_str().unwrap()).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(record["line_base64"].as_str().unwrap())
+            .unwrap()
     }
 }
 
@@ -34,7 +36,13 @@ fn issue_3_corpus_arrives_exactly_once_byte_exact_in_order() {
     let mut handles: Vec<std::fs::File> = Vec::new();
     for (name, _) in &files {
         let path = logs.join(name);
-        handles.push(std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap());
+        handles.push(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap(),
+        );
     }
     // Append all files interleaved, in uneven chunks, so that lines are cut
     // at every kind of place between reads.
@@ -66,11 +74,19 @@ fn issue_3_corpus_arrives_exactly_once_byte_exact_in_order() {
     });
     let mut got: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for r in &records {
-        got.entry(r["headers"]["path"].as_str().unwrap().to_owned()).or_default().push(line_of(r));
+        got.entry(r["headers"]["path"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(line_of(r));
     }
     for (path, want) in &expected {
         let have = got.get(path).map_or(&[][..], Vec::as_slice);
-        assert_eq!(have.len(), want.len(), "{path}: {} lines delivered, {} written", have.len(), want.len());
+        assert_eq!(
+            have.len(),
+            want.len(),
+            "{path}: {} lines delivered, {} written",
+            have.len(),
+            want.len()
+        );
         for (i, (h, w)) in have.iter().zip(want).enumerate() {
             assert_eq!(h, w, "{path}: line {i} differs");
         }
@@ -95,8 +111,15 @@ fn issue_3_agent_sigkill_loses_no_line() {
     let mut agent = Agent::start(&tmp.path().join("agent"), &agent_config(&collector, &glob, "app"));
 
     const LINES: usize = 30_000;
-    let corpus_lines: Vec<Vec<u8>> = corpus::files().iter().flat_map(|(_, d)| corpus::expected_lines(d)).collect();
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let corpus_lines: Vec<Vec<u8>> = corpus::files()
+        .iter()
+        .flat_map(|(_, d)| corpus::expected_lines(d))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     let kills_at = [5_000, 12_000, 20_000, 26_000];
     for seq in 0..LINES {
         let body = &corpus_lines[seq % corpus_lines.len()];
@@ -110,7 +133,9 @@ fn issue_3_agent_sigkill_loses_no_line() {
         if kills_at.contains(&seq) {
             // Kill while shipping is under way: once part of what was
             // written has arrived.
-            wait_for("shipping to be under way", PATIENCE, || (collector.lines("app").len() >= seq / 2).then_some(()));
+            wait_for("shipping to be under way", PATIENCE, || {
+                (collector.lines("app").len() >= seq / 2).then_some(())
+            });
             agent.kill9_and_restart();
         }
     }
@@ -131,7 +156,10 @@ fn issue_3_agent_sigkill_loses_no_line() {
     }
     let lost = LINES - seen.len();
     let duplicated = lines.len() - seen.len();
-    eprintln!("written {LINES}, delivered {}, lost {lost}, duplicated {duplicated}", lines.len());
+    eprintln!(
+        "written {LINES}, delivered {}, lost {lost}, duplicated {duplicated}",
+        lines.len()
+    );
     assert_eq!(lost, 0);
     assert!(first_seen.windows(2).all(|w| w[0] < w[1]), "file order not kept");
 }

@@ -15,8 +15,15 @@ fn readme_quickstart_runs() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "quickstart failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("logpost is running"), "{stdout}");
-    assert!(stdout.contains("checkout: payment declined"), "no ERROR lines queried:\n{stdout}");
+    assert!(
+        stdout.contains("checkout: payment declined"),
+        "no ERROR lines queried:\n{stdout}"
+    );
     assert!(stdout.contains("stopped; removed"), "{stdout}");
 }

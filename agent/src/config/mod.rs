@@ -257,7 +257,11 @@ impl AgentConfig {
 
         let mut collector_urls = Vec::new();
         if raw.collector.urls.get_ref().is_empty() {
-            p.at(raw.collector.urls.span(), "collector.urls", "at least one collector URL is required");
+            p.at(
+                raw.collector.urls.span(),
+                "collector.urls",
+                "at least one collector URL is required",
+            );
         }
         for (i, url) in raw.collector.urls.get_ref().iter().enumerate() {
             match check_url(url.get_ref()) {
@@ -292,7 +296,11 @@ impl AgentConfig {
         for (i, s) in raw.sources.iter().enumerate() {
             if let Some(src) = validate_source(i, s, &mut p) {
                 if !names.insert(src.name.clone()) {
-                    p.at(s.name.span(), format!("sources[{i}].name"), format!("duplicate source name {:?}", src.name));
+                    p.at(
+                        s.name.span(),
+                        format!("sources[{i}].name"),
+                        format!("duplicate source name {:?}", src.name),
+                    );
                 }
                 sources.push(src);
             }
@@ -314,20 +322,34 @@ impl AgentConfig {
 fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
     let max_bytes = raw.max_bytes.get_ref().bytes();
     if !(1024..=(256 << 20)).contains(&max_bytes) {
-        p.at(raw.max_bytes.span(), "batch.max_bytes", format!("{} is out of range (1KiB to 256MiB)", raw.max_bytes.get_ref()));
+        p.at(
+            raw.max_bytes.span(),
+            "batch.max_bytes",
+            format!("{} is out of range (1KiB to 256MiB)", raw.max_bytes.get_ref()),
+        );
     }
     if *raw.max_records.get_ref() == 0 {
         p.at(raw.max_records.span(), "batch.max_records", "must be at least 1");
     }
     let level = *raw.gzip_level.get_ref();
     if !(1..=9).contains(&level) {
-        p.at(raw.gzip_level.span(), "batch.gzip_level", format!("{level} is out of range (1 to 9)"));
+        p.at(
+            raw.gzip_level.span(),
+            "batch.gzip_level",
+            format!("{level} is out of range (1 to 9)"),
+        );
     }
     let compression = match raw.compression.get_ref().as_str() {
-        "gzip" => Compression::Gzip { level: level.clamp(1, 9) },
+        "gzip" => Compression::Gzip {
+            level: level.clamp(1, 9),
+        },
         "none" => Compression::None,
         other => {
-            p.at(raw.compression.span(), "batch.compression", format!("unknown codec {other:?} (use \"gzip\" or \"none\")"));
+            p.at(
+                raw.compression.span(),
+                "batch.compression",
+                format!("unknown codec {other:?} (use \"gzip\" or \"none\")"),
+            );
             Compression::None
         }
     };
@@ -345,7 +367,11 @@ fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) -> Option<Sou
         p.at(s.name.span(), format!("sources[{i}].name"), "must not be empty");
     }
     if s.paths.is_empty() {
-        p.at(s.name.span(), format!("sources[{i}].paths"), "at least one path glob is required");
+        p.at(
+            s.name.span(),
+            format!("sources[{i}].paths"),
+            "at least one path glob is required",
+        );
     }
     let mut compile = |globs: &[Spanned<String>], what: &str| -> Vec<glob::Pattern> {
         let mut out = Vec::new();
@@ -357,7 +383,11 @@ fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) -> Option<Sou
             }
             match glob::Pattern::new(g.get_ref()) {
                 Ok(pat) => out.push(pat),
-                Err(e) => p.at(g.span(), key, format!("invalid glob {:?}: {} (at character {})", g.get_ref(), e.msg, e.pos)),
+                Err(e) => p.at(
+                    g.span(),
+                    key,
+                    format!("invalid glob {:?}: {} (at character {})", g.get_ref(), e.msg, e.pos),
+                ),
             }
         }
         out
@@ -371,13 +401,21 @@ fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) -> Option<Sou
         "beginning" => StartAt::Beginning,
         "end" => StartAt::End,
         other => {
-            p.at(s.start_at.span(), format!("sources[{i}].start_at"), format!("unknown value {other:?} (use \"beginning\" or \"end\")"));
+            p.at(
+                s.start_at.span(),
+                format!("sources[{i}].start_at"),
+                format!("unknown value {other:?} (use \"beginning\" or \"end\")"),
+            );
             StartAt::Beginning
         }
     };
     for key in s.labels.keys() {
         if key.is_empty() || key.starts_with("logpost.") || matches!(key.as_str(), "host" | "source" | "path") {
-            p.at(s.name.span(), format!("sources[{i}].labels.{key}"), format!("label name {key:?} is reserved or empty"));
+            p.at(
+                s.name.span(),
+                format!("sources[{i}].labels.{key}"),
+                format!("label name {key:?} is reserved or empty"),
+            );
         }
     }
     let _ = before;

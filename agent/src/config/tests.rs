@@ -1,7 +1,10 @@
 use super::*;
 
 fn load(text: &str) -> Result<AgentConfig, ConfigError> {
-    AgentConfig::from_source(&SourceText { path: "agent.toml".into(), text: text.to_owned() })
+    AgentConfig::from_source(&SourceText {
+        path: "agent.toml".into(),
+        text: text.to_owned(),
+    })
 }
 
 const GOOD: &str = r#"
@@ -28,14 +31,20 @@ fn good_config_loads() {
 fn unknown_key_names_line_and_key() {
     let text = GOOD.replace("topic = \"app\"", "topic = \"app\"\nexlude = [\"x\"]");
     let err = load(&text).unwrap_err().to_string();
-    assert!(err.starts_with("agent.toml:9:1: sources[0].exlude: unknown field `exlude`"), "{err}");
+    assert!(
+        err.starts_with("agent.toml:9:1: sources[0].exlude: unknown field `exlude`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_type_names_line_and_key() {
     let text = GOOD.replace("topic = \"app\"", "topic = 5");
     let err = load(&text).unwrap_err().to_string();
-    assert!(err.starts_with("agent.toml:8:9: sources[0].topic: invalid type: integer `5`"), "{err}");
+    assert!(
+        err.starts_with("agent.toml:8:9: sources[0].topic: invalid type: integer `5`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -50,7 +59,10 @@ fn missing_key_is_named() {
 fn bad_glob_names_line_and_key() {
     let text = GOOD.replace("/var/log/app/*.log", "/var/log/[a-.log");
     let err = load(&text).unwrap_err().to_string();
-    assert!(err.starts_with("agent.toml:7:10: sources[0].paths[0]: invalid glob \"/var/log/[a-.log\""), "{err}");
+    assert!(
+        err.starts_with("agent.toml:7:10: sources[0].paths[0]: invalid glob \"/var/log/[a-.log\""),
+        "{err}"
+    );
 }
 
 #[test]

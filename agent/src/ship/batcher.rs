@@ -82,7 +82,11 @@ pub struct Batcher {
 impl Batcher {
     /// An empty batcher.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, topics: HashMap::new(), pending_bytes: 0 }
+        Self {
+            limits,
+            topics: HashMap::new(),
+            pending_bytes: 0,
+        }
     }
 
     /// Uncompressed bytes pending across topics.
@@ -149,7 +153,10 @@ impl Batcher {
         let due: Vec<String> = self
             .topics
             .iter()
-            .filter(|(_, t)| t.opened_at.is_some_and(|at| now.duration_since(at) >= self.limits.max_wait))
+            .filter(|(_, t)| {
+                t.opened_at
+                    .is_some_and(|at| now.duration_since(at) >= self.limits.max_wait)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         due.iter().filter_map(|name| self.seal(name)).collect()
@@ -157,7 +164,11 @@ impl Batcher {
 
     /// When the next topic falls due, if any is pending.
     pub fn next_due(&self) -> Option<Instant> {
-        self.topics.values().filter_map(|t| t.opened_at).min().map(|at| at + self.limits.max_wait)
+        self.topics
+            .values()
+            .filter_map(|t| t.opened_at)
+            .min()
+            .map(|at| at + self.limits.max_wait)
     }
 
     /// Seals every pending topic (shutdown).
@@ -172,7 +183,12 @@ impl Batcher {
             return None;
         }
         self.pending_bytes -= t.raw_bytes;
-        Some(ShipRequest { topic: topic.to_owned(), batches: t.batches, records: t.records, raw_bytes: t.raw_bytes })
+        Some(ShipRequest {
+            topic: topic.to_owned(),
+            batches: t.batches,
+            records: t.records,
+            raw_bytes: t.raw_bytes,
+        })
     }
 }
 
@@ -181,11 +197,21 @@ mod tests {
     use super::*;
 
     fn pos(ino: u64, seq: i64, end_pos: u64) -> StreamPos {
-        StreamPos { file: FileKey { dev: 1, ino }, generation: 0, producer_id: ino as i64, seq, end_pos }
+        StreamPos {
+            file: FileKey { dev: 1, ino },
+            generation: 0,
+            producer_id: ino as i64,
+            seq,
+            end_pos,
+        }
     }
 
     fn limits() -> Limits {
-        Limits { max_bytes: 1 << 20, max_records: 3, max_wait: Duration::from_secs(1) }
+        Limits {
+            max_bytes: 1 << 20,
+            max_records: 3,
+            max_wait: Duration::from_secs(1),
+        }
     }
 
     #[test]
@@ -194,7 +220,9 @@ mod tests {
         let now = Instant::now();
         assert!(b.append("t", pos(1, 0, 10), 0, b"k1", b"a", &[], now).is_none());
         assert!(b.append("t", pos(2, 7, 5), 0, b"k2", b"b", &[], now).is_none());
-        let req = b.append("t", pos(1, 1, 20), 0, b"k1", b"c", &[], now).expect("third record seals");
+        let req = b
+            .append("t", pos(1, 1, 20), 0, b"k1", b"c", &[], now)
+            .expect("third record seals");
         assert_eq!(req.records, 3);
         assert_eq!(req.batches.len(), 2);
         assert_eq!(req.batches[0].builder.record_count(), 2);
@@ -217,13 +245,19 @@ mod tests {
 
     #[test]
     fn a_batch_never_crosses_an_epoch() {
-        let mut b = Batcher::new(Limits { max_records: 100, ..limits() });
+        let mut b = Batcher::new(Limits {
+            max_records: 100,
+            ..limits()
+        });
         let now = Instant::now();
         b.append("t", pos(1, SEQ_PER_EPOCH - 1, 1), 0, b"k", b"a", &[], now);
         b.append("t", pos(1, SEQ_PER_EPOCH, 2), 0, b"k", b"b", &[], now);
         let req = b.drain_all().pop().unwrap();
         assert_eq!(req.batches.len(), 2);
-        let frame = req.batches[1].builder.finish(logpost_shared::compression::Compression::None).unwrap();
+        let frame = req.batches[1]
+            .builder
+            .finish(logpost_shared::compression::Compression::None)
+            .unwrap();
         let h = logpost_shared::batch::check(&frame).unwrap();
         assert_eq!((h.producer.producer_epoch, h.producer.base_sequence), (1, 0));
     }

@@ -68,9 +68,22 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
     for b in req.batches {
         b.builder.finish_into(compression, &mut frame)?;
         body.extend_from_slice(&frame);
-        acks.push((b.file, Acked { pos: b.end_pos, next_seq: b.next_seq, generation: b.generation }));
+        acks.push((
+            b.file,
+            Acked {
+                pos: b.end_pos,
+                next_seq: b.next_seq,
+                generation: b.generation,
+            },
+        ));
     }
-    Ok(Payload { topic: req.topic, body: Bytes::from(body), acks, records: req.records, raw_bytes: req.raw_bytes })
+    Ok(Payload {
+        topic: req.topic,
+        body: Bytes::from(body),
+        acks,
+        records: req.records,
+        raw_bytes: req.raw_bytes,
+    })
 }
 
 /// Runs both stages until `requests` closes (graceful) or `hard_stop` fires.
@@ -113,7 +126,13 @@ pub async fn run(
             return ShipperStats::default();
         }
     };
-    let mut sender = Sender { config, http, url_index: 0, stats: ShipperStats::default(), seed: seed() };
+    let mut sender = Sender {
+        config,
+        http,
+        url_index: 0,
+        stats: ShipperStats::default(),
+        seed: seed(),
+    };
     while let Some(payload) = payloads.recv().await {
         match sender.send(&payload, &hard_stop).await {
             Outcome::Acked => {
@@ -190,14 +209,14 @@ impl Sender {
                                 "giving up on a batch the collector keeps refusing; its lines are dropped");
                             return Outcome::Rejected;
                         }
-                    } else if backoff.attempts() % 10 == 0 {
+                    } else if backoff.attempts().is_multiple_of(10) {
                         tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = backoff.attempts() + 1,
                             "collector busy or failing; retrying");
                     }
                     retry_after
                 }
                 Err(e) => {
-                    if backoff.attempts() % 10 == 0 {
+                    if backoff.attempts().is_multiple_of(10) {
                         tracing::warn!(%url, error = %error_chain(&e), attempt = backoff.attempts() + 1, "cannot reach collector; retrying");
                     }
                     // Fail over to the next URL on connection problems.

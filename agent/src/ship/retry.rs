@@ -15,7 +15,12 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `base`, doubling up to `max`; `seed` varies the jitter.
     pub fn new(base: Duration, max: Duration, seed: u64) -> Self {
-        Self { base, max, attempt: 0, rng: seed | 1 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+            rng: seed | 1,
+        }
     }
 
     /// Attempts made so far.
@@ -28,7 +33,9 @@ impl Backoff {
     /// out, but a delay never collapses to zero). A `retry_after` from the
     /// server wins when it is longer.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base.saturating_mul(1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX));
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX));
         let cap = exp.min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = cap / 2;
@@ -66,7 +73,11 @@ mod tests {
         let delays: Vec<Duration> = (0..10).map(|_| b.next_delay(None)).collect();
         for (i, d) in delays.iter().enumerate() {
             let cap = (Duration::from_millis(100) * 2u32.pow(i as u32)).min(Duration::from_secs(2));
-            assert!(*d >= cap / 2 && *d <= cap, "attempt {i}: {d:?} outside [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                *d >= cap / 2 && *d <= cap,
+                "attempt {i}: {d:?} outside [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         assert_eq!(b.attempts(), 10);
     }

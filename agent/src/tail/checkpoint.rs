@@ -114,7 +114,9 @@ impl Checkpointer {
                     }
                 },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => loaded.warnings.push(format!("{}: cannot read checkpoint: {e}", path.display())),
+                Err(e) => loaded
+                    .warnings
+                    .push(format!("{}: cannot read checkpoint: {e}", path.display())),
             }
         }
         loaded.first_start = loaded.warnings.is_empty() && !self.path.exists();
@@ -126,9 +128,15 @@ impl Checkpointer {
     /// # Errors
     /// Any step of write, fsync, rename or directory fsync failed.
     pub fn save(&self, entries: &[Entry]) -> Result<(), CheckpointError> {
-        let err = |source| CheckpointError::Write { path: self.path.clone(), source };
-        let json = serde_json::to_vec(&CheckpointFile { version: VERSION, files: entries.to_vec() })
-            .map_err(|e| err(io::Error::other(e)))?;
+        let err = |source| CheckpointError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec(&CheckpointFile {
+            version: VERSION,
+            files: entries.to_vec(),
+        })
+        .map_err(|e| err(io::Error::other(e)))?;
         let mut f = fs::File::create(&self.tmp).map_err(err)?;
         f.write_all(&json).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -177,7 +185,11 @@ mod tests {
         assert!(loaded.entries.is_empty());
         assert!(!loaded.first_start, "a corrupt checkpoint is not a first start");
         assert_eq!(loaded.warnings.len(), 1);
-        assert!(loaded.warnings[0].contains("corrupt checkpoint"), "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[0].contains("corrupt checkpoint"),
+            "{:?}",
+            loaded.warnings
+        );
         assert!(dir.path().join("checkpoints.corrupt").exists());
     }
 
@@ -187,7 +199,11 @@ mod tests {
         let c = Checkpointer::new(dir.path());
         c.save(&[entry(1, 10)]).unwrap();
         // A crash after the temp file's fsync but before the rename.
-        let newer = serde_json::to_vec(&CheckpointFile { version: VERSION, files: vec![entry(1, 99)] }).unwrap();
+        let newer = serde_json::to_vec(&CheckpointFile {
+            version: VERSION,
+            files: vec![entry(1, 99)],
+        })
+        .unwrap();
         fs::write(dir.path().join("checkpoints.json.tmp"), newer).unwrap();
         assert_eq!(c.load().entries, vec![entry(1, 99)]);
         // A torn temp file falls back to the main file.

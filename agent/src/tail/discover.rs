@@ -35,7 +35,10 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
             let paths = match glob::glob_with(pattern.as_str(), glob::MatchOptions::new()) {
                 Ok(p) => p,
                 Err(e) => {
-                    skipped.push(Skipped { path: PathBuf::from(pattern.as_str()), reason: e.to_string() });
+                    skipped.push(Skipped {
+                        path: PathBuf::from(pattern.as_str()),
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -44,7 +47,10 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
                     Ok(p) => p,
                     Err(e) => {
                         // An unreadable directory on the way: report it.
-                        skipped.push(Skipped { path: e.path().to_owned(), reason: e.error().to_string() });
+                        skipped.push(Skipped {
+                            path: e.path().to_owned(),
+                            reason: e.error().to_string(),
+                        });
                         continue;
                     }
                 };
@@ -55,9 +61,15 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
                     Ok(meta) if meta.is_file() => found.push(Found { source: i, path, meta }),
                     Ok(meta) => {
                         let kind = file_kind(&meta);
-                        skipped.push(Skipped { path, reason: format!("is a {kind}, not a regular file") });
+                        skipped.push(Skipped {
+                            path,
+                            reason: format!("is a {kind}, not a regular file"),
+                        });
                     }
-                    Err(e) => skipped.push(Skipped { path, reason: e.to_string() }),
+                    Err(e) => skipped.push(Skipped {
+                        path,
+                        reason: e.to_string(),
+                    }),
                 }
             }
         }

@@ -131,7 +131,9 @@ impl FileServer {
                 if let Some(due) = self.batcher.next_due() {
                     wake = wake.min(due);
                 }
-                let pause = wake.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let pause = wake
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 // Wake early on stop; otherwise a plain sleep.
                 let deadline = Instant::now() + pause;
                 while !stop.is_cancelled() && Instant::now() < deadline {
@@ -190,7 +192,15 @@ impl FileServer {
             }
             seen.insert(key);
             let start = self.start_for(key, f.source, &file, meta.len(), initial);
-            match TrackedFile::new(key, f.source, f.path.clone(), file, start, self.cfg.tail.max_line_bytes, now) {
+            match TrackedFile::new(
+                key,
+                f.source,
+                f.path.clone(),
+                file,
+                start,
+                self.cfg.tail.max_line_bytes,
+                now,
+            ) {
                 Ok(t) => {
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
                     self.files.insert(key, t);
@@ -226,10 +236,14 @@ impl FileServer {
                     "inode reused by a different file; reading the new file from the start"),
             }
         }
-        let at_end = initial
-            && self.first_start
-            && self.cfg.sources.get(source).is_some_and(|s| s.start_at == StartAt::End);
-        Start { pos: if at_end { size } else { 0 }, producer_id: self.new_producer_id(key), next_seq: 0, generation: 0 }
+        let at_end =
+            initial && self.first_start && self.cfg.sources.get(source).is_some_and(|s| s.start_at == StartAt::End);
+        Start {
+            pos: if at_end { size } else { 0 },
+            producer_id: self.new_producer_id(key),
+            next_seq: 0,
+            generation: 0,
+        }
     }
 
     /// Files in the checkpoint that no glob matches any more: rotation
@@ -241,17 +255,35 @@ impl FileServer {
         let dormant: Vec<Entry> = self.dormant.drain().map(|(_, e)| e).collect();
         let mut listings: HashMap<PathBuf, HashMap<FileKey, PathBuf>> = HashMap::new();
         for entry in dormant {
-            let Some(source) = self.cfg.sources.iter().position(|s| s.name == entry.source) else { continue };
+            let Some(source) = self.cfg.sources.iter().position(|s| s.name == entry.source) else {
+                continue;
+            };
             let Some(dir) = entry.path.parent() else { continue };
             let listing = listings.entry(dir.to_owned()).or_insert_with(|| list_dir(dir));
-            let Some(path) = listing.get(&entry.key).cloned() else { continue };
+            let Some(path) = listing.get(&entry.key).cloned() else {
+                continue;
+            };
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
-            if FileKey::of(&meta) != entry.key || !entry.head.matches(&file).unwrap_or(false) || meta.len() <= entry.pos {
+            if FileKey::of(&meta) != entry.key || !entry.head.matches(&file).unwrap_or(false) || meta.len() <= entry.pos
+            {
                 continue;
             }
-            let start = Start { pos: entry.pos, producer_id: entry.producer_id, next_seq: entry.next_seq, generation: entry.generation };
-            if let Ok(mut t) = TrackedFile::new(entry.key, source, path.clone(), file, start, self.cfg.tail.max_line_bytes, now) {
+            let start = Start {
+                pos: entry.pos,
+                producer_id: entry.producer_id,
+                next_seq: entry.next_seq,
+                generation: entry.generation,
+            };
+            if let Ok(mut t) = TrackedFile::new(
+                entry.key,
+                source,
+                path.clone(),
+                file,
+                start,
+                self.cfg.tail.max_line_bytes,
+                now,
+            ) {
                 tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
                 t.gone = true;
                 self.files.insert(entry.key, t);
@@ -286,11 +318,23 @@ impl FileServer {
                 f.last_growth = now;
                 total += n;
                 let data = self.read_buf.get(..n).unwrap_or_default();
-                let Some(source) = self.cfg.sources.get(f.source) else { break };
+                let Some(source) = self.cfg.sources.get(f.source) else {
+                    break;
+                };
                 let headers = self.source_headers.get(f.source);
-                emit_lines(f, &mut self.batcher, &source.topic, headers, &self.split_header, now_ms, now, &mut sealed, |framer, mut emit| {
-                    framer.feed(data, &mut emit);
-                });
+                emit_lines(
+                    f,
+                    &mut self.batcher,
+                    &source.topic,
+                    headers,
+                    &self.split_header,
+                    now_ms,
+                    now,
+                    &mut sealed,
+                    |framer, mut emit| {
+                        framer.feed(data, &mut emit);
+                    },
+                );
                 let short = n < self.read_buf.len();
                 for req in sealed.drain(..) {
                     self.send(req);
@@ -312,11 +356,23 @@ impl FileServer {
             return;
         }
         tracing::info!(path = %f.path.display(), was = f.framer.next_pos(), now = size, "file truncated; reading it again from the start");
-        let Some(source) = self.cfg.sources.get(f.source) else { return };
+        let Some(source) = self.cfg.sources.get(f.source) else {
+            return;
+        };
         let headers = self.source_headers.get(f.source);
-        emit_lines(f, &mut self.batcher, &source.topic, headers, &self.split_header, unix_ms(), now, sealed, |framer, mut emit| {
-            framer.flush(&mut emit);
-        });
+        emit_lines(
+            f,
+            &mut self.batcher,
+            &source.topic,
+            headers,
+            &self.split_header,
+            unix_ms(),
+            now,
+            sealed,
+            |framer, mut emit| {
+                framer.flush(&mut emit);
+            },
+        );
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
         }
@@ -333,11 +389,23 @@ impl FileServer {
             if f.framer.partial_len() == 0 || !f.at_eof || now.duration_since(f.last_growth) < timeout {
                 continue;
             }
-            let Some(source) = self.cfg.sources.get(f.source) else { continue };
+            let Some(source) = self.cfg.sources.get(f.source) else {
+                continue;
+            };
             let headers = self.source_headers.get(f.source);
-            emit_lines(f, &mut self.batcher, &source.topic, headers, &self.split_header, now_ms, now, &mut sealed, |framer, mut emit| {
-                framer.flush(&mut emit);
-            });
+            emit_lines(
+                f,
+                &mut self.batcher,
+                &source.topic,
+                headers,
+                &self.split_header,
+                now_ms,
+                now,
+                &mut sealed,
+                |framer, mut emit| {
+                    framer.flush(&mut emit);
+                },
+            );
         }
         for req in sealed {
             self.send(req);
@@ -352,7 +420,11 @@ impl FileServer {
             .files
             .values()
             .filter(|f| {
-                f.gone && f.at_eof && f.framer.partial_len() == 0 && now.duration_since(f.last_growth) >= idle && f.fully_acked()
+                f.gone
+                    && f.at_eof
+                    && f.framer.partial_len() == 0
+                    && now.duration_since(f.last_growth) >= idle
+                    && f.fully_acked()
             })
             .map(|f| f.key)
             .collect();
@@ -391,8 +463,10 @@ impl FileServer {
         }
         match self.checkpointer.save(&entries) {
             Ok(()) => self.last_saved = entries,
-            Err(e) => tracing::warn!(error = %e, cause = %std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default(),
-                "cannot write checkpoint; will retry"),
+            Err(e) => {
+                tracing::warn!(error = %e, cause = %std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default(),
+                "cannot write checkpoint; will retry")
+            }
         }
     }
 
@@ -420,7 +494,9 @@ impl FileServer {
     }
 
     fn new_producer_id(&self, key: FileKey) -> i64 {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let mut h = Fnv64::new();
         for word in [self.agent_id, key.dev, key.ino, nanos] {
             h.write(&word.to_le_bytes());
@@ -445,9 +521,24 @@ fn emit_lines(
 ) {
     let empty = HeaderSet::new();
     let source_headers = source_headers.unwrap_or(&empty);
-    let TrackedFile { framer, key, generation, producer_id, next_seq, stream_key, path_headers, .. } = f;
+    let TrackedFile {
+        framer,
+        key,
+        generation,
+        producer_id,
+        next_seq,
+        stream_key,
+        path_headers,
+        ..
+    } = f;
     let mut emit = |line: Line<'_>| {
-        let at = StreamPos { file: *key, generation: *generation, producer_id: *producer_id, seq: *next_seq, end_pos: line.end_pos };
+        let at = StreamPos {
+            file: *key,
+            generation: *generation,
+            producer_id: *producer_id,
+            seq: *next_seq,
+            end_pos: line.end_pos,
+        };
         *next_seq += 1;
         let with_split = [source_headers, &*path_headers, split_header];
         let headers: &[&HeaderSet] = if line.split { &with_split } else { &with_split[..2] };
@@ -462,17 +553,19 @@ fn list_dir(dir: &Path) -> HashMap<FileKey, PathBuf> {
     let mut out = HashMap::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return out };
     for entry in rd.flatten() {
-        if let Ok(meta) = entry.metadata() {
-            if meta.is_file() {
-                out.insert(FileKey::of(&meta), entry.path());
-            }
+        if let Ok(meta) = entry.metadata()
+            && meta.is_file()
+        {
+            out.insert(FileKey::of(&meta), entry.path());
         }
     }
     out
 }
 
 fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// FNV-1a, 64-bit: a stable hash for stream ids (std's hasher is randomly seeded).

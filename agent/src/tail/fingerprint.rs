@@ -24,7 +24,10 @@ pub struct FileKey {
 impl FileKey {
     /// The key of a file from its metadata.
     pub fn of(meta: &Metadata) -> FileKey {
-        FileKey { dev: meta.dev(), ino: meta.ino() }
+        FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
     }
 }
 
@@ -64,7 +67,10 @@ impl Head {
             }
         }
         let bytes = buf.get(..filled).unwrap_or_default();
-        Ok(Head { len: filled as u32, crc: crc32c::crc32c(bytes) })
+        Ok(Head {
+            len: filled as u32,
+            crc: crc32c::crc32c(bytes),
+        })
     }
 
     /// Whether `file` still starts with the bytes this head was taken from.

@@ -83,10 +83,18 @@ impl LineFramer {
                 let (head, tail) = content.split_at(take);
                 self.next_pos += take as u64;
                 if self.partial.is_empty() {
-                    emit(Line { bytes: head, end_pos: self.next_pos, split: true });
+                    emit(Line {
+                        bytes: head,
+                        end_pos: self.next_pos,
+                        split: true,
+                    });
                 } else {
                     self.partial.extend_from_slice(head);
-                    emit(Line { bytes: &self.partial, end_pos: self.next_pos, split: true });
+                    emit(Line {
+                        bytes: &self.partial,
+                        end_pos: self.next_pos,
+                        split: true,
+                    });
                     self.partial.clear();
                 }
                 self.in_split = true;
@@ -98,10 +106,18 @@ impl LineFramer {
                     self.next_pos += 1;
                     let split = std::mem::take(&mut self.in_split);
                     if self.partial.is_empty() {
-                        emit(Line { bytes: strip_cr(content), end_pos: self.next_pos, split });
+                        emit(Line {
+                            bytes: strip_cr(content),
+                            end_pos: self.next_pos,
+                            split,
+                        });
                     } else {
                         self.partial.extend_from_slice(content);
-                        emit(Line { bytes: strip_cr(&self.partial), end_pos: self.next_pos, split });
+                        emit(Line {
+                            bytes: strip_cr(&self.partial),
+                            end_pos: self.next_pos,
+                            split,
+                        });
                         self.partial.clear();
                     }
                     data = rest.get(1..).unwrap_or_default();
@@ -126,7 +142,11 @@ impl LineFramer {
             return false;
         }
         let split = std::mem::take(&mut self.in_split);
-        emit(Line { bytes: &self.partial, end_pos: self.next_pos, split });
+        emit(Line {
+            bytes: &self.partial,
+            end_pos: self.next_pos,
+            split,
+        });
         self.partial.clear();
         true
     }
@@ -189,7 +209,10 @@ mod tests {
         let got = run(b"abcdefghij\nxy\n", 3, 4, false);
         let pieces: Vec<&[u8]> = got.iter().map(|g| g.0.as_slice()).collect();
         assert_eq!(pieces, vec![&b"abcd"[..], b"efgh", b"ij", b"xy"]);
-        assert_eq!(got.iter().map(|g| g.2).collect::<Vec<_>>(), vec![true, true, true, false]);
+        assert_eq!(
+            got.iter().map(|g| g.2).collect::<Vec<_>>(),
+            vec![true, true, true, false]
+        );
         assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![4, 8, 11, 14]);
     }
 

@@ -81,7 +81,11 @@ impl TrackedFile {
             next_seq: start.next_seq,
             generation: start.generation,
             generation_start_seq: start.next_seq,
-            committed: Acked { pos: start.pos, next_seq: start.next_seq, generation: start.generation },
+            committed: Acked {
+                pos: start.pos,
+                next_seq: start.next_seq,
+                generation: start.generation,
+            },
             last_growth: now,
             gone: false,
             at_eof: false,
@@ -144,10 +148,11 @@ impl TrackedFile {
     /// The checkpoint entry for what has been acknowledged.
     pub fn entry(&mut self, source_name: &str) -> Entry {
         // The head lengthens as a short file grows, up to HEAD_BYTES.
-        if (self.head.len as usize) < HEAD_BYTES && self.framer.next_pos() > u64::from(self.head.len) {
-            if let Ok(h) = Head::read(&self.file) {
-                self.head = h;
-            }
+        if (self.head.len as usize) < HEAD_BYTES
+            && self.framer.next_pos() > u64::from(self.head.len)
+            && let Ok(h) = Head::read(&self.file)
+        {
+            self.head = h;
         }
         let (pos, next_seq) = if self.committed.generation == self.generation {
             (self.committed.pos, self.committed.next_seq)

@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Exit codes: 0 clean stop; 1 runtime failure; 2 bad arguments or config.
 #[derive(Debug, Parser)]
-#[command(name = "logpost-collector", version, after_help = "Examples:\n  logpost-collector --config /etc/logpost/collector.toml\n  logpost-collector --data-dir /tmp/lp --listen 127.0.0.1:7070\n  logpost-collector validate --config collector.toml")]
+#[command(
+    name = "logpost-collector",
+    version,
+    after_help = "Examples:\n  logpost-collector --config /etc/logpost/collector.toml\n  logpost-collector --data-dir /tmp/lp --listen 127.0.0.1:7070\n  logpost-collector validate --config collector.toml"
+)]
 struct Args {
     /// Config file (TOML). Without one, defaults apply and --data-dir is required.
     #[arg(short = 'c', long, global = true, env = "LOGPOST_COLLECTOR_CONFIG")]
@@ -50,7 +54,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Validate) = args.command {
-        println!("config ok: listen {}, data_dir {}", config.listen, config.data_dir.display());
+        println!(
+            "config ok: listen {}, data_dir {}",
+            config.listen,
+            config.data_dir.display()
+        );
         return ExitCode::SUCCESS;
     }
     match run(config) {
@@ -79,7 +87,9 @@ fn load_config(args: &Args) -> anyhow::Result<CollectorConfig> {
     let path = args.config.clone().unwrap_or_else(|| PathBuf::from("(command line)"));
     let mut config = CollectorConfig::from_source(&SourceText { path, text })?;
     if let Some(listen) = &args.listen {
-        config.listen = listen.parse().with_context(|| format!("--listen {listen:?}: expected host:port"))?;
+        config.listen = listen
+            .parse()
+            .with_context(|| format!("--listen {listen:?}: expected host:port"))?;
     }
     Ok(config)
 }
@@ -94,7 +104,9 @@ fn override_key(text: &str, key: &str, value: &str) -> String {
             in_table = true;
         }
         let is_key = !in_table
-            && trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
+            && trimmed
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='));
         if is_key {
             out.push_str("# (overridden on the command line)\n");
         } else {
@@ -110,7 +122,10 @@ fn toml_string(s: &str) -> String {
 }
 
 fn run(config: logpost_collector::config::CollectorConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -147,5 +162,9 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only for a person at a terminal, not in log files and journals.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -67,7 +67,12 @@ fn main() -> ExitCode {
         let client = Client::new(&args.collector)?;
         match args.command {
             Command::Topics { json } => topics::list(&client, json, &mut out).await.map(|()| true),
-            Command::Query { topic, grep, limit, output } => {
+            Command::Query {
+                topic,
+                grep,
+                limit,
+                output,
+            } => {
                 let req = QueryRequest { topic, grep, limit };
                 query::run(&client, &req, output, color, &mut out).await.map(|n| n > 0)
             }
@@ -76,11 +81,11 @@ fn main() -> ExitCode {
     let flushed = out.flush();
     match result {
         Ok(found) => {
-            if let Err(e) = flushed {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    eprintln!("logpost: cannot write output: {e}");
-                    return ExitCode::from(1);
-                }
+            if let Err(e) = flushed
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                eprintln!("logpost: cannot write output: {e}");
+                return ExitCode::from(1);
             }
             if found { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }

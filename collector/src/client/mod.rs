@@ -65,7 +65,10 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Decode(Box::new(e)))?;
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), http })
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
     }
 
     /// `GET {base}{path}` with query parameters; the response after status checks.
@@ -79,10 +82,10 @@ impl Client {
             let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect();
             req = self.http.get(format!("{url}?{}", qs.join("&")));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
         check_status(resp).await
     }
 
@@ -92,7 +95,10 @@ impl Client {
     /// As [`get`](Self::get), or a body that is not the expected JSON.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
         let resp = self.get(path, query).await?;
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable { url: self.base.clone(), source })?;
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(Box::new(e)))
     }
 }
@@ -108,9 +114,15 @@ async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response, Clie
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or(body);
     if status.is_client_error() {
-        Err(ClientError::Refused { status: status.as_u16(), message })
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            message,
+        })
     } else {
-        Err(ClientError::Failed { status: status.as_u16(), message })
+        Err(ClientError::Failed {
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 

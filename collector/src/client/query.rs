@@ -49,9 +49,13 @@ pub async fn run(
             if line.is_empty() {
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| ClientError::Decode(Box::new(e)))?;
+            let value: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| ClientError::Decode(Box::new(e)))?;
             if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
-                return Err(ClientError::Failed { status: 200, message: err.to_owned() });
+                return Err(ClientError::Failed {
+                    status: 200,
+                    message: err.to_owned(),
+                });
             }
             let record: RecordJson = serde_json::from_value(value).map_err(|e| ClientError::Decode(Box::new(e)))?;
             write_record(out, format, &record, color).map_err(ClientError::Output)?;

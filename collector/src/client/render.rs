@@ -24,7 +24,12 @@ pub enum OutputFormat {
 ///
 /// # Errors
 /// Writing failed (for example a closed pipe).
-pub fn write_record(out: &mut impl Write, format: OutputFormat, record: &RecordJson, color: bool) -> std::io::Result<()> {
+pub fn write_record(
+    out: &mut impl Write,
+    format: OutputFormat,
+    record: &RecordJson,
+    color: bool,
+) -> std::io::Result<()> {
     match format {
         OutputFormat::Raw => {
             let line = record.line_bytes().map_err(std::io::Error::other)?;
@@ -61,7 +66,12 @@ pub fn format_timestamp_ms(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

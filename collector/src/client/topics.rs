@@ -17,10 +17,22 @@ pub async fn list(client: &Client, json: bool, out: &mut impl Write) -> Result<(
         return Ok(());
     }
     let width = list.topics.iter().map(|t| t.name.len()).max().unwrap_or(5).max(5);
-    writeln!(out, "{:<width$}  {:>10}  {:>14}  {:>12}", "TOPIC", "PARTITIONS", "RECORDS", "BYTES").map_err(ClientError::Output)?;
+    writeln!(
+        out,
+        "{:<width$}  {:>10}  {:>14}  {:>12}",
+        "TOPIC", "PARTITIONS", "RECORDS", "BYTES"
+    )
+    .map_err(ClientError::Output)?;
     for t in &list.topics {
-        writeln!(out, "{:<width$}  {:>10}  {:>14}  {:>12}", t.name, t.partitions.len(), t.records, t.size_bytes)
-            .map_err(ClientError::Output)?;
+        writeln!(
+            out,
+            "{:<width$}  {:>10}  {:>14}  {:>12}",
+            t.name,
+            t.partitions.len(),
+            t.records,
+            t.size_bytes
+        )
+        .map_err(ClientError::Output)?;
     }
     Ok(())
 }

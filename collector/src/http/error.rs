@@ -22,7 +22,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 400 Bad Request.
@@ -38,7 +41,10 @@ impl ApiError {
                 format!("request body exceeds the limit of {limit} bytes (http.max_body_bytes)"),
             )
         } else {
-            Self::new(rejection.status(), format!("cannot read request body: {}", rejection.body_text()))
+            Self::new(
+                rejection.status(),
+                format!("cannot read request body: {}", rejection.body_text()),
+            )
         }
     }
 
@@ -89,9 +95,10 @@ impl From<&StoreError> for ApiError {
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            StoreError::Io { .. } | StoreError::Meta { .. } | StoreError::MetaCorrupt { .. } | StoreError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            StoreError::Io { .. }
+            | StoreError::Meta { .. }
+            | StoreError::MetaCorrupt { .. }
+            | StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, chain(e))
     }

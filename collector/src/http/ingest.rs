@@ -75,9 +75,16 @@ pub async fn ingest(
         let p = match params.partition {
             Some(p) if p < count => p,
             Some(p) => {
-                return Err(StoreError::NoSuchPartition { topic: topic.name.to_string(), partition: p, count }.into());
+                return Err(StoreError::NoSuchPartition {
+                    topic: topic.name.to_string(),
+                    partition: p,
+                    count,
+                }
+                .into());
             }
-            None => app.router.partition(b.key.as_deref(), b.header.producer.producer_id, count),
+            None => app
+                .router
+                .partition(b.key.as_deref(), b.header.producer.producer_id, count),
         };
         if let Some(list) = per_partition.get_mut(p as usize) {
             list.push(i);
@@ -91,28 +98,51 @@ pub async fn ingest(
         if indexes.is_empty() {
             continue;
         }
-        let Some(partition) = topic.partition(p as u32) else { continue };
-        let frames = indexes.iter().filter_map(|&i| batches.get(i)).map(|b| b.frame.clone()).collect();
-        pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), frames).await));
+        let Some(partition) = topic.partition(p as u32) else {
+            continue;
+        };
+        let frames = indexes
+            .iter()
+            .filter_map(|&i| batches.get(i))
+            .map(|b| b.frame.clone())
+            .collect();
+        pending.push((
+            p as u32,
+            indexes,
+            app.writer.submit(Arc::clone(partition), frames).await,
+        ));
     }
     let mut appended: Vec<Option<AppendedBatch>> = vec![None; batches.len()];
     for (p, indexes, receiver) in pending {
         let summaries = match receiver {
-            Ok(rx) => rx.await.map_err(|_| StoreError::ShuttingDown)?.map_err(|e| ApiError::from(&*e))?,
+            Ok(rx) => rx
+                .await
+                .map_err(|_| StoreError::ShuttingDown)?
+                .map_err(|e| ApiError::from(&*e))?,
             Err(e) => return Err(ApiError::from(&*e)),
         };
         for (&i, s) in indexes.iter().zip(summaries) {
             if let Some(slot) = appended.get_mut(i) {
-                *slot = Some(AppendedBatch { partition: p, base_offset: s.base_offset, last_offset: s.last_offset });
+                *slot = Some(AppendedBatch {
+                    partition: p,
+                    base_offset: s.base_offset,
+                    last_offset: s.last_offset,
+                });
             }
         }
     }
     let batches = appended.into_iter().flatten().collect();
-    Ok(Json(IngestResponse { topic: topic.name.to_string(), batches }))
+    Ok(Json(IngestResponse {
+        topic: topic.name.to_string(),
+        batches,
+    }))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let essence = got.split(';').next().unwrap_or("").trim();
     if essence.eq_ignore_ascii_case(BATCH_CONTENT_TYPE) {
         Ok(())

@@ -72,14 +72,19 @@ fn describe(topic: &Topic) -> TopicInfo {
 
 /// Lists topics with their partitions, offsets and sizes.
 pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
-    Json(TopicList { topics: app.store.topics().iter().map(|t| describe(t)).collect() })
+    Json(TopicList {
+        topics: app.store.topics().iter().map(|t| describe(t)).collect(),
+    })
 }
 
 /// Describes one topic.
 ///
 /// # Errors
 /// 404 for an unknown topic.
-pub async fn get_topic(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<TopicInfo>, ApiError> {
+pub async fn get_topic(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<TopicInfo>, ApiError> {
     let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
     Ok(Json(describe(&topic)))
 }
@@ -122,7 +127,9 @@ impl RecordFilter for GrepFilter {
 /// 400 for a missing topic or a bad regex, 404 for an unknown topic. An
 /// error after the first line is reported as a final `{"error": ...}` line.
 pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryParams>) -> Result<Response, ApiError> {
-    let name = params.topic.ok_or_else(|| ApiError::bad_request("missing query parameter `topic`"))?;
+    let name = params
+        .topic
+        .ok_or_else(|| ApiError::bad_request("missing query parameter `topic`"))?;
     let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
     let grep = match params.grep.as_deref() {
         None | Some("") => None,

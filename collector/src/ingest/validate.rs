@@ -24,7 +24,12 @@ pub enum IngestError {
     #[error("batch {index} at byte {pos} holds no records")]
     EmptyBatch { index: usize, pos: usize },
     #[error("batch {index} at byte {pos}: last offset delta {last_offset_delta} does not match {count} records")]
-    OffsetDeltaMismatch { index: usize, pos: usize, count: i32, last_offset_delta: i32 },
+    OffsetDeltaMismatch {
+        index: usize,
+        pos: usize,
+        count: i32,
+        last_offset_delta: i32,
+    },
     #[error("batch {index} at byte {pos} is a control batch; only data batches can be appended")]
     ControlBatch { index: usize, pos: usize },
     #[error("batch {index} at byte {pos}: records inflate past the limit of {limit} bytes")]
@@ -56,9 +61,19 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
         let rest = body.get(pos..).unwrap_or_default();
         let len = match frame_len(rest, body.len()) {
             Ok(Some(len)) => len,
-            Ok(None) => return Err(IngestError::Truncated { index, pos, available: rest.len() }),
+            Ok(None) => {
+                return Err(IngestError::Truncated {
+                    index,
+                    pos,
+                    available: rest.len(),
+                });
+            }
             Err(BatchError::BadLength { len, .. }) if pos + 12 + len > body.len() => {
-                return Err(IngestError::Truncated { index, pos, available: rest.len() });
+                return Err(IngestError::Truncated {
+                    index,
+                    pos,
+                    available: rest.len(),
+                });
             }
             Err(source) => return Err(IngestError::Batch { index, pos, source }),
         };
@@ -112,7 +127,11 @@ fn verify_records(
             return Err(IngestError::Batch {
                 index,
                 pos,
-                source: BatchError::BadRecord { index: i as i32, pos: 0, what: "offset delta out of sequence" },
+                source: BatchError::BadRecord {
+                    index: i as i32,
+                    pos: 0,
+                    what: "offset delta out of sequence",
+                },
             });
         }
         count += 1;
@@ -121,7 +140,11 @@ fn verify_records(
         return Err(IngestError::Batch {
             index,
             pos,
-            source: BatchError::BadRecord { index: count, pos: 0, what: "fewer records than the count says" },
+            source: BatchError::BadRecord {
+                index: count,
+                pos: 0,
+                what: "fewer records than the count says",
+            },
         });
     }
     Ok(key)
@@ -160,7 +183,10 @@ mod tests {
         let mut body = first.clone();
         body.extend(&second);
         let err = split_and_check(&Bytes::from(body), 1 << 20).unwrap_err();
-        assert!(matches!(err, IngestError::Batch { index: 1, pos, source: BatchError::CrcMismatch { .. } } if pos == first.len()), "{err}");
+        assert!(
+            matches!(err, IngestError::Batch { index: 1, pos, source: BatchError::CrcMismatch { .. } } if pos == first.len()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -174,9 +200,19 @@ mod tests {
 
     #[test]
     fn not_a_batch() {
-        let err = split_and_check(&Bytes::from_static(b"this is certainly not a record batch, just text"), 1 << 20).unwrap_err();
-        assert!(matches!(err, IngestError::Batch { index: 0, .. } | IngestError::Truncated { .. }), "{err}");
-        assert!(matches!(split_and_check(&Bytes::new(), 1).unwrap_err(), IngestError::Empty));
+        let err = split_and_check(
+            &Bytes::from_static(b"this is certainly not a record batch, just text"),
+            1 << 20,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, IngestError::Batch { index: 0, .. } | IngestError::Truncated { .. }),
+            "{err}"
+        );
+        assert!(matches!(
+            split_and_check(&Bytes::new(), 1).unwrap_err(),
+            IngestError::Empty
+        ));
     }
 
     #[test]

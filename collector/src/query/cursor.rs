@@ -85,7 +85,13 @@ pub struct PartitionCursor<F> {
 
 impl<F: RecordFilter> PartitionCursor<F> {
     /// A cursor over `view` starting at `from_offset`.
-    pub fn new(partition: u32, view: Arc<PartitionView>, from_offset: i64, filter: Arc<F>, max_uncompressed: usize) -> Self {
+    pub fn new(
+        partition: u32,
+        view: Arc<PartitionView>,
+        from_offset: i64,
+        filter: Arc<F>,
+        max_uncompressed: usize,
+    ) -> Self {
         // The segment holding `from_offset`: the last whose base is at or below it.
         let segment = view
             .segments
@@ -136,7 +142,9 @@ impl<F: RecordFilter> PartitionCursor<F> {
     /// Decodes the next batch into `pending`; false at the end.
     fn fill(&mut self) -> Result<bool, ReadError> {
         loop {
-            let Some(seg) = self.view.segments.get(self.segment) else { return Ok(false) };
+            let Some(seg) = self.view.segments.get(self.segment) else {
+                return Ok(false);
+            };
             let scanner = self
                 .scanner
                 .get_or_insert_with(|| SegmentScanner::new(Arc::clone(&seg.file), 0, seg.len, MAX_FRAME_BYTES));
@@ -148,11 +156,19 @@ impl<F: RecordFilter> PartitionCursor<F> {
                     continue;
                 }
                 Err(source) => {
-                    return Err(ReadError::Scan { partition: self.partition, base_offset: seg.base_offset, source });
+                    return Err(ReadError::Scan {
+                        partition: self.partition,
+                        base_offset: seg.base_offset,
+                        source,
+                    });
                 }
             };
             let partition = self.partition;
-            let header = check(frame).map_err(|source| ReadError::Batch { partition, offset: self.next_offset, source })?;
+            let header = check(frame).map_err(|source| ReadError::Batch {
+                partition,
+                offset: self.next_offset,
+                source,
+            })?;
             if header.last_offset() < self.next_offset {
                 continue;
             }
@@ -160,17 +176,28 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 self.next_offset = header.last_offset() + 1;
                 continue;
             }
-            let records = decode_records(frame, &header, self.max_uncompressed, &mut self.scratch)
-                .map_err(|source| ReadError::Batch { partition, offset: header.base_offset, source })?;
+            let records =
+                decode_records(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(|source| {
+                    ReadError::Batch {
+                        partition,
+                        offset: header.base_offset,
+                        source,
+                    }
+                })?;
             for record in records {
-                let record = record.map_err(|source| ReadError::Batch { partition, offset: header.base_offset, source })?;
+                let record = record.map_err(|source| ReadError::Batch {
+                    partition,
+                    offset: header.base_offset,
+                    source,
+                })?;
                 let offset = header.base_offset + i64::from(record.offset_delta);
                 if offset < self.next_offset {
                     continue;
                 }
                 let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
                 if self.filter.matches(timestamp_ms, &record) {
-                    self.pending.push_back(StoredRecord::from_view(partition, offset, timestamp_ms, &record));
+                    self.pending
+                        .push_back(StoredRecord::from_view(partition, offset, timestamp_ms, &record));
                 }
             }
             self.next_offset = header.last_offset() + 1;

@@ -40,7 +40,9 @@ impl RecordJson {
         let mut headers = Map::new();
         for (k, v) in &r.headers {
             if !headers.contains_key(k) {
-                let v = v.as_deref().map_or(Value::Null, |v| Value::String(String::from_utf8_lossy(v).into_owned()));
+                let v = v
+                    .as_deref()
+                    .map_or(Value::Null, |v| Value::String(String::from_utf8_lossy(v).into_owned()));
                 headers.insert(k.clone(), v);
             }
         }

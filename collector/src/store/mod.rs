@@ -15,6 +15,9 @@
 //! fdatasync; the writer threads gather concurrent appends so that one
 //! fdatasync covers many (group commit).
 
+// Decoders and file offsets come from disk: no unchecked indexing here.
+#![deny(clippy::indexing_slicing)]
+
 pub mod file_names;
 pub mod partition;
 pub mod scan;
@@ -117,7 +120,10 @@ impl Store {
     /// The data directory cannot be created or read, or a topic cannot be opened.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let dir = file_names::topics_dir(&config.data_dir);
-        let meta_err = |source| StoreError::Meta { path: dir.clone(), source };
+        let meta_err = |source| StoreError::Meta {
+            path: dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&dir).map_err(meta_err)?;
         let mut topics = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(meta_err)? {
@@ -136,7 +142,11 @@ impl Store {
             let topic = Topic::open(&config.data_dir, name, config.segment_bytes)?;
             topics.insert(name.to_owned(), Arc::new(topic));
         }
-        Ok(Store { config, topics: RwLock::new(topics), admin: Mutex::new(()) })
+        Ok(Store {
+            config,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+        })
     }
 
     /// Settings in force.
@@ -151,7 +161,12 @@ impl Store {
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Topic `name`, created with the default partition count if missing and
@@ -170,7 +185,9 @@ impl Store {
         match self.create_topic(name, self.config.default_partitions) {
             Ok(t) => Ok(t),
             // Another request created it meanwhile.
-            Err(StoreError::TopicExists(_)) => self.topic(name).ok_or_else(|| StoreError::UnknownTopic(name.to_owned())),
+            Err(StoreError::TopicExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| StoreError::UnknownTopic(name.to_owned())),
             Err(e) => Err(e),
         }
     }
@@ -185,7 +202,12 @@ impl Store {
         if self.topic(name).is_some() {
             return Err(StoreError::TopicExists(name.to_owned()));
         }
-        let topic = Arc::new(Topic::create(&self.config.data_dir, name, partitions, self.config.segment_bytes)?);
+        let topic = Arc::new(Topic::create(
+            &self.config.data_dir,
+            name,
+            partitions,
+            self.config.segment_bytes,
+        )?);
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())

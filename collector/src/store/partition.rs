@@ -93,7 +93,11 @@ impl Partition {
         let io_err = |source: io::Error| StoreError::Io {
             topic: topic.to_string(),
             partition: Some(id),
-            source: SegmentError::Io { path: dir.to_owned(), op: "list", source },
+            source: SegmentError::Io {
+                path: dir.to_owned(),
+                op: "list",
+                source,
+            },
         };
         std::fs::create_dir_all(dir).map_err(io_err)?;
         let mut bases = Vec::new();
@@ -183,7 +187,10 @@ impl Partition {
         // Checked after taking the lock: a writer that failed an fsync while
         // we waited has poisoned the partition by now.
         if self.is_poisoned() {
-            return Err(StoreError::Poisoned { topic: self.topic.to_string(), partition: self.id });
+            return Err(StoreError::Poisoned {
+                topic: self.topic.to_string(),
+                partition: self.id,
+            });
         }
         let log = &mut *log;
         let mut next = log.segments.last_key_value().map_or(0, |(_, s)| s.next_offset());
@@ -191,19 +198,28 @@ impl Partition {
         let mut max_timestamp = -1;
         log.scratch.clear();
         for frame in frames {
-            let header = BatchHeader::parse(frame).map_err(|e| StoreError::Internal(format!("unchecked batch reached the store: {e}")))?;
+            let header = BatchHeader::parse(frame)
+                .map_err(|e| StoreError::Internal(format!("unchecked batch reached the store: {e}")))?;
             let start = log.scratch.len();
             log.scratch.extend_from_slice(frame);
             if let Some(written) = log.scratch.get_mut(start..) {
                 set_base_offset(written, next);
             }
             let last = next + i64::from(header.last_offset_delta.max(0));
-            summaries.push(BatchSummary { base_offset: next, last_offset: last, max_timestamp: header.max_timestamp });
+            summaries.push(BatchSummary {
+                base_offset: next,
+                last_offset: last,
+                max_timestamp: header.max_timestamp,
+            });
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next = last + 1;
         }
         self.maybe_roll(log, log.scratch.len() as u64, sync)?;
-        let active = log.segments.values_mut().next_back().expect("a partition always has an active segment");
+        let active = log
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a partition always has an active segment");
         if let Err(e) = active.append(&log.scratch, next, max_timestamp) {
             return Err(self.classify_write_error(e));
         }
@@ -236,7 +252,9 @@ impl Partition {
     }
 
     fn maybe_roll(&self, log: &mut PartitionLog, incoming: u64, sync: bool) -> Result<(), StoreError> {
-        let Some(active) = log.segments.values().next_back() else { return Ok(()) };
+        let Some(active) = log.segments.values().next_back() else {
+            return Ok(());
+        };
         if active.is_empty() || active.len() + incoming <= self.segment_bytes {
             return Ok(());
         }
@@ -247,11 +265,13 @@ impl Partition {
         }
         let base = active.next_offset();
         let seg = Segment::create(&self.dir, base).map_err(|e| self.classify_write_error(e))?;
-        super::sync_dir(&self.dir).map_err(|source| self.poison(SegmentError::Io {
-            path: self.dir.clone(),
-            op: "fsync directory",
-            source,
-        }))?;
+        super::sync_dir(&self.dir).map_err(|source| {
+            self.poison(SegmentError::Io {
+                path: self.dir.clone(),
+                op: "fsync directory",
+                source,
+            })
+        })?;
         tracing::debug!(topic = %self.topic, partition = self.id, base_offset = base, "rolled segment");
         log.segments.insert(base, seg);
         Ok(())
@@ -268,14 +288,28 @@ impl Partition {
         self.poisoned.store(true, Ordering::Release);
         tracing::error!(topic = %self.topic, partition = self.id, error = %source, cause = %source.io_error(),
             "fsync failed; partition refuses writes until the collector restarts");
-        StoreError::Io { topic: self.topic.to_string(), partition: Some(self.id), source }
+        StoreError::Io {
+            topic: self.topic.to_string(),
+            partition: Some(self.id),
+            source,
+        }
     }
 
     fn classify_write_error(&self, source: SegmentError) -> StoreError {
-        if source.io_error().raw_os_error() == Some(libc_enospc()) || source.io_error().kind() == io::ErrorKind::StorageFull {
-            StoreError::DiskFull { topic: self.topic.to_string(), partition: self.id, source }
+        if source.io_error().raw_os_error() == Some(libc_enospc())
+            || source.io_error().kind() == io::ErrorKind::StorageFull
+        {
+            StoreError::DiskFull {
+                topic: self.topic.to_string(),
+                partition: self.id,
+                source,
+            }
         } else {
-            StoreError::Io { topic: self.topic.to_string(), partition: Some(self.id), source }
+            StoreError::Io {
+                topic: self.topic.to_string(),
+                partition: Some(self.id),
+                source,
+            }
         }
     }
 }

@@ -82,7 +82,11 @@ impl Segment {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|source| SegmentError::Io { path: path.clone(), op: "create", source })?;
+            .map_err(|source| SegmentError::Io {
+                path: path.clone(),
+                op: "create",
+                source,
+            })?;
         Ok(Segment {
             base_offset,
             path,
@@ -104,10 +108,18 @@ impl Segment {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|source| SegmentError::Io { path: path.clone(), op: "open", source })?;
+            .map_err(|source| SegmentError::Io {
+                path: path.clone(),
+                op: "open",
+                source,
+            })?;
         let len = file
             .metadata()
-            .map_err(|source| SegmentError::Io { path: path.clone(), op: "stat", source })?
+            .map_err(|source| SegmentError::Io {
+                path: path.clone(),
+                op: "stat",
+                source,
+            })?
             .len();
         Ok(Segment {
             base_offset,
@@ -142,13 +154,20 @@ impl Segment {
                 Ok(Some(found)) => found,
                 Ok(None) => break None,
                 Err(ScanError::Io { source, .. }) => {
-                    return Err(SegmentError::Io { path: seg.path.clone(), op: "read", source });
+                    return Err(SegmentError::Io {
+                        path: seg.path.clone(),
+                        op: "read",
+                        source,
+                    });
                 }
                 Err(e) => break Some(format!("{e}: {}", error_cause(&e))),
             };
             match check(frame) {
                 Ok(h) if h.base_offset != expected => {
-                    break Some(format!("batch at byte {pos} has base offset {}, expected {expected}", h.base_offset));
+                    break Some(format!(
+                        "batch at byte {pos} has base offset {}, expected {expected}",
+                        h.base_offset
+                    ));
                 }
                 Ok(h) if h.last_offset_delta < 0 => {
                     break Some(format!("batch at byte {pos} has a negative last offset delta"));
@@ -163,12 +182,16 @@ impl Segment {
             }
         };
         if valid_bytes < file_len {
-            seg.file
-                .set_len(valid_bytes)
-                .map_err(|source| SegmentError::Io { path: seg.path.clone(), op: "truncate", source })?;
-            seg.file
-                .sync_all()
-                .map_err(|source| SegmentError::Io { path: seg.path.clone(), op: "fsync", source })?;
+            seg.file.set_len(valid_bytes).map_err(|source| SegmentError::Io {
+                path: seg.path.clone(),
+                op: "truncate",
+                source,
+            })?;
+            seg.file.sync_all().map_err(|source| SegmentError::Io {
+                path: seg.path.clone(),
+                op: "fsync",
+                source,
+            })?;
         }
         seg.len = valid_bytes;
         seg.next_offset = expected;
@@ -223,7 +246,11 @@ impl Segment {
             // Best effort: if even truncating fails, the bytes past `len` are
             // invisible to readers and cut by recovery at the next start.
             let _ = self.file.set_len(self.len);
-            return Err(SegmentError::Io { path: self.path.clone(), op: "write", source });
+            return Err(SegmentError::Io {
+                path: self.path.clone(),
+                op: "write",
+                source,
+            });
         }
         self.len += bytes.len() as u64;
         self.next_offset = next_offset;
@@ -236,15 +263,20 @@ impl Segment {
     /// # Errors
     /// The fsync failed; the caller must treat the partition as poisoned.
     pub fn sync(&self) -> Result<(), SegmentError> {
-        self.file
-            .sync_data()
-            .map_err(|source| SegmentError::Io { path: self.path.clone(), op: "fdatasync", source })
+        self.file.sync_data().map_err(|source| SegmentError::Io {
+            path: self.path.clone(),
+            op: "fdatasync",
+            source,
+        })
     }
 }
 
 fn error_cause(e: &ScanError) -> String {
     match e {
-        ScanError::Batch { source: BatchError::BadLength { len, .. }, .. } => format!("length field {len}"),
+        ScanError::Batch {
+            source: BatchError::BadLength { len, .. },
+            ..
+        } => format!("length field {len}"),
         ScanError::Batch { source, .. } => source.to_string(),
         ScanError::Torn { end, .. } => format!("file ends at byte {end}"),
         ScanError::Io { source, .. } => source.to_string(),

@@ -43,7 +43,10 @@ impl Topic {
         }
         let parent = topics_dir(data_dir);
         let tmp_dir = parent.join(format!(".{name}{TMP_SUFFIX}"));
-        let meta_err = |path: &Path, source: std::io::Error| StoreError::Meta { path: path.to_owned(), source };
+        let meta_err = |path: &Path, source: std::io::Error| StoreError::Meta {
+            path: path.to_owned(),
+            source,
+        };
         let _ = std::fs::remove_dir_all(&tmp_dir);
         std::fs::create_dir_all(&tmp_dir).map_err(|e| meta_err(&tmp_dir, e))?;
         let meta = TopicMeta {
@@ -70,16 +73,26 @@ impl Topic {
     pub fn open(data_dir: &Path, name: &str, segment_bytes: u64) -> Result<Topic, StoreError> {
         let dir = topic_dir(data_dir, name);
         let meta_path = dir.join(TOPIC_META);
-        let bytes = std::fs::read(&meta_path).map_err(|source| StoreError::Meta { path: meta_path.clone(), source })?;
-        let meta: TopicMeta =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::MetaCorrupt { path: meta_path.clone(), source })?;
+        let bytes = std::fs::read(&meta_path).map_err(|source| StoreError::Meta {
+            path: meta_path.clone(),
+            source,
+        })?;
+        let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|source| StoreError::MetaCorrupt {
+            path: meta_path.clone(),
+            source,
+        })?;
         let name: Arc<str> = Arc::from(name);
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
         for p in 0..meta.partitions {
             let part = Partition::open(Arc::clone(&name), p, &partition_dir(&dir, p), segment_bytes)?;
             partitions.push(Arc::new(part));
         }
-        Ok(Topic { name, dir, meta, partitions })
+        Ok(Topic {
+            name,
+            dir,
+            meta,
+            partitions,
+        })
     }
 
     /// Partition `id`, if it exists.

@@ -75,7 +75,11 @@ impl LogWriter {
             FsyncPolicy::Always => None,
             FsyncPolicy::Interval(every) => Some(start_ticker(senders.clone(), every)?),
         };
-        Ok(LogWriter { senders, threads: handles, ticker })
+        Ok(LogWriter {
+            senders,
+            threads: handles,
+            ticker,
+        })
     }
 
     /// Appends `frames` to `partition`; resolves once durable (per the fsync policy).
@@ -86,7 +90,11 @@ impl LogWriter {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
-            .send(Msg::Append(AppendRequest { partition, frames, reply }))
+            .send(Msg::Append(AppendRequest {
+                partition,
+                frames,
+                reply,
+            }))
             .await
             .map_err(|_| Arc::new(StoreError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(StoreError::ShuttingDown))?
@@ -105,7 +113,11 @@ impl LogWriter {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
-            .send(Msg::Append(AppendRequest { partition, frames, reply }))
+            .send(Msg::Append(AppendRequest {
+                partition,
+                frames,
+                reply,
+            }))
             .await
             .map_err(|_| Arc::new(StoreError::ShuttingDown))?;
         Ok(rx)
@@ -119,11 +131,17 @@ impl LogWriter {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
-            .blocking_send(Msg::Append(AppendRequest { partition, frames, reply }))
+            .blocking_send(Msg::Append(AppendRequest {
+                partition,
+                frames,
+                reply,
+            }))
             .map_err(|_| Arc::new(StoreError::ShuttingDown))?;
         rx.blocking_recv().map_err(|_| Arc::new(StoreError::ShuttingDown))?
     }
 
+    // The modulo keeps the index below `senders.len()`, which `start` makes at least 1.
+    #[allow(clippy::indexing_slicing)]
     fn sender_for(&self, partition: &Partition) -> &mpsc::Sender<Msg> {
         let mut h = DefaultHasher::new();
         partition.topic.hash(&mut h);
@@ -154,15 +172,17 @@ fn start_ticker(
     every: Duration,
 ) -> std::io::Result<(JoinHandle<()>, std::sync::mpsc::SyncSender<()>)> {
     let (stop_tx, stop_rx) = std::sync::mpsc::sync_channel::<()>(1);
-    let handle = std::thread::Builder::new().name("log-fsync-ticker".into()).spawn(move || {
-        // Disconnection of `stop_tx` ends the loop; a timeout is a tick.
-        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-            for tx in &senders {
-                // A full queue means the thread is busy and will tick soon.
-                let _ = tx.try_send(Msg::Sync);
+    let handle = std::thread::Builder::new()
+        .name("log-fsync-ticker".into())
+        .spawn(move || {
+            // Disconnection of `stop_tx` ends the loop; a timeout is a tick.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+                for tx in &senders {
+                    // A full queue means the thread is busy and will tick soon.
+                    let _ = tx.try_send(Msg::Sync);
+                }
             }
-        }
-    })?;
+        })?;
     Ok((handle, stop_tx))
 }
 
@@ -193,8 +213,8 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool) {
 
 /// Writes each partition's requests with one write and (when `sync_each`) one fsync.
 fn write_group(group: &mut Vec<AppendRequest>, sync_each: bool, dirty: &mut Vec<Arc<Partition>>) {
-    while !group.is_empty() {
-        let partition = Arc::clone(&group[0].partition);
+    while let Some(first) = group.first() {
+        let partition = Arc::clone(&first.partition);
         let (mine, rest): (Vec<_>, Vec<_>) = group.drain(..).partition(|r| Arc::ptr_eq(&r.partition, &partition));
         *group = rest;
         let frames: Vec<&[u8]> = mine.iter().flat_map(|r| r.frames.iter().map(|f| f.as_ref())).collect();

@@ -114,13 +114,7 @@ impl BatchBuilder {
     /// # Panics
     /// If more than `i32::MAX` records are appended: batches are bounded by
     /// configuration far below that.
-    pub fn append(
-        &mut self,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        header_sets: &[&HeaderSet],
-    ) {
+    pub fn append(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, header_sets: &[&HeaderSet]) {
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -182,11 +176,7 @@ impl BatchBuilder {
     ///
     /// # Errors
     /// [`BatchError::Compress`] if the encoder fails.
-    pub fn finish_into(
-        &self,
-        compression: Compression,
-        frame: &mut Vec<u8>,
-    ) -> Result<(), BatchError> {
+    pub fn finish_into(&self, compression: Compression, frame: &mut Vec<u8>) -> Result<(), BatchError> {
         frame.clear();
         frame.resize(HEADER_LEN, 0);
         compress_into(compression, &self.records, frame).map_err(BatchError::Compress)?;

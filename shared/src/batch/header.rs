@@ -81,8 +81,7 @@ impl BatchHeader {
             });
         };
         let raw_len = be_i32(head, pos::LENGTH);
-        let batch_length =
-            usize::try_from(raw_len).map_err(|_| BatchError::NegativeLength(raw_len))?;
+        let batch_length = usize::try_from(raw_len).map_err(|_| BatchError::NegativeLength(raw_len))?;
         if batch_length < MIN_BATCH_LEN {
             return Err(BatchError::BadLength {
                 len: batch_length,
@@ -168,10 +167,10 @@ pub fn frame_len(buf: &[u8], max_batch_bytes: usize) -> Result<Option<usize>, Ba
             max: max_batch_bytes,
         });
     }
-    if let Some(&magic) = buf.get(pos::MAGIC) {
-        if magic as i8 != MAGIC_V2 {
-            return Err(BatchError::BadMagic(magic as i8));
-        }
+    if let Some(&magic) = buf.get(pos::MAGIC)
+        && magic as i8 != MAGIC_V2
+    {
+        return Err(BatchError::BadMagic(magic as i8));
     }
     Ok((buf.len() >= LOG_OVERHEAD + len).then_some(LOG_OVERHEAD + len))
 }
@@ -231,28 +230,19 @@ pub fn set_partition_leader_epoch(frame: &mut [u8], epoch: i32) {
 /// Writes the fixed header into `frame[..61]` and the CRC over `frame[21..]`.
 /// `frame` must already hold the records section after byte 61.
 pub(super) fn write_header(frame: &mut [u8], h: &BatchHeader) {
-    let len =
-        i32::try_from(frame.len() - LOG_OVERHEAD).expect("batch size is bounded well below 2 GiB");
+    let len = i32::try_from(frame.len() - LOG_OVERHEAD).expect("batch size is bounded well below 2 GiB");
     frame[pos::BASE_OFFSET..pos::BASE_OFFSET + 8].copy_from_slice(&h.base_offset.to_be_bytes());
     frame[pos::LENGTH..pos::LENGTH + 4].copy_from_slice(&len.to_be_bytes());
-    frame[pos::LEADER_EPOCH..pos::LEADER_EPOCH + 4]
-        .copy_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    frame[pos::LEADER_EPOCH..pos::LEADER_EPOCH + 4].copy_from_slice(&h.partition_leader_epoch.to_be_bytes());
     frame[pos::MAGIC] = MAGIC_V2 as u8;
     frame[pos::ATTRIBUTES..pos::ATTRIBUTES + 2].copy_from_slice(&h.attributes.to_be_bytes());
-    frame[pos::LAST_OFFSET_DELTA..pos::LAST_OFFSET_DELTA + 4]
-        .copy_from_slice(&h.last_offset_delta.to_be_bytes());
-    frame[pos::BASE_TIMESTAMP..pos::BASE_TIMESTAMP + 8]
-        .copy_from_slice(&h.base_timestamp.to_be_bytes());
-    frame[pos::MAX_TIMESTAMP..pos::MAX_TIMESTAMP + 8]
-        .copy_from_slice(&h.max_timestamp.to_be_bytes());
-    frame[pos::PRODUCER_ID..pos::PRODUCER_ID + 8]
-        .copy_from_slice(&h.producer.producer_id.to_be_bytes());
-    frame[pos::PRODUCER_EPOCH..pos::PRODUCER_EPOCH + 2]
-        .copy_from_slice(&h.producer.producer_epoch.to_be_bytes());
-    frame[pos::BASE_SEQUENCE..pos::BASE_SEQUENCE + 4]
-        .copy_from_slice(&h.producer.base_sequence.to_be_bytes());
-    frame[pos::RECORDS_COUNT..pos::RECORDS_COUNT + 4]
-        .copy_from_slice(&h.records_count.to_be_bytes());
+    frame[pos::LAST_OFFSET_DELTA..pos::LAST_OFFSET_DELTA + 4].copy_from_slice(&h.last_offset_delta.to_be_bytes());
+    frame[pos::BASE_TIMESTAMP..pos::BASE_TIMESTAMP + 8].copy_from_slice(&h.base_timestamp.to_be_bytes());
+    frame[pos::MAX_TIMESTAMP..pos::MAX_TIMESTAMP + 8].copy_from_slice(&h.max_timestamp.to_be_bytes());
+    frame[pos::PRODUCER_ID..pos::PRODUCER_ID + 8].copy_from_slice(&h.producer.producer_id.to_be_bytes());
+    frame[pos::PRODUCER_EPOCH..pos::PRODUCER_EPOCH + 2].copy_from_slice(&h.producer.producer_epoch.to_be_bytes());
+    frame[pos::BASE_SEQUENCE..pos::BASE_SEQUENCE + 4].copy_from_slice(&h.producer.base_sequence.to_be_bytes());
+    frame[pos::RECORDS_COUNT..pos::RECORDS_COUNT + 4].copy_from_slice(&h.records_count.to_be_bytes());
     let crc = crc32c::crc32c(&frame[pos::ATTRIBUTES..]);
     frame[pos::CRC..pos::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

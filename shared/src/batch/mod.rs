@@ -72,11 +72,7 @@ pub enum BatchError {
     #[error("records section could not be decompressed: {0}")]
     Decompress(#[source] CompressionError),
     #[error("record {index} at byte {pos} of the records section: {what}")]
-    BadRecord {
-        index: i32,
-        pos: usize,
-        what: &'static str,
-    },
+    BadRecord { index: i32, pos: usize, what: &'static str },
     #[error("records section has {extra} bytes after the last of its {count} records")]
     TrailingRecordBytes { extra: usize, count: i32 },
     #[error("header key of record {index} is not UTF-8")]

@@ -126,10 +126,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}", render_invalid(path, problems))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Invalid { path: PathBuf, problems: Vec<Problem> },
 }
 
 impl ConfigError {
@@ -206,5 +203,8 @@ fn clean_key_path(path: &str) -> String {
     if path == "." {
         return String::new();
     }
-    path.split('.').filter(|seg| !seg.starts_with("$__")).collect::<Vec<_>>().join(".")
+    path.split('.')
+        .filter(|seg| !seg.starts_with("$__"))
+        .collect::<Vec<_>>()
+        .join(".")
 }

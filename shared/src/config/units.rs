@@ -51,9 +51,7 @@ impl ByteSize {
             }
         };
         if number.is_empty() {
-            return Err(format!(
-                "invalid size {text:?}: expected a number such as \"64MiB\""
-            ));
+            return Err(format!("invalid size {text:?}: expected a number such as \"64MiB\""));
         }
         let value: f64 = number
             .parse()
@@ -68,14 +66,9 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [
-            ("TiB", 1 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ];
+        const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         for (name, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{name}", self.0 / size);
             }
         }
@@ -147,9 +140,9 @@ impl HumanDuration {
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(tail.len());
             let (unit, tail) = tail.split_at(unit_len);
-            let value: f64 = number.parse().map_err(|_| {
-                format!("invalid duration {trimmed:?}: expected a number before {unit:?}")
-            })?;
+            let value: f64 = number
+                .parse()
+                .map_err(|_| format!("invalid duration {trimmed:?}: expected a number before {unit:?}"))?;
             let unit_secs = match unit.trim() {
                 "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
@@ -179,12 +172,12 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let s = ms / 1000;
         for (name, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-            if s >= size && s % size == 0 {
+            if s >= size && s.is_multiple_of(size) {
                 return write!(f, "{}{name}", s / size);
             }
         }
@@ -232,16 +225,8 @@ mod tests {
         assert_eq!(ByteSize::parse("1 kb"), Ok(ByteSize(1000)));
         assert_eq!(ByteSize::parse("1.5K"), Ok(ByteSize(1536)));
         assert_eq!(ByteSize::parse("512"), Ok(ByteSize(512)));
-        assert!(
-            ByteSize::parse("12 parsecs")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(
-            ByteSize::parse("MiB")
-                .unwrap_err()
-                .contains("expected a number")
-        );
+        assert!(ByteSize::parse("12 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(ByteSize::parse("MiB").unwrap_err().contains("expected a number"));
         assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
     }
 
@@ -259,10 +244,7 @@ mod tests {
             HumanDuration::parse("7d"),
             Ok(HumanDuration(Duration::from_secs(7 * 86400)))
         );
-        assert_eq!(
-            HumanDuration::parse("10"),
-            Ok(HumanDuration(Duration::from_secs(10)))
-        );
+        assert_eq!(HumanDuration::parse("10"), Ok(HumanDuration(Duration::from_secs(10))));
         assert!(
             HumanDuration::parse("5 fortnights")
                 .unwrap_err()

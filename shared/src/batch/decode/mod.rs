@@ -25,10 +25,7 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// The first header named `key`, if any; `Some(None)` for a null value.
     pub fn header(&self, key: &str) -> Option<Option<&'a [u8]>> {
-        self.headers
-            .iter()
-            .find(|h| h.key == key.as_bytes())
-            .map(|h| h.value)
+        self.headers.iter().find(|h| h.key == key.as_bytes()).map(|h| h.value)
     }
 
     /// Converts to an owned [`Record`], given the batch's base timestamp.
@@ -38,8 +35,7 @@ impl<'a> RecordView<'a> {
     pub fn to_owned(&self, base_timestamp: i64, index: i32) -> Result<Record, BatchError> {
         let mut headers = Vec::with_capacity(self.headers.len());
         for h in self.headers.iter() {
-            let key =
-                std::str::from_utf8(h.key).map_err(|_| BatchError::HeaderKeyNotUtf8 { index })?;
+            let key = std::str::from_utf8(h.key).map_err(|_| BatchError::HeaderKeyNotUtf8 { index })?;
             headers.push(Header {
                 key: key.to_owned(),
                 value: h.value.map(<[u8]>::to_vec),
@@ -161,17 +157,14 @@ pub fn decode_records<'a>(
     max_records_bytes: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Result<RecordIter<'a>, BatchError> {
-    let section = frame
-        .get(HEADER_LEN..header.frame_len())
-        .ok_or(BatchError::Truncated {
-            needed: header.frame_len(),
-            available: frame.len(),
-        })?;
+    let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
+        needed: header.frame_len(),
+        available: frame.len(),
+    })?;
     let records: &'a [u8] = match header.codec() {
         Some(Codec::None) => section,
         Some(codec) => {
-            decompress_into(codec, section, scratch, max_records_bytes)
-                .map_err(BatchError::Decompress)?;
+            decompress_into(codec, section, scratch, max_records_bytes).map_err(BatchError::Decompress)?;
             scratch.as_slice()
         }
         None => return Err(BatchError::UnsupportedCompression(header.codec_id())),
@@ -186,25 +179,15 @@ pub fn decode_records<'a>(
 pub fn records_to_owned(frame: &[u8], max_records_bytes: usize) -> Result<Vec<Record>, BatchError> {
     let header = super::check(frame)?;
     let mut scratch = Vec::new();
-    let mut out = Vec::with_capacity(
-        usize::try_from(header.records_count)
-            .unwrap_or(0)
-            .min(1 << 16),
-    );
-    for (index, view) in
-        decode_records(frame, &header, max_records_bytes, &mut scratch)?.enumerate()
-    {
+    let mut out = Vec::with_capacity(usize::try_from(header.records_count).unwrap_or(0).min(1 << 16));
+    for (index, view) in decode_records(frame, &header, max_records_bytes, &mut scratch)?.enumerate() {
         let index = i32::try_from(index).unwrap_or(i32::MAX);
         out.push(view?.to_owned(header.base_timestamp, index)?);
     }
     Ok(out)
 }
 
-fn parse_record(
-    buf: &[u8],
-    start: usize,
-    index: i32,
-) -> Result<(RecordView<'_>, usize), BatchError> {
+fn parse_record(buf: &[u8], start: usize, index: i32) -> Result<(RecordView<'_>, usize), BatchError> {
     let bad = |pos: usize, what: &'static str| BatchError::BadRecord { index, pos, what };
     let varint_err = |pos: usize, e: VarintError| match e {
         VarintError::Truncated => bad(pos, "truncated varint"),
@@ -224,16 +207,14 @@ fn parse_record(
 
     let attributes = *body
         .get(body_start)
-        .ok_or_else(|| bad(body_start, "record ends before its attributes"))?
-        as i8;
+        .ok_or_else(|| bad(body_start, "record ends before its attributes"))? as i8;
     let pos = body_start + 1;
     let (timestamp_delta, pos) = get_varlong(body, pos).map_err(|e| varint_err(pos, e))?;
     let (offset_delta, pos) = get_varint(body, pos).map_err(|e| varint_err(pos, e))?;
     let (key, pos) = get_bytes(body, pos).map_err(|(p, what)| bad(p, what))?;
     let (value, pos) = get_bytes(body, pos).map_err(|(p, what)| bad(p, what))?;
     let (header_count, pos) = get_varint(body, pos).map_err(|e| varint_err(pos, e))?;
-    let header_count =
-        usize::try_from(header_count).map_err(|_| bad(pos, "negative header count"))?;
+    let header_count = usize::try_from(header_count).map_err(|_| bad(pos, "negative header count"))?;
     let headers_start = pos;
     let mut pos = pos;
     for _ in 0..header_count {
@@ -264,8 +245,13 @@ fn parse_record(
     ))
 }
 
+/// A field's bytes (`None` for null) and the position after it.
+type Field<'a> = (Option<&'a [u8]>, usize);
+/// Where a field went wrong, and how.
+type FieldError = (usize, &'static str);
+
 /// Reads a varint length and that many bytes; length -1 is null.
-fn get_bytes(buf: &[u8], pos: usize) -> Result<(Option<&[u8]>, usize), (usize, &'static str)> {
+fn get_bytes(buf: &[u8], pos: usize) -> Result<Field<'_>, FieldError> {
     let (len, start) = get_varint(buf, pos).map_err(|e| match e {
         VarintError::Truncated => (pos, "truncated length"),
         VarintError::TooLong => (pos, "length varint too long"),
@@ -275,9 +261,7 @@ fn get_bytes(buf: &[u8], pos: usize) -> Result<(Option<&[u8]>, usize), (usize, &
     }
     let len = usize::try_from(len).map_err(|_| (pos, "negative length"))?;
     let end = start.checked_add(len).ok_or((pos, "length overflows"))?;
-    let bytes = buf
-        .get(start..end)
-        .ok_or((pos, "field runs past the record"))?;
+    let bytes = buf.get(start..end).ok_or((pos, "field runs past the record"))?;
     Ok((Some(bytes), end))
 }
 

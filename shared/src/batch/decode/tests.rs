@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use crate::batch::{
-    BatchBuilder, BatchError, HEADER_LEN, HeaderSet, LOG_OVERHEAD, ProducerInfo, check,
-    decode_records, frame_len, records_to_owned, set_base_offset,
+    BatchBuilder, BatchError, HEADER_LEN, HeaderSet, LOG_OVERHEAD, ProducerInfo, check, decode_records, frame_len,
+    records_to_owned, set_base_offset,
 };
 use crate::compression::Compression;
 use crate::record::{Header, Record};
@@ -23,10 +23,7 @@ fn sample() -> Vec<Record> {
             timestamp_ms: 1_700_000_000_000,
             key: Some(b"stream-1".to_vec()),
             value: Some(b"first line".to_vec()),
-            headers: vec![
-                Header::new("host", "web-03"),
-                Header::new("source", "nginx"),
-            ],
+            headers: vec![Header::new("host", "web-03"), Header::new("source", "nginx")],
         },
         Record {
             timestamp_ms: 1_699_999_999_000, // earlier than the base: negative delta
@@ -109,10 +106,7 @@ fn every_strict_prefix_is_incomplete() {
             matches!(frame_len(&frame[..cut], LIMIT), Ok(None)),
             "prefix of {cut} bytes"
         );
-        assert!(
-            check(&frame[..cut]).is_err(),
-            "prefix of {cut} bytes passed check"
-        );
+        assert!(check(&frame[..cut]).is_err(), "prefix of {cut} bytes passed check");
     }
     assert_eq!(frame_len(&frame, LIMIT).unwrap(), Some(frame.len()));
 }
@@ -167,9 +161,7 @@ fn trailing_record_bytes_are_an_error() {
     let mut header2 = header;
     header2.records_count = 2;
     let mut scratch = Vec::new();
-    let results: Vec<_> = decode_records(&frame, &header2, LIMIT, &mut scratch)
-        .unwrap()
-        .collect();
+    let results: Vec<_> = decode_records(&frame, &header2, LIMIT, &mut scratch).unwrap().collect();
     assert!(matches!(
         results.last(),
         Some(Err(BatchError::TrailingRecordBytes { count: 2, .. }))
