@@ -1,4 +1,5 @@
-//! The Loghub sample files in `../shared/corpus` and what an agent must
+//! The Loghub sample files (a copy of `../shared/corpus`, kept in
+//! `tests/corpus` so that a bare checkout can run the tests) and what an agent must
 //! deliver from them: every line, with a CRLF's `\r` removed, and a last
 //! line without a newline included.
 
