@@ -80,7 +80,14 @@ def main():
         coll_cfg = os.path.join(work, "collector.toml")
         with open(coll_cfg, "w") as f:
             f.write(f'data_dir = "{work}/collector"\n[http]\nlisten = "127.0.0.1:0"\n')
-        coll = subprocess.Popen([os.path.join(BIN, "logpost-collector"), "--config", coll_cfg],
+        # PERF=agent or PERF=collector records a cpu-clock profile into bench/out/<which>.perf.
+        perf = os.environ.get("PERF", "")
+        def wrap(which, cmd):
+            if perf != which:
+                return cmd
+            return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o",
+                    os.path.join(HERE, "out", which + ".perf"), "--"] + cmd
+        coll = subprocess.Popen(wrap("collector", [os.path.join(BIN, "logpost-collector"), "--config", coll_cfg]),
                                 stdout=subprocess.PIPE, stderr=open(os.path.join(work, "collector.log"), "w"), text=True)
         url = None
         line = coll.stdout.readline()
@@ -101,7 +108,7 @@ paths = ["{logs}/*.log"]
 topic = "bench"
 ''')
         t0 = time.monotonic()
-        agent = subprocess.Popen([os.path.join(BIN, "logpost-agent"), "--config", agent_cfg],
+        agent = subprocess.Popen(wrap("agent", [os.path.join(BIN, "logpost-agent"), "--config", agent_cfg]),
                                  stderr=open(os.path.join(work, "agent.log"), "w"))
         stored = 0
         while stored < lines:
