@@ -12,7 +12,9 @@ use logpost_shared::config::{ByteSize, ConfigError, HumanDuration, Problems, Sou
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::store::{FsyncPolicy, StoreConfig};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::store::{FsyncPolicy, MAX_PARTITIONS, RetentionOverride, RetentionPolicy, StoreConfig, TopicOverrides};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -26,6 +28,62 @@ pub struct CollectorToml {
     /// How topics are stored.
     #[serde(default)]
     pub storage: StorageToml,
+    /// Per-topic settings, `[topics.<name>]`; topics listed here are
+    /// created at start-up if missing.
+    #[serde(default)]
+    pub topics: BTreeMap<String, Spanned<TopicToml>>,
+}
+
+/// `[topics.<name>]`: overrides of `[storage]` for one topic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicToml {
+    /// Partitions, used when the topic is created.
+    pub partitions: Option<u32>,
+    /// Bytes kept per partition; `"unlimited"` for no limit.
+    pub retention_bytes: Option<Limit<ByteSize>>,
+    /// Age after which whole segments are deleted; `"forever"` to keep all.
+    pub retention_age: Option<Limit<HumanDuration>>,
+}
+
+/// A limit, or none (`"unlimited"`, `"forever"`).
+#[derive(Debug, Clone, Copy)]
+pub enum Limit<T> {
+    None,
+    Some(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Limit<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<T> {
+            Word(String),
+            Value(T),
+        }
+        // Strings that parse as the value ("64MiB", "7d") win over the words.
+        let value = toml::Value::deserialize(d)?;
+        if let toml::Value::String(s) = &value
+            && matches!(s.as_str(), "unlimited" | "forever" | "none")
+        {
+            return Ok(Limit::None);
+        }
+        match Raw::<T>::deserialize(value).map_err(serde::de::Error::custom)? {
+            Raw::Value(v) => Ok(Limit::Some(v)),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "invalid value {w:?}: expected a size or duration, or \"unlimited\"/\"forever\""
+            ))),
+        }
+    }
+}
+
+impl<T> Limit<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Option<U> {
+        match self {
+            Limit::None => None,
+            Limit::Some(v) => Some(f(v)),
+        }
+    }
 }
 
 /// `[http]`.
@@ -81,6 +139,31 @@ pub struct StorageToml {
     /// Threads that write and fsync segments (group commit). Default 2.
     #[serde(default = "default_writer_threads")]
     pub writer_threads: Spanned<u32>,
+    /// Roll a non-empty active segment older than this. Default 7d.
+    #[serde(default = "default_segment_age")]
+    pub segment_age: HumanDuration,
+    /// Bytes of log between entries of the sparse offset index. Default 4KiB.
+    #[serde(default = "default_index_interval")]
+    pub index_interval_bytes: ByteSize,
+    /// How often each partition's recovery point is written: after a crash,
+    /// recovery checks only what was written since. Default 10s.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+    /// Bytes kept per partition, oldest segments deleted first; default
+    /// `"unlimited"`.
+    #[serde(default = "default_retention_bytes")]
+    pub retention_bytes: Limit<ByteSize>,
+    /// Segments whose newest record is older than this are deleted; default
+    /// 7d (`"forever"` keeps everything).
+    #[serde(default = "default_retention_age")]
+    pub retention_age: Limit<HumanDuration>,
+    /// How often retention runs. Default 1m.
+    #[serde(default = "default_retention_check")]
+    pub retention_check_interval: HumanDuration,
+    /// A stream (producer) that appends nothing for this long is forgotten
+    /// by deduplication. Default 7d.
+    #[serde(default = "default_producer_expiry")]
+    pub producer_expiry: HumanDuration,
 }
 
 impl Default for StorageToml {
@@ -92,6 +175,13 @@ impl Default for StorageToml {
             fsync_interval: default_fsync_interval(),
             auto_create_topics: true,
             writer_threads: default_writer_threads(),
+            segment_age: default_segment_age(),
+            index_interval_bytes: default_index_interval(),
+            checkpoint_interval: default_checkpoint_interval(),
+            retention_bytes: default_retention_bytes(),
+            retention_age: default_retention_age(),
+            retention_check_interval: default_retention_check(),
+            producer_expiry: default_producer_expiry(),
         }
     }
 }
@@ -123,6 +213,27 @@ fn default_true() -> bool {
 fn default_writer_threads() -> Spanned<u32> {
     Spanned::new(0..0, 2)
 }
+fn default_segment_age() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7 * 86_400))
+}
+fn default_index_interval() -> ByteSize {
+    ByteSize(4096)
+}
+fn default_checkpoint_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_retention_bytes() -> Limit<ByteSize> {
+    Limit::None
+}
+fn default_retention_age() -> Limit<HumanDuration> {
+    Limit::Some(HumanDuration(Duration::from_secs(7 * 86_400)))
+}
+fn default_retention_check() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_producer_expiry() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7 * 86_400))
+}
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -134,8 +245,6 @@ pub struct CollectorConfig {
     pub store: StoreConfig,
 }
 
-/// Largest partition count accepted in config; a guard against typos such as 10000.
-const MAX_PARTITIONS: u32 = 1024;
 /// Smallest segment: below this, rolling costs more than it saves.
 const MIN_SEGMENT_BYTES: u64 = 4096;
 /// Batches larger than this are refused whatever the body limit: RecordBatch
@@ -183,11 +292,39 @@ impl CollectorConfig {
             );
         }
         let segment_bytes = raw.storage.segment_bytes.get_ref().bytes();
-        if !(MIN_SEGMENT_BYTES..=(1 << 40)).contains(&segment_bytes) {
+        // Index positions are u32, so a segment stays below 4 GiB (Kafka: 2 GiB).
+        if !(MIN_SEGMENT_BYTES..=(2 << 30)).contains(&segment_bytes) {
             problems.at(
                 raw.storage.segment_bytes.span(),
                 "storage.segment_bytes",
-                format!("{} is out of range (4KiB to 1TiB)", raw.storage.segment_bytes.get_ref()),
+                format!("{} is out of range (4KiB to 2GiB)", raw.storage.segment_bytes.get_ref()),
+            );
+        }
+        let mut topics = HashMap::new();
+        for (name, t) in &raw.topics {
+            let key = format!("topics.{name}");
+            if let Err(e) = logpost_shared::topic::validate_topic_name(name) {
+                problems.at(t.span(), key.clone(), e.to_string());
+            }
+            let t_ref = t.get_ref();
+            if let Some(p) = t_ref.partitions
+                && (p == 0 || p > MAX_PARTITIONS)
+            {
+                problems.at(
+                    t.span(),
+                    format!("{key}.partitions"),
+                    format!("{p} is out of range (1 to {MAX_PARTITIONS})"),
+                );
+            }
+            topics.insert(
+                name.clone(),
+                TopicOverrides {
+                    partitions: t_ref.partitions,
+                    retention: RetentionOverride {
+                        bytes: t_ref.retention_bytes.map(|l| l.map(ByteSize::bytes)),
+                        age: t_ref.retention_age.map(|l| l.map(HumanDuration::get)),
+                    },
+                },
             );
         }
         let fsync = match raw.storage.fsync.get_ref().as_str() {
@@ -220,9 +357,23 @@ impl CollectorConfig {
                 data_dir: raw.data_dir,
                 default_partitions: partitions.clamp(1, MAX_PARTITIONS),
                 segment_bytes,
+                segment_age: Some(raw.storage.segment_age.get()).filter(|d| !d.is_zero()),
+                index_interval_bytes: raw.storage.index_interval_bytes.bytes().max(1),
                 fsync,
                 auto_create_topics: raw.storage.auto_create_topics,
                 writer_threads: writer_threads.clamp(1, 64) as usize,
+                checkpoint_interval: raw.storage.checkpoint_interval.get().max(Duration::from_millis(10)),
+                retention: RetentionPolicy {
+                    bytes: raw.storage.retention_bytes.map(ByteSize::bytes),
+                    age: raw.storage.retention_age.map(HumanDuration::get),
+                },
+                retention_check_interval: raw
+                    .storage
+                    .retention_check_interval
+                    .get()
+                    .max(Duration::from_millis(10)),
+                producer_expiry: raw.storage.producer_expiry.get(),
+                topics,
             },
         };
         problems.finish(config)

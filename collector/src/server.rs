@@ -13,6 +13,7 @@ use crate::config::CollectorConfig;
 use crate::http::AppState;
 use crate::http::router::app;
 use crate::ingest::route::Router as PartitionRouter;
+use crate::store::maintenance::Maintenance;
 use crate::store::writer::LogWriter;
 use crate::store::{Store, StoreError};
 
@@ -50,6 +51,8 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(store_config)).await??;
     let topics = store.topics().len();
     tracing::info!(topics, elapsed_ms = started.elapsed().as_millis() as u64, data_dir = %config.data_dir.display(), "store opened");
+    let store = Arc::new(store);
+    let maintenance = Maintenance::start(Arc::clone(&store)).map_err(ServerError::Threads)?;
     let writer = LogWriter::start(config.store.writer_threads, config.store.fsync).map_err(ServerError::Threads)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -63,7 +66,7 @@ pub async fn run(
     })?;
     let state = Arc::new(AppState {
         config,
-        store: Arc::new(store),
+        store: Arc::clone(&store),
         writer,
         router: PartitionRouter::new(),
     });
@@ -78,5 +81,9 @@ pub async fn run(
         Ok(state) => state.writer.shutdown(),
         Err(_) => tracing::warn!("requests still hold the store; exiting without waiting for them"),
     }
+    maintenance.stop();
+    // A final checkpoint: the next start recovers nothing.
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    tracing::info!("stopped cleanly");
     result.map_err(ServerError::Serve)
 }

@@ -90,7 +90,9 @@ impl From<IngestError> for ApiError {
 impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
         let status = match e {
-            StoreError::TopicName(_) | StoreError::NoSuchPartition { .. } => StatusCode::BAD_REQUEST,
+            StoreError::TopicName(_) | StoreError::NoSuchPartition { .. } | StoreError::BadPartitionCount(_) => {
+                StatusCode::BAD_REQUEST
+            }
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

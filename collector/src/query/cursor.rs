@@ -11,6 +11,7 @@ use logpost_shared::batch::{BatchError, RecordView, check, decode_records};
 
 use crate::store::PartitionView;
 use crate::store::partition::MAX_FRAME_BYTES;
+use crate::store::read::seek_position;
 use crate::store::scan::{ScanError, SegmentScanner};
 
 /// A record copied out of storage.
@@ -145,9 +146,15 @@ impl<F: RecordFilter> PartitionCursor<F> {
             let Some(seg) = self.view.segments.get(self.segment) else {
                 return Ok(false);
             };
-            let scanner = self
-                .scanner
-                .get_or_insert_with(|| SegmentScanner::new(Arc::clone(&seg.file), 0, seg.len, MAX_FRAME_BYTES));
+            let from = self.next_offset;
+            let scanner = self.scanner.get_or_insert_with(|| {
+                let start = if seg.base_offset <= from {
+                    seek_position(seg, from)
+                } else {
+                    0
+                };
+                SegmentScanner::new(Arc::clone(&seg.file), start, seg.len, MAX_FRAME_BYTES)
+            });
             let frame = match scanner.next_frame() {
                 Ok(Some((_, frame))) => frame,
                 Ok(None) => {

@@ -11,6 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Suffix of segment log files.
 pub const LOG_SUFFIX: &str = ".log";
+/// Suffix of offset index files.
+pub const INDEX_SUFFIX: &str = ".index";
+/// Suffix of time index files.
+pub const TIMEINDEX_SUFFIX: &str = ".timeindex";
+/// Suffix of producer state snapshots.
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// The partition's recovery point.
+pub const RECOVERY_POINT: &str = "recovery-point.json";
 /// Suffix of files being written, never read.
 pub const TMP_SUFFIX: &str = ".tmp";
 /// Per-topic metadata file.
@@ -36,9 +44,19 @@ pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}{LOG_SUFFIX}"))
 }
 
+/// `<dir>/<offset:020>.snapshot`.
+pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}{SNAPSHOT_SUFFIX}"))
+}
+
 /// The base offset in a segment file name, if it is one.
 pub fn parse_log_name(name: &str) -> Option<i64> {
-    let digits = name.strip_suffix(LOG_SUFFIX)?;
+    parse_offset_name(name, LOG_SUFFIX)
+}
+
+/// The offset in a `<offset:020><suffix>` name, if it is one.
+pub fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -8,8 +8,14 @@
 //! - [`partition`]: segments in order, offset assignment, rolling, the
 //!   published read view, poisoning after a failed fsync.
 //! - [`topic`]: a topic's metadata and partitions, created atomically.
+//! - [`offset_index`], [`time_index`]: sparse per-segment indexes.
+//! - [`producer_state`]: per-stream sequences for deduplication.
+//! - [`recovery`]: opening a partition from its recovery point.
+//! - [`read`]: reads by offset and by time through the published view.
 //! - [`writer`]: the writer threads and group commit; the only place that
 //!   calls `append_frames`.
+//! - [`maintenance`]: periodic checkpoints, retention, producer expiry.
+//! - [`faults`]: injected i/o failures for tests.
 //!
 //! Durability: with `fsync = "always"` an append is acknowledged only after
 //! fdatasync; the writer threads gather concurrent appends so that one
@@ -18,23 +24,32 @@
 // Decoders and file offsets come from disk: no unchecked indexing here.
 #![deny(clippy::indexing_slicing)]
 
+pub mod faults;
 pub mod file_names;
+pub mod maintenance;
+pub mod offset_index;
 pub mod partition;
+pub mod producer_state;
+pub mod read;
+pub mod recovery;
 pub mod scan;
 pub mod segment;
+pub mod time_index;
 pub mod topic;
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use logpost_shared::topic::{TopicNameError, validate_topic_name};
 
-pub use partition::{Partition, PartitionView, SegmentView};
+pub use partition::{Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView};
 pub use segment::{BatchSummary, SegmentError};
 pub use topic::{Topic, TopicMeta};
+
+use faults::Faults;
 
 /// When appends are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +61,77 @@ pub enum FsyncPolicy {
     Interval(Duration),
 }
 
-/// Store settings, from `[storage]`.
+/// Settings of one topic from `[topics.<name>]`; unset fields fall back to
+/// what the topic was created with, then to `[storage]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicOverrides {
+    pub partitions: Option<u32>,
+    pub retention: RetentionOverride,
+}
+
+/// Retention settings that may each be unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOverride {
+    pub bytes: Option<Option<u64>>,
+    pub age: Option<Option<Duration>>,
+}
+
+/// Store settings, from `[storage]` and `[topics.*]`.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub default_partitions: u32,
     pub segment_bytes: u64,
+    pub segment_age: Option<Duration>,
+    pub index_interval_bytes: u64,
     pub fsync: FsyncPolicy,
     pub auto_create_topics: bool,
     pub writer_threads: usize,
+    pub checkpoint_interval: Duration,
+    pub retention: RetentionPolicy,
+    pub retention_check_interval: Duration,
+    pub producer_expiry: Duration,
+    pub topics: HashMap<String, TopicOverrides>,
+}
+
+impl StoreConfig {
+    /// Defaults for a store in `data_dir` (what an empty `[storage]` gives).
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            default_partitions: 1,
+            segment_bytes: 1 << 30,
+            segment_age: Some(Duration::from_secs(7 * 86_400)),
+            index_interval_bytes: 4096,
+            fsync: FsyncPolicy::Always,
+            auto_create_topics: true,
+            writer_threads: 2,
+            checkpoint_interval: Duration::from_secs(10),
+            retention: RetentionPolicy {
+                bytes: None,
+                age: Some(Duration::from_secs(7 * 86_400)),
+            },
+            retention_check_interval: Duration::from_secs(60),
+            producer_expiry: Duration::from_secs(7 * 86_400),
+            topics: HashMap::new(),
+        }
+    }
+
+    fn partition_settings(&self) -> PartitionSettings {
+        PartitionSettings {
+            segment_bytes: self.segment_bytes,
+            segment_age: self.segment_age,
+            index_interval_bytes: self.index_interval_bytes,
+        }
+    }
+}
+
+/// What to create a topic with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub partitions: Option<u32>,
+    pub retention_bytes: Option<u64>,
+    pub retention_age: Option<Duration>,
 }
 
 /// Why a store operation failed.
@@ -98,6 +175,8 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("partition count {0} is out of range (1 to 1024)")]
+    BadPartitionCount(u32),
     #[error("the collector is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -111,6 +190,7 @@ pub struct Store {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic creation and deletion; appends never take it.
     admin: Mutex<()>,
+    faults: Option<Arc<Faults>>,
 }
 
 impl Store {
@@ -119,6 +199,14 @@ impl Store {
     /// # Errors
     /// The data directory cannot be created or read, or a topic cannot be opened.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        Self::open_with_faults(config, None)
+    }
+
+    /// As [`open`](Self::open), with injected i/o failures (tests).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with_faults(config: StoreConfig, faults: Option<Arc<Faults>>) -> Result<Store, StoreError> {
         let dir = file_names::topics_dir(&config.data_dir);
         let meta_err = |source| StoreError::Meta {
             path: dir.clone(),
@@ -131,7 +219,7 @@ impl Store {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with('.') && name.ends_with(file_names::TMP_SUFFIX) {
-                // A topic creation interrupted by a crash.
+                // A topic creation or deletion interrupted by a crash.
                 let _ = std::fs::remove_dir_all(entry.path());
                 continue;
             }
@@ -139,14 +227,44 @@ impl Store {
                 tracing::warn!(path = %entry.path().display(), "ignoring unexpected entry in topics directory");
                 continue;
             }
-            let topic = Topic::open(&config.data_dir, name, config.segment_bytes)?;
+            let (topic, reports) = Topic::open(&config.data_dir, name, config.partition_settings(), faults.clone())?;
+            for (p, r) in reports.iter().enumerate() {
+                if r.scanned_bytes > 0 || r.truncated_bytes > 0 || r.removed_segments > 0 || r.rebuilt_indexes > 0 {
+                    tracing::info!(
+                        topic = name,
+                        partition = p,
+                        segments = r.segments,
+                        scanned_bytes = r.scanned_bytes,
+                        truncated_bytes = r.truncated_bytes,
+                        removed_segments = r.removed_segments,
+                        rebuilt_indexes = r.rebuilt_indexes,
+                        from_snapshot = r.snapshot_used,
+                        "recovered partition"
+                    );
+                }
+            }
             topics.insert(name.to_owned(), Arc::new(topic));
         }
-        Ok(Store {
+        let store = Store {
             config,
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
-        })
+            faults,
+        };
+        store.create_configured_topics()?;
+        Ok(store)
+    }
+
+    /// Creates topics named in `[topics.*]` that do not exist yet.
+    fn create_configured_topics(&self) -> Result<(), StoreError> {
+        let mut names: Vec<&String> = self.config.topics.keys().collect();
+        names.sort();
+        for name in names {
+            if self.topic(name).is_none() {
+                self.create_topic(name, TopicSpec::default())?;
+            }
+        }
+        Ok(())
     }
 
     /// Settings in force.
@@ -169,8 +287,8 @@ impl Store {
             .collect()
     }
 
-    /// Topic `name`, created with the default partition count if missing and
-    /// auto-creation is on.
+    /// Topic `name`, created with its configured or the default partition
+    /// count if missing and auto-creation is on.
     ///
     /// # Errors
     /// A bad name, auto-creation off, or an i/o error creating it.
@@ -182,7 +300,7 @@ impl Store {
         if !self.config.auto_create_topics {
             return Err(StoreError::AutoCreateDisabled(name.to_owned()));
         }
-        match self.create_topic(name, self.config.default_partitions) {
+        match self.create_topic(name, TopicSpec::default()) {
             Ok(t) => Ok(t),
             // Another request created it meanwhile.
             Err(StoreError::TopicExists(_)) => self
@@ -192,21 +310,38 @@ impl Store {
         }
     }
 
-    /// Creates topic `name` with `partitions` partitions.
+    /// Creates topic `name`.
     ///
     /// # Errors
-    /// A bad name, an existing topic, or an i/o error.
-    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<Arc<Topic>, StoreError> {
+    /// A bad name or partition count, an existing topic, or an i/o error.
+    pub fn create_topic(&self, name: &str, spec: TopicSpec) -> Result<Arc<Topic>, StoreError> {
         validate_topic_name(name)?;
+        let overrides = self.config.topics.get(name);
+        let partitions = spec
+            .partitions
+            .or(overrides.and_then(|o| o.partitions))
+            .unwrap_or(self.config.default_partitions);
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(StoreError::BadPartitionCount(partitions));
+        }
         let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         if self.topic(name).is_some() {
             return Err(StoreError::TopicExists(name.to_owned()));
         }
+        let meta = TopicMeta {
+            partitions,
+            created_ms: topic::now_ms(),
+            retention_bytes: spec.retention_bytes,
+            retention_age_ms: spec
+                .retention_age
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
         let topic = Arc::new(Topic::create(
             &self.config.data_dir,
             name,
-            partitions,
-            self.config.segment_bytes,
+            meta,
+            self.config.partition_settings(),
+            self.faults.clone(),
         )?);
         self.topics
             .write()
@@ -215,7 +350,97 @@ impl Store {
         tracing::info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
+
+    /// Deletes topic `name` and its data. Readers holding its files finish
+    /// what they read; new requests see it gone at once.
+    ///
+    /// # Errors
+    /// An unknown topic, or an i/o error moving its directory aside.
+    pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| StoreError::UnknownTopic(name.to_owned()))?;
+        // Move aside first (atomic), then delete: a crash in between leaves a
+        // `.tmp` directory that the next start removes.
+        let parent = file_names::topics_dir(&self.config.data_dir);
+        let aside = parent.join(format!(".{name}.{}.deleted{}", topic::now_ms(), file_names::TMP_SUFFIX));
+        std::fs::rename(&topic.dir, &aside).map_err(|source| StoreError::Meta {
+            path: topic.dir.clone(),
+            source,
+        })?;
+        let _ = sync_dir(&parent);
+        if let Err(e) = std::fs::remove_dir_all(&aside) {
+            tracing::warn!(path = %aside.display(), error = %e, "cannot remove deleted topic's files; they go at the next start");
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// The retention policy in force for `topic`.
+    pub fn retention_for(&self, topic: &Topic) -> RetentionPolicy {
+        let o = self
+            .config
+            .topics
+            .get(&*topic.name)
+            .map(|o| o.retention)
+            .unwrap_or_default();
+        let meta_age = topic.meta.retention_age_ms.map(Duration::from_millis);
+        RetentionPolicy {
+            bytes: o
+                .bytes
+                .unwrap_or(topic.meta.retention_bytes.or(self.config.retention.bytes)),
+            age: o.age.unwrap_or(meta_age.or(self.config.retention.age)),
+        }
+    }
+
+    /// Writes a recovery point for every partition with new data.
+    pub fn checkpoint_all(&self) {
+        for t in self.topics() {
+            for p in &t.partitions {
+                if let Err(e) = p.checkpoint() {
+                    tracing::warn!(topic = %t.name, partition = p.id, error = %e, "checkpoint failed; will retry");
+                }
+            }
+        }
+    }
+
+    /// Applies retention to every partition; returns segments deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> usize {
+        let mut deleted = 0;
+        for t in self.topics() {
+            let policy = self.retention_for(&t);
+            for p in &t.partitions {
+                deleted += p.enforce_retention(policy, now_ms);
+            }
+        }
+        deleted
+    }
+
+    /// Forgets producers idle since before `cutoff_ms`; returns how many.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.expire_producers(cutoff_ms))
+            .sum()
+    }
+
+    /// Clean shutdown: a final checkpoint of every partition.
+    pub fn close(&self) {
+        for t in self.topics() {
+            for p in &t.partitions {
+                p.close();
+            }
+        }
+    }
 }
+
+/// Largest partition count of one topic; a guard against typos such as 10000.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// fsyncs a directory, so that a file created or renamed in it survives a crash.
 ///
@@ -224,3 +449,6 @@ impl Store {
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests;

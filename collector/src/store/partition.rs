@@ -1,10 +1,12 @@
-//! One partition: an ordered run of segments, the last one active.
+//! One partition: an ordered run of segments, the last one active, plus
+//! the producer state and the recovery point.
 //!
 //! Why a module of its own: this is where offsets are assigned, where the
-//! active segment is rolled, and where the view that readers see is
-//! published. Writers are the writer threads (`writer.rs`), one at a time
-//! through `log`'s mutex; readers never take that mutex, they clone the
-//! published [`PartitionView`] and read the files with positioned reads.
+//! active segment is rolled, checkpoints are taken, old segments are
+//! deleted for retention, and the view that readers see is published.
+//! Writers are the writer threads (`writer.rs`), one at a time through
+//! `log`'s mutex; readers never take that mutex, they clone the published
+//! [`PartitionView`] and read the files with positioned reads.
 //!
 //! Invariants: offsets are contiguous across segments; a reader's view never
 //! includes bytes beyond what the writer has finished writing (and, with
@@ -18,16 +20,29 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use logpost_shared::batch::{BatchHeader, set_base_offset};
 use tokio::sync::watch;
 
 use super::StoreError;
-use super::file_names::{TMP_SUFFIX, parse_log_name};
-use super::segment::{BatchSummary, Segment, SegmentError};
+use super::faults::Faults;
+use super::producer_state::{ProducerEntry, ProducerState};
+use super::recovery::{LoadReport, RecoveryPoint, load_partition, write_checkpoint};
+use super::segment::{BatchSummary, Segment, SegmentError, SharedIndex, SharedTimeIndex};
 
 /// Largest batch frame recovery and readers accept (RecordBatch lengths are i32).
 pub const MAX_FRAME_BYTES: usize = 1 << 30;
+
+/// Per-partition settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionSettings {
+    pub segment_bytes: u64,
+    /// Roll a non-empty active segment older than this.
+    pub segment_age: Option<Duration>,
+    /// Bytes of log between offset index entries.
+    pub index_interval_bytes: u64,
+}
 
 /// What readers see of one segment.
 #[derive(Debug, Clone)]
@@ -38,6 +53,10 @@ pub struct SegmentView {
     pub len: u64,
     /// Offset after the segment's last batch.
     pub next_offset: i64,
+    /// Largest batch timestamp, -1 if unknown.
+    pub max_timestamp: i64,
+    pub index: SharedIndex,
+    pub time_index: SharedTimeIndex,
 }
 
 /// What readers see of a partition: immutable, replaced on every append.
@@ -57,12 +76,24 @@ impl PartitionView {
     }
 }
 
+/// Which segments retention may delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Keep at most this many bytes per partition (whole segments are deleted).
+    pub bytes: Option<u64>,
+    /// Delete segments whose newest record is older than this.
+    pub age: Option<Duration>,
+}
+
 struct PartitionLog {
     segments: BTreeMap<i64, Segment>,
+    producers: ProducerState,
     /// Assembled group of frames, reused between appends.
     scratch: Vec<u8>,
     /// Appended since the last fsync (interval mode).
     dirty: bool,
+    /// The last recovery point written.
+    checkpointed: Option<RecoveryPoint>,
 }
 
 /// One partition of a topic.
@@ -70,11 +101,12 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub id: u32,
     dir: PathBuf,
-    segment_bytes: u64,
+    settings: PartitionSettings,
     log: Mutex<PartitionLog>,
     view: RwLock<Arc<PartitionView>>,
     poisoned: AtomicBool,
     high_watermark: watch::Sender<i64>,
+    faults: Option<Arc<Faults>>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -84,80 +116,52 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    /// Opens the partition in `dir` (creating it if new): deletes temp
-    /// files, opens sealed segments as they are and recovers the active one.
+    /// Opens the partition in `dir` (creating it if new), recovering from
+    /// its last checkpoint.
     ///
     /// # Errors
     /// I/O errors opening or recovering segments.
-    pub fn open(topic: Arc<str>, id: u32, dir: &Path, segment_bytes: u64) -> Result<Partition, StoreError> {
-        let io_err = |source: io::Error| StoreError::Io {
-            topic: topic.to_string(),
-            partition: Some(id),
-            source: SegmentError::Io {
-                path: dir.to_owned(),
-                op: "list",
-                source,
-            },
-        };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-        let mut bases = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io_err)? {
-            let entry = entry.map_err(io_err)?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(TMP_SUFFIX) {
-                let _ = std::fs::remove_file(entry.path());
-            } else if let Some(base) = parse_log_name(name) {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
+    pub fn open(
+        topic: Arc<str>,
+        id: u32,
+        dir: &Path,
+        settings: PartitionSettings,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<(Partition, LoadReport), StoreError> {
         let seg_err = |source: SegmentError| StoreError::Io {
             topic: topic.to_string(),
             partition: Some(id),
             source,
         };
-        let mut segments = BTreeMap::new();
-        if bases.is_empty() {
-            let seg = Segment::create(dir, 0).map_err(seg_err)?;
-            super::sync_dir(dir).map_err(io_err)?;
-            segments.insert(0, seg);
-        } else {
-            for (i, &base) in bases.iter().enumerate() {
-                let seg = if let Some(&next_base) = bases.get(i + 1) {
-                    Segment::open_trusted(dir, base, next_base).map_err(seg_err)?
-                } else {
-                    let (seg, report) = Segment::open_and_recover(dir, base, MAX_FRAME_BYTES).map_err(seg_err)?;
-                    if report.truncated_bytes > 0 {
-                        tracing::warn!(
-                            topic = %topic, partition = id, path = %seg.path().display(),
-                            valid_bytes = report.valid_bytes, dropped_bytes = report.truncated_bytes,
-                            reason = report.reason.as_deref().unwrap_or(""),
-                            "truncated torn tail of segment"
-                        );
-                    }
-                    seg
-                };
-                segments.insert(base, seg);
-            }
-        }
+        std::fs::create_dir_all(dir).map_err(|source| {
+            seg_err(SegmentError::Io {
+                path: dir.to_owned(),
+                op: "create directory",
+                source,
+            })
+        })?;
+        let loaded = load_partition(dir, settings.index_interval_bytes, faults.clone()).map_err(seg_err)?;
         let log = PartitionLog {
-            segments,
+            segments: loaded.segments,
+            producers: loaded.producers,
             scratch: Vec::new(),
             dirty: false,
+            checkpointed: loaded.recovery_point,
         };
         let view = Arc::new(build_view(&log));
         let (high_watermark, _) = watch::channel(view.high_watermark);
-        Ok(Partition {
+        let partition = Partition {
             topic,
             id,
             dir: dir.to_owned(),
-            segment_bytes,
+            settings,
             log: Mutex::new(log),
             view: RwLock::new(view),
             poisoned: AtomicBool::new(false),
             high_watermark,
-        })
+            faults,
+        };
+        Ok((partition, loaded.report))
     }
 
     /// The current view for readers.
@@ -175,6 +179,20 @@ impl Partition {
         self.poisoned.load(Ordering::Acquire)
     }
 
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the producer state holds for `producer_id`.
+    pub fn producer(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.lock().producers.get(producer_id).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Appends whole, checked frames in order, assigning offsets; with
     /// `sync`, fdatasyncs before returning. Returns each batch's offsets.
     ///
@@ -183,7 +201,7 @@ impl Partition {
     /// [`StoreError::DiskFull`] on ENOSPC (nothing partial is left behind),
     /// [`StoreError::Io`] otherwise; a failed fsync also poisons.
     pub fn append_frames(&self, frames: &[&[u8]], sync: bool) -> Result<Vec<BatchSummary>, StoreError> {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
         // Checked after taking the lock: a writer that failed an fsync while
         // we waited has poisoned the partition by now.
         if self.is_poisoned() {
@@ -192,10 +210,11 @@ impl Partition {
                 partition: self.id,
             });
         }
-        let log = &mut *log;
+        let log = &mut *guard;
         let mut next = log.segments.last_key_value().map_or(0, |(_, s)| s.next_offset());
         let mut summaries = Vec::with_capacity(frames.len());
-        let mut max_timestamp = -1;
+        let mut placed = Vec::with_capacity(frames.len());
+        let mut headers = Vec::with_capacity(frames.len());
         log.scratch.clear();
         for frame in frames {
             let header = BatchHeader::parse(frame)
@@ -206,12 +225,14 @@ impl Partition {
                 set_base_offset(written, next);
             }
             let last = next + i64::from(header.last_offset_delta.max(0));
-            summaries.push(BatchSummary {
+            let summary = BatchSummary {
                 base_offset: next,
                 last_offset: last,
                 max_timestamp: header.max_timestamp,
-            });
-            max_timestamp = max_timestamp.max(header.max_timestamp);
+            };
+            summaries.push(summary);
+            placed.push((summary, frame.len() as u64));
+            headers.push(header);
             next = last + 1;
         }
         self.maybe_roll(log, log.scratch.len() as u64, sync)?;
@@ -220,7 +241,7 @@ impl Partition {
             .values_mut()
             .next_back()
             .expect("a partition always has an active segment");
-        if let Err(e) = active.append(&log.scratch, next, max_timestamp) {
+        if let Err(e) = active.append(&log.scratch, &placed) {
             return Err(self.classify_write_error(e));
         }
         if sync {
@@ -229,6 +250,18 @@ impl Partition {
             }
         } else {
             log.dirty = true;
+        }
+        let now_ms = super::topic::now_ms();
+        for (h, s) in headers.iter().zip(&summaries) {
+            let p = h.producer;
+            log.producers.update(
+                p.producer_id,
+                p.producer_epoch,
+                p.base_sequence,
+                h.records_count,
+                s.base_offset,
+                now_ms,
+            );
         }
         self.publish(log);
         Ok(summaries)
@@ -240,7 +273,7 @@ impl Partition {
     /// # Errors
     /// The fsync failed; the partition is poisoned.
     pub fn sync_if_dirty(&self) -> Result<(), StoreError> {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.lock();
         if !log.dirty || self.is_poisoned() {
             return Ok(());
         }
@@ -251,11 +284,120 @@ impl Partition {
         Ok(())
     }
 
+    /// Writes a recovery point if anything was appended since the last one:
+    /// syncs the log (interval mode), flushes and syncs the indexes, writes
+    /// the producer snapshot, then the recovery point. Also rolls an active
+    /// segment that has exceeded `segment_age`. A failure leaves the old
+    /// recovery point in force (recovery then scans a little more).
+    ///
+    /// # Errors
+    /// The log fsync failed (poisons) or a checkpoint file could not be written.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        let mut guard = self.lock();
+        if self.is_poisoned() {
+            return Ok(false);
+        }
+        let log = &mut *guard;
+        if let (Some(age), Some(active)) = (self.settings.segment_age, log.segments.values().next_back())
+            && !active.is_empty()
+            && active.opened_at.elapsed() >= age
+        {
+            self.roll(log)?;
+        }
+        self.checkpoint_locked(log)
+    }
+
+    fn checkpoint_locked(&self, log: &mut PartitionLog) -> Result<bool, StoreError> {
+        let Some(active) = log.segments.values().next_back() else {
+            return Ok(false);
+        };
+        let rp = RecoveryPoint {
+            offset: active.next_offset(),
+            segment: active.base_offset,
+            position: active.len(),
+        };
+        if log.checkpointed == Some(rp) {
+            return Ok(false);
+        }
+        if log.dirty {
+            active.sync().map_err(|e| self.poison(e))?;
+            log.dirty = false;
+        }
+        let io_err = |source: io::Error| StoreError::Io {
+            topic: self.topic.to_string(),
+            partition: Some(self.id),
+            source: SegmentError::Io {
+                path: self.dir.clone(),
+                op: "write checkpoint",
+                source,
+            },
+        };
+        for seg in log.segments.values() {
+            seg.flush_indexes(true).map_err(|source| StoreError::Io {
+                topic: self.topic.to_string(),
+                partition: Some(self.id),
+                source,
+            })?;
+        }
+        write_checkpoint(&self.dir, rp, &log.producers).map_err(io_err)?;
+        log.checkpointed = Some(rp);
+        Ok(true)
+    }
+
+    /// Deletes the oldest segments that `policy` no longer keeps; never the
+    /// active one. Returns how many were deleted. Costs one pass over the
+    /// in-memory segment list, however many segments there are.
+    pub fn enforce_retention(&self, policy: RetentionPolicy, now_ms: i64) -> usize {
+        let mut log = self.lock();
+        let mut total: u64 = log.segments.values().map(Segment::len).sum();
+        let mut doomed = Vec::new();
+        let sealed = log.segments.len().saturating_sub(1);
+        for seg in log.segments.values().take(sealed) {
+            let too_big = policy.bytes.is_some_and(|max| total > max);
+            let too_old = policy.age.is_some_and(|age| {
+                let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                seg.max_timestamp() >= 0 && seg.max_timestamp() < now_ms.saturating_sub(age_ms)
+            });
+            if !(too_big || too_old) {
+                break; // segments are deleted oldest first, without holes
+            }
+            total -= seg.len();
+            doomed.push(seg.base_offset);
+        }
+        if doomed.is_empty() {
+            return 0;
+        }
+        let removed: Vec<Segment> = doomed.iter().filter_map(|b| log.segments.remove(b)).collect();
+        self.publish(&log);
+        drop(log);
+        for seg in &removed {
+            tracing::info!(topic = %self.topic, partition = self.id, base_offset = seg.base_offset, bytes = seg.len(),
+                "retention deleted segment");
+            seg.delete_files();
+        }
+        removed.len()
+    }
+
+    /// Forgets producers idle since before `cutoff_ms`.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        self.lock().producers.expire(cutoff_ms)
+    }
+
+    /// Clean shutdown: a final checkpoint, so that the next start scans nothing.
+    pub fn close(&self) {
+        let mut log = self.lock();
+        if !self.is_poisoned()
+            && let Err(e) = self.checkpoint_locked(&mut log)
+        {
+            tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "final checkpoint failed");
+        }
+    }
+
     fn maybe_roll(&self, log: &mut PartitionLog, incoming: u64, sync: bool) -> Result<(), StoreError> {
         let Some(active) = log.segments.values().next_back() else {
             return Ok(());
         };
-        if active.is_empty() || active.len() + incoming <= self.segment_bytes {
+        if active.is_empty() || active.len() + incoming <= self.settings.segment_bytes {
             return Ok(());
         }
         if !sync || log.dirty {
@@ -263,8 +405,20 @@ impl Partition {
             active.sync().map_err(|e| self.poison(e))?;
             log.dirty = false;
         }
+        self.roll(log)
+    }
+
+    fn roll(&self, log: &mut PartitionLog) -> Result<(), StoreError> {
+        let Some(active) = log.segments.values().next_back() else {
+            return Ok(());
+        };
         let base = active.next_offset();
-        let seg = Segment::create(&self.dir, base).map_err(|e| self.classify_write_error(e))?;
+        if log.dirty {
+            active.sync().map_err(|e| self.poison(e))?;
+            log.dirty = false;
+        }
+        let seg = Segment::create(&self.dir, base, self.settings.index_interval_bytes, self.faults.clone())
+            .map_err(|e| self.classify_write_error(e))?;
         super::sync_dir(&self.dir).map_err(|source| {
             self.poison(SegmentError::Io {
                 path: self.dir.clone(),
@@ -274,6 +428,10 @@ impl Partition {
         })?;
         tracing::debug!(topic = %self.topic, partition = self.id, base_offset = base, "rolled segment");
         log.segments.insert(base, seg);
+        // A checkpoint at every roll keeps recovery to the active segment.
+        if let Err(e) = self.checkpoint_locked(log) {
+            tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "checkpoint after roll failed");
+        }
         Ok(())
     }
 
@@ -296,9 +454,8 @@ impl Partition {
     }
 
     fn classify_write_error(&self, source: SegmentError) -> StoreError {
-        if source.io_error().raw_os_error() == Some(libc_enospc())
-            || source.io_error().kind() == io::ErrorKind::StorageFull
-        {
+        let e = source.io_error();
+        if e.raw_os_error() == Some(ENOSPC) || e.kind() == io::ErrorKind::StorageFull {
             StoreError::DiskFull {
                 topic: self.topic.to_string(),
                 partition: self.id,
@@ -314,10 +471,8 @@ impl Partition {
     }
 }
 
-/// ENOSPC without a libc dependency: 28 on every Linux architecture.
-fn libc_enospc() -> i32 {
-    28
-}
+/// ENOSPC on every Linux architecture.
+pub const ENOSPC: i32 = 28;
 
 fn build_view(log: &PartitionLog) -> PartitionView {
     let segments: Vec<SegmentView> = log
@@ -328,6 +483,9 @@ fn build_view(log: &PartitionLog) -> PartitionView {
             file: Arc::clone(s.file()),
             len: s.len(),
             next_offset: s.next_offset(),
+            max_timestamp: s.max_timestamp(),
+            index: Arc::clone(s.index()),
+            time_index: Arc::clone(s.time_index()),
         })
         .collect();
     PartitionView {

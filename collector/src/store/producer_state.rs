@@ -1,0 +1,282 @@
+//! Per-stream state for deduplication, after Kafka's producer state: for
+//! each producer id (one tailed file, or one idempotent Kafka producer) its
+//! epoch, the sequence number of its last stored record, and the offsets of
+//! its last few batches, so that a retried batch can be answered with the
+//! offsets it got the first time.
+//!
+//! The state changes only with appends, under the partition's lock, so it
+//! is always consistent with the log. It is snapshotted at checkpoints
+//! (`<offset>.snapshot`: the state after every batch below that offset) and
+//! rebuilt after a crash by replaying the log from the snapshot. It is kept
+//! apart from segments, so deleting segments for retention does not forget
+//! a stream; a producer idle for longer than the expiry is forgotten.
+//!
+//! Sequences: within an epoch, a batch must start right after the last
+//! stored record. A higher epoch starts again at sequence 0 (Kafka's rule,
+//! and how logpost's agent extends sequences past 2^31). Logical sequence
+//! numbers across epochs are `epoch << 31 | sequence`.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Batches remembered per producer for answering retries (as Kafka's 5).
+pub const RECENT_BATCHES: usize = 5;
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Offsets and sequences of one stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// What the store knows of one producer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Sequence of the last stored record in `epoch`.
+    pub last_seq: i32,
+    pub last_offset: i64,
+    /// Wall-clock ms of the last append, for expiry.
+    pub last_append_ms: i64,
+    pub recent: VecDeque<BatchMeta>,
+}
+
+impl ProducerEntry {
+    /// The logical sequence of the last stored record.
+    pub fn logical_last_seq(&self) -> i64 {
+        (i64::from(self.epoch.max(0)) << 31) | i64::from(self.last_seq.max(0))
+    }
+}
+
+/// How a new batch relates to what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// The next batch in sequence, a new epoch starting at 0, or an
+    /// unknown producer: append it.
+    Append,
+    /// Every record is stored already; `known` holds the offsets if it is
+    /// one of the recent batches exactly.
+    Duplicate {
+        known: Option<BatchMeta>,
+        last_seq: i32,
+        epoch: i16,
+    },
+    /// The first `stored` records are stored already, the rest are new.
+    Overlap { stored: i32, last_seq: i32, epoch: i16 },
+    /// Records are missing between what is stored and this batch.
+    Gap { expected_seq: i32, epoch: i16 },
+    /// The batch's epoch is older than the producer's.
+    Fenced { current_epoch: i16 },
+}
+
+/// Producer state of one partition.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProducerState {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    producers: Vec<ProducerEntry>,
+}
+
+impl ProducerState {
+    /// No producers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of producers tracked.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// The entry of `producer_id`.
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Classifies a batch of `count` records from `producer_id` at `epoch`
+    /// starting at `base_seq`.
+    pub fn check(&self, producer_id: i64, epoch: i16, base_seq: i32, count: i32) -> SequenceCheck {
+        let Some(p) = self.producers.get(&producer_id) else {
+            return SequenceCheck::Append;
+        };
+        if epoch < p.epoch {
+            return SequenceCheck::Fenced { current_epoch: p.epoch };
+        }
+        if epoch > p.epoch {
+            return if base_seq == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Gap { expected_seq: 0, epoch }
+            };
+        }
+        let last_in_batch = i64::from(base_seq) + i64::from(count) - 1;
+        let last_stored = i64::from(p.last_seq);
+        if i64::from(base_seq) == last_stored + 1 {
+            SequenceCheck::Append
+        } else if last_in_batch <= last_stored {
+            let known = p
+                .recent
+                .iter()
+                .find(|b| b.first_seq == base_seq && i64::from(b.last_seq) == last_in_batch)
+                .copied();
+            SequenceCheck::Duplicate {
+                known,
+                last_seq: p.last_seq,
+                epoch: p.epoch,
+            }
+        } else if i64::from(base_seq) <= last_stored {
+            let stored = i32::try_from(last_stored - i64::from(base_seq) + 1).unwrap_or(i32::MAX);
+            SequenceCheck::Overlap {
+                stored,
+                last_seq: p.last_seq,
+                epoch: p.epoch,
+            }
+        } else {
+            SequenceCheck::Gap {
+                expected_seq: p.last_seq.saturating_add(1),
+                epoch: p.epoch,
+            }
+        }
+    }
+
+    /// Records an appended batch.
+    pub fn update(&mut self, producer_id: i64, epoch: i16, base_seq: i32, count: i32, base_offset: i64, now_ms: i64) {
+        if producer_id < 0 || count <= 0 {
+            return;
+        }
+        let last_seq = base_seq.saturating_add(count - 1);
+        let meta = BatchMeta {
+            first_seq: base_seq,
+            last_seq,
+            base_offset,
+            last_offset: base_offset + i64::from(count) - 1,
+        };
+        let p = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
+            producer_id,
+            epoch,
+            last_seq,
+            last_offset: meta.last_offset,
+            last_append_ms: now_ms,
+            recent: VecDeque::new(),
+        });
+        if epoch != p.epoch {
+            p.recent.clear();
+        }
+        p.epoch = epoch;
+        p.last_seq = last_seq;
+        p.last_offset = meta.last_offset;
+        p.last_append_ms = now_ms;
+        if p.recent.len() == RECENT_BATCHES {
+            p.recent.pop_front();
+        }
+        p.recent.push_back(meta);
+    }
+
+    /// Forgets producers idle since before `cutoff_ms`; returns how many.
+    pub fn expire(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| p.last_append_ms >= cutoff_ms);
+        before - self.producers.len()
+    }
+
+    /// Serializes the state for a snapshot file.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut producers: Vec<ProducerEntry> = self.producers.values().cloned().collect();
+        producers.sort_by_key(|p| p.producer_id);
+        serde_json::to_vec(&Snapshot {
+            version: SNAPSHOT_VERSION,
+            producers,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads a snapshot file's contents.
+    ///
+    /// # Errors
+    /// The bytes are not a snapshot of a supported version.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<ProducerState, String> {
+        let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(format!("unsupported snapshot version {}", snap.version));
+        }
+        Ok(ProducerState {
+            producers: snap.producers.into_iter().map(|p| (p.producer_id, p)).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_classify() {
+        let mut s = ProducerState::new();
+        assert_eq!(s.check(7, 0, 0, 10), SequenceCheck::Append);
+        s.update(7, 0, 0, 10, 100, 1);
+        assert_eq!(s.check(7, 0, 10, 5), SequenceCheck::Append);
+        let dup = s.check(7, 0, 0, 10);
+        assert!(matches!(
+            dup,
+            SequenceCheck::Duplicate {
+                known: Some(BatchMeta { base_offset: 100, .. }),
+                last_seq: 9,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.check(7, 0, 3, 4),
+            SequenceCheck::Duplicate { known: None, .. }
+        ));
+        assert_eq!(
+            s.check(7, 0, 5, 10),
+            SequenceCheck::Overlap {
+                stored: 5,
+                last_seq: 9,
+                epoch: 0
+            }
+        );
+        assert_eq!(
+            s.check(7, 0, 12, 1),
+            SequenceCheck::Gap {
+                expected_seq: 10,
+                epoch: 0
+            }
+        );
+        assert_eq!(s.check(7, 1, 0, 1), SequenceCheck::Append, "a new epoch starts at 0");
+        assert!(matches!(
+            s.check(7, 1, 4, 1),
+            SequenceCheck::Gap { expected_seq: 0, .. }
+        ));
+        s.update(7, 1, 0, 1, 200, 2);
+        assert_eq!(s.check(7, 0, 10, 1), SequenceCheck::Fenced { current_epoch: 1 });
+        assert_eq!(s.get(7).unwrap().logical_last_seq(), 1 << 31);
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_expiry() {
+        let mut s = ProducerState::new();
+        for pid in 0..10 {
+            s.update(pid, 0, 0, 3, pid * 10, pid);
+        }
+        let back = ProducerState::from_snapshot(&s.to_snapshot()).unwrap();
+        assert_eq!(back, s);
+        assert!(ProducerState::from_snapshot(b"{\"version\":9,\"producers\":[]}").is_err());
+        assert_eq!(s.expire(5), 5);
+        assert_eq!(s.len(), 5);
+    }
+}

@@ -1,0 +1,327 @@
+//! Model-based and fault-injection tests of the store: random sequences of
+//! appends, checkpoints, clean closes and crashes with torn tails, checked
+//! against a plain list of acknowledged batches.
+
+use std::sync::Arc;
+
+use logpost_shared::batch::{BatchBuilder, ProducerInfo, check, records_to_owned};
+use logpost_shared::compression::Compression;
+use proptest::prelude::*;
+
+use super::faults::Faults;
+use super::partition::{ENOSPC, Partition, PartitionSettings, RetentionPolicy};
+use super::read::{offset_for_time, read_from};
+use super::{StoreError, partition::MAX_FRAME_BYTES};
+
+fn settings(segment_bytes: u64) -> PartitionSettings {
+    PartitionSettings {
+        segment_bytes,
+        segment_age: None,
+        index_interval_bytes: 256,
+    }
+}
+
+fn batch(tag: u32, records: u32, ts: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    b.set_producer(ProducerInfo {
+        producer_id: i64::from(tag % 3),
+        producer_epoch: 0,
+        base_sequence: 0,
+    });
+    for i in 0..records {
+        b.append(
+            ts + i64::from(i),
+            None,
+            Some(format!("batch {tag} record {i} {}", "x".repeat((tag % 40) as usize)).as_bytes()),
+            &[],
+        );
+    }
+    b.finish(if tag.is_multiple_of(2) {
+        Compression::Gzip { level: 1 }
+    } else {
+        Compression::None
+    })
+    .unwrap()
+}
+
+fn open(dir: &std::path::Path, segment_bytes: u64, faults: Option<Arc<Faults>>) -> Partition {
+    Partition::open(Arc::from("t"), 0, dir, settings(segment_bytes), faults)
+        .unwrap()
+        .0
+}
+
+/// Every batch from the log start, with its base offset and record values.
+fn read_all(p: &Partition) -> Vec<(i64, Vec<Vec<u8>>)> {
+    let view = p.view();
+    let fetched = read_from(&view, view.log_start_offset, usize::MAX).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < fetched.frames.len() {
+        let h = logpost_shared::batch::BatchHeader::parse(&fetched.frames[pos..]).unwrap();
+        let frame = &fetched.frames[pos..pos + h.frame_len()];
+        check(frame).unwrap();
+        let values = records_to_owned(frame, MAX_FRAME_BYTES)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.value.unwrap())
+            .collect();
+        out.push((h.base_offset, values));
+        pos += h.frame_len();
+    }
+    assert_eq!(fetched.next_offset, view.high_watermark);
+    out
+}
+
+fn values_of(frame: &[u8]) -> Vec<Vec<u8>> {
+    records_to_owned(frame, MAX_FRAME_BYTES)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value.unwrap())
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append {
+        batches: u8,
+        records: u8,
+    },
+    Checkpoint,
+    CleanReopen,
+    /// A crash during an unacknowledged write: part of a batch, or garbage,
+    /// reached the end of the active segment.
+    CrashTorn {
+        keep_bytes: u16,
+        garbage: bool,
+    },
+    CrashClean,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..4, 1u8..20).prop_map(|(batches, records)| Op::Append { batches, records }),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::CleanReopen),
+        2 => (0u16..400, any::<bool>()).prop_map(|(keep_bytes, garbage)| Op::CrashTorn { keep_bytes, garbage }),
+        1 => Just(Op::CrashClean),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any sequence of appends, rolls, checkpoints, crashes with torn tails
+    /// and reopens: every acknowledged batch is readable, in order, at the
+    /// offsets it was given, and nothing else is.
+    #[test]
+    fn acknowledged_batches_survive_any_crash(ops in proptest::collection::vec(op(), 1..40), segment_bytes in 600u64..4000) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = open(dir.path(), segment_bytes, None);
+        let mut model: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
+        let mut tag = 0u32;
+        for op in ops {
+            match op {
+                Op::Append { batches, records } => {
+                    let frames: Vec<Vec<u8>> = (0..batches).map(|_| { tag += 1; batch(tag, u32::from(records), 1000 + i64::from(tag)) }).collect();
+                    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                    let summaries = p.append_frames(&refs, true).unwrap();
+                    for (s, f) in summaries.iter().zip(&frames) {
+                        model.push((s.base_offset, values_of(f)));
+                    }
+                }
+                Op::Checkpoint => { p.checkpoint().unwrap(); }
+                Op::CleanReopen => { p.close(); drop(p); p = open(dir.path(), segment_bytes, None); }
+                Op::CrashTorn { keep_bytes, garbage } => {
+                    let view = p.view();
+                    let active = view.segments.last().unwrap();
+                    let path = dir.path().join(format!("{:020}.log", active.base_offset));
+                    drop(view);
+                    drop(p);
+                    let mut tail = if garbage { vec![0xAB; usize::from(keep_bytes) + 1] } else { batch(9999, 30, 5) };
+                    tail.truncate(usize::from(keep_bytes).min(tail.len().saturating_sub(1)));
+                    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+                    std::io::Write::write_all(&mut f, &tail).unwrap();
+                    p = open(dir.path(), segment_bytes, None);
+                }
+                Op::CrashClean => { drop(p); p = open(dir.path(), segment_bytes, None); }
+            }
+            let got = read_all(&p);
+            prop_assert_eq!(&got, &model);
+            let expected_hw = model.last().map_or(0, |(base, v)| base + v.len() as i64);
+            prop_assert_eq!(p.view().high_watermark, expected_hw);
+        }
+    }
+}
+
+#[test]
+fn reads_seek_by_offset_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), 2000, None);
+    let mut bases = Vec::new();
+    for i in 0..50u32 {
+        let f = batch(i, 5, 10_000 + i64::from(i) * 100);
+        bases.push(p.append_frames(&[&f], true).unwrap()[0].base_offset);
+    }
+    let view = p.view();
+    assert!(view.segments.len() > 3, "small segments roll");
+    // Every offset reads from the batch holding it.
+    for offset in 0..view.high_watermark {
+        let r = read_from(&view, offset, 1).unwrap();
+        let h = logpost_shared::batch::BatchHeader::parse(&r.frames).unwrap();
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "offset {offset} read batch {}",
+            h.base_offset
+        );
+        assert_eq!(r.next_offset, h.last_offset() + 1);
+    }
+    // The end is a valid empty read; beyond it and before the start are errors.
+    assert!(read_from(&view, view.high_watermark, 100).unwrap().frames.is_empty());
+    assert!(read_from(&view, view.high_watermark + 1, 100).is_err());
+    // By time: batch i holds timestamps 10_000 + 100 i + 0..5.
+    assert_eq!(offset_for_time(&view, 0).unwrap(), Some(0));
+    assert_eq!(
+        offset_for_time(&view, 10_000 + 100 * 7 + 2).unwrap(),
+        Some(bases[7] + 2)
+    );
+    assert_eq!(offset_for_time(&view, 10_000 + 100 * 7 + 50).unwrap(), Some(bases[8]));
+    assert_eq!(offset_for_time(&view, 99_999_999).unwrap(), None);
+}
+
+#[test]
+fn recovery_scans_only_since_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = open(dir.path(), 1 << 30, None);
+        for i in 0..200u32 {
+            p.append_frames(&[&batch(i, 10, 1)], true).unwrap();
+        }
+        p.checkpoint().unwrap();
+        p.append_frames(&[&batch(1000, 10, 1)], true).unwrap();
+        // crash: no close
+    }
+    let (p, report) = Partition::open(Arc::from("t"), 0, dir.path(), settings(1 << 30), None).unwrap();
+    assert!(report.snapshot_used);
+    let last = batch(1000, 10, 1).len() as u64;
+    assert_eq!(
+        report.scanned_bytes, last,
+        "only the batch after the checkpoint is scanned"
+    );
+    assert_eq!(p.view().high_watermark, 2010);
+    // Producer state survived: from the snapshot plus the replayed batch.
+    assert_eq!(
+        p.producer(1).unwrap().last_offset,
+        2009,
+        "batch 1000 of producer 1 holds offsets 2000..=2009"
+    );
+}
+
+#[test]
+fn missing_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = open(dir.path(), 1500, None);
+        for i in 0..40u32 {
+            p.append_frames(&[&batch(i, 5, 1)], true).unwrap();
+        }
+        p.close();
+    }
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "index") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let p = open(dir.path(), 1500, None);
+    let view = p.view();
+    for offset in (0..view.high_watermark).step_by(7) {
+        let r = read_from(&view, offset, 1).unwrap();
+        let h = logpost_shared::batch::BatchHeader::parse(&r.frames).unwrap();
+        assert!(h.base_offset <= offset && offset <= h.last_offset());
+    }
+    assert!(
+        view.segments
+            .iter()
+            .all(|s| s.len == 0 || !s.index.read().unwrap().is_empty())
+    );
+}
+
+#[test]
+fn disk_full_fails_cleanly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::new());
+    let p = open(dir.path(), 1 << 20, Some(Arc::clone(&faults)));
+    p.append_frames(&[&batch(1, 3, 1)], true).unwrap();
+    let before = read_all(&p);
+    faults.fail_writes(Some(ENOSPC));
+    let err = p.append_frames(&[&batch(2, 3, 1)], true).unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert_eq!(read_all(&p), before, "nothing partial is visible");
+    faults.fail_writes(None);
+    let s = p.append_frames(&[&batch(3, 3, 1)], true).unwrap();
+    assert_eq!(s[0].base_offset, 3, "offsets continue without a hole");
+    drop(p);
+    let p = open(dir.path(), 1 << 20, None);
+    assert_eq!(read_all(&p).len(), 2);
+}
+
+#[test]
+fn failed_fsync_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::new());
+    let p = open(dir.path(), 1 << 20, Some(Arc::clone(&faults)));
+    faults.fail_syncs(Some(5)); // EIO
+    assert!(p.append_frames(&[&batch(1, 3, 1)], true).is_err());
+    faults.fail_syncs(None);
+    let err = p.append_frames(&[&batch(2, 3, 1)], true).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Poisoned { .. }),
+        "a later append must be refused: {err}"
+    );
+    drop(p);
+    // Reopening runs recovery and accepts appends again.
+    let p = open(dir.path(), 1 << 20, None);
+    assert!(p.append_frames(&[&batch(3, 3, 1)], true).is_ok());
+}
+
+#[test]
+fn retention_deletes_oldest_sealed_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), 1000, None);
+    for i in 0..60u32 {
+        p.append_frames(&[&batch(i, 4, 1_000 + i64::from(i))], true).unwrap();
+    }
+    let segments = p.view().segments.len();
+    assert!(segments > 5);
+    let total = p.view().size_bytes();
+    let deleted = p.enforce_retention(
+        RetentionPolicy {
+            bytes: Some(total / 2),
+            age: None,
+        },
+        0,
+    );
+    assert!(deleted > 0);
+    let view = p.view();
+    assert!(view.size_bytes() <= total / 2 + 1000);
+    assert!(view.log_start_offset > 0);
+    assert_eq!(
+        read_from(&view, view.log_start_offset, usize::MAX).unwrap().next_offset,
+        view.high_watermark
+    );
+    assert!(read_from(&view, 0, 10).is_err(), "deleted offsets are out of range");
+    // Age: everything sealed is older than "now - 1 ms" at a far future now.
+    p.enforce_retention(
+        RetentionPolicy {
+            bytes: None,
+            age: Some(std::time::Duration::from_millis(1)),
+        },
+        i64::MAX / 2,
+    );
+    assert_eq!(p.view().segments.len(), 1, "the active segment always stays");
+    // Producer state outlives the deleted segments.
+    assert!(p.producer(0).is_some());
+    drop(p);
+    let p = open(dir.path(), 1000, None);
+    assert_eq!(p.view().segments.len(), 1);
+}
