@@ -58,8 +58,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Limit<T> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw<T> {
-            Word(String),
             Value(T),
+            Word(String),
         }
         // Strings that parse as the value ("64MiB", "7d") win over the words.
         let value = toml::Value::deserialize(d)?;
@@ -434,5 +434,24 @@ mod tests {
         let c = CollectorConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(c.store.segment_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn retention_limits_and_topic_overrides() {
+        let c = load("data_dir = \"/x\"\n[storage]\nretention_bytes = \"10GiB\"\nretention_age = \"forever\"\n[topics.audit]\npartitions = 3\nretention_age = \"90d\"\n").unwrap();
+        assert_eq!(c.store.retention.bytes, Some(10 << 30));
+        assert_eq!(c.store.retention.age, None);
+        let audit = &c.store.topics["audit"];
+        assert_eq!(audit.partitions, Some(3));
+        assert_eq!(audit.retention.age, Some(Some(Duration::from_secs(90 * 86_400))));
+        assert_eq!(audit.retention.bytes, None, "unset: falls back");
+        let err = load("data_dir = \"/x\"\n[storage]\nretention_age = \"sometime\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.retention_age"), "{err}");
+        let err = load("data_dir = \"/x\"\n[topics.\"a/b\"]\npartitions = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topics.a/b"), "{err}");
     }
 }

@@ -34,3 +34,5 @@ pub const PATIENCE: Duration = Duration::from_secs(120);
 pub fn pace(d: Duration) {
     std::thread::sleep(d);
 }
+
+pub mod ingest;

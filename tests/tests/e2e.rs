@@ -3,7 +3,9 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod bad_requests;
 mod config_errors;
 mod pipeline;
 mod quickstart;
+mod store;

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
 use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, query, topics};
+use logpost_collector::http::admin::CreateTopic;
+use logpost_shared::config::{ByteSize, HumanDuration};
 
 /// Query and inspect a logpost collector.
 ///
@@ -17,7 +19,7 @@ use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, query, t
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics"
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics"
 )]
 struct Args {
     /// Collector base URL.
@@ -29,11 +31,14 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Lists topics with their partitions, record counts and sizes.
+    /// Lists topics with their partitions, record counts and sizes; or
+    /// creates, describes or deletes one.
     Topics {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<TopicsAction>,
     },
     /// Prints a topic's records, oldest first.
     Query {
@@ -51,6 +56,44 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TopicsAction {
+    /// Lists topics (the default).
+    List,
+    /// Shows a topic's settings and each partition's offsets and size.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Creates a topic.
+    Create {
+        /// Topic name: ASCII letters, digits, '.', '_', '-'; at most 249 characters.
+        name: String,
+        /// Partitions (default: the collector's storage.default_partitions).
+        #[arg(long)]
+        partitions: Option<u32>,
+        /// Bytes kept per partition, e.g. 10GiB (default: the collector's).
+        #[arg(long, value_parser = parse_size)]
+        retention_bytes: Option<ByteSize>,
+        /// Age after which segments are deleted, e.g. 3d (default: the collector's).
+        #[arg(long, value_parser = parse_age)]
+        retention_age: Option<HumanDuration>,
+    },
+    /// Deletes a topic and all its data.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(s)
+}
+
+fn parse_age(s: &str) -> Result<HumanDuration, String> {
+    HumanDuration::parse(s)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -66,7 +109,26 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let client = Client::new(&args.collector)?;
         match args.command {
-            Command::Topics { json } => topics::list(&client, json, &mut out).await.map(|()| true),
+            Command::Topics { json, action } => match action {
+                None | Some(TopicsAction::List) => topics::list(&client, json, &mut out).await,
+                Some(TopicsAction::Describe { name }) => topics::describe(&client, &name, json, &mut out).await,
+                Some(TopicsAction::Create {
+                    name,
+                    partitions,
+                    retention_bytes,
+                    retention_age,
+                }) => {
+                    let req = CreateTopic {
+                        name,
+                        partitions,
+                        retention_bytes,
+                        retention_age,
+                    };
+                    topics::create(&client, &req, json, &mut out).await
+                }
+                Some(TopicsAction::Delete { name }) => topics::delete(&client, &name, &mut out).await,
+            }
+            .map(|()| true),
             Command::Query {
                 topic,
                 grep,

@@ -89,6 +89,50 @@ impl Client {
         check_status(resp).await
     }
 
+    /// `POST` a JSON body and decode the JSON answer.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let resp = check_status(resp).await?;
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(Box::new(e)))
+    }
+
+    /// `DELETE`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        check_status(resp).await.map(|_| ())
+    }
+
     /// `GET` and decode JSON.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 //! pool (validation, queries) and the writer threads; the logic they call
 //! lives in `ingest/`, `store/` and `query/`.
 
+pub mod admin;
 pub mod error;
 pub mod ingest;
 pub mod read;

@@ -18,7 +18,8 @@ use super::error::{ApiError, chain};
 use crate::query::cursor::RecordFilter;
 use crate::query::exec::scan_topic;
 use crate::query::output::RecordJson;
-use crate::store::{StoreError, Topic};
+use crate::store::{RetentionPolicy, StoreError, Topic};
+use logpost_shared::config::HumanDuration;
 
 /// One partition in a topic listing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,13 @@ pub struct TopicInfo {
     pub name: String,
     pub records: i64,
     pub size_bytes: u64,
+    pub created_ms: i64,
+    /// Bytes kept per partition; absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<u64>,
+    /// Age after which segments are deleted (e.g. "7d"); absent means forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_age: Option<String>,
     pub partitions: Vec<PartitionInfo>,
 }
 
@@ -46,7 +54,8 @@ pub struct TopicList {
     pub topics: Vec<TopicInfo>,
 }
 
-fn describe(topic: &Topic) -> TopicInfo {
+/// Describes a topic as the API shows it.
+pub fn describe(topic: &Topic, retention: RetentionPolicy) -> TopicInfo {
     let partitions: Vec<PartitionInfo> = topic
         .partitions
         .iter()
@@ -66,6 +75,9 @@ fn describe(topic: &Topic) -> TopicInfo {
         name: topic.name.to_string(),
         records: partitions.iter().map(|p| p.records).sum(),
         size_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
+        created_ms: topic.meta.created_ms,
+        retention_bytes: retention.bytes,
+        retention_age: retention.age.map(|d| HumanDuration(d).to_string()),
         partitions,
     }
 }
@@ -73,7 +85,12 @@ fn describe(topic: &Topic) -> TopicInfo {
 /// Lists topics with their partitions, offsets and sizes.
 pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
     Json(TopicList {
-        topics: app.store.topics().iter().map(|t| describe(t)).collect(),
+        topics: app
+            .store
+            .topics()
+            .iter()
+            .map(|t| describe(t, app.store.retention_for(t)))
+            .collect(),
     })
 }
 
@@ -86,7 +103,7 @@ pub async fn get_topic(
     Path(name): Path<String>,
 ) -> Result<Json<TopicInfo>, ApiError> {
     let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
-    Ok(Json(describe(&topic)))
+    Ok(Json(describe(&topic, app.store.retention_for(&topic))))
 }
 
 /// Query parameters of `GET /v1/query`.

@@ -8,15 +8,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::{ingest, read};
+use super::{admin, ingest, read};
 
 /// The collector's HTTP service.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
     Router::new()
         .route("/v1/ingest/{topic}", post(ingest::ingest))
-        .route("/v1/topics", get(read::list_topics))
-        .route("/v1/topics/{topic}", get(read::get_topic))
+        .route("/v1/topics", get(read::list_topics).post(admin::create_topic))
+        .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))

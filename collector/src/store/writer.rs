@@ -60,14 +60,24 @@ impl LogWriter {
     /// # Errors
     /// A thread could not be spawned.
     pub fn start(threads: usize, fsync: FsyncPolicy) -> std::io::Result<LogWriter> {
+        Self::start_with_group_limit(threads, fsync, MAX_GROUP)
+    }
+
+    /// As [`start`](Self::start), gathering at most `max_group` requests per
+    /// fsync; 1 turns group commit off (for benchmarks).
+    ///
+    /// # Errors
+    /// A thread could not be spawned.
+    pub fn start_with_group_limit(threads: usize, fsync: FsyncPolicy, max_group: usize) -> std::io::Result<LogWriter> {
         let sync_each = fsync == FsyncPolicy::Always;
+        let max_group = max_group.max(1);
         let mut senders = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let handle = std::thread::Builder::new()
                 .name(format!("log-writer-{i}"))
-                .spawn(move || run_writer(rx, sync_each))?;
+                .spawn(move || run_writer(rx, sync_each, max_group))?;
             senders.push(tx);
             handles.push(handle);
         }
@@ -186,8 +196,8 @@ fn start_ticker(
     Ok((handle, stop_tx))
 }
 
-fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool) {
-    let mut group: Vec<AppendRequest> = Vec::with_capacity(MAX_GROUP);
+fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool, max_group: usize) {
+    let mut group: Vec<AppendRequest> = Vec::with_capacity(max_group);
     let mut dirty: Vec<Arc<Partition>> = Vec::new();
     // `None` only once every sender is dropped: shutdown, after ingest drained.
     while let Some(first) = rx.blocking_recv() {
@@ -196,7 +206,7 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool) {
             Msg::Append(req) => group.push(req),
             Msg::Sync => tick = true,
         }
-        while group.len() < MAX_GROUP {
+        while group.len() < max_group {
             match rx.try_recv() {
                 Ok(Msg::Append(req)) => group.push(req),
                 Ok(Msg::Sync) => tick = true,
