@@ -12,6 +12,8 @@ use logpost_shared::topic::validate_topic_name;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::tail::watch::WatchMode;
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +86,8 @@ pub struct TailToml {
     /// How often files are checked for new data. Default 250ms.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
-    /// How often globs are re-expanded to find new files. Default 1s.
+    /// How often globs are re-expanded to find new files (with inotify, new
+    /// files are also found at once through events). Default 5s.
     #[serde(default = "default_glob_interval")]
     pub glob_interval: HumanDuration,
     /// A last line without a newline is sent once its file has not grown
@@ -102,6 +105,18 @@ pub struct TailToml {
     /// How often acknowledged positions are written to disk. Default 1s.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
+    /// How changes are noticed: `"auto"` (inotify where it works, else
+    /// polling; default), `"notify"` (inotify or fail), `"poll"`.
+    #[serde(default = "default_watch")]
+    pub watch: Spanned<String>,
+    /// Most files held open at once; idle files beyond it are closed and
+    /// reopened when they change, and new files wait their turn. Default 1024.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: Spanned<u32>,
+    /// A file read to its end and idle this long has its handle closed
+    /// (it is reopened on change). Default 30s.
+    #[serde(default = "default_close_idle_after")]
+    pub close_idle_after: HumanDuration,
 }
 
 impl Default for TailToml {
@@ -113,6 +128,9 @@ impl Default for TailToml {
             max_line_bytes: default_max_line_bytes(),
             rotated_file_idle: default_rotated_idle(),
             checkpoint_interval: default_checkpoint_interval(),
+            watch: default_watch(),
+            max_open_files: default_max_open_files(),
+            close_idle_after: default_close_idle_after(),
         }
     }
 }
@@ -163,7 +181,7 @@ fn default_poll_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(250))
 }
 fn default_glob_interval() -> HumanDuration {
-    HumanDuration(Duration::from_secs(1))
+    HumanDuration(Duration::from_secs(5))
 }
 fn default_partial_line_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
@@ -176,6 +194,15 @@ fn default_rotated_idle() -> HumanDuration {
 }
 fn default_checkpoint_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
+}
+fn default_watch() -> Spanned<String> {
+    Spanned::new(0..0, "auto".to_owned())
+}
+fn default_max_open_files() -> Spanned<u32> {
+    Spanned::new(0..0, 1024)
+}
+fn default_close_idle_after() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 fn default_start_at() -> Spanned<String> {
     Spanned::new(0..0, "beginning".to_owned())
@@ -217,6 +244,9 @@ pub struct TailConfig {
     pub max_line_bytes: usize,
     pub rotated_file_idle: Duration,
     pub checkpoint_interval: Duration,
+    pub watch: WatchMode,
+    pub max_open_files: usize,
+    pub close_idle_after: Duration,
 }
 
 /// The validated configuration.
@@ -286,6 +316,31 @@ impl AgentConfig {
             max_line_bytes: usize::try_from(max_line).unwrap_or(usize::MAX),
             rotated_file_idle: raw.tail.rotated_file_idle.get(),
             checkpoint_interval: raw.tail.checkpoint_interval.get().max(Duration::from_millis(10)),
+            watch: match raw.tail.watch.get_ref().as_str() {
+                "auto" => WatchMode::Auto,
+                "notify" => WatchMode::Notify,
+                "poll" => WatchMode::Poll,
+                other => {
+                    p.at(
+                        raw.tail.watch.span(),
+                        "tail.watch",
+                        format!("unknown mode {other:?} (use \"auto\", \"notify\" or \"poll\")"),
+                    );
+                    WatchMode::Auto
+                }
+            },
+            max_open_files: {
+                let n = *raw.tail.max_open_files.get_ref();
+                if n < 16 {
+                    p.at(
+                        raw.tail.max_open_files.span(),
+                        "tail.max_open_files",
+                        format!("{n} is too small (at least 16)"),
+                    );
+                }
+                n.max(16) as usize
+            },
+            close_idle_after: raw.tail.close_idle_after.get(),
         };
 
         if raw.sources.is_empty() {

@@ -55,12 +55,15 @@ pub struct StreamPos {
 
 #[derive(Debug, Default)]
 struct TopicBatch {
+    name: String,
     batches: Vec<StreamBatch>,
     /// Index in `batches` of each stream's open batch.
     open: HashMap<FileKey, usize>,
     records: u64,
     raw_bytes: usize,
     opened_at: Option<Instant>,
+    /// Bumped at every seal, so that cached slots notice.
+    epoch: u64,
 }
 
 /// Limits that seal a topic's request.
@@ -71,11 +74,19 @@ pub struct Limits {
     pub max_wait: Duration,
 }
 
+/// A cached position of one stream's open batch, so that a run of lines
+/// from one file costs no hash lookups per line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slot {
+    cached: Option<(usize, u64)>,
+}
+
 /// Pending records of every topic.
 #[derive(Debug)]
 pub struct Batcher {
     limits: Limits,
-    topics: HashMap<String, TopicBatch>,
+    topics: Vec<TopicBatch>,
+    by_name: HashMap<String, usize>,
     pending_bytes: usize,
 }
 
@@ -84,7 +95,8 @@ impl Batcher {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            topics: HashMap::new(),
+            topics: Vec::new(),
+            by_name: HashMap::new(),
             pending_bytes: 0,
         }
     }
@@ -94,48 +106,78 @@ impl Batcher {
         self.pending_bytes
     }
 
-    /// Appends one record; returns the topic's sealed request if this record
-    /// filled it.
+    /// The index of `topic`, for [`append`](Self::append).
+    pub fn topic_index(&mut self, topic: &str) -> usize {
+        if let Some(&i) = self.by_name.get(topic) {
+            return i;
+        }
+        self.topics.push(TopicBatch {
+            name: topic.to_owned(),
+            ..TopicBatch::default()
+        });
+        self.by_name.insert(topic.to_owned(), self.topics.len() - 1);
+        self.topics.len() - 1
+    }
+
+    /// Appends one record to topic `topic` (from [`topic_index`](Self::topic_index));
+    /// returns the topic's sealed request if this record filled it. `slot`
+    /// caches where the stream's batch is between calls.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
-        topic: &str,
+        topic: usize,
+        slot: &mut Slot,
         at: StreamPos,
         timestamp_ms: i64,
-        key: &[u8],
+        key: Option<&[u8]>,
         line: &[u8],
         headers: &[&HeaderSet],
         now: Instant,
     ) -> Option<ShipRequest> {
-        let t = match self.topics.get_mut(topic) {
-            Some(t) => t,
-            None => self.topics.entry(topic.to_owned()).or_default(),
-        };
+        let t = self.topics.get_mut(topic)?;
         t.opened_at.get_or_insert(now);
         let starts_epoch = at.seq % SEQ_PER_EPOCH == 0;
-        let idx = match t.open.get(&at.file) {
-            Some(&i) if !starts_epoch && t.batches.get(i).is_some_and(|b| b.generation == at.generation) => i,
-            _ => {
-                let mut builder = BatchBuilder::new();
-                builder.set_producer(ProducerInfo {
-                    producer_id: at.producer_id,
-                    producer_epoch: (at.seq / SEQ_PER_EPOCH) as i16,
-                    base_sequence: (at.seq % SEQ_PER_EPOCH) as i32,
-                });
-                t.batches.push(StreamBatch {
-                    file: at.file,
-                    generation: at.generation,
-                    builder,
-                    end_pos: at.end_pos,
-                    next_seq: at.seq,
-                });
-                t.open.insert(at.file, t.batches.len() - 1);
-                t.batches.len() - 1
+        let cached = slot.cached.filter(|&(i, epoch)| {
+            epoch == t.epoch
+                && !starts_epoch
+                && t.batches
+                    .get(i)
+                    .is_some_and(|b| b.file == at.file && b.generation == at.generation)
+        });
+        let idx = match cached.map(|(i, _)| i) {
+            Some(i) => i,
+            None => {
+                let reuse = t
+                    .open
+                    .get(&at.file)
+                    .copied()
+                    .filter(|&i| !starts_epoch && t.batches.get(i).is_some_and(|b| b.generation == at.generation));
+                match reuse {
+                    Some(i) => i,
+                    None => {
+                        let mut builder = BatchBuilder::new();
+                        builder.set_producer(ProducerInfo {
+                            producer_id: at.producer_id,
+                            producer_epoch: (at.seq / SEQ_PER_EPOCH) as i16,
+                            base_sequence: (at.seq % SEQ_PER_EPOCH) as i32,
+                        });
+                        t.batches.push(StreamBatch {
+                            file: at.file,
+                            generation: at.generation,
+                            builder,
+                            end_pos: at.end_pos,
+                            next_seq: at.seq,
+                        });
+                        t.open.insert(at.file, t.batches.len() - 1);
+                        t.batches.len() - 1
+                    }
+                }
             }
         };
-        let batch = t.batches.get_mut(idx).expect("index from `open` is valid");
+        slot.cached = Some((idx, t.epoch));
+        let batch = t.batches.get_mut(idx)?;
         let before = batch.builder.records_bytes();
-        batch.builder.append(timestamp_ms, Some(key), Some(line), headers);
+        batch.builder.append(timestamp_ms, key, Some(line), headers);
         batch.end_pos = at.end_pos;
         batch.next_seq = at.seq + 1;
         let added = batch.builder.records_bytes() - before;
@@ -150,22 +192,21 @@ impl Batcher {
 
     /// Seals and returns every topic whose oldest record has waited `max_wait`.
     pub fn due(&mut self, now: Instant) -> Vec<ShipRequest> {
-        let due: Vec<String> = self
-            .topics
-            .iter()
-            .filter(|(_, t)| {
-                t.opened_at
+        let due: Vec<usize> = (0..self.topics.len())
+            .filter(|&i| {
+                self.topics
+                    .get(i)
+                    .and_then(|t| t.opened_at)
                     .is_some_and(|at| now.duration_since(at) >= self.limits.max_wait)
             })
-            .map(|(name, _)| name.clone())
             .collect();
-        due.iter().filter_map(|name| self.seal(name)).collect()
+        due.into_iter().filter_map(|i| self.seal(i)).collect()
     }
 
     /// When the next topic falls due, if any is pending.
     pub fn next_due(&self) -> Option<Instant> {
         self.topics
-            .values()
+            .iter()
             .filter_map(|t| t.opened_at)
             .min()
             .map(|at| at + self.limits.max_wait)
@@ -173,21 +214,25 @@ impl Batcher {
 
     /// Seals every pending topic (shutdown).
     pub fn drain_all(&mut self) -> Vec<ShipRequest> {
-        let names: Vec<String> = self.topics.keys().cloned().collect();
-        names.iter().filter_map(|name| self.seal(name)).collect()
+        (0..self.topics.len()).filter_map(|i| self.seal(i)).collect()
     }
 
-    fn seal(&mut self, topic: &str) -> Option<ShipRequest> {
-        let t = self.topics.remove(topic)?;
+    fn seal(&mut self, topic: usize) -> Option<ShipRequest> {
+        let t = self.topics.get_mut(topic)?;
+        t.opened_at = None;
+        t.epoch += 1;
+        t.open.clear();
         if t.batches.is_empty() {
             return None;
         }
-        self.pending_bytes -= t.raw_bytes;
+        let batches = std::mem::take(&mut t.batches);
+        let (records, raw_bytes) = (std::mem::take(&mut t.records), std::mem::take(&mut t.raw_bytes));
+        self.pending_bytes -= raw_bytes;
         Some(ShipRequest {
-            topic: topic.to_owned(),
-            batches: t.batches,
-            records: t.records,
-            raw_bytes: t.raw_bytes,
+            topic: t.name.clone(),
+            batches,
+            records,
+            raw_bytes,
         })
     }
 }
@@ -214,14 +259,21 @@ mod tests {
         }
     }
 
+    fn add(b: &mut Batcher, at: StreamPos, line: &[u8], now: Instant) -> Option<ShipRequest> {
+        let t = b.topic_index("t");
+        b.append(t, &mut Slot::default(), at, 0, None, line, &[], now)
+    }
+
     #[test]
     fn seals_by_record_count_with_one_batch_per_stream() {
         let mut b = Batcher::new(limits());
         let now = Instant::now();
-        assert!(b.append("t", pos(1, 0, 10), 0, b"k1", b"a", &[], now).is_none());
-        assert!(b.append("t", pos(2, 7, 5), 0, b"k2", b"b", &[], now).is_none());
+        let t = b.topic_index("t");
+        let (mut s1, mut s2) = (Slot::default(), Slot::default());
+        assert!(b.append(t, &mut s1, pos(1, 0, 10), 0, None, b"a", &[], now).is_none());
+        assert!(b.append(t, &mut s2, pos(2, 7, 5), 0, None, b"b", &[], now).is_none());
         let req = b
-            .append("t", pos(1, 1, 20), 0, b"k1", b"c", &[], now)
+            .append(t, &mut s1, pos(1, 1, 20), 0, None, b"c", &[], now)
             .expect("third record seals");
         assert_eq!(req.records, 3);
         assert_eq!(req.batches.len(), 2);
@@ -230,13 +282,19 @@ mod tests {
         assert_eq!(req.batches[0].next_seq, 2);
         assert_eq!(req.batches[1].next_seq, 8);
         assert_eq!(b.pending_bytes(), 0);
+        // A slot cached before the seal is not reused after it.
+        assert!(add(&mut b, pos(1, 2, 30), b"d", now).is_none());
+        assert!(b.append(t, &mut s1, pos(1, 3, 40), 0, None, b"e", &[], now).is_none());
+        let req = b.drain_all().pop().unwrap();
+        assert_eq!(req.batches.len(), 1, "both records in the stream's one batch");
+        assert_eq!(req.batches[0].builder.record_count(), 2);
     }
 
     #[test]
     fn seals_by_age() {
         let mut b = Batcher::new(limits());
         let t0 = Instant::now();
-        b.append("t", pos(1, 0, 1), 0, b"k", b"a", &[], t0);
+        add(&mut b, pos(1, 0, 1), b"a", t0);
         assert!(b.due(t0 + Duration::from_millis(999)).is_empty());
         assert_eq!(b.next_due(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(b.due(t0 + Duration::from_secs(1)).len(), 1);
@@ -250,8 +308,10 @@ mod tests {
             ..limits()
         });
         let now = Instant::now();
-        b.append("t", pos(1, SEQ_PER_EPOCH - 1, 1), 0, b"k", b"a", &[], now);
-        b.append("t", pos(1, SEQ_PER_EPOCH, 2), 0, b"k", b"b", &[], now);
+        let t = b.topic_index("t");
+        let mut slot = Slot::default();
+        b.append(t, &mut slot, pos(1, SEQ_PER_EPOCH - 1, 1), 0, None, b"a", &[], now);
+        b.append(t, &mut slot, pos(1, SEQ_PER_EPOCH, 2), 0, None, b"b", &[], now);
         let req = b.drain_all().pop().unwrap();
         assert_eq!(req.batches.len(), 2);
         let frame = req.batches[1]

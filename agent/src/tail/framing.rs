@@ -72,7 +72,7 @@ impl LineFramer {
     }
 
     /// Feeds the next bytes of the file, calling `emit` for each complete line.
-    pub fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(Line<'_>)) {
+    pub fn feed<F: FnMut(Line<'_>) + ?Sized>(&mut self, mut data: &[u8], emit: &mut F) {
         while !data.is_empty() {
             let newline = memchr::memchr(b'\n', data);
             let content_len = newline.unwrap_or(data.len());
@@ -137,7 +137,7 @@ impl LineFramer {
 
     /// Emits a held-back incomplete last line (after the file went idle, was
     /// rotated or deleted). Returns whether there was one.
-    pub fn flush(&mut self, emit: &mut impl FnMut(Line<'_>)) -> bool {
+    pub fn flush<F: FnMut(Line<'_>) + ?Sized>(&mut self, emit: &mut F) -> bool {
         if self.partial.is_empty() {
             return false;
         }

@@ -5,6 +5,8 @@
 //! - [`framing`]: bytes to lines (LF/CRLF, partial and over-long lines).
 //! - [`tracked`]: one file's read and acknowledgement state.
 //! - [`checkpoint`]: acknowledged positions on disk, written atomically.
+//! - [`watch`]: inotify events and the polling fallback.
+//! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
 //! - [`file_server`]: the loop on its own thread that ties them together.
 
 pub mod checkpoint;
@@ -12,4 +14,6 @@ pub mod discover;
 pub mod file_server;
 pub mod fingerprint;
 pub mod framing;
+pub mod lifecycle;
 pub mod tracked;
+pub mod watch;

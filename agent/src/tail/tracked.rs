@@ -13,6 +13,7 @@ use super::checkpoint::Entry;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use super::framing::LineFramer;
 use crate::ship::acks::Acked;
+use crate::ship::batcher::Slot;
 
 /// A file being tailed.
 #[derive(Debug)]
@@ -20,7 +21,8 @@ pub struct TrackedFile {
     pub key: FileKey,
     pub source: usize,
     pub path: PathBuf,
-    pub file: File,
+    /// Open handle; `None` while the file is idle and closed (reopened on change).
+    pub file: Option<File>,
     pub framer: LineFramer,
     /// Fingerprint of the current content's first bytes.
     pub head: Head,
@@ -42,6 +44,8 @@ pub struct TrackedFile {
     /// end, then closed once everything read was acknowledged.
     pub gone: bool,
     pub at_eof: bool,
+    /// Where this stream's batch is in the batcher, between reads.
+    pub slot: Slot,
 }
 
 /// Where a newly tracked file starts.
@@ -73,7 +77,7 @@ impl TrackedFile {
             source,
             path_headers: path_headers(&path),
             path,
-            file,
+            file: Some(file),
             framer: LineFramer::new(max_line_bytes, start.pos),
             head,
             producer_id: start.producer_id,
@@ -89,6 +93,7 @@ impl TrackedFile {
             last_growth: now,
             gone: false,
             at_eof: false,
+            slot: Slot::default(),
         })
     }
 
@@ -97,8 +102,9 @@ impl TrackedFile {
     /// # Errors
     /// The read failed.
     pub fn read_chunk(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(file) = &self.file else { return Ok(0) };
         loop {
-            match self.file.read_at(buf, self.framer.next_pos()) {
+            match file.read_at(buf, self.framer.next_pos()) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => return other,
             }
@@ -110,7 +116,10 @@ impl TrackedFile {
     /// # Errors
     /// fstat failed.
     pub fn size(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        match &self.file {
+            Some(f) => Ok(f.metadata()?.len()),
+            None => Ok(std::fs::metadata(&self.path)?.len()),
+        }
     }
 
     /// Updates path and `path` header after a rename within the glob.
@@ -128,7 +137,9 @@ impl TrackedFile {
         self.generation += 1;
         self.generation_start_seq = self.next_seq;
         self.framer.reset(0);
-        self.head = Head::read(&self.file)?;
+        if let Some(f) = &self.file {
+            self.head = Head::read(f)?;
+        }
         self.at_eof = false;
         Ok(())
     }
@@ -150,7 +161,7 @@ impl TrackedFile {
         // The head lengthens as a short file grows, up to HEAD_BYTES.
         if (self.head.len as usize) < HEAD_BYTES
             && self.framer.next_pos() > u64::from(self.head.len)
-            && let Ok(h) = Head::read(&self.file)
+            && let Some(Ok(h)) = self.file.as_ref().map(Head::read)
         {
             self.head = h;
         }

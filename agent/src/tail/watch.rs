@@ -1,0 +1,198 @@
+//! Knowing when to look: inotify events (through `notify`) mark files dirty
+//! and wake the tailing loop; where inotify does not work (NFS, some
+//! container file systems) or is turned off, the loop polls instead.
+//!
+//! The watcher watches *directories* (the fixed prefix of each glob), never
+//! one watch per file, so 10,000 files cost a handful of watches. Events only
+//! say "look at this path"; what changed is always found by reading, so a
+//! lost or coalesced event costs latency (the periodic rescan catches it),
+//! never data.
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+
+/// How the tailer learns about changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// inotify where it can be set up, polling otherwise.
+    Auto,
+    /// inotify only: fail at start if it cannot be set up.
+    Notify,
+    /// Polling only.
+    Poll,
+}
+
+/// Paths reported by events, and the wake-up for the tailing loop.
+/// Bounded by the number of distinct paths in the watched directories.
+#[derive(Debug, Default)]
+pub struct Wake {
+    state: Mutex<WakeState>,
+    cond: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct WakeState {
+    dirty: HashSet<PathBuf>,
+    /// A directory-level change (create, rename, delete): rescan globs.
+    rescan: bool,
+    poked: bool,
+}
+
+impl Wake {
+    /// Records an event for `path`.
+    pub fn mark(&self, path: PathBuf, rescan: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.dirty.insert(path);
+        s.rescan |= rescan;
+        s.poked = true;
+        self.cond.notify_one();
+    }
+
+    /// Wakes the loop without an event (shutdown).
+    pub fn poke(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.poked = true;
+        self.cond.notify_one();
+    }
+
+    /// Waits up to `timeout` for an event; returns the dirty paths and
+    /// whether a rescan was asked for.
+    pub fn wait(&self, timeout: Duration) -> (HashSet<PathBuf>, bool) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut s, _) = self
+            .cond
+            .wait_timeout_while(s, timeout, |s| !s.poked)
+            .unwrap_or_else(|e| e.into_inner());
+        s.poked = false;
+        (std::mem::take(&mut s.dirty), std::mem::take(&mut s.rescan))
+    }
+
+    /// Takes what is pending without waiting.
+    pub fn take(&self) -> (HashSet<PathBuf>, bool) {
+        self.wait(Duration::ZERO)
+    }
+}
+
+/// A running inotify watcher (dropping it stops the watches).
+pub struct Watcher {
+    _inner: notify::RecommendedWatcher,
+    pub watched: Vec<PathBuf>,
+}
+
+/// Starts watching the directories the globs live in. `Ok(None)` in poll mode.
+///
+/// # Errors
+/// In `Notify` mode, a watch that cannot be set up; in `Auto` mode such
+/// failures fall back to polling (reported by the caller).
+pub fn start(mode: WatchMode, globs: &[String], wake: std::sync::Arc<Wake>) -> Result<Option<Watcher>, String> {
+    if mode == WatchMode::Poll {
+        return Ok(None);
+    }
+    let handler_wake = std::sync::Arc::clone(&wake);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        Ok(event) => {
+            let rescan = matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+            );
+            for path in event.paths {
+                handler_wake.mark(path, rescan);
+            }
+        }
+        // Overflowed queue or a watch error: rescan everything.
+        Err(_) => handler_wake.mark(PathBuf::new(), true),
+    })
+    .map_err(|e| format!("cannot start inotify: {e}"))?;
+    let mut watched = Vec::new();
+    for (dir, recursive) in watch_roots(globs) {
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        match watcher.watch(&dir, mode) {
+            Ok(()) => watched.push(dir),
+            // A directory that does not exist yet: the periodic rescan
+            // finds files there; a later start watches it.
+            Err(e) if !dir.exists() => {
+                tracing::debug!(dir = %dir.display(), error = %e, "not watching missing directory")
+            }
+            Err(e) => return Err(format!("cannot watch {}: {e}", dir.display())),
+        }
+    }
+    Ok(Some(Watcher {
+        _inner: watcher,
+        watched,
+    }))
+}
+
+/// The directories to watch for a set of globs: each glob's longest prefix
+/// without wildcards, recursive when a wildcard spans directories.
+pub fn watch_roots(globs: &[String]) -> Vec<(PathBuf, bool)> {
+    let mut roots: Vec<(PathBuf, bool)> = Vec::new();
+    for g in globs {
+        let path = Path::new(g);
+        let mut prefix = PathBuf::new();
+        let mut wild_at = None;
+        let comps: Vec<Component<'_>> = path.components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            let s = c.as_os_str().to_string_lossy();
+            if s.contains(['*', '?', '[']) {
+                wild_at = Some(i);
+                break;
+            }
+            prefix.push(c);
+        }
+        // Without a wildcard the last component is the file: watch its directory.
+        let (dir, recursive) = match wild_at {
+            None => (prefix.parent().map(Path::to_path_buf).unwrap_or_default(), false),
+            // A wildcard in a directory component (not the last) spans levels.
+            Some(i) => (prefix, i + 1 < comps.len()),
+        };
+        if !roots.iter().any(|(d, r)| d == &dir && *r == recursive) {
+            roots.push((dir, recursive));
+        }
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_of_globs() {
+        let globs: Vec<String> = [
+            "/var/log/app/*.log",
+            "/var/log/syslog",
+            "/srv/*/logs/*.log",
+            "/var/log/app/x-*.log",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            watch_roots(&globs),
+            vec![
+                (PathBuf::from("/var/log/app"), false),
+                (PathBuf::from("/var/log"), false),
+                (PathBuf::from("/srv"), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn wake_collects_and_wakes() {
+        let w = Wake::default();
+        w.mark(PathBuf::from("/a"), false);
+        w.mark(PathBuf::from("/b"), true);
+        let (dirty, rescan) = w.wait(Duration::from_secs(5));
+        assert_eq!(dirty.len(), 2);
+        assert!(rescan);
+        let (dirty, rescan) = w.wait(Duration::from_millis(10));
+        assert!(dirty.is_empty() && !rescan);
+    }
+}
