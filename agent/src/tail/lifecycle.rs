@@ -378,10 +378,10 @@ pub(super) fn list_dir(dir: &Path) -> HashMap<FileKey, PathBuf> {
     let mut out = HashMap::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return out };
     for entry in rd.flatten() {
-        if let Ok(meta) = entry.metadata() {
-            if meta.is_file() {
-                out.insert(FileKey::of(&meta), entry.path());
-            }
+        if let Ok(meta) = entry.metadata()
+            && meta.is_file()
+        {
+            out.insert(FileKey::of(&meta), entry.path());
         }
     }
     out
