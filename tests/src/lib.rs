@@ -36,3 +36,4 @@ pub fn pace(d: Duration) {
 }
 
 pub mod ingest;
+pub mod lines;

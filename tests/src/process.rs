@@ -40,7 +40,10 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).unwrap())
             .stderr(File::create(&stderr).unwrap())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("LOGPOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
@@ -227,11 +230,43 @@ impl Agent {
         self.proc.kill9();
         *self = Self::launch(&self.dir, self.config.clone());
     }
+
+    /// Starts the agent with a command prefix (e.g. `setpriv ...` to run it
+    /// as another user).
+    pub fn start_wrapped(dir: &Path, config: &str, wrapper: &[&str]) -> Agent {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("agent.toml");
+        let text = config.replace("{data_dir}", &dir.join("data").display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(bin("logpost-agent"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--drain-timeout")
+            .arg("30s");
+        let proc = Proc::spawn("agent", dir, cmd);
+        Agent {
+            proc,
+            dir: dir.to_owned(),
+            config: path,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
 }
 
 /// A config for an agent tailing `glob` into `topic` on `collector`, with
 /// short intervals so that tests run fast.
 pub fn agent_config(collector: &Collector, glob: &str, topic: &str) -> String {
+    agent_config_for(&collector.url, glob, topic)
+}
+
+/// As [`agent_config`], for a collector URL.
+pub fn agent_config_for(url: &str, glob: &str, topic: &str) -> String {
     format!(
         r#"data_dir = "{{data_dir}}"
 [collector]
@@ -250,7 +285,6 @@ name = "test"
 paths = ["{glob}"]
 topic = "{topic}"
 "#,
-        url = collector.url
     )
 }
 

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod bad_files;
 mod bad_requests;
 mod config_errors;
 mod pipeline;
 mod quickstart;
 mod store;
+mod tailing;

@@ -41,6 +41,8 @@ const READ_CHUNK: usize = 256 << 10;
 const READS_PER_PASS: usize = 8;
 /// How long to wait between attempts to hand a full queue a request.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+/// Delay of a rescan triggered by an event on an untracked path.
+const UNKNOWN_PATH_RESCAN: Duration = Duration::from_millis(50);
 /// A file that grew this recently is read every tick even without an
 /// event: inotify coalesces, and a busy file should not wait for one.
 const HOT_WINDOW: Duration = Duration::from_secs(2);
@@ -70,6 +72,8 @@ pub struct FileServer {
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::lifecycle::Retired>,
+    /// New files that look like copies in progress: first seen, size then.
+    pub(super) deferred: HashMap<PathBuf, (Instant, u64)>,
 }
 
 /// Counters the loop keeps (exported as metrics by the caller).
@@ -148,6 +152,7 @@ impl FileServer {
             watcher,
             stats: Stats::default(),
             retired: Vec::new(),
+            deferred: HashMap::new(),
             cfg,
         }
     }
@@ -173,10 +178,20 @@ impl FileServer {
                 next_scan = now + self.cfg.tail.glob_interval;
             }
             let mut to_read: HashSet<FileKey> = HashSet::new();
+            let mut unknown = false;
             for path in dirty.drain() {
-                if let Some(&key) = self.by_path.get(&path) {
-                    to_read.insert(key);
+                match self.by_path.get(&path) {
+                    Some(&key) => {
+                        to_read.insert(key);
+                    }
+                    None => unknown = true,
                 }
+            }
+            // A path no file is tracked at changed: a new file, or one
+            // waiting to be decided on. Rescan soon (rate-limited, since an
+            // excluded file being written also lands here).
+            if (unknown || !self.deferred.is_empty()) && next_scan > now + UNKNOWN_PATH_RESCAN {
+                next_scan = now + UNKNOWN_PATH_RESCAN;
             }
             let polling = self.watcher.is_none();
             let poll_due = now >= next_poll;

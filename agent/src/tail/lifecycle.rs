@@ -25,6 +25,11 @@ const MIN_COPY_HEAD: u32 = 64;
 const COPY_WINDOW: Duration = Duration::from_secs(600);
 /// Truncated contents remembered for copy detection.
 const MAX_RETIRED: usize = 256;
+/// How long a file that looks like a copy in progress may stop growing
+/// before it is decided on anyway.
+const COPY_STALL: Duration = Duration::from_secs(2);
+/// Bytes compared to tell a copy in progress from an unrelated file.
+const PREFIX_CHECK_BYTES: u64 = 64 << 10;
 
 /// The content a file had before it was truncated, and how far it was read.
 #[derive(Debug, Clone)]
@@ -81,6 +86,9 @@ impl FileServer {
                 continue;
             }
             seen.insert(key);
+            if !initial && self.copy_in_progress(&f.path, &file, meta.len(), now) {
+                continue; // decided at a later scan, once the copy is done
+            }
             let start = self.start_for(key, f.source, &f.path, &file, &meta, initial, now);
             match TrackedFile::new(
                 key,
@@ -157,7 +165,10 @@ impl FileServer {
                 generation: 0,
             };
         }
-        if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
+        if let Some(pos) = self
+            .copy_of_retired(path, file, meta.len(), now)
+            .or_else(|| self.copy_of_live(path, file, meta.len()))
+        {
             tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
             return Start {
                 pos,
@@ -197,12 +208,69 @@ impl FileServer {
     fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<u64> {
         self.retired.retain(|r| now.duration_since(r.at) < COPY_WINDOW);
         let dir = path.parent()?;
+        // A copy holds at least what had been read of the original; a new
+        // file that merely starts with the same banner is usually shorter.
         let i = self
             .retired
             .iter()
-            .position(|r| r.dir == dir && u64::from(r.head.len) <= size && r.head.matches(file).unwrap_or(false))?;
+            .position(|r| r.dir == dir && r.pos <= size && r.head.matches(file).unwrap_or(false))?;
         let r = self.retired.remove(i);
-        Some(r.pos.min(size))
+        Some(r.pos)
+    }
+
+    /// Whether `path` looks like a copy of a tracked file still being
+    /// written: its whole content so far is a prefix of the original's, and
+    /// it is shorter than what was read of the original. Such a file is
+    /// left alone until it has grown that far (a copy: read from there), or
+    /// has diverged (not a copy), or has stopped growing for a while.
+    fn copy_in_progress(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> bool {
+        let Some(dir) = path.parent() else { return false };
+        // An empty file is a prefix of anything: a copy that has only just
+        // been created. Waiting costs nothing, there is nothing to read yet.
+        // Only a file still in place (not rotated away) with an open handle
+        // can be the original: compare through its handle, since its path
+        // may already name another file.
+        let candidate = self.files.values().find(|f| {
+            !f.gone
+                && f.path.parent() == Some(dir)
+                && f.framer.emitted_pos() > size
+                && f.file
+                    .as_ref()
+                    .is_some_and(|orig| size == 0 || is_prefix_of(file, size, orig))
+        });
+        if candidate.is_none() {
+            self.deferred.remove(path);
+            return false;
+        }
+        let first = *self.deferred.entry(path.to_owned()).or_insert((now, size));
+        if size != first.1 {
+            self.deferred.insert(path.to_owned(), (now, size));
+            return true;
+        }
+        // Stalled for long enough: stop waiting (it is then read from
+        // where the original had been read to, or its end).
+        if now.duration_since(first.0) >= COPY_STALL {
+            self.deferred.remove(path);
+            return false;
+        }
+        true
+    }
+
+    /// A new file in the same directory that starts with a tracked file's
+    /// head and is at least as long as what was read of it: a copy being
+    /// made by copytruncate, seen before the truncation. It is read from
+    /// where the original had been read to. (With logrotate's `copy`
+    /// without truncation, lines between that point and the copy would be
+    /// shipped twice: use a glob that does not match rotated names.)
+    fn copy_of_live(&self, path: &Path, file: &File, size: u64) -> Option<u64> {
+        let dir = path.parent()?;
+
+        self.files
+            .values()
+            .filter(|f| !f.gone && f.head.len >= MIN_COPY_HEAD && f.path.parent() == Some(dir))
+            .filter(|f| f.framer.emitted_pos() <= size && f.framer.emitted_pos() > 0)
+            .find(|f| f.head.matches(file).unwrap_or(false))
+            .map(|f| f.framer.emitted_pos())
     }
 
     /// Files in the checkpoint that no glob matches any more: rotation
@@ -371,6 +439,15 @@ impl FileServer {
         }
         (h.finish() & (i64::MAX as u64)) as i64
     }
+}
+
+/// Whether the first `size` bytes of `file` equal the start of `original`
+/// (compared up to `PREFIX_CHECK_BYTES`).
+fn is_prefix_of(file: &File, size: u64, original: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let n = size.min(PREFIX_CHECK_BYTES) as usize;
+    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+    file.read_exact_at(&mut a, 0).is_ok() && original.read_exact_at(&mut b, 0).is_ok() && a == b
 }
 
 /// Regular files of a directory by device and inode.

@@ -19,6 +19,8 @@ use crate::store::scan::{ScanError, SegmentScanner};
 pub struct StoredRecord {
     pub partition: u32,
     pub offset: i64,
+    /// The batch's producer id: the stream (tailed file) it came from; -1 if none.
+    pub producer_id: i64,
     pub timestamp_ms: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
@@ -26,10 +28,11 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    fn from_view(partition: u32, offset: i64, timestamp_ms: i64, r: &RecordView<'_>) -> Self {
+    fn from_view(partition: u32, offset: i64, producer_id: i64, timestamp_ms: i64, r: &RecordView<'_>) -> Self {
         StoredRecord {
             partition,
             offset,
+            producer_id,
             timestamp_ms,
             key: r.key.map(<[u8]>::to_vec),
             value: r.value.map(<[u8]>::to_vec),
@@ -203,8 +206,13 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 }
                 let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
                 if self.filter.matches(timestamp_ms, &record) {
-                    self.pending
-                        .push_back(StoredRecord::from_view(partition, offset, timestamp_ms, &record));
+                    self.pending.push_back(StoredRecord::from_view(
+                        partition,
+                        offset,
+                        header.producer.producer_id,
+                        timestamp_ms,
+                        &record,
+                    ));
                 }
             }
             self.next_offset = header.last_offset() + 1;

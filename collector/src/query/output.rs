@@ -24,6 +24,9 @@ pub struct RecordJson {
     pub partition: u32,
     pub offset: i64,
     pub timestamp_ms: i64,
+    /// The stream (producer id) the record came from, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(default)]
@@ -58,6 +61,7 @@ impl RecordJson {
             partition: r.partition,
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,
+            stream: (r.producer_id >= 0).then_some(r.producer_id),
             key: r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
             headers,
             line,

@@ -1,0 +1,204 @@
+//! Numbered lines for delivery tests: writer threads append
+//! `<writer> <seq> <padding>` lines to files at a steady rate, and a
+//! checker proves from what a topic holds that every line arrived once,
+//! unaltered, in order within each stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine;
+
+/// The exact bytes of line `seq` of writer `writer`.
+pub fn line(writer: u32, seq: u64) -> String {
+    // Varying padding (up to 150 bytes) keeps lines realistic in size and
+    // makes truncated or merged lines detectable.
+    let pad = "abcdefghijklmnopqrstuvwxyz0123456789".repeat(5);
+    let len = (seq.wrapping_mul(2_654_435_761) % 150) as usize;
+    format!("{writer:03} {seq:010} {}", &pad[..len])
+}
+
+/// How a writer opens its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reopen {
+    /// Open, append and close for every chunk: after a rename the next
+    /// chunk goes to the new file (as apps that reopen on SIGHUP do).
+    EveryChunk,
+    /// Keep one handle (copytruncate's case).
+    Never,
+}
+
+/// A thread appending numbered lines to `path`.
+pub struct LineWriter {
+    pub id: u32,
+    written: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    paused: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl LineWriter {
+    /// Starts writing `per_tick` lines every `tick` to `path`, up to `total`.
+    pub fn spawn(id: u32, path: PathBuf, total: u64, per_tick: u64, tick: Duration, reopen: Reopen) -> LineWriter {
+        let written = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new((Mutex::new(false), Condvar::new()));
+        let (w, s, p) = (Arc::clone(&written), Arc::clone(&stop), Arc::clone(&paused));
+        let handle = std::thread::spawn(move || {
+            let open = |path: &Path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap()
+            };
+            let mut file = open(&path);
+            let mut seq = 0;
+            while seq < total && !s.load(Ordering::Relaxed) {
+                {
+                    // The pause is acknowledged by holding the lock: a
+                    // rotation runs while no chunk is being written.
+                    let (lock, cond) = &*p;
+                    let mut paused = lock.lock().unwrap();
+                    while *paused {
+                        paused = cond.wait(paused).unwrap();
+                    }
+                    let mut chunk = String::new();
+                    for _ in 0..per_tick.min(total - seq) {
+                        chunk.push_str(&line(id, seq));
+                        chunk.push('\n');
+                        seq += 1;
+                    }
+                    if reopen == Reopen::EveryChunk {
+                        file = open(&path);
+                    }
+                    file.write_all(chunk.as_bytes()).unwrap();
+                    w.store(seq, Ordering::SeqCst);
+                }
+                std::thread::sleep(tick);
+            }
+        });
+        LineWriter {
+            id,
+            written,
+            stop,
+            paused,
+            handle: Some(handle),
+        }
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` while the writer is paused between chunks.
+    pub fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        let (lock, cond) = &*self.paused;
+        *lock.lock().unwrap() = true;
+        // Taking the lock again waits for a chunk in progress to finish.
+        let out = f();
+        *lock.lock().unwrap() = false;
+        cond.notify_all();
+        out
+    }
+
+    /// Waits until the writer has written everything (or stops it).
+    pub fn finish(mut self) -> u64 {
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self.written()
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (lock, cond) = &*self.paused;
+        *lock.lock().unwrap() = false;
+        cond.notify_all();
+    }
+}
+
+/// What a topic holds compared with what was written.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub written: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub altered: u64,
+    pub out_of_order: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "written {}, delivered {}, lost {}, duplicated {}, altered {}, out of order {}",
+            self.written, self.delivered, self.lost, self.duplicated, self.altered, self.out_of_order
+        )
+    }
+}
+
+/// The line of a record from `logpost query --output json`.
+pub fn record_line(r: &serde_json::Value) -> Vec<u8> {
+    if let Some(s) = r["line"].as_str() {
+        s.as_bytes().to_vec()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(r["line_base64"].as_str().unwrap_or(""))
+            .unwrap_or_default()
+    }
+}
+
+/// Checks `records` (as `logpost query --output json` prints them, oldest
+/// first) against writers that wrote `written[w]` lines each. Lines of
+/// other shapes count as altered. Order is checked within each stream.
+pub fn check(records: &[serde_json::Value], written: &BTreeMap<u32, u64>) -> Report {
+    let mut report = Report {
+        written: written.values().sum(),
+        ..Report::default()
+    };
+    let mut seen: HashMap<(u32, u64), u32> = HashMap::new();
+    let mut last_in_stream: HashMap<(i64, u32), u64> = HashMap::new();
+    for r in records {
+        report.delivered += 1;
+        let bytes = record_line(r);
+        let text = String::from_utf8_lossy(&bytes);
+        let mut parts = text.splitn(3, ' ');
+        let parsed = (|| {
+            let w: u32 = parts.next()?.parse().ok()?;
+            let s: u64 = parts.next()?.parse().ok()?;
+            Some((w, s))
+        })();
+        let Some((w, s)) = parsed.filter(|&(w, s)| line(w, s) == text) else {
+            report.altered += 1;
+            continue;
+        };
+        *seen.entry((w, s)).or_default() += 1;
+        let stream = r["stream"].as_i64().unwrap_or(-1);
+        if let Some(&prev) = last_in_stream.get(&(stream, w))
+            && s <= prev
+            && seen[&(w, s)] == 1
+        {
+            report.out_of_order += 1;
+        }
+        last_in_stream.insert((stream, w), s);
+    }
+    for (&w, &n) in written {
+        for s in 0..n {
+            match seen.get(&(w, s)) {
+                None => report.lost += 1,
+                Some(&c) if c > 1 => report.duplicated += u64::from(c - 1),
+                Some(_) => {}
+            }
+        }
+    }
+    report
+}
