@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use logpost_collector::store::writer::LogWriter;
-use logpost_collector::store::{FsyncPolicy, Store, StoreConfig, TopicSpec};
+use logpost_collector::store::{AppendItem, FsyncPolicy, Store, StoreConfig, TopicSpec};
 use logpost_shared::batch::BatchBuilder;
 use logpost_shared::compression::Compression;
 
@@ -93,8 +93,7 @@ fn append(dir: &std::path::Path, gib: f64) {
                 )
                 .expect("topic");
             let partition = Arc::clone(topic.partition(0).expect("partition 0"));
-            let writer =
-                Arc::new(LogWriter::start_with_group_limit(1, FsyncPolicy::Always, max_group).expect("writer"));
+            let writer = Arc::new(LogWriter::start_with(1, FsyncPolicy::Always, max_group, true).expect("writer"));
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

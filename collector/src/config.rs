@@ -28,10 +28,31 @@ pub struct CollectorToml {
     /// How topics are stored.
     #[serde(default)]
     pub storage: StorageToml,
+    /// What ingest does beyond storing.
+    #[serde(default)]
+    pub ingest: IngestToml,
     /// Per-topic settings, `[topics.<name>]`; topics listed here are
     /// created at start-up if missing.
     #[serde(default)]
     pub topics: BTreeMap<String, Spanned<TopicToml>>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestToml {
+    /// Drop batches a producer (an agent's file stream, an idempotent Kafka
+    /// producer) already sent. Default true. Turning it off gives
+    /// at-least-once delivery; it exists for tests that prove the
+    /// deduplication is what prevents duplicates.
+    #[serde(default = "default_true")]
+    pub deduplicate: bool,
+}
+
+impl Default for IngestToml {
+    fn default() -> Self {
+        Self { deduplicate: true }
+    }
 }
 
 /// `[topics.<name>]`: overrides of `[storage]` for one topic.
@@ -242,6 +263,7 @@ pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub max_uncompressed_bytes: usize,
+    pub deduplicate: bool,
     pub store: StoreConfig,
 }
 
@@ -353,6 +375,7 @@ impl CollectorConfig {
             listen,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             max_uncompressed_bytes: raw.http.max_uncompressed_bytes.as_usize(),
+            deduplicate: raw.ingest.deduplicate,
             store: StoreConfig {
                 data_dir: raw.data_dir,
                 default_partitions: partitions.clamp(1, MAX_PARTITIONS),

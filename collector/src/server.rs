@@ -14,7 +14,7 @@ use crate::http::AppState;
 use crate::http::router::app;
 use crate::ingest::route::Router as PartitionRouter;
 use crate::store::maintenance::Maintenance;
-use crate::store::writer::LogWriter;
+use crate::store::writer::{DEFAULT_MAX_GROUP, LogWriter};
 use crate::store::{Store, StoreError};
 
 /// Why the collector could not start or stopped with an error.
@@ -53,7 +53,16 @@ pub async fn run(
     tracing::info!(topics, elapsed_ms = started.elapsed().as_millis() as u64, data_dir = %config.data_dir.display(), "store opened");
     let store = Arc::new(store);
     let maintenance = Maintenance::start(Arc::clone(&store)).map_err(ServerError::Threads)?;
-    let writer = LogWriter::start(config.store.writer_threads, config.store.fsync).map_err(ServerError::Threads)?;
+    if !config.deduplicate {
+        tracing::warn!("deduplication is off: retried batches are stored again (at-least-once)");
+    }
+    let writer = LogWriter::start_with(
+        config.store.writer_threads,
+        config.store.fsync,
+        DEFAULT_MAX_GROUP,
+        config.deduplicate,
+    )
+    .map_err(ServerError::Threads)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {

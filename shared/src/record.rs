@@ -59,3 +59,9 @@ impl Record {
             .and_then(|h| h.value.as_deref())
     }
 }
+
+/// Header that logpost's agent puts on the last record of each batch: how
+/// far in its file the stream has got, as `<position> <head length> <head
+/// CRC-32C>`. The collector keeps the latest per stream and hands it back
+/// when the agent asks where to resume (exactly-once delivery).
+pub const CURSOR_HEADER: &str = "logpost.cursor";

@@ -4,6 +4,12 @@
 //! bounded decompression of every batch), routed batch by batch to
 //! partitions, and handed to the writer threads; the response is sent only
 //! once every batch is durable. A refused body changes nothing.
+//!
+//! Batches of producers with an id (every file an agent tails) are
+//! deduplicated by the store: a retried batch is answered `"duplicate"`
+//! and not stored again. A batch whose sequence leaves a gap, or whose
+//! producer epoch is fenced, is refused: the response is then 409, lists
+//! each batch's outcome, and the other batches are stored.
 
 use std::sync::Arc;
 
@@ -11,6 +17,7 @@ use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +25,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::ingest::BATCH_CONTENT_TYPE;
 use crate::ingest::validate::split_and_check;
-use crate::store::StoreError;
+use crate::store::{AppendItem, BatchOutcome, StoreError};
 
 /// Query parameters of an ingest request.
 #[derive(Debug, Deserialize)]
@@ -28,12 +35,22 @@ pub struct IngestParams {
     pub partition: Option<u32>,
 }
 
-/// Where one batch landed.
+/// What happened to one batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AppendedBatch {
     pub partition: u32,
-    pub base_offset: i64,
-    pub last_offset: i64,
+    /// `appended`, `trimmed` (its first records were stored already),
+    /// `duplicate` (all were) or `refused`.
+    pub outcome: String,
+    /// Offsets of what was stored (absent for refused batches, and for
+    /// duplicates that are not among the producer's recent batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offset: Option<i64>,
+    /// Why a batch was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The acknowledgement: one entry per batch, in request order.
@@ -41,6 +58,9 @@ pub struct AppendedBatch {
 pub struct IngestResponse {
     pub topic: String,
     pub batches: Vec<AppendedBatch>,
+    /// Set when a batch was refused (status 409).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Handles an ingest request.
@@ -48,14 +68,15 @@ pub struct IngestResponse {
 /// # Errors
 /// 415 for a wrong content type, 413 for an oversized body or batch, 400 for
 /// a bad body, topic name or partition, 404 if the topic may not be created,
-/// 507 on a full disk, 503 for a poisoned partition or during shutdown.
+/// 507 on a full disk, 503 for a poisoned partition or during shutdown. 409
+/// (with the per-batch outcomes) when a batch's sequence was refused.
 pub async fn ingest(
     State(app): State<Arc<AppState>>,
     Path(topic): Path<String>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
     let body = body.map_err(|r| ApiError::from_body(&r, app.config.max_body_bytes))?;
     let limit = app.config.max_uncompressed_bytes;
@@ -101,41 +122,63 @@ pub async fn ingest(
         let Some(partition) = topic.partition(p as u32) else {
             continue;
         };
-        let frames = indexes
+        let items = indexes
             .iter()
             .filter_map(|&i| batches.get(i))
-            .map(|b| b.frame.clone())
+            .map(|b| AppendItem {
+                frame: b.frame.clone(),
+                cursor: b.cursor.clone(),
+            })
             .collect();
-        pending.push((
-            p as u32,
-            indexes,
-            app.writer.submit(Arc::clone(partition), frames).await,
-        ));
+        pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), items).await));
     }
-    let mut appended: Vec<Option<AppendedBatch>> = vec![None; batches.len()];
+    let mut results: Vec<Option<AppendedBatch>> = vec![None; batches.len()];
+    let mut refused = None;
     for (p, indexes, receiver) in pending {
-        let summaries = match receiver {
+        let outcomes = match receiver {
             Ok(rx) => rx
                 .await
                 .map_err(|_| StoreError::ShuttingDown)?
                 .map_err(|e| ApiError::from(&*e))?,
             Err(e) => return Err(ApiError::from(&*e)),
         };
-        for (&i, s) in indexes.iter().zip(summaries) {
-            if let Some(slot) = appended.get_mut(i) {
-                *slot = Some(AppendedBatch {
-                    partition: p,
-                    base_offset: s.base_offset,
-                    last_offset: s.last_offset,
-                });
+        for (&i, outcome) in indexes.iter().zip(outcomes) {
+            let entry = describe(p, outcome);
+            if entry.error.is_some() && refused.is_none() {
+                refused = entry.error.clone();
+            }
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(entry);
             }
         }
     }
-    let batches = appended.into_iter().flatten().collect();
-    Ok(Json(IngestResponse {
+    let response = IngestResponse {
         topic: topic.name.to_string(),
-        batches,
-    }))
+        batches: results.into_iter().flatten().collect(),
+        error: refused,
+    };
+    let status = if response.error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(response)).into_response())
+}
+
+fn describe(partition: u32, outcome: BatchOutcome) -> AppendedBatch {
+    let (outcome, offsets, error) = match outcome {
+        BatchOutcome::Appended(s) => ("appended", Some((s.base_offset, s.last_offset)), None),
+        BatchOutcome::Trimmed { summary: s, .. } => ("trimmed", Some((s.base_offset, s.last_offset)), None),
+        BatchOutcome::Duplicate { offsets, .. } => ("duplicate", offsets, None),
+        BatchOutcome::Refused(r) => ("refused", None, Some(format!("partition {partition}: {r}"))),
+    };
+    AppendedBatch {
+        partition,
+        outcome: outcome.to_owned(),
+        base_offset: offsets.map(|o| o.0),
+        last_offset: offsets.map(|o| o.1),
+        error,
+    }
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

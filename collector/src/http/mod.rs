@@ -8,6 +8,7 @@ pub mod error;
 pub mod ingest;
 pub mod read;
 pub mod router;
+pub mod streams;
 
 use std::sync::Arc;
 

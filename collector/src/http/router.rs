@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::{admin, ingest, read};
+use super::{admin, ingest, read, streams};
 
 /// The collector's HTTP service.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -18,6 +18,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/topics", get(read::list_topics).post(admin::create_topic))
         .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
+        .route("/v1/streams", post(streams::lookup))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use logpost_shared::batch::{BatchError, BatchHeader, check, decode_records, frame_len};
+use logpost_shared::record::CURSOR_HEADER;
 
 /// Why a body was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct CheckedBatch {
     pub header: BatchHeader,
     /// The first record's key: what routing hashes.
     pub key: Option<Bytes>,
+    /// The last record's `logpost.cursor` header (agents' batches).
+    pub cursor: Option<String>,
 }
 
 /// Splits `body` into frames and checks each.
@@ -93,15 +96,20 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
         if header.is_control() {
             return Err(IngestError::ControlBatch { index, pos });
         }
-        let key = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
-        batches.push(CheckedBatch { frame, header, key });
+        let (key, cursor) = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
+        batches.push(CheckedBatch {
+            frame,
+            header,
+            key,
+            cursor,
+        });
         pos += len;
     }
     Ok(batches)
 }
 
 /// Decodes every record (so that consumers never meet a corrupt one) and
-/// returns the first record's key.
+/// returns the first record's key and the last record's cursor header.
 fn verify_records(
     frame: &Bytes,
     header: &BatchHeader,
@@ -109,7 +117,7 @@ fn verify_records(
     scratch: &mut Vec<u8>,
     index: usize,
     pos: usize,
-) -> Result<Option<Bytes>, IngestError> {
+) -> Result<(Option<Bytes>, Option<String>), IngestError> {
     let records = decode_records(frame, header, limit, scratch).map_err(|source| match source {
         BatchError::Decompress(logpost_shared::compression::CompressionError::TooLarge { limit }) => {
             IngestError::TooLarge { index, pos, limit }
@@ -117,11 +125,20 @@ fn verify_records(
         source => IngestError::Batch { index, pos, source },
     })?;
     let mut key = None;
+    let mut cursor = None;
     let mut count = 0;
+    let last = header.records_count - 1;
     for (i, record) in records.enumerate() {
         let record = record.map_err(|source| IngestError::Batch { index, pos, source })?;
         if i == 0 {
             key = record.key.map(Bytes::copy_from_slice);
+        }
+        if i as i32 == last && header.producer.producer_id >= 0 {
+            cursor = record
+                .header(CURSOR_HEADER)
+                .flatten()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned);
         }
         if record.offset_delta != i as i32 {
             return Err(IngestError::Batch {
@@ -147,7 +164,7 @@ fn verify_records(
             },
         });
     }
-    Ok(key)
+    Ok((key, cursor))
 }
 
 #[cfg(test)]

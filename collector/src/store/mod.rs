@@ -24,6 +24,7 @@
 // Decoders and file offsets come from disk: no unchecked indexing here.
 #![deny(clippy::indexing_slicing)]
 
+pub mod dedup;
 pub mod faults;
 pub mod file_names;
 pub mod maintenance;
@@ -45,7 +46,8 @@ use std::time::Duration;
 
 use logpost_shared::topic::{TopicNameError, validate_topic_name};
 
-pub use partition::{Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView};
+pub use dedup::{BatchOutcome, Refusal};
+pub use partition::{AppendItem, Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView};
 pub use segment::{BatchSummary, SegmentError};
 pub use topic::{Topic, TopicMeta};
 

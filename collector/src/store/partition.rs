@@ -25,7 +25,10 @@ use std::time::Duration;
 use logpost_shared::batch::{BatchHeader, set_base_offset};
 use tokio::sync::watch;
 
+use bytes::Bytes;
+
 use super::StoreError;
+use super::dedup::{BatchOutcome, Overlay, Plan};
 use super::faults::Faults;
 use super::producer_state::{ProducerEntry, ProducerState};
 use super::recovery::{LoadReport, RecoveryPoint, load_partition, write_checkpoint};
@@ -74,6 +77,13 @@ impl PartitionView {
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
     }
+}
+
+/// One batch to append: the frame and the cursor its producer sent with it.
+#[derive(Debug, Clone)]
+pub struct AppendItem {
+    pub frame: Bytes,
+    pub cursor: Option<String>,
 }
 
 /// Which segments retention may delete.
@@ -195,12 +205,41 @@ impl Partition {
 
     /// Appends whole, checked frames in order, assigning offsets; with
     /// `sync`, fdatasyncs before returning. Returns each batch's offsets.
+    /// Frames are appended as they are, without deduplication (see
+    /// [`append`](Self::append)).
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_frames(&self, frames: &[&[u8]], sync: bool) -> Result<Vec<BatchSummary>, StoreError> {
+        let items: Vec<AppendItem> = frames
+            .iter()
+            .map(|f| AppendItem {
+                frame: Bytes::copy_from_slice(f),
+                cursor: None,
+            })
+            .collect();
+        let refs: Vec<&AppendItem> = items.iter().collect();
+        Ok(self
+            .append(&refs, sync, false)?
+            .into_iter()
+            .filter_map(|o| match o {
+                BatchOutcome::Appended(s) | BatchOutcome::Trimmed { summary: s, .. } => Some(s),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Appends whole, checked batches in order, assigning offsets; with
+    /// `sync`, fdatasyncs before returning. With `dedup`, batches of
+    /// producers with an id are checked against the producer state first:
+    /// what is stored already is answered as a duplicate (or trimmed off),
+    /// gaps and fenced epochs are refused; see [`BatchOutcome`].
     ///
     /// # Errors
     /// [`StoreError::Poisoned`] after an earlier failed fsync,
     /// [`StoreError::DiskFull`] on ENOSPC (nothing partial is left behind),
     /// [`StoreError::Io`] otherwise; a failed fsync also poisons.
-    pub fn append_frames(&self, frames: &[&[u8]], sync: bool) -> Result<Vec<BatchSummary>, StoreError> {
+    pub fn append(&self, items: &[&AppendItem], sync: bool, dedup: bool) -> Result<Vec<BatchOutcome>, StoreError> {
         let mut guard = self.lock();
         // Checked after taking the lock: a writer that failed an fsync while
         // we waited has poisoned the partition by now.
@@ -212,15 +251,35 @@ impl Partition {
         }
         let log = &mut *guard;
         let mut next = log.segments.last_key_value().map_or(0, |(_, s)| s.next_offset());
-        let mut summaries = Vec::with_capacity(frames.len());
-        let mut placed = Vec::with_capacity(frames.len());
-        let mut headers = Vec::with_capacity(frames.len());
+        let now_ms = super::topic::now_ms();
+        let mut overlay = Overlay::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut placed = Vec::with_capacity(items.len());
+        let mut max_timestamp = -1;
         log.scratch.clear();
-        for frame in frames {
-            let header = BatchHeader::parse(frame)
+        for item in items {
+            let header = BatchHeader::parse(&item.frame)
                 .map_err(|e| StoreError::Internal(format!("unchecked batch reached the store: {e}")))?;
+            let plan = if dedup && header.producer.producer_id >= 0 {
+                overlay
+                    .plan(&log.producers, &item.frame, header)
+                    .map_err(|e| StoreError::Internal(format!("cannot trim an overlapping batch: {e}")))?
+            } else {
+                Plan::Write {
+                    bytes: std::borrow::Cow::Borrowed(&item.frame[..]),
+                    header,
+                    skipped: 0,
+                }
+            };
+            let (bytes, header, skipped) = match plan {
+                Plan::Done(outcome) => {
+                    outcomes.push(outcome);
+                    continue;
+                }
+                Plan::Write { bytes, header, skipped } => (bytes, header, skipped),
+            };
             let start = log.scratch.len();
-            log.scratch.extend_from_slice(frame);
+            log.scratch.extend_from_slice(&bytes);
             if let Some(written) = log.scratch.get_mut(start..) {
                 set_base_offset(written, next);
             }
@@ -230,10 +289,19 @@ impl Partition {
                 last_offset: last,
                 max_timestamp: header.max_timestamp,
             };
-            summaries.push(summary);
-            placed.push((summary, frame.len() as u64));
-            headers.push(header);
+            overlay.record(&log.producers, &header, next, now_ms, item.cursor.clone());
+            outcomes.push(if skipped > 0 {
+                BatchOutcome::Trimmed { skipped, summary }
+            } else {
+                BatchOutcome::Appended(summary)
+            });
+            placed.push((summary, bytes.len() as u64));
+            max_timestamp = max_timestamp.max(header.max_timestamp);
             next = last + 1;
+        }
+        let _ = max_timestamp;
+        if placed.is_empty() {
+            return Ok(outcomes);
         }
         self.maybe_roll(log, log.scratch.len() as u64, sync)?;
         let active = log
@@ -251,20 +319,9 @@ impl Partition {
         } else {
             log.dirty = true;
         }
-        let now_ms = super::topic::now_ms();
-        for (h, s) in headers.iter().zip(&summaries) {
-            let p = h.producer;
-            log.producers.update(
-                p.producer_id,
-                p.producer_epoch,
-                p.base_sequence,
-                h.records_count,
-                s.base_offset,
-                now_ms,
-            );
-        }
+        overlay.commit(&mut log.producers);
         self.publish(log);
-        Ok(summaries)
+        Ok(outcomes)
     }
 
     /// fdatasyncs the active segment if anything was appended since the

@@ -44,12 +44,109 @@ pub struct ProducerEntry {
     /// Wall-clock ms of the last append, for expiry.
     pub last_append_ms: i64,
     pub recent: VecDeque<BatchMeta>,
+    /// What the producer said it had reached with its last batch (logpost's
+    /// agent: the file position and content fingerprint), handed back when
+    /// it asks where to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl ProducerEntry {
     /// The logical sequence of the last stored record.
     pub fn logical_last_seq(&self) -> i64 {
         (i64::from(self.epoch.max(0)) << 31) | i64::from(self.last_seq.max(0))
+    }
+
+    /// A producer's first entry.
+    pub fn new(producer_id: i64, epoch: i16) -> Self {
+        ProducerEntry {
+            producer_id,
+            epoch,
+            last_seq: -1,
+            last_offset: -1,
+            last_append_ms: 0,
+            recent: VecDeque::new(),
+            cursor: None,
+        }
+    }
+
+    /// Records an appended batch of `count` records starting at `base_seq`.
+    pub fn apply(
+        &mut self,
+        epoch: i16,
+        base_seq: i32,
+        count: i32,
+        base_offset: i64,
+        now_ms: i64,
+        cursor: Option<String>,
+    ) {
+        if count <= 0 {
+            return;
+        }
+        let last_seq = base_seq.saturating_add(count - 1);
+        let meta = BatchMeta {
+            first_seq: base_seq,
+            last_seq,
+            base_offset,
+            last_offset: base_offset + i64::from(count) - 1,
+        };
+        if epoch != self.epoch {
+            self.recent.clear();
+        }
+        self.epoch = epoch;
+        self.last_seq = last_seq;
+        self.last_offset = meta.last_offset;
+        self.last_append_ms = now_ms;
+        if self.recent.len() == RECENT_BATCHES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(meta);
+        if cursor.is_some() {
+            self.cursor = cursor;
+        }
+    }
+}
+
+/// How a batch relates to what is stored for its producer (`entry`).
+pub fn classify(entry: Option<&ProducerEntry>, epoch: i16, base_seq: i32, count: i32) -> SequenceCheck {
+    let Some(p) = entry else { return SequenceCheck::Append };
+    if epoch < p.epoch {
+        return SequenceCheck::Fenced { current_epoch: p.epoch };
+    }
+    if epoch > p.epoch {
+        return if base_seq == 0 {
+            SequenceCheck::Append
+        } else {
+            SequenceCheck::Gap { expected_seq: 0, epoch }
+        };
+    }
+    let last_in_batch = i64::from(base_seq) + i64::from(count) - 1;
+    let last_stored = i64::from(p.last_seq);
+    if i64::from(base_seq) == last_stored + 1 {
+        SequenceCheck::Append
+    } else if last_in_batch <= last_stored {
+        let known = p
+            .recent
+            .iter()
+            .find(|b| b.first_seq == base_seq && i64::from(b.last_seq) == last_in_batch)
+            .copied();
+        SequenceCheck::Duplicate {
+            known,
+            last_seq: p.last_seq,
+            epoch: p.epoch,
+        }
+    } else if i64::from(base_seq) <= last_stored {
+        let stored = i32::try_from(last_stored - i64::from(base_seq) + 1).unwrap_or(i32::MAX);
+        SequenceCheck::Overlap {
+            stored,
+            last_seq: p.last_seq,
+            epoch: p.epoch,
+        }
+    } else {
+        SequenceCheck::Gap {
+            expected_seq: p.last_seq.saturating_add(1),
+            epoch: p.epoch,
+        }
     }
 }
 
@@ -110,80 +207,38 @@ impl ProducerState {
     /// Classifies a batch of `count` records from `producer_id` at `epoch`
     /// starting at `base_seq`.
     pub fn check(&self, producer_id: i64, epoch: i16, base_seq: i32, count: i32) -> SequenceCheck {
-        let Some(p) = self.producers.get(&producer_id) else {
-            return SequenceCheck::Append;
-        };
-        if epoch < p.epoch {
-            return SequenceCheck::Fenced { current_epoch: p.epoch };
-        }
-        if epoch > p.epoch {
-            return if base_seq == 0 {
-                SequenceCheck::Append
-            } else {
-                SequenceCheck::Gap { expected_seq: 0, epoch }
-            };
-        }
-        let last_in_batch = i64::from(base_seq) + i64::from(count) - 1;
-        let last_stored = i64::from(p.last_seq);
-        if i64::from(base_seq) == last_stored + 1 {
-            SequenceCheck::Append
-        } else if last_in_batch <= last_stored {
-            let known = p
-                .recent
-                .iter()
-                .find(|b| b.first_seq == base_seq && i64::from(b.last_seq) == last_in_batch)
-                .copied();
-            SequenceCheck::Duplicate {
-                known,
-                last_seq: p.last_seq,
-                epoch: p.epoch,
-            }
-        } else if i64::from(base_seq) <= last_stored {
-            let stored = i32::try_from(last_stored - i64::from(base_seq) + 1).unwrap_or(i32::MAX);
-            SequenceCheck::Overlap {
-                stored,
-                last_seq: p.last_seq,
-                epoch: p.epoch,
-            }
-        } else {
-            SequenceCheck::Gap {
-                expected_seq: p.last_seq.saturating_add(1),
-                epoch: p.epoch,
-            }
-        }
+        classify(self.producers.get(&producer_id), epoch, base_seq, count)
     }
 
     /// Records an appended batch.
     pub fn update(&mut self, producer_id: i64, epoch: i16, base_seq: i32, count: i32, base_offset: i64, now_ms: i64) {
+        self.update_with_cursor(producer_id, epoch, base_seq, count, base_offset, now_ms, None);
+    }
+
+    /// Records an appended batch and the cursor its producer sent with it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_with_cursor(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_seq: i32,
+        count: i32,
+        base_offset: i64,
+        now_ms: i64,
+        cursor: Option<String>,
+    ) {
         if producer_id < 0 || count <= 0 {
             return;
         }
-        let last_seq = base_seq.saturating_add(count - 1);
-        let meta = BatchMeta {
-            first_seq: base_seq,
-            last_seq,
-            base_offset,
-            last_offset: base_offset + i64::from(count) - 1,
-        };
-        let p = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
-            producer_id,
-            epoch,
-            last_seq,
-            last_offset: meta.last_offset,
-            last_append_ms: now_ms,
-            recent: VecDeque::new(),
-        });
-        if epoch != p.epoch {
-            p.recent.clear();
-        }
-        p.epoch = epoch;
-        p.last_seq = last_seq;
-        p.last_offset = meta.last_offset;
-        p.last_append_ms = now_ms;
-        if p.recent.len() == RECENT_BATCHES {
-            p.recent.pop_front();
-        }
-        p.recent.push_back(meta);
+        self.producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_id, epoch))
+            .apply(epoch, base_seq, count, base_offset, now_ms, cursor);
+    }
+
+    /// Replaces (or adds) a producer's entry.
+    pub fn put(&mut self, entry: ProducerEntry) {
+        self.producers.insert(entry.producer_id, entry);
     }
 
     /// Forgets producers idle since before `cutoff_ms`; returns how many.

@@ -14,6 +14,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use logpost_shared::batch::last_record_header;
+use logpost_shared::record::CURSOR_HEADER;
 use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
@@ -161,17 +163,23 @@ pub fn load_partition(dir: &Path, index_interval: u64, faults: Option<Arc<Faults
         if !indexes_ok && from_pos > 0 {
             report.rebuilt_indexes += 1;
         }
-        let tail = seg.recover_tail(scan_pos, scan_offset, |h| {
-            if h.base_offset < from_offset {
+        let tail = seg.recover_tail(scan_pos, scan_offset, |h, frame| {
+            if h.base_offset < from_offset || h.producer.producer_id < 0 {
                 return;
             }
-            producers.update(
+            // The agent's cursor rides on the batch's last record.
+            let cursor = last_record_header(frame, h, CURSOR_HEADER, super::partition::MAX_FRAME_BYTES)
+                .ok()
+                .flatten()
+                .and_then(|v| String::from_utf8(v).ok());
+            producers.update_with_cursor(
                 h.producer.producer_id,
                 h.producer.producer_epoch,
                 h.producer.base_sequence,
                 h.records_count,
                 h.base_offset,
                 now_ms,
+                cursor,
             );
         })?;
         report.scanned_bytes += tail.scanned_bytes;

@@ -211,7 +211,7 @@ impl Segment {
         &mut self,
         from_pos: u64,
         expected_offset: i64,
-        mut on_batch: impl FnMut(&BatchHeader),
+        mut on_batch: impl FnMut(&BatchHeader, &[u8]),
     ) -> Result<RecoveryReport, SegmentError> {
         let file_len = self.len;
         let from_pos = from_pos.min(file_len);
@@ -269,7 +269,7 @@ impl Segment {
                 Err(e) => break Some(format!("batch at byte {pos}: {e}")),
             };
             let len = frame.len() as u64;
-            on_batch(&header);
+            on_batch(&header, frame);
             self.index_batch(pos, len, header.base_offset, header.max_timestamp);
             expected = header.last_offset() + 1;
             report.batches += 1;
@@ -303,7 +303,7 @@ impl Segment {
         let next = self.next_offset;
         let base = self.base_offset;
         let len = self.len;
-        let report = self.recover_tail(0, base, |_| {})?;
+        let report = self.recover_tail(0, base, |_, _| {})?;
         if self.next_offset != next && next != base {
             tracing::warn!(path = %self.path.display(), expected = next, found = self.next_offset, len, truncated = report.truncated_bytes,
                 "sealed segment ends at an unexpected offset");

@@ -325,3 +325,117 @@ fn retention_deletes_oldest_sealed_segments_only() {
     let p = open(dir.path(), 1000, None);
     assert_eq!(p.view().segments.len(), 1);
 }
+
+fn producer_batch(pid: i64, epoch: i16, base_seq: i32, records: u32, cursor: Option<&str>) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    b.set_producer(ProducerInfo {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: base_seq,
+    });
+    for i in 0..records {
+        let seq = base_seq as u32 + i;
+        b.append(1, None, Some(format!("p{pid} s{seq}").as_bytes()), &[]);
+    }
+    if let Some(c) = cursor {
+        b.add_header_to_last(logpost_shared::record::CURSOR_HEADER, c.as_bytes());
+    }
+    b.finish(Compression::Gzip { level: 1 }).unwrap()
+}
+
+fn item(frame: Vec<u8>, cursor: Option<&str>) -> super::AppendItem {
+    super::AppendItem {
+        frame: bytes::Bytes::from(frame),
+        cursor: cursor.map(str::to_owned),
+    }
+}
+
+#[test]
+fn dedup_answers_duplicates_trims_overlaps_refuses_gaps() {
+    use super::{BatchOutcome, Refusal};
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), 1 << 20, None);
+    let first = item(producer_batch(7, 0, 0, 10, Some("100 5 1")), Some("100 5 1"));
+    let out = p.append(&[&first], true, true).unwrap();
+    assert!(matches!(out[0], BatchOutcome::Appended(s) if s.base_offset == 0 && s.last_offset == 9));
+    // The same batch again (a retry): a duplicate with its original offsets.
+    let out = p.append(&[&first], true, true).unwrap();
+    assert_eq!(
+        out[0],
+        BatchOutcome::Duplicate {
+            offsets: Some((0, 9)),
+            next_seq: 10
+        }
+    );
+    // Records 5..15, half stored: the first five are trimmed off.
+    let overlap = item(producer_batch(7, 0, 5, 10, Some("300 5 1")), Some("300 5 1"));
+    let out = p.append(&[&overlap], true, true).unwrap();
+    assert!(
+        matches!(out[0], BatchOutcome::Trimmed { skipped: 5, summary } if summary.base_offset == 10 && summary.last_offset == 14)
+    );
+    // A gap is refused; a batch of another producer in the same group is not held back.
+    let gap = item(producer_batch(7, 0, 20, 1, None), None);
+    let other = item(producer_batch(8, 0, 0, 2, None), None);
+    let out = p.append(&[&gap, &other], true, true).unwrap();
+    assert!(matches!(
+        out[0],
+        BatchOutcome::Refused(Refusal::Gap { expected_seq: 15, .. })
+    ));
+    assert!(matches!(out[1], BatchOutcome::Appended(_)));
+    // Two consecutive batches in one group see each other.
+    let a = item(producer_batch(7, 0, 15, 2, None), None);
+    let b = item(producer_batch(7, 0, 17, 2, Some("400 5 1")), Some("400 5 1"));
+    let out = p.append(&[&a, &b, &a], true, true).unwrap();
+    assert!(matches!(out[0], BatchOutcome::Appended(_)));
+    assert!(matches!(out[1], BatchOutcome::Appended(_)));
+    assert!(matches!(out[2], BatchOutcome::Duplicate { .. }), "{:?}", out[2]);
+    // What is stored: each record once.
+    let values: Vec<Vec<u8>> = read_all(&p).into_iter().flat_map(|(_, v)| v).collect();
+    let p7: Vec<String> = values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .filter(|v| v.starts_with("p7 "))
+        .collect();
+    let want: Vec<String> = (0..19).map(|s| format!("p7 s{s}")).collect();
+    assert_eq!(p7, want);
+    assert_eq!(p.producer(7).unwrap().cursor.as_deref(), Some("400 5 1"));
+}
+
+#[test]
+fn cursors_survive_crashes_through_snapshot_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = open(dir.path(), 1 << 20, None);
+        p.append(
+            &[&item(producer_batch(5, 0, 0, 3, Some("30 1 2")), Some("30 1 2"))],
+            true,
+            true,
+        )
+        .unwrap();
+        p.checkpoint().unwrap();
+        p.append(
+            &[&item(producer_batch(5, 0, 3, 3, Some("60 1 2")), Some("60 1 2"))],
+            true,
+            true,
+        )
+        .unwrap();
+        // crash: the second cursor is only in the log
+    }
+    let p = open(dir.path(), 1 << 20, None);
+    let e = p.producer(5).unwrap();
+    assert_eq!(
+        e.cursor.as_deref(),
+        Some("60 1 2"),
+        "replayed from the log after the snapshot"
+    );
+    assert_eq!(e.logical_last_seq(), 5);
+    // And a retry of the last batch after the restart is still a duplicate.
+    let out = p
+        .append(
+            &[&item(producer_batch(5, 0, 3, 3, Some("60 1 2")), Some("60 1 2"))],
+            true,
+            true,
+        )
+        .unwrap();
+    assert!(matches!(out[0], super::BatchOutcome::Duplicate { .. }));
+}

@@ -16,28 +16,27 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::partition::Partition;
-use super::segment::BatchSummary;
+use super::dedup::BatchOutcome;
+use super::partition::{AppendItem, Partition};
 use super::{FsyncPolicy, StoreError};
 
 /// Requests one thread gathers into a group: enough that one fsync covers a
 /// burst from many agents, few enough that the first waiter is not delayed
 /// by a huge group's write.
-const MAX_GROUP: usize = 256;
+pub const DEFAULT_MAX_GROUP: usize = 256;
 /// Queue depth per writer thread; a full queue makes ingest wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
 
-/// The result of one append request: each batch's offsets, in order.
-pub type AppendResult = Result<Vec<BatchSummary>, Arc<StoreError>>;
+/// The result of one append request: each batch's outcome, in order.
+pub type AppendResult = Result<Vec<BatchOutcome>, Arc<StoreError>>;
 
-/// Frames for one partition, and where to send the outcome.
+/// Batches for one partition, and where to send the outcome.
 pub struct AppendRequest {
     pub partition: Arc<Partition>,
-    /// Whole, checked batch frames.
-    pub frames: Vec<Bytes>,
+    /// Whole, checked batches.
+    pub items: Vec<AppendItem>,
     pub reply: oneshot::Sender<AppendResult>,
 }
 
@@ -60,15 +59,17 @@ impl LogWriter {
     /// # Errors
     /// A thread could not be spawned.
     pub fn start(threads: usize, fsync: FsyncPolicy) -> std::io::Result<LogWriter> {
-        Self::start_with_group_limit(threads, fsync, MAX_GROUP)
+        Self::start_with(threads, fsync, DEFAULT_MAX_GROUP, true)
     }
 
     /// As [`start`](Self::start), gathering at most `max_group` requests per
-    /// fsync; 1 turns group commit off (for benchmarks).
+    /// fsync (1 turns group commit off, for benchmarks) and deduplicating
+    /// producers' batches unless `dedup` is false (tests that prove the
+    /// deduplication matters).
     ///
     /// # Errors
     /// A thread could not be spawned.
-    pub fn start_with_group_limit(threads: usize, fsync: FsyncPolicy, max_group: usize) -> std::io::Result<LogWriter> {
+    pub fn start_with(threads: usize, fsync: FsyncPolicy, max_group: usize, dedup: bool) -> std::io::Result<LogWriter> {
         let sync_each = fsync == FsyncPolicy::Always;
         let max_group = max_group.max(1);
         let mut senders = Vec::with_capacity(threads);
@@ -77,7 +78,7 @@ impl LogWriter {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let handle = std::thread::Builder::new()
                 .name(format!("log-writer-{i}"))
-                .spawn(move || run_writer(rx, sync_each, max_group))?;
+                .spawn(move || run_writer(rx, sync_each, max_group, dedup))?;
             senders.push(tx);
             handles.push(handle);
         }
@@ -96,13 +97,13 @@ impl LogWriter {
     ///
     /// # Errors
     /// The store's error, or [`StoreError::ShuttingDown`].
-    pub async fn append(&self, partition: Arc<Partition>, frames: Vec<Bytes>) -> AppendResult {
+    pub async fn append(&self, partition: Arc<Partition>, items: Vec<AppendItem>) -> AppendResult {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
             .send(Msg::Append(AppendRequest {
                 partition,
-                frames,
+                items,
                 reply,
             }))
             .await
@@ -118,14 +119,14 @@ impl LogWriter {
     pub async fn submit(
         &self,
         partition: Arc<Partition>,
-        frames: Vec<Bytes>,
+        items: Vec<AppendItem>,
     ) -> Result<oneshot::Receiver<AppendResult>, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
             .send(Msg::Append(AppendRequest {
                 partition,
-                frames,
+                items,
                 reply,
             }))
             .await
@@ -137,13 +138,13 @@ impl LogWriter {
     ///
     /// # Errors
     /// The store's error, or [`StoreError::ShuttingDown`].
-    pub fn append_blocking(&self, partition: Arc<Partition>, frames: Vec<Bytes>) -> AppendResult {
+    pub fn append_blocking(&self, partition: Arc<Partition>, items: Vec<AppendItem>) -> AppendResult {
         let (reply, rx) = oneshot::channel();
         let sender = self.sender_for(&partition);
         sender
             .blocking_send(Msg::Append(AppendRequest {
                 partition,
-                frames,
+                items,
                 reply,
             }))
             .map_err(|_| Arc::new(StoreError::ShuttingDown))?;
@@ -196,7 +197,7 @@ fn start_ticker(
     Ok((handle, stop_tx))
 }
 
-fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool, max_group: usize) {
+fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool, max_group: usize, dedup: bool) {
     let mut group: Vec<AppendRequest> = Vec::with_capacity(max_group);
     let mut dirty: Vec<Arc<Partition>> = Vec::new();
     // `None` only once every sender is dropped: shutdown, after ingest drained.
@@ -213,7 +214,7 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool, max_group: usize) {
                 Err(_) => break,
             }
         }
-        write_group(&mut group, sync_each, &mut dirty);
+        write_group(&mut group, sync_each, dedup, &mut dirty);
         if tick {
             sync_dirty(&mut dirty);
         }
@@ -222,19 +223,19 @@ fn run_writer(mut rx: mpsc::Receiver<Msg>, sync_each: bool, max_group: usize) {
 }
 
 /// Writes each partition's requests with one write and (when `sync_each`) one fsync.
-fn write_group(group: &mut Vec<AppendRequest>, sync_each: bool, dirty: &mut Vec<Arc<Partition>>) {
+fn write_group(group: &mut Vec<AppendRequest>, sync_each: bool, dedup: bool, dirty: &mut Vec<Arc<Partition>>) {
     while let Some(first) = group.first() {
         let partition = Arc::clone(&first.partition);
         let (mine, rest): (Vec<_>, Vec<_>) = group.drain(..).partition(|r| Arc::ptr_eq(&r.partition, &partition));
         *group = rest;
-        let frames: Vec<&[u8]> = mine.iter().flat_map(|r| r.frames.iter().map(|f| f.as_ref())).collect();
-        let outcome = partition.append_frames(&frames, sync_each).map_err(Arc::new);
+        let items: Vec<&AppendItem> = mine.iter().flat_map(|r| r.items.iter()).collect();
+        let outcome = partition.append(&items, sync_each, dedup).map_err(Arc::new);
         if outcome.is_ok() && !sync_each && !dirty.iter().any(|p| Arc::ptr_eq(p, &partition)) {
             dirty.push(Arc::clone(&partition));
         }
         let mut at = 0;
         for req in mine {
-            let n = req.frames.len();
+            let n = req.items.len();
             let reply = match &outcome {
                 Ok(summaries) => Ok(summaries.get(at..at + n).map(<[_]>::to_vec).unwrap_or_default()),
                 Err(e) => Err(Arc::clone(e)),

@@ -58,6 +58,8 @@ impl HeaderSet {
 #[derive(Debug)]
 pub struct BatchBuilder {
     records: Vec<u8>,
+    /// Where the last record starts in `records`.
+    last_start: usize,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -75,6 +77,7 @@ impl BatchBuilder {
     pub fn new() -> Self {
         Self {
             records: Vec::new(),
+            last_start: 0,
             count: 0,
             base_timestamp: 0,
             max_timestamp: 0,
@@ -134,6 +137,7 @@ impl BatchBuilder {
             + header_bytes;
         let body_len_i32 = i32::try_from(body_len).expect("a record is bounded by max_line_bytes");
         self.records.reserve(varint_len(body_len_i32) + body_len);
+        self.last_start = self.records.len();
         put_varint(&mut self.records, body_len_i32);
         self.records.push(0); // record attributes: unused in v2
         put_varlong(&mut self.records, timestamp_delta);
@@ -145,6 +149,32 @@ impl BatchBuilder {
             self.records.extend_from_slice(&set.bytes);
         }
         self.count = self.count.checked_add(1).expect("record count fits in i32");
+    }
+
+    /// Adds one header to the last record appended (rewriting it in place).
+    /// logpost's agent marks each batch's last record with the file
+    /// position it reached, which the collector keeps per stream.
+    /// Does nothing on an empty builder.
+    pub fn add_header_to_last(&mut self, key: &str, value: &[u8]) {
+        if self.count == 0 {
+            return;
+        }
+        let Ok((view, _)) = super::decode::parse_record(&self.records, self.last_start, self.count - 1) else {
+            return; // cannot happen: we encoded it
+        };
+        let timestamp_ms = self.base_timestamp.wrapping_add(view.timestamp_delta);
+        let record_key = view.key.map(<[u8]>::to_vec);
+        let value_bytes = view.value.map(<[u8]>::to_vec);
+        let mut headers = HeaderSet::new();
+        for h in view.headers.iter() {
+            headers.push(&String::from_utf8_lossy(h.key), h.value);
+        }
+        headers.push(key, Some(value));
+        self.records.truncate(self.last_start);
+        self.count -= 1;
+        let max_timestamp = self.max_timestamp;
+        self.append(timestamp_ms, record_key.as_deref(), value_bytes.as_deref(), &[&headers]);
+        self.max_timestamp = max_timestamp;
     }
 
     /// Appends an owned record.

@@ -172,6 +172,25 @@ pub fn decode_records<'a>(
     Ok(RecordIter::new(records, header.records_count))
 }
 
+/// The value of header `key` on the last record of a checked `frame`, if
+/// any. Decompresses the records section (with a limit) to reach it.
+///
+/// # Errors
+/// As [`decode_records`], and any record-level corruption.
+pub fn last_record_header(
+    frame: &[u8],
+    header: &BatchHeader,
+    key: &str,
+    max_records_bytes: usize,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let mut scratch = Vec::new();
+    let mut last = None;
+    for record in decode_records(frame, header, max_records_bytes, &mut scratch)? {
+        last = Some(record?);
+    }
+    Ok(last.and_then(|r| r.header(key).flatten().map(<[u8]>::to_vec)))
+}
+
 /// Decodes every record of a checked frame into owned [`Record`]s.
 ///
 /// # Errors
@@ -187,7 +206,8 @@ pub fn records_to_owned(frame: &[u8], max_records_bytes: usize) -> Result<Vec<Re
     Ok(out)
 }
 
-fn parse_record(buf: &[u8], start: usize, index: i32) -> Result<(RecordView<'_>, usize), BatchError> {
+/// Parses the record starting at `start`; returns it and the position after it.
+pub(crate) fn parse_record(buf: &[u8], start: usize, index: i32) -> Result<(RecordView<'_>, usize), BatchError> {
     let bad = |pos: usize, what: &'static str| BatchError::BadRecord { index, pos, what };
     let varint_err = |pos: usize, e: VarintError| match e {
         VarintError::Truncated => bad(pos, "truncated varint"),

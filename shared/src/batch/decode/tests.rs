@@ -227,3 +227,33 @@ proptest! {
         let _ = LOG_OVERHEAD;
     }
 }
+
+#[test]
+fn header_added_to_last_record() {
+    let mut b = BatchBuilder::new();
+    let mut shared = HeaderSet::new();
+    shared.push("host", Some(b"h"));
+    b.append(100, None, Some(b"one"), &[&shared]);
+    b.append(90, Some(b"k"), Some(b"two"), &[&shared]);
+    b.add_header_to_last("logpost.cursor", b"42");
+    let frame = b.finish(Compression::Gzip { level: 1 }).unwrap();
+    let recs = records_to_owned(&frame, LIMIT).unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0].headers.len(), 1);
+    assert_eq!(recs[1].timestamp_ms, 90);
+    assert_eq!(recs[1].key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(
+        recs[1].headers,
+        vec![Header::new("host", "h"), Header::new("logpost.cursor", "42")]
+    );
+    let h = check(&frame).unwrap();
+    assert_eq!(h.max_timestamp, 100);
+    assert_eq!(
+        crate::batch::last_record_header(&frame, &h, "logpost.cursor", LIMIT).unwrap(),
+        Some(b"42".to_vec())
+    );
+    assert_eq!(
+        crate::batch::last_record_header(&frame, &h, "nope", LIMIT).unwrap(),
+        None
+    );
+}

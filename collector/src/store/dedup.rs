@@ -1,0 +1,179 @@
+//! Deciding, under the partition's lock, what to do with each batch of a
+//! producer that has an id: append it, answer it as a duplicate, trim the
+//! records already stored from its front, or refuse it (a gap in the
+//! sequence, or a fenced epoch). Decisions within one group see the
+//! effect of earlier batches of the same group through an overlay, which
+//! is committed to the producer state only once the group is durable.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use logpost_shared::batch::{BatchBuilder, BatchError, BatchHeader, ProducerInfo, check, records_to_owned};
+use logpost_shared::compression::{Codec, Compression};
+
+use super::partition::MAX_FRAME_BYTES;
+use super::producer_state::{ProducerEntry, ProducerState, SequenceCheck, classify};
+use super::segment::BatchSummary;
+
+/// What happened to one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored at these offsets.
+    Appended(BatchSummary),
+    /// Its first `skipped` records were stored already; the rest are
+    /// stored at these offsets.
+    Trimmed { skipped: i32, summary: BatchSummary },
+    /// Every record was stored already; `offsets` when it was one of the
+    /// producer's recent batches exactly. `next_seq` is the stream's next
+    /// logical sequence.
+    Duplicate { offsets: Option<(i64, i64)>, next_seq: i64 },
+    /// Not stored.
+    Refused(Refusal),
+}
+
+/// Why a batch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "sequence gap: producer {producer_id} epoch {epoch} expected sequence {expected_seq}, batch starts at {base_seq}"
+    )]
+    Gap {
+        producer_id: i64,
+        epoch: i16,
+        expected_seq: i32,
+        base_seq: i32,
+    },
+    #[error("producer {producer_id} is fenced: batch epoch {epoch} is older than the current {current_epoch}")]
+    Fenced {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+}
+
+/// The decision for one batch before offsets are assigned.
+pub enum Plan<'a> {
+    /// Write these bytes (the frame, or a trimmed copy) and record the
+    /// producer state change.
+    Write {
+        bytes: Cow<'a, [u8]>,
+        header: BatchHeader,
+        skipped: i32,
+    },
+    Done(BatchOutcome),
+}
+
+/// Producer entries changed by the group being assembled.
+#[derive(Default)]
+pub struct Overlay {
+    entries: HashMap<i64, ProducerEntry>,
+}
+
+impl Overlay {
+    /// Decides for one frame of producer `header.producer`.
+    ///
+    /// # Errors
+    /// A frame that must be trimmed but cannot be decoded.
+    pub fn plan<'a>(
+        &self,
+        state: &ProducerState,
+        frame: &'a [u8],
+        header: BatchHeader,
+    ) -> Result<Plan<'a>, BatchError> {
+        let p = header.producer;
+        let entry = self.entries.get(&p.producer_id).or_else(|| state.get(p.producer_id));
+        Ok(
+            match classify(entry, p.producer_epoch, p.base_sequence, header.records_count) {
+                SequenceCheck::Append => Plan::Write {
+                    bytes: Cow::Borrowed(frame),
+                    header,
+                    skipped: 0,
+                },
+                SequenceCheck::Overlap { stored, .. } => {
+                    let trimmed = trim_batch(frame, stored)?;
+                    let header = BatchHeader::parse(&trimmed)?;
+                    Plan::Write {
+                        bytes: Cow::Owned(trimmed),
+                        header,
+                        skipped: stored,
+                    }
+                }
+                SequenceCheck::Duplicate { known, last_seq, epoch } => Plan::Done(BatchOutcome::Duplicate {
+                    offsets: known.map(|b| (b.base_offset, b.last_offset)),
+                    next_seq: ((i64::from(epoch.max(0))) << 31) + i64::from(last_seq) + 1,
+                }),
+                SequenceCheck::Gap { expected_seq, epoch } => Plan::Done(BatchOutcome::Refused(Refusal::Gap {
+                    producer_id: p.producer_id,
+                    epoch,
+                    expected_seq,
+                    base_seq: p.base_sequence,
+                })),
+                SequenceCheck::Fenced { current_epoch } => Plan::Done(BatchOutcome::Refused(Refusal::Fenced {
+                    producer_id: p.producer_id,
+                    epoch: p.producer_epoch,
+                    current_epoch,
+                })),
+            },
+        )
+    }
+
+    /// Records a planned write at `base_offset` in the overlay.
+    pub fn record(
+        &mut self,
+        state: &ProducerState,
+        header: &BatchHeader,
+        base_offset: i64,
+        now_ms: i64,
+        cursor: Option<String>,
+    ) {
+        let p = header.producer;
+        if p.producer_id < 0 {
+            return;
+        }
+        let entry = self.entries.entry(p.producer_id).or_insert_with(|| {
+            state
+                .get(p.producer_id)
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(p.producer_id, p.producer_epoch))
+        });
+        entry.apply(
+            p.producer_epoch,
+            p.base_sequence,
+            header.records_count,
+            base_offset,
+            now_ms,
+            cursor,
+        );
+    }
+
+    /// Makes the group's changes part of the producer state.
+    pub fn commit(self, state: &mut ProducerState) {
+        for (_, e) in self.entries {
+            state.put(e);
+        }
+    }
+}
+
+/// A copy of `frame` without its first `skip` records (same producer,
+/// sequence advanced, same codec). Only for the rare overlapping retry.
+///
+/// # Errors
+/// The frame cannot be decoded or re-encoded.
+pub fn trim_batch(frame: &[u8], skip: i32) -> Result<Vec<u8>, BatchError> {
+    let header = check(frame)?;
+    let records = records_to_owned(frame, MAX_FRAME_BYTES)?;
+    let mut b = BatchBuilder::new();
+    b.set_producer(ProducerInfo {
+        producer_id: header.producer.producer_id,
+        producer_epoch: header.producer.producer_epoch,
+        base_sequence: header.producer.base_sequence.saturating_add(skip),
+    });
+    for r in records.iter().skip(usize::try_from(skip).unwrap_or(usize::MAX)) {
+        b.append_record(r);
+    }
+    let compression = match header.codec() {
+        Some(Codec::Gzip) => Compression::Gzip { level: 1 },
+        _ => Compression::None,
+    };
+    b.finish(compression)
+}
