@@ -109,7 +109,7 @@ fn append(dir: &std::path::Path, gib: f64) {
                         for i in 0..per_writer {
                             let frame = batches[(w + i) % batches.len()].clone();
                             writer
-                                .append(Arc::clone(&partition), vec![frame])
+                                .append(Arc::clone(&partition), vec![AppendItem { frame, cursor: None }])
                                 .await
                                 .expect("append");
                         }
