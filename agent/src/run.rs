@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
-use crate::ship::client::{self, ShipperConfig, ShipperStats};
+use crate::ship::client::{self, ShipperConfig, ShipperStats, StreamLookup};
 use crate::tail::file_server::FileServer;
 
 /// Sealed requests queued between the tailer and the shipper. With the
@@ -82,7 +82,9 @@ pub fn run(
         request_timeout: config.request_timeout,
     };
     let shipper = runtime.spawn(client::run(shipper_config, rx, Arc::clone(&acks), hard_stop.clone()));
-    let server = FileServer::new(Arc::clone(&config), agent_id, tx, acks);
+    let lookup = StreamLookup::new(runtime.handle().clone(), config.collector_urls.clone())
+        .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?;
+    let server = FileServer::new(Arc::clone(&config), agent_id, tx, acks, Some(lookup));
     let stop_reading = shutdown.clone();
     let tailer = std::thread::Builder::new()
         .name("agent-tail".into())

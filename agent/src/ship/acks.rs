@@ -3,7 +3,7 @@
 //! rather than a channel, so that neither side can block the other (the
 //! tailer may be waiting to hand the shipper a batch at that moment).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::tail::fingerprint::FileKey;
@@ -19,10 +19,12 @@ pub struct Acked {
     pub generation: u32,
 }
 
-/// Progress acknowledged but not yet taken by the tailer.
+/// Progress acknowledged but not yet taken by the tailer, and streams the
+/// collector refused (a sequence gap): those must be resynchronised.
 #[derive(Debug, Default)]
 pub struct AckBoard {
     inner: Mutex<HashMap<FileKey, Acked>>,
+    resync: Mutex<HashSet<FileKey>>,
 }
 
 impl AckBoard {
@@ -41,5 +43,16 @@ impl AckBoard {
     /// Takes everything recorded since the last call.
     pub fn take(&self) -> HashMap<FileKey, Acked> {
         std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Marks a stream the collector refused: the tailer asks the collector
+    /// where it stands and reads the file again from there.
+    pub fn request_resync(&self, file: FileKey) {
+        self.resync.lock().unwrap_or_else(|e| e.into_inner()).insert(file);
+    }
+
+    /// Takes the streams to resynchronise.
+    pub fn take_resync(&self) -> HashSet<FileKey> {
+        std::mem::take(&mut *self.resync.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use logpost_shared::batch::{BatchBuilder, HeaderSet, ProducerInfo};
 
-use crate::tail::fingerprint::FileKey;
+use crate::tail::fingerprint::{FileKey, Head};
 
 /// Sequence numbers per producer epoch: Kafka's base sequence is an i32.
 pub const SEQ_PER_EPOCH: i64 = 1 << 31;
@@ -29,6 +29,17 @@ pub struct StreamBatch {
     pub end_pos: u64,
     /// Sequence of the record after the batch's last.
     pub next_seq: i64,
+    /// Fingerprint of the file content `end_pos` is in.
+    pub head: Head,
+}
+
+impl StreamBatch {
+    /// The cursor the batch's last record carries: `<end_pos> <head length>
+    /// <head CRC-32C>`; the collector keeps it per stream and hands it back
+    /// when the agent asks where to resume.
+    pub fn cursor(&self) -> String {
+        format!("{} {} {}", self.end_pos, self.head.len, self.head.crc)
+    }
 }
 
 /// A sealed request: everything pending for one topic.
@@ -51,6 +62,8 @@ pub struct StreamPos {
     pub seq: i64,
     /// File position after this line.
     pub end_pos: u64,
+    /// Fingerprint of the content the position is in.
+    pub head: Head,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +180,7 @@ impl Batcher {
                             builder,
                             end_pos: at.end_pos,
                             next_seq: at.seq,
+                            head: at.head,
                         });
                         t.open.insert(at.file, t.batches.len() - 1);
                         t.batches.len() - 1
@@ -180,6 +194,7 @@ impl Batcher {
         batch.builder.append(timestamp_ms, key, Some(line), headers);
         batch.end_pos = at.end_pos;
         batch.next_seq = at.seq + 1;
+        batch.head = at.head;
         let added = batch.builder.records_bytes() - before;
         t.raw_bytes += added;
         t.records += 1;
@@ -248,6 +263,7 @@ mod tests {
             producer_id: ino as i64,
             seq,
             end_pos,
+            head: Head::EMPTY,
         }
     }
 

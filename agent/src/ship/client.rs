@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use logpost_shared::compression::Compression;
+use logpost_shared::record::CURSOR_HEADER;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +66,11 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
     let mut body = Vec::with_capacity(req.raw_bytes / 6 + 256);
     let mut frame = Vec::new();
     let mut acks = Vec::with_capacity(req.batches.len());
-    for b in req.batches {
+    for mut b in req.batches {
+        // The collector keeps the last record's cursor per stream: where to
+        // resume after a crash without sending anything twice.
+        let cursor = b.cursor();
+        b.builder.add_header_to_last(CURSOR_HEADER, cursor.as_bytes());
         b.builder.finish_into(compression, &mut frame)?;
         body.extend_from_slice(&frame);
         acks.push((
@@ -142,6 +147,16 @@ pub async fn run(
                 sender.stats.requests += 1;
                 sender.stats.records += payload.records;
             }
+            Outcome::Partly(refused) => {
+                for ((file, acked), refused) in payload.acks.iter().zip(refused) {
+                    if refused {
+                        acks.request_resync(*file);
+                    } else {
+                        acks.record(*file, *acked);
+                    }
+                }
+                sender.stats.requests += 1;
+            }
             Outcome::Rejected => {
                 // The collector refused these lines for good; moving on is
                 // the only way the files behind them get shipped.
@@ -160,6 +175,9 @@ pub async fn run(
 
 enum Outcome {
     Acked,
+    /// Some batches were refused (sequence gap): the collector's answer
+    /// says which, in request order.
+    Partly(Vec<bool>),
     Rejected,
     Stopped,
 }
@@ -192,6 +210,21 @@ impl Sender {
                 .await;
             let retry_after = match sent {
                 Ok(resp) if resp.status().is_success() => return Outcome::Acked,
+                Ok(resp) if resp.status() == StatusCode::CONFLICT => {
+                    // Per-batch outcomes: some were refused for a sequence gap.
+                    let body = resp.text().await.unwrap_or_default();
+                    match refused_batches(&body, payload.acks.len()) {
+                        Some(refused) => {
+                            tracing::warn!(topic = %payload.topic, refused = refused.iter().filter(|r| **r).count(),
+                                "collector refused batches (sequence gap); resynchronising those files");
+                            return Outcome::Partly(refused);
+                        }
+                        None => {
+                            tracing::error!(%url, body = %body.trim(), "unexpected conflict answer");
+                            None
+                        }
+                    }
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -236,9 +269,27 @@ impl Sender {
     }
 }
 
-/// 4xx other than timeouts and throttling: the request itself is at fault.
+/// Which batches of a 409 answer were refused, in request order.
+fn refused_batches(body: &str, expected: usize) -> Option<Vec<bool>> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let batches = v.get("batches")?.as_array()?;
+    if batches.len() != expected {
+        return None;
+    }
+    Some(
+        batches
+            .iter()
+            .map(|b| b.get("outcome").and_then(|o| o.as_str()) == Some("refused"))
+            .collect(),
+    )
+}
+
+/// 4xx other than timeouts, throttling and conflicts: the request itself is at fault.
 fn is_permanent(status: StatusCode) -> bool {
-    status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT && status != StatusCode::TOO_MANY_REQUESTS
+    status.is_client_error()
+        && status != StatusCode::REQUEST_TIMEOUT
+        && status != StatusCode::TOO_MANY_REQUESTS
+        && status != StatusCode::CONFLICT
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -257,4 +308,80 @@ fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id())
+}
+
+/// What the collector holds of one stream (`POST /v1/streams`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct StreamState {
+    pub topic: String,
+    pub producer_id: i64,
+    pub found: bool,
+    #[serde(default)]
+    pub next_sequence: Option<i64>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamStates {
+    streams: Vec<StreamState>,
+}
+
+/// Asks the collector where streams stand, from the tailing thread (which
+/// blocks on the shipper's runtime for the answer).
+#[derive(Debug, Clone)]
+pub struct StreamLookup {
+    handle: tokio::runtime::Handle,
+    http: reqwest::Client,
+    urls: Vec<String>,
+}
+
+/// A lookup that takes longer is retried later: the tailing loop must stay
+/// responsive (to SIGTERM, among others) while the collector is away.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl StreamLookup {
+    /// A lookup client for `urls`, running on `handle`.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(handle: tokio::runtime::Handle, urls: Vec<String>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(LOOKUP_TIMEOUT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { handle, http, urls })
+    }
+
+    /// Looks up `(topic, producer id)` pairs; answers in the same order.
+    ///
+    /// # Errors
+    /// No collector answered, or the answer was not understood.
+    pub fn lookup(&self, keys: &[(String, i64)]) -> Result<Vec<StreamState>, String> {
+        let body = serde_json::json!({
+            "streams": keys.iter().map(|(t, p)| serde_json::json!({"topic": t, "producer_id": p})).collect::<Vec<_>>()
+        });
+        let mut last_err = String::from("no collector URL configured");
+        for base in &self.urls {
+            let url = format!("{base}/v1/streams");
+            let http = self.http.clone();
+            let body = body.clone();
+            let result = self.handle.block_on(async move {
+                let resp = http.post(&url).json(&body).send().await.map_err(|e| error_chain(&e))?;
+                let status = resp.status();
+                let text = resp.text().await.map_err(|e| error_chain(&e))?;
+                if !status.is_success() {
+                    return Err(format!("{status}: {}", text.trim()));
+                }
+                serde_json::from_str::<StreamStates>(&text).map_err(|e| format!("unexpected answer: {e}"))
+            });
+            match result {
+                Ok(states) if states.streams.len() == keys.len() => return Ok(states.streams),
+                Ok(_) => last_err = format!("{base}: answer does not match the request"),
+                Err(e) => last_err = format!("{base}: {e}"),
+            }
+        }
+        Err(last_err)
+    }
 }

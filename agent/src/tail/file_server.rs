@@ -33,6 +33,7 @@ use super::watch::{self, Wake, Watcher};
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::batcher::{Batcher, Limits, ShipRequest, StreamPos};
+use crate::ship::client::StreamLookup;
 
 /// Bytes read per read call: large enough for few syscalls on a busy file,
 /// small enough that one shared buffer serves every file.
@@ -59,7 +60,7 @@ pub struct FileServer {
     pub(super) dormant: HashMap<FileKey, Entry>,
     batcher: Batcher,
     tx: Option<mpsc::Sender<ShipRequest>>,
-    acks: Arc<AckBoard>,
+    pub(super) acks: Arc<AckBoard>,
     checkpointer: Checkpointer,
     last_saved: Vec<Entry>,
     pub(super) agent_id: u64,
@@ -74,6 +75,10 @@ pub struct FileServer {
     pub(super) retired: Vec<super::lifecycle::Retired>,
     /// New files that look like copies in progress: first seen, size then.
     pub(super) deferred: HashMap<PathBuf, (Instant, u64)>,
+    /// Asks the collector where streams resume; `None` in a dry run.
+    pub(super) lookup: Option<StreamLookup>,
+    pub(super) next_sync: Instant,
+    pub(super) sync_failures: u64,
 }
 
 /// Counters the loop keeps (exported as metrics by the caller).
@@ -89,7 +94,13 @@ pub struct Stats {
 
 impl FileServer {
     /// Loads checkpoints, starts the watcher and prepares to tail `cfg`'s sources.
-    pub fn new(cfg: Arc<AgentConfig>, agent_id: u64, tx: mpsc::Sender<ShipRequest>, acks: Arc<AckBoard>) -> FileServer {
+    pub fn new(
+        cfg: Arc<AgentConfig>,
+        agent_id: u64,
+        tx: mpsc::Sender<ShipRequest>,
+        acks: Arc<AckBoard>,
+        lookup: Option<StreamLookup>,
+    ) -> FileServer {
         let checkpointer = Checkpointer::new(&cfg.data_dir);
         let loaded = checkpointer.load();
         for w in &loaded.warnings {
@@ -153,6 +164,9 @@ impl FileServer {
             stats: Stats::default(),
             retired: Vec::new(),
             deferred: HashMap::new(),
+            lookup,
+            next_sync: Instant::now(),
+            sync_failures: 0,
             cfg,
         }
     }
@@ -207,6 +221,10 @@ impl FileServer {
             if polling && poll_due {
                 self.poll_closed_files(&mut to_read);
             }
+            if self.sync_streams(now) {
+                // Files just synchronised are read at once.
+                to_read.extend(self.files.values().filter(|f| f.synced && !f.at_eof).map(|f| f.key));
+            }
             let read = self.read_files(to_read, now);
             self.flush_idle_partials(now);
             for req in self.batcher.due(now) {
@@ -251,7 +269,7 @@ impl FileServer {
         let now_ms = unix_ms();
         let mut sealed = Vec::new();
         for key in keys {
-            if !self.ensure_open(key, now) {
+            if !self.files.get(&key).is_some_and(|f| f.synced) || !self.ensure_open(key, now) {
                 continue;
             }
             for _ in 0..READS_PER_PASS {
@@ -272,6 +290,7 @@ impl FileServer {
                 }
                 f.at_eof = false;
                 f.last_growth = now;
+                f.refresh_head();
                 total += n;
                 self.stats.bytes += n as u64;
                 let data = self.read_buf.get(..n).unwrap_or_default();
@@ -458,8 +477,10 @@ fn emit_lines(
         next_seq,
         path_headers,
         slot,
+        head,
         ..
     } = f;
+    let head = *head;
     let mut emit = |line: Line<'_>| {
         let at = StreamPos {
             file: *key,
@@ -467,6 +488,7 @@ fn emit_lines(
             producer_id: *producer_id,
             seq: *next_seq,
             end_pos: line.end_pos,
+            head,
         };
         *next_seq += 1;
         stats.lines += 1;

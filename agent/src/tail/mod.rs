@@ -7,6 +7,7 @@
 //! - [`checkpoint`]: acknowledged positions on disk, written atomically.
 //! - [`watch`]: inotify events and the polling fallback.
 //! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
+//! - [`sync`]: asking the collector where each file resumes (exactly once).
 //! - [`file_server`]: the loop on its own thread that ties them together.
 
 pub mod checkpoint;
@@ -15,5 +16,6 @@ pub mod file_server;
 pub mod fingerprint;
 pub mod framing;
 pub mod lifecycle;
+pub mod sync;
 pub mod tracked;
 pub mod watch;

@@ -46,6 +46,9 @@ pub struct TrackedFile {
     pub at_eof: bool,
     /// Where this stream's batch is in the batcher, between reads.
     pub slot: Slot,
+    /// The collector has said where this file resumes (`sync.rs`); until
+    /// then it is not read.
+    pub synced: bool,
 }
 
 /// Where a newly tracked file starts.
@@ -94,6 +97,7 @@ impl TrackedFile {
             gone: false,
             at_eof: false,
             slot: Slot::default(),
+            synced: false,
         })
     }
 
@@ -142,6 +146,16 @@ impl TrackedFile {
         }
         self.at_eof = false;
         Ok(())
+    }
+
+    /// Lengthens the head fingerprint of a file that has grown past it, so
+    /// that the cursors its batches carry identify the content well.
+    pub fn refresh_head(&mut self) {
+        if (self.head.len as usize) < HEAD_BYTES && self.framer.next_pos() > u64::from(self.head.len) {
+            if let Some(Ok(h)) = self.file.as_ref().map(Head::read) {
+                self.head = h;
+            }
+        }
     }
 
     /// Applies an acknowledgement.

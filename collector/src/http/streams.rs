@@ -69,11 +69,14 @@ pub async fn lookup(
         )));
     }
     let store = Arc::clone(&app.store);
+    // Without deduplication the collector offers at-least-once delivery:
+    // agents resume from their own checkpoints.
+    let dedup = app.config.deduplicate;
     let states = tokio::task::spawn_blocking(move || {
         req.streams
             .into_iter()
             .map(|k| {
-                let found = store.topic(&k.topic).and_then(|t| {
+                let found = store.topic(&k.topic).filter(|_| dedup).and_then(|t| {
                     // A stream lives in one partition; look in each.
                     t.partitions
                         .iter()
