@@ -81,7 +81,7 @@ impl FileServer {
                 true
             }
             Err(e) => {
-                if self.sync_failures % 30 == 0 {
+                if self.sync_failures.is_multiple_of(30) {
                     tracing::warn!(error = %e, files = pending.len(), "cannot ask the collector where files resume; retrying");
                 }
                 self.sync_failures += 1;

@@ -151,10 +151,11 @@ impl TrackedFile {
     /// Lengthens the head fingerprint of a file that has grown past it, so
     /// that the cursors its batches carry identify the content well.
     pub fn refresh_head(&mut self) {
-        if (self.head.len as usize) < HEAD_BYTES && self.framer.next_pos() > u64::from(self.head.len) {
-            if let Some(Ok(h)) = self.file.as_ref().map(Head::read) {
-                self.head = h;
-            }
+        if (self.head.len as usize) < HEAD_BYTES
+            && self.framer.next_pos() > u64::from(self.head.len)
+            && let Some(Ok(h)) = self.file.as_ref().map(Head::read)
+        {
+            self.head = h;
         }
     }
 
