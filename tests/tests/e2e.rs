@@ -11,3 +11,4 @@ mod pipeline;
 mod quickstart;
 mod store;
 mod tailing;
+mod torture;
