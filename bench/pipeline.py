@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--bytes", type=int, default=1 << 30)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--batch-bytes", default="2MiB")
+    ap.add_argument("--no-dedup", action="store_true", help="collector [ingest] deduplicate = false (at-least-once)")
     args = ap.parse_args()
 
     src = bigfile(args.bytes)
@@ -80,6 +81,8 @@ def main():
         coll_cfg = os.path.join(work, "collector.toml")
         with open(coll_cfg, "w") as f:
             f.write(f'data_dir = "{work}/collector"\n[http]\nlisten = "127.0.0.1:0"\n')
+            if args.no_dedup:
+                f.write("[ingest]\ndeduplicate = false\n")
         # PERF=agent or PERF=collector records a cpu-clock profile into bench/out/<which>.perf.
         perf = os.environ.get("PERF", "")
         def wrap(which, cmd):

@@ -213,8 +213,10 @@ impl FileServer {
                 next_poll = now + self.cfg.tail.poll_interval;
             }
             for (key, f) in &self.files {
-                let hot = !f.at_eof || now.duration_since(f.last_growth) < HOT_WINDOW || f.gone;
-                if (hot && poll_due) || (polling && poll_due && f.file.is_some()) {
+                // A file with data left is read every iteration; one that
+                // grew recently (or was rotated away) at every poll tick.
+                let hot = now.duration_since(f.last_growth) < HOT_WINDOW || f.gone;
+                if !f.at_eof || (hot && poll_due) || (polling && poll_due && f.file.is_some()) {
                     to_read.insert(*key);
                 }
             }
