@@ -101,6 +101,9 @@ pub struct Batcher {
     topics: Vec<TopicBatch>,
     by_name: HashMap<String, usize>,
     pending_bytes: usize,
+    /// Records bytes of each stream's last sealed batch: the next batch
+    /// reserves that much, so a busy file's batch never regrows.
+    size_hints: HashMap<FileKey, usize>,
 }
 
 impl Batcher {
@@ -111,6 +114,7 @@ impl Batcher {
             topics: Vec::new(),
             by_name: HashMap::new(),
             pending_bytes: 0,
+            size_hints: HashMap::new(),
         }
     }
 
@@ -169,6 +173,9 @@ impl Batcher {
                     Some(i) => i,
                     None => {
                         let mut builder = BatchBuilder::new();
+                        if let Some(&hint) = self.size_hints.get(&at.file) {
+                            builder.reserve(hint + hint / 8);
+                        }
                         builder.set_producer(ProducerInfo {
                             producer_id: at.producer_id,
                             producer_epoch: (at.seq / SEQ_PER_EPOCH) as i16,
@@ -241,6 +248,15 @@ impl Batcher {
             return None;
         }
         let batches = std::mem::take(&mut t.batches);
+        for b in &batches {
+            // Only worth remembering for busy streams; bounded by the files tracked.
+            if b.builder.records_bytes() >= 64 << 10 {
+                self.size_hints
+                    .insert(b.file, b.builder.records_bytes().min(self.limits.max_bytes));
+            } else {
+                self.size_hints.remove(&b.file);
+            }
+        }
         let (records, raw_bytes) = (std::mem::take(&mut t.records), std::mem::take(&mut t.raw_bytes));
         self.pending_bytes -= raw_bytes;
         Some(ShipRequest {

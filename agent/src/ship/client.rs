@@ -63,16 +63,15 @@ pub struct ShipperStats {
 /// # Errors
 /// The encoder failed (it does not, writing into memory).
 pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, logpost_shared::batch::BatchError> {
-    let mut body = Vec::with_capacity(req.raw_bytes / 6 + 256);
-    let mut frame = Vec::new();
+    // Room for the compressed body up front: growing it would copy it.
+    let mut body = Vec::with_capacity(req.raw_bytes / 3 + 256 * req.batches.len());
     let mut acks = Vec::with_capacity(req.batches.len());
     for mut b in req.batches {
         // The collector keeps the last record's cursor per stream: where to
         // resume after a crash without sending anything twice.
         let cursor = b.cursor();
         b.builder.add_header_to_last(CURSOR_HEADER, cursor.as_bytes());
-        b.builder.finish_into(compression, &mut frame)?;
-        body.extend_from_slice(&frame);
+        b.builder.finish_append(compression, &mut body)?;
         acks.push((
             b.file,
             Acked {

@@ -208,8 +208,19 @@ impl BatchBuilder {
     /// [`BatchError::Compress`] if the encoder fails.
     pub fn finish_into(&self, compression: Compression, frame: &mut Vec<u8>) -> Result<(), BatchError> {
         frame.clear();
-        frame.resize(HEADER_LEN, 0);
-        compress_into(compression, &self.records, frame).map_err(BatchError::Compress)?;
+        self.finish_append(compression, frame)
+    }
+
+    /// Encodes the batch at the end of `out` (which may already hold other
+    /// frames), so that a request body is built without copying frames.
+    ///
+    /// # Errors
+    /// [`BatchError::Compress`] if the encoder fails.
+    pub fn finish_append(&self, compression: Compression, out: &mut Vec<u8>) -> Result<(), BatchError> {
+        let start = out.len();
+        out.resize(start + HEADER_LEN, 0);
+        compress_into(compression, &self.records, out).map_err(BatchError::Compress)?;
+        let frame = out.get_mut(start..).expect("start is within out");
         let header = BatchHeader {
             base_offset: 0,
             batch_length: 0, // computed from the frame by write_header
@@ -224,6 +235,13 @@ impl BatchBuilder {
         };
         write_header(frame, &header);
         Ok(())
+    }
+
+    /// Reserves room for `bytes` more bytes of records (a size hint from
+    /// the stream's previous batch, so that a busy file's batch does not
+    /// grow by repeated copying).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.records.reserve(bytes);
     }
 }
 
