@@ -11,6 +11,7 @@
 //! moves the checkpoint (`tail::checkpoint`).
 
 pub mod config;
+pub mod pipeline;
 pub mod run;
 pub mod ship;
 pub mod tail;

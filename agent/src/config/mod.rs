@@ -2,17 +2,20 @@
 //! [`AgentConfig`] the rest of the agent sees. Validation compiles globs
 //! once and collects every problem, each naming file, line and key.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use logpost_shared::compression::Compression;
 use logpost_shared::config::{ByteSize, ConfigError, HumanDuration, Problems, SourceText, parse_toml, read_config};
-use logpost_shared::topic::validate_topic_name;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::tail::framing::LongLines;
 use crate::tail::watch::WatchMode;
+
+mod source;
+use source::validate_source;
+pub use source::{KeyTemplate, Source, SourceToml, StartAt};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -94,10 +97,15 @@ pub struct TailToml {
     /// for this long. Default 1s.
     #[serde(default = "default_partial_line_timeout")]
     pub partial_line_timeout: HumanDuration,
-    /// Lines longer than this are split into pieces of at most this size,
-    /// each marked with a `logpost.split` header. Default 1MiB.
+    /// Longest line; see `long_lines`. Default 1MiB.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: Spanned<ByteSize>,
+    /// What happens to a longer line: `"split"` (default) into pieces of at
+    /// most `max_line_bytes`, each marked `logpost.split`, or `"truncate"`
+    /// to its first `max_line_bytes`, marked `logpost.truncated` (the rest
+    /// is counted in `logpost_agent_bytes_truncated_total`).
+    #[serde(default = "default_long_lines")]
+    pub long_lines: Spanned<String>,
     /// A rotated or deleted file is closed after it has been read to its end
     /// and has not grown for this long. Default 5s.
     #[serde(default = "default_rotated_idle")]
@@ -126,6 +134,7 @@ impl Default for TailToml {
             glob_interval: default_glob_interval(),
             partial_line_timeout: default_partial_line_timeout(),
             max_line_bytes: default_max_line_bytes(),
+            long_lines: default_long_lines(),
             rotated_file_idle: default_rotated_idle(),
             checkpoint_interval: default_checkpoint_interval(),
             watch: default_watch(),
@@ -133,30 +142,6 @@ impl Default for TailToml {
             close_idle_after: default_close_idle_after(),
         }
     }
-}
-
-/// One `[[sources]]` table. Unknown keys are errors: with a misspelt
-/// optional key (`exlude`, `labls`) the agent refuses to start.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceToml {
-    /// Unique name; becomes the `source` header of every record.
-    pub name: Spanned<String>,
-    /// Globs of files to tail, e.g. `"/var/log/nginx/*.log"`.
-    pub paths: Vec<Spanned<String>>,
-    /// Globs of files never to tail, even if `paths` matches them.
-    #[serde(default)]
-    pub exclude: Vec<Spanned<String>>,
-    /// Topic the lines go to.
-    pub topic: Spanned<String>,
-    /// Static labels added to every record as headers.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Where to start in files present at the agent's very first start:
-    /// `"beginning"` (default) or `"end"`. Files that appear later are
-    /// always read from their beginning.
-    #[serde(default = "default_start_at")]
-    pub start_at: Spanned<String>,
 }
 
 fn default_request_timeout() -> HumanDuration {
@@ -189,6 +174,9 @@ fn default_partial_line_timeout() -> HumanDuration {
 fn default_max_line_bytes() -> Spanned<ByteSize> {
     Spanned::new(0..0, ByteSize(1 << 20))
 }
+fn default_long_lines() -> Spanned<String> {
+    Spanned::new(0..0, "split".to_owned())
+}
 fn default_rotated_idle() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
 }
@@ -204,28 +192,6 @@ fn default_max_open_files() -> Spanned<u32> {
 fn default_close_idle_after() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
-fn default_start_at() -> Spanned<String> {
-    Spanned::new(0..0, "beginning".to_owned())
-}
-
-/// Where a source starts in files present at the very first start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    Beginning,
-    End,
-}
-
-/// A source after validation: compiled globs and a checked topic.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub name: String,
-    pub paths: Vec<glob::Pattern>,
-    pub exclude: Vec<glob::Pattern>,
-    pub topic: String,
-    pub labels: BTreeMap<String, String>,
-    pub start_at: StartAt,
-}
-
 /// Batching settings.
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
@@ -242,6 +208,7 @@ pub struct TailConfig {
     pub glob_interval: Duration,
     pub partial_line_timeout: Duration,
     pub max_line_bytes: usize,
+    pub long_lines: LongLines,
     pub rotated_file_idle: Duration,
     pub checkpoint_interval: Duration,
     pub watch: WatchMode,
@@ -314,6 +281,18 @@ impl AgentConfig {
             glob_interval: raw.tail.glob_interval.get().max(Duration::from_millis(10)),
             partial_line_timeout: raw.tail.partial_line_timeout.get(),
             max_line_bytes: usize::try_from(max_line).unwrap_or(usize::MAX),
+            long_lines: match raw.tail.long_lines.get_ref().as_str() {
+                "split" => LongLines::Split,
+                "truncate" => LongLines::Truncate,
+                other => {
+                    p.at(
+                        raw.tail.long_lines.span(),
+                        "tail.long_lines",
+                        format!("unknown value {other:?} (use \"split\" or \"truncate\")"),
+                    );
+                    LongLines::Split
+                }
+            },
             rotated_file_idle: raw.tail.rotated_file_idle.get(),
             checkpoint_interval: raw.tail.checkpoint_interval.get().max(Duration::from_millis(10)),
             watch: match raw.tail.watch.get_ref().as_str() {
@@ -414,74 +393,6 @@ fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
         max_wait: raw.max_wait.get(),
         compression,
     }
-}
-
-fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) -> Option<Source> {
-    let before = !p.is_empty();
-    if s.name.get_ref().trim().is_empty() {
-        p.at(s.name.span(), format!("sources[{i}].name"), "must not be empty");
-    }
-    if s.paths.is_empty() {
-        p.at(
-            s.name.span(),
-            format!("sources[{i}].paths"),
-            "at least one path glob is required",
-        );
-    }
-    let mut compile = |globs: &[Spanned<String>], what: &str| -> Vec<glob::Pattern> {
-        let mut out = Vec::new();
-        for (j, g) in globs.iter().enumerate() {
-            let key = format!("sources[{i}].{what}[{j}]");
-            if what == "paths" && !Path::new(g.get_ref()).is_absolute() {
-                p.at(g.span(), key, format!("path glob {:?} must be absolute", g.get_ref()));
-                continue;
-            }
-            match glob::Pattern::new(g.get_ref()) {
-                Ok(pat) => out.push(pat),
-                Err(e) => p.at(
-                    g.span(),
-                    key,
-                    format!("invalid glob {:?}: {} (at character {})", g.get_ref(), e.msg, e.pos),
-                ),
-            }
-        }
-        out
-    };
-    let paths = compile(&s.paths, "paths");
-    let exclude = compile(&s.exclude, "exclude");
-    if let Err(e) = validate_topic_name(s.topic.get_ref()) {
-        p.at(s.topic.span(), format!("sources[{i}].topic"), e.to_string());
-    }
-    let start_at = match s.start_at.get_ref().as_str() {
-        "beginning" => StartAt::Beginning,
-        "end" => StartAt::End,
-        other => {
-            p.at(
-                s.start_at.span(),
-                format!("sources[{i}].start_at"),
-                format!("unknown value {other:?} (use \"beginning\" or \"end\")"),
-            );
-            StartAt::Beginning
-        }
-    };
-    for key in s.labels.keys() {
-        if key.is_empty() || key.starts_with("logpost.") || matches!(key.as_str(), "host" | "source" | "path") {
-            p.at(
-                s.name.span(),
-                format!("sources[{i}].labels.{key}"),
-                format!("label name {key:?} is reserved or empty"),
-            );
-        }
-    }
-    let _ = before;
-    Some(Source {
-        name: s.name.get_ref().clone(),
-        paths,
-        exclude,
-        topic: s.topic.get_ref().clone(),
-        labels: s.labels.clone(),
-        start_at,
-    })
 }
 
 fn check_url(url: &str) -> Result<String, String> {

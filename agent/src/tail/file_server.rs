@@ -26,13 +26,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpointer, Entry};
+use super::emit::{EmitCtx, Flags, Sink, emit_lines, flush_multiline};
 use super::fingerprint::FileKey;
-use super::framing::{Line, LineFramer};
 use super::tracked::TrackedFile;
 use super::watch::{self, Wake, Watcher};
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
-use crate::ship::batcher::{Batcher, Limits, ShipRequest, StreamPos};
+use crate::ship::batcher::{Batcher, Limits, ShipRequest};
 use crate::ship::client::StreamLookup;
 
 /// Bytes read per read call: large enough for few syscalls on a busy file,
@@ -52,7 +52,9 @@ const HOT_WINDOW: Duration = Duration::from_secs(2);
 pub struct FileServer {
     pub(super) cfg: Arc<AgentConfig>,
     source_headers: Vec<HeaderSet>,
-    split_header: HeaderSet,
+    flags: Flags,
+    /// Parsed fields of the event being emitted, reused.
+    scratch: HeaderSet,
     pub(super) files: HashMap<FileKey, TrackedFile>,
     pub(super) by_path: HashMap<PathBuf, FileKey>,
     pub(super) open_handles: usize,
@@ -87,6 +89,9 @@ pub struct Stats {
     pub lines: u64,
     pub bytes: u64,
     pub lines_split: u64,
+    pub lines_truncated: u64,
+    pub events_filtered: u64,
+    pub parse_failures: u64,
     pub files_waiting: usize,
     pub inode_reused: u64,
     pub truncations: u64,
@@ -119,8 +124,6 @@ impl FileServer {
                 h
             })
             .collect();
-        let mut split_header = HeaderSet::new();
-        split_header.push("logpost.split", Some(b"true"));
         let limits = Limits {
             max_bytes: cfg.batch.max_bytes,
             max_records: cfg.batch.max_records,
@@ -144,7 +147,8 @@ impl FileServer {
         }
         FileServer {
             source_headers,
-            split_header,
+            flags: Flags::default(),
+            scratch: HeaderSet::new(),
             files: HashMap::new(),
             by_path: HashMap::new(),
             open_handles: 0,
@@ -300,17 +304,24 @@ impl FileServer {
                     break;
                 };
                 let topic = self.batcher.topic_index(&source.topic);
+                let Some(source_headers) = self.source_headers.get(f.source) else {
+                    break;
+                };
                 let ctx = EmitCtx {
                     topic,
-                    source_headers: self.source_headers.get(f.source),
-                    split_header: &self.split_header,
+                    source,
+                    source_headers,
+                    flags: &self.flags,
                     now_ms,
                     now,
                 };
-                let stats = &mut self.stats;
-                emit_lines(f, &mut self.batcher, &ctx, stats, &mut sealed, |framer, emit| {
-                    framer.feed(data, emit)
-                });
+                let mut sink = Sink {
+                    batcher: &mut self.batcher,
+                    stats: &mut self.stats,
+                    sealed: &mut sealed,
+                    scratch: &mut self.scratch,
+                };
+                emit_lines(f, &ctx, &mut sink, |framer, emit| framer.feed(data, emit));
                 for req in sealed.drain(..) {
                     self.send(req);
                 }
@@ -339,16 +350,28 @@ impl FileServer {
         let Some(source) = self.cfg.sources.get(f.source) else {
             return;
         };
+        let Some(source_headers) = self.source_headers.get(f.source) else {
+            return;
+        };
         let ctx = EmitCtx {
             topic: self.batcher.topic_index(&source.topic),
-            source_headers: self.source_headers.get(f.source),
-            split_header: &self.split_header,
+            source,
+            source_headers,
+            flags: &self.flags,
             now_ms: unix_ms(),
             now,
         };
-        emit_lines(f, &mut self.batcher, &ctx, &mut self.stats, sealed, |framer, emit| {
+        let mut sink = Sink {
+            batcher: &mut self.batcher,
+            stats: &mut self.stats,
+            sealed,
+            scratch: &mut self.scratch,
+        };
+        // The old content is gone: its last line and held event go out now.
+        emit_lines(f, &ctx, &mut sink, |framer, emit| {
             framer.flush(emit);
         });
+        flush_multiline(f, &ctx, &mut sink, true);
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
         }
@@ -362,29 +385,36 @@ impl FileServer {
         let mut sealed = Vec::new();
         let now_ms = unix_ms();
         for f in self.files.values_mut() {
-            if f.framer.partial_len() == 0 || !f.at_eof || now.duration_since(f.last_growth) < timeout {
+            let partial_due = f.framer.partial_len() > 0 && f.at_eof && now.duration_since(f.last_growth) >= timeout;
+            if !partial_due && f.multiline.pending_bytes() == 0 {
                 continue;
             }
             let Some(source) = self.cfg.sources.get(f.source) else {
                 continue;
             };
+            let Some(source_headers) = self.source_headers.get(f.source) else {
+                continue;
+            };
             let ctx = EmitCtx {
                 topic: self.batcher.topic_index(&source.topic),
-                source_headers: self.source_headers.get(f.source),
-                split_header: &self.split_header,
+                source,
+                source_headers,
+                flags: &self.flags,
                 now_ms,
                 now,
             };
-            emit_lines(
-                f,
-                &mut self.batcher,
-                &ctx,
-                &mut self.stats,
-                &mut sealed,
-                |framer, emit| {
+            let mut sink = Sink {
+                batcher: &mut self.batcher,
+                stats: &mut self.stats,
+                sealed: &mut sealed,
+                scratch: &mut self.scratch,
+            };
+            if partial_due {
+                emit_lines(f, &ctx, &mut sink, |framer, emit| {
                     framer.flush(emit);
-                },
-            );
+                });
+            }
+            flush_multiline(f, &ctx, &mut sink, false);
         }
         for req in sealed {
             self.send(req);
@@ -448,64 +478,6 @@ impl FileServer {
             }
         }
     }
-}
-
-/// What every line of one read shares.
-struct EmitCtx<'a> {
-    topic: usize,
-    source_headers: Option<&'a HeaderSet>,
-    split_header: &'a HeaderSet,
-    now_ms: i64,
-    now: Instant,
-}
-
-/// Runs `drive` (feed or flush) on a file's framer and appends every line
-/// it emits to the batcher; sealed requests are collected in `sealed`.
-fn emit_lines(
-    f: &mut TrackedFile,
-    batcher: &mut Batcher,
-    ctx: &EmitCtx<'_>,
-    stats: &mut Stats,
-    sealed: &mut Vec<ShipRequest>,
-    drive: impl FnOnce(&mut LineFramer, &mut dyn FnMut(Line<'_>)),
-) {
-    let empty = HeaderSet::new();
-    let source_headers = ctx.source_headers.unwrap_or(&empty);
-    let TrackedFile {
-        framer,
-        key,
-        generation,
-        producer_id,
-        next_seq,
-        path_headers,
-        slot,
-        head,
-        ..
-    } = f;
-    let head = *head;
-    let mut emit = |line: Line<'_>| {
-        let at = StreamPos {
-            file: *key,
-            generation: *generation,
-            producer_id: *producer_id,
-            seq: *next_seq,
-            end_pos: line.end_pos,
-            head,
-        };
-        *next_seq += 1;
-        stats.lines += 1;
-        let with_split = [source_headers, &*path_headers, ctx.split_header];
-        let headers: &[&HeaderSet] = if line.split {
-            stats.lines_split += 1;
-            &with_split
-        } else {
-            &with_split[..2]
-        };
-        if let Some(req) = batcher.append(ctx.topic, slot, at, ctx.now_ms, None, line.bytes, headers, ctx.now) {
-            sealed.push(req);
-        }
-    };
-    drive(framer, &mut emit);
 }
 
 pub(super) fn unix_ms() -> i64 {

@@ -23,14 +23,30 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
     /// File position just after the line (and its terminator, if any).
     pub end_pos: u64,
-    /// Part of a line longer than `max_line_bytes`.
+    /// Part of a line longer than `max_line_bytes` (split mode).
     pub split: bool,
+    /// The start of a longer line whose rest was dropped (truncate mode).
+    pub truncated: bool,
+}
+
+/// What happens to a line longer than `max_line_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// Pieces of at most `max_line_bytes`, each marked.
+    Split,
+    /// The first `max_line_bytes`, marked; the rest dropped and counted.
+    Truncate,
 }
 
 /// Splits a byte stream into lines.
 #[derive(Debug)]
 pub struct LineFramer {
     max_line_bytes: usize,
+    mode: LongLines,
+    /// Truncate mode: the rest of the current line is being skipped.
+    skipping: bool,
+    /// Bytes dropped by truncation so far (for the metric).
+    pub truncated_bytes: u64,
     partial: Vec<u8>,
     /// File position after the last byte fed.
     next_pos: u64,
@@ -41,8 +57,16 @@ pub struct LineFramer {
 impl LineFramer {
     /// A framer whose next input starts at file position `pos`.
     pub fn new(max_line_bytes: usize, pos: u64) -> Self {
+        Self::with_mode(max_line_bytes, LongLines::Split, pos)
+    }
+
+    /// A framer with a long-line policy.
+    pub fn with_mode(max_line_bytes: usize, mode: LongLines, pos: u64) -> Self {
         Self {
             max_line_bytes: max_line_bytes.max(1),
+            mode,
+            skipping: false,
+            truncated_bytes: 0,
             partial: Vec::new(),
             next_pos: pos,
             in_split: false,
@@ -69,6 +93,7 @@ impl LineFramer {
         self.partial = Vec::new();
         self.next_pos = pos;
         self.in_split = false;
+        self.skipping = false;
     }
 
     /// Feeds the next bytes of the file, calling `emit` for each complete line.
@@ -77,6 +102,47 @@ impl LineFramer {
             let newline = memchr::memchr(b'\n', data);
             let content_len = newline.unwrap_or(data.len());
             let (mut content, rest) = data.split_at(content_len);
+            if self.skipping {
+                // Truncate mode: drop the rest of the long line up to its end.
+                self.next_pos += content.len() as u64;
+                self.truncated_bytes += content.len() as u64;
+                if newline.is_some() {
+                    self.next_pos += 1;
+                    self.skipping = false;
+                    data = rest.get(1..).unwrap_or_default();
+                } else {
+                    data = &[];
+                }
+                continue;
+            }
+            if self.mode == LongLines::Truncate && self.partial.len() + content.len() > self.max_line_bytes {
+                let take = self.max_line_bytes - self.partial.len();
+                let (head, _) = content.split_at(take);
+                self.partial.extend_from_slice(head);
+                let dropped = content.len() - take;
+                self.next_pos += content.len() as u64;
+                self.truncated_bytes += dropped as u64;
+                let end_pos = if newline.is_some() {
+                    self.next_pos + 1
+                } else {
+                    self.next_pos
+                };
+                emit(Line {
+                    bytes: &self.partial,
+                    end_pos,
+                    split: false,
+                    truncated: true,
+                });
+                self.partial.clear();
+                if newline.is_some() {
+                    self.next_pos += 1;
+                    data = rest.get(1..).unwrap_or_default();
+                } else {
+                    self.skipping = true;
+                    data = &[];
+                }
+                continue;
+            }
             // Cut pieces off while the line would exceed the limit.
             while self.partial.len() + content.len() > self.max_line_bytes {
                 let take = self.max_line_bytes - self.partial.len();
@@ -87,6 +153,7 @@ impl LineFramer {
                         bytes: head,
                         end_pos: self.next_pos,
                         split: true,
+                        truncated: false,
                     });
                 } else {
                     self.partial.extend_from_slice(head);
@@ -94,6 +161,7 @@ impl LineFramer {
                         bytes: &self.partial,
                         end_pos: self.next_pos,
                         split: true,
+                        truncated: false,
                     });
                     self.partial.clear();
                 }
@@ -110,6 +178,7 @@ impl LineFramer {
                             bytes: strip_cr(content),
                             end_pos: self.next_pos,
                             split,
+                            truncated: false,
                         });
                     } else {
                         self.partial.extend_from_slice(content);
@@ -117,6 +186,7 @@ impl LineFramer {
                             bytes: strip_cr(&self.partial),
                             end_pos: self.next_pos,
                             split,
+                            truncated: false,
                         });
                         self.partial.clear();
                     }
@@ -146,6 +216,7 @@ impl LineFramer {
             bytes: &self.partial,
             end_pos: self.next_pos,
             split,
+            truncated: false,
         });
         self.partial.clear();
         true
@@ -214,6 +285,36 @@ mod tests {
             vec![true, true, true, false]
         );
         assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![4, 8, 11, 14]);
+    }
+
+    #[test]
+    fn truncate_mode_keeps_the_start_and_counts_the_rest() {
+        let mut f = LineFramer::with_mode(4, LongLines::Truncate, 0);
+        let mut got = Vec::new();
+        for chunk in [
+            &b"abcdefg"[..],
+            b"hij
+xy
+longline",
+            b"more
+z
+",
+        ] {
+            f.feed(chunk, &mut |l: Line<'_>| {
+                got.push((l.bytes.to_vec(), l.end_pos, l.truncated))
+            });
+        }
+        assert_eq!(
+            got,
+            vec![
+                (b"abcd".to_vec(), 7, true),
+                (b"xy".to_vec(), 14, false),
+                (b"long".to_vec(), 22, true),
+                (b"z".to_vec(), 29, false),
+            ]
+        );
+        assert_eq!(f.truncated_bytes, 3 + 3 + 4 + 4);
+        assert_eq!(f.emitted_pos(), 29);
     }
 
     #[test]

@@ -96,10 +96,11 @@ impl FileServer {
                 f.path.clone(),
                 file,
                 start,
-                self.cfg.tail.max_line_bytes,
+                (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines),
                 now,
             ) {
-                Ok(t) => {
+                Ok(mut t) => {
+                    t.record_key = self.render_key(f.source, &f.path);
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
                     self.by_path.insert(f.path, key);
                     self.files.insert(key, t);
@@ -308,11 +309,12 @@ impl FileServer {
                 path.clone(),
                 file,
                 start,
-                self.cfg.tail.max_line_bytes,
+                (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines),
                 now,
             ) {
                 tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
                 t.gone = true;
+                t.record_key = self.render_key(source, &path);
                 self.by_path.insert(path, entry.key);
                 self.files.insert(entry.key, t);
                 self.open_handles += 1;
@@ -422,6 +424,19 @@ impl FileServer {
                 }
             }
         }
+    }
+
+    /// The record key of a file of source `source` at `path`, if the
+    /// source has a key template.
+    fn render_key(&self, source: usize, path: &Path) -> Option<Vec<u8>> {
+        let s = self.cfg.sources.get(source)?;
+        let template = s.key.as_ref()?;
+        Some(template.render(|name| match name {
+            "host" => self.cfg.host.clone(),
+            "source" => s.name.clone(),
+            "path" => path.display().to_string(),
+            label => s.labels.get(label).cloned().unwrap_or_default(),
+        }))
     }
 
     /// The stream id of a file: stable across restarts (agent id, device,

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod discover;
+pub mod emit;
 pub mod file_server;
 pub mod fingerprint;
 pub mod framing;

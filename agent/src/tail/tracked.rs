@@ -11,7 +11,8 @@ use logpost_shared::batch::HeaderSet;
 
 use super::checkpoint::Entry;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
-use super::framing::LineFramer;
+use super::framing::{LineFramer, LongLines};
+use crate::pipeline::multiline::Multiline;
 use crate::ship::acks::Acked;
 use crate::ship::batcher::Slot;
 
@@ -49,6 +50,12 @@ pub struct TrackedFile {
     /// The collector has said where this file resumes (`sync.rs`); until
     /// then it is not read.
     pub synced: bool,
+    /// The event being assembled (sources with multiline only).
+    pub multiline: Multiline,
+    /// The record key, rendered once from the source's key template.
+    pub record_key: Option<Vec<u8>>,
+    /// File position after the last event turned into a record.
+    pub last_record_end: u64,
 }
 
 /// Where a newly tracked file starts.
@@ -71,7 +78,7 @@ impl TrackedFile {
         path: PathBuf,
         file: File,
         start: Start,
-        max_line_bytes: usize,
+        framing: (usize, LongLines),
         now: Instant,
     ) -> io::Result<TrackedFile> {
         let head = Head::read(&file)?;
@@ -81,7 +88,7 @@ impl TrackedFile {
             path_headers: path_headers(&path),
             path,
             file: Some(file),
-            framer: LineFramer::new(max_line_bytes, start.pos),
+            framer: LineFramer::with_mode(framing.0, framing.1, start.pos),
             head,
             producer_id: start.producer_id,
             stream_key: format!("{:016x}", start.producer_id).into_bytes(),
@@ -98,6 +105,9 @@ impl TrackedFile {
             at_eof: false,
             slot: Slot::default(),
             synced: false,
+            multiline: Multiline::new(),
+            record_key: None,
+            last_record_end: start.pos,
         })
     }
 
@@ -168,7 +178,10 @@ impl TrackedFile {
 
     /// Everything emitted so far has been acknowledged.
     pub fn fully_acked(&self) -> bool {
-        self.committed.generation == self.generation && self.committed.pos >= self.framer.emitted_pos()
+        self.committed.generation == self.generation
+            && self.committed.pos >= self.last_record_end
+            && self.multiline.pending_bytes() == 0
+            && self.framer.partial_len() == 0
     }
 
     /// The checkpoint entry for what has been acknowledged.
@@ -181,7 +194,14 @@ impl TrackedFile {
             self.head = h;
         }
         let (pos, next_seq) = if self.committed.generation == self.generation {
-            (self.committed.pos, self.committed.next_seq)
+            // Events dropped by filters yield no record, so no acknowledgement:
+            // once every record sent is acknowledged, the checkpoint may pass them.
+            let pos = if self.fully_acked() {
+                self.committed.pos.max(self.framer.emitted_pos())
+            } else {
+                self.committed.pos
+            };
+            (pos, self.committed.next_seq)
         } else {
             // Nothing of the current content acknowledged yet: restart it
             // from 0 with the numbers it was given (the old content is gone).
