@@ -2,7 +2,12 @@
 //! validated [`CollectorConfig`] the rest of the collector sees.
 //!
 //! Every key is documented here; `configs/collector.toml` repeats the docs as
-//! comments and is loaded by a test, so the two cannot drift apart.
+//! comments and is loaded by a test, so the two cannot drift apart. The
+//! ecosystem protocols' sections live in [`kafka`] (`[kafka]`, `[groups]`)
+//! and [`loki`] (`[loki]`).
+
+pub mod kafka;
+pub mod loki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use toml::Spanned;
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::kafka::coordinator::CoordinatorConfig;
 use crate::store::{FsyncPolicy, MAX_PARTITIONS, RetentionOverride, RetentionPolicy, StoreConfig, TopicOverrides};
 
 /// The file as written.
@@ -35,6 +41,15 @@ pub struct CollectorToml {
     /// created at start-up if missing.
     #[serde(default)]
     pub topics: BTreeMap<String, Spanned<TopicToml>>,
+    /// The Kafka wire-protocol listener (off unless `listen` is set).
+    #[serde(default)]
+    pub kafka: kafka::KafkaToml,
+    /// Consumer groups and committed offsets (Kafka and HTTP consumers).
+    #[serde(default)]
+    pub groups: kafka::GroupsToml,
+    /// Loki's push API.
+    #[serde(default)]
+    pub loki: loki::LokiToml,
 }
 
 /// `[ingest]`.
@@ -265,6 +280,10 @@ pub struct CollectorConfig {
     pub max_uncompressed_bytes: usize,
     pub deduplicate: bool,
     pub store: StoreConfig,
+    /// `None`: no Kafka listener.
+    pub kafka: Option<kafka::KafkaSettings>,
+    pub groups: CoordinatorConfig,
+    pub loki: loki::LokiSettings,
 }
 
 /// Smallest segment: below this, rolling costs more than it saves.
@@ -369,6 +388,9 @@ impl CollectorConfig {
                 format!("{writer_threads} is out of range (1 to 64)"),
             );
         }
+        let kafka = kafka::validate_kafka(&raw.kafka, &mut problems);
+        let groups = kafka::validate_groups(&raw.groups, &mut problems);
+        let loki = loki::validate_loki(&raw.loki, &mut problems);
         let max_body_bytes = raw.http.max_body_bytes.bytes().min(MAX_BATCH_BYTES_CEILING);
         let config = CollectorConfig {
             data_dir: raw.data_dir.clone(),
@@ -398,6 +420,9 @@ impl CollectorConfig {
                 producer_expiry: raw.storage.producer_expiry.get(),
                 topics,
             },
+            kafka,
+            groups,
+            loki,
         };
         problems.finish(config)
     }
@@ -457,6 +482,35 @@ mod tests {
         let c = CollectorConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(c.store.segment_bytes, 1 << 30);
+        assert!(c.kafka.is_none(), "the example keeps the Kafka listener off");
+        assert_eq!(c.loki.default_topic, "loki");
+        assert_eq!(c.groups.initial_rebalance_delay, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn kafka_loki_and_groups_sections() {
+        let c = load("data_dir = \"/x\"\n[kafka]\nlisten = \"127.0.0.1:0\"\nmax_request_bytes = \"1MiB\"\n[loki]\nroute_by = \"tenant\"\ntopic_prefix = \"t-\"\n[groups]\ninitial_rebalance_delay = \"0s\"\n").unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.listen.to_string(), "127.0.0.1:0");
+        assert_eq!((k.advertised, k.max_request_bytes), (None, 1 << 20));
+        assert_eq!(c.loki.route_by, loki::RouteBy::Tenant);
+        assert_eq!(c.groups.initial_rebalance_delay, Duration::ZERO);
+        let err = load("data_dir = \"/x\"\n[kafka]\nlisten = \"0.0.0.0:9092\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("collector.toml:3:10: kafka.listen: 0.0.0.0:9092 is a wildcard address"),
+            "{err}"
+        );
+        let err = load("data_dir = \"/x\"\n[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised = \"nohost\"\n[loki]\ndefault_topic = \"a b\"\nroute_by = \"header\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loki.route_by: unknown variant `header`"), "{err}");
+        let err = load("data_dir = \"/x\"\n[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised = \"nohost\"\n[loki]\ndefault_topic = \"a b\"\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("kafka.advertised: invalid address \"nohost\""), "{text}");
+        assert!(text.contains("loki.default_topic"), "{text}");
     }
 
     #[test]

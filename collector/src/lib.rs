@@ -6,6 +6,8 @@
 //! - [`server`]: start-up (store recovery, writer threads), serving, shutdown.
 //! - [`http`]: routes and handlers, a thin shell over the modules below.
 //! - [`ingest`]: checking and routing incoming batches.
+//! - [`kafka`]: the Kafka wire protocol listener and the consumer-group
+//!   coordinator (shared with HTTP).
 //! - [`store`]: topics, partitions, segments, group commit, recovery.
 //! - [`query`]: scanning, filtering and merging records for readers.
 //! - [`client`]: the `logpost` command's subcommands.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod kafka;
 pub mod query;
 pub mod server;
 pub mod store;

@@ -1,7 +1,7 @@
 //! Starting and stopping the collector: open the store (recovery), start
-//! the writer threads, serve HTTP until cancelled, then drain in order:
-//! stop accepting, finish in-flight requests, let the writers finish and
-//! fsync, exit.
+//! the writer threads and the group coordinator, serve HTTP (and Kafka,
+//! when configured) until cancelled, then drain in order: stop accepting,
+//! finish in-flight requests, let the writers finish and fsync, exit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use crate::config::CollectorConfig;
 use crate::http::AppState;
 use crate::http::router::app;
 use crate::ingest::route::Router as PartitionRouter;
+use crate::kafka::backend::partitions_of;
+use crate::kafka::coordinator::{FileOffsetStore, GroupCoordinator};
+use crate::kafka::server::{ServerConfig, serve as serve_kafka};
 use crate::store::maintenance::Maintenance;
 use crate::store::writer::{DEFAULT_MAX_GROUP, LogWriter};
 use crate::store::{Store, StoreError};
@@ -25,6 +28,12 @@ pub enum ServerError {
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: cannot open committed offsets", path.display())]
+    Offsets {
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -45,6 +54,20 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: CancellationToken,
     on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    run_with(config, shutdown, on_listening, |_| {}).await
+}
+
+/// As [`run`]; `on_kafka_listening` is told the Kafka listener's bound
+/// address, if there is one, before `on_listening` is called.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+    on_kafka_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
     let store_config = config.store.clone();
     let started = std::time::Instant::now();
@@ -73,17 +96,43 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
+    let coordinator = start_coordinator(&config, &store).await?;
+    let coordinator_task = tokio::spawn(Arc::clone(&coordinator).run(shutdown.clone()));
+    let kafka_listener = match &config.kafka {
+        Some(k) => Some(bind_kafka(k, config.max_uncompressed_bytes).await?),
+        None => None,
+    };
     let state = Arc::new(AppState {
         config,
         store: Arc::clone(&store),
         writer,
         router: PartitionRouter::new(),
+        coordinator,
     });
+    let kafka = match kafka_listener {
+        Some((listener, kafka_addr, server_config)) => {
+            tracing::info!(addr = %kafka_addr, advertised = %format!("{}:{}", server_config.advertised_host, server_config.advertised_port), "kafka listening");
+            on_kafka_listening(kafka_addr);
+            Some(tokio::spawn(serve_kafka(
+                listener,
+                Arc::clone(&state),
+                server_config,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(%addr, "listening");
     on_listening(addr);
     let result = axum::serve(listener, app(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
+    // Either server failing stops the other, so that the drain below runs.
+    shutdown.cancel();
+    if let Some(kafka) = kafka {
+        kafka.await?;
+    }
+    let _ = coordinator_task.await;
     tracing::info!("http stopped; draining writers");
     // Handlers are done: the state's last references go with the router.
     match Arc::try_unwrap(state) {
@@ -95,4 +144,55 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped cleanly");
     result.map_err(ServerError::Serve)
+}
+
+/// The group coordinator, with committed offsets loaded from
+/// `<data_dir>/groups/offsets.json`.
+async fn start_coordinator(config: &CollectorConfig, store: &Arc<Store>) -> Result<Arc<GroupCoordinator>, ServerError> {
+    let dir = config.data_dir.join("groups");
+    let path = dir.join("offsets.json");
+    let groups = config.groups.clone();
+    let counts = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        let offsets_err = |source| ServerError::Offsets {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(offsets_err)?;
+        let offsets = FileOffsetStore::open(&path).map_err(offsets_err)?;
+        GroupCoordinator::new(
+            groups,
+            Arc::new(offsets),
+            Arc::new(move |topic: &str| partitions_of(&counts, topic)),
+        )
+        .map_err(offsets_err)
+    })
+    .await?
+}
+
+/// Binds the Kafka listener and works out what to advertise.
+async fn bind_kafka(
+    k: &crate::config::kafka::KafkaSettings,
+    max_uncompressed_bytes: usize,
+) -> Result<(TcpListener, SocketAddr, ServerConfig), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr: k.listen, source };
+    let listener = TcpListener::bind(k.listen).await.map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    let (host, port) = k
+        .advertised
+        .clone()
+        .unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+    let config = ServerConfig {
+        advertised_host: host,
+        advertised_port: i32::from(port),
+        cluster_id: k.cluster_id.clone(),
+        max_connections: k.max_connections,
+        max_frame_size: k.max_request_bytes,
+        idle_timeout: k.idle_timeout,
+        max_fetch_wait: k.max_fetch_wait,
+        auto_create_topics: k.auto_create_topics,
+        max_uncompressed_bytes,
+        ..ServerConfig::default()
+    };
+    Ok((listener, bound, config))
 }

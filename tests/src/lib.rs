@@ -7,6 +7,7 @@
 //! `tests/util.rs` does); `scripts/test` builds them first.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod clients;
 pub mod corpus;
 pub mod process;
 
@@ -36,4 +37,5 @@ pub fn pace(d: Duration) {
 }
 
 pub mod ingest;
+pub mod kafka;
 pub mod lines;

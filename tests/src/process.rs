@@ -32,7 +32,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, dir: &Path, mut cmd: Command) -> Proc {
+    fn spawn(name: &str, dir: &Path, cmd: Command) -> Proc {
+        let log = std::env::var("LOGPOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+        Self::spawn_logging(name, dir, cmd, &log)
+    }
+
+    fn spawn_logging(name: &str, dir: &Path, mut cmd: Command, rust_log: &str) -> Proc {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let stdout = dir.join(format!("{name}.{n}.stdout"));
         let stderr = dir.join(format!("{name}.{n}.stderr"));
@@ -40,10 +45,7 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).unwrap())
             .stderr(File::create(&stderr).unwrap())
-            .env(
-                "RUST_LOG",
-                std::env::var("LOGPOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
-            )
+            .env("RUST_LOG", rust_log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc {
@@ -100,6 +102,9 @@ pub struct Collector {
     pub config: PathBuf,
     pub url: String,
     pub addr: String,
+    /// The Kafka listener's address, when `[kafka] listen` is configured.
+    pub kafka_addr: Option<String>,
+    rust_log: Option<String>,
 }
 
 impl Collector {
@@ -111,20 +116,41 @@ impl Collector {
         let data = dir.join("data");
         let mut f = File::create(&config).unwrap();
         writeln!(f, "data_dir = {:?}\n{extra}", data.display().to_string()).unwrap();
-        Self::launch(dir, config, "127.0.0.1:0")
+        Self::launch(dir, config, "127.0.0.1:0", None)
     }
 
-    fn launch(dir: &Path, config: PathBuf, listen: &str) -> Collector {
+    /// As [`start`](Self::start), logging with `rust_log` (an `EnvFilter`
+    /// such as `"info,logpost_collector::kafka=debug"`), for tests that
+    /// wait for a debug event.
+    pub fn start_logging(dir: &Path, extra: &str, rust_log: &str) -> Collector {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("collector.toml");
+        let data = dir.join("data");
+        let mut f = File::create(&config).unwrap();
+        writeln!(f, "data_dir = {:?}\n{extra}", data.display().to_string()).unwrap();
+        Self::launch(dir, config, "127.0.0.1:0", Some(rust_log.to_owned()))
+    }
+
+    fn launch(dir: &Path, config: PathBuf, listen: &str, rust_log: Option<String>) -> Collector {
         let mut cmd = Command::new(bin("logpost-collector"));
         cmd.arg("--config").arg(&config).arg("--listen").arg(listen);
-        let mut proc = Proc::spawn("collector", dir, cmd);
-        let url = wait_for("the collector to announce its address", PATIENCE, || {
+        let mut proc = match &rust_log {
+            Some(filter) => Proc::spawn_logging("collector", dir, cmd, filter),
+            None => Proc::spawn("collector", dir, cmd),
+        };
+        let (url, kafka_addr) = wait_for("the collector to announce its address", PATIENCE, || {
             if !proc.is_running() {
                 panic!("collector exited at start:\n{}", proc.stderr_text());
             }
             let out = std::fs::read_to_string(&proc.stdout).ok()?;
+            // The Kafka listener, when there is one, is announced first.
+            let kafka = out.lines().find_map(|l| {
+                l.strip_prefix("logpost-collector kafka listening on ")
+                    .map(str::to_owned)
+            });
             out.lines()
                 .find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
+                .map(|url| (url, kafka))
         });
         let addr = url.trim_start_matches("http://").to_owned();
         Collector {
@@ -133,7 +159,19 @@ impl Collector {
             config,
             url,
             addr,
+            kafka_addr,
+            rust_log,
         }
+    }
+
+    /// The Kafka listener's address.
+    ///
+    /// # Panics
+    /// If the collector was started without `[kafka] listen`.
+    pub fn kafka(&self) -> &str {
+        self.kafka_addr
+            .as_deref()
+            .expect("the collector was started without [kafka] listen")
     }
 
     /// Kills the collector with SIGKILL.
@@ -145,9 +183,10 @@ impl Collector {
     pub fn restart(&mut self) {
         self.proc.kill9();
         let addr = self.addr.clone();
+        let rust_log = self.rust_log.clone();
         // The old socket may linger briefly; retry until the port is free.
         let fresh = wait_for("the collector to restart on its port", PATIENCE, || {
-            let c = std::panic::catch_unwind(|| Self::launch(&self.dir, self.config.clone(), &addr));
+            let c = std::panic::catch_unwind(|| Self::launch(&self.dir, self.config.clone(), &addr, rust_log.clone()));
             c.ok()
         });
         *self = fresh;

@@ -129,10 +129,13 @@ fn run(config: logpost_collector::config::CollectorConfig) -> anyhow::Result<()>
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        let result = logpost_collector::server::run(config, shutdown.clone(), |addr| {
-            // Announced on stdout so that scripts and tests can find the port.
-            println!("logpost-collector listening on http://{addr}");
-        })
+        // Announced on stdout so that scripts and tests can find the ports.
+        let result = logpost_collector::server::run_with(
+            config,
+            shutdown.clone(),
+            |addr| println!("logpost-collector listening on http://{addr}"),
+            |addr| println!("logpost-collector kafka listening on {addr}"),
+        )
         .await;
         signals.abort();
         result.context("collector failed")

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::ingest::loki::PushError;
 use crate::ingest::validate::IngestError;
 use crate::query::cursor::ReadError;
 use crate::store::StoreError;
@@ -87,6 +88,18 @@ impl From<IngestError> for ApiError {
     }
 }
 
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        let status = match e {
+            PushError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::ContentType(_) | PushError::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PushError::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, chain(&e))
+    }
+}
+
 impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
         let status = match e {
@@ -96,6 +109,7 @@ impl From<&StoreError> for ApiError {
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Io { .. }
             | StoreError::Meta { .. }

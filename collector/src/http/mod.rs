@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod error;
 pub mod ingest;
+pub mod loki;
 pub mod read;
 pub mod router;
 pub mod streams;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::CollectorConfig;
 use crate::ingest::route::Router as PartitionRouter;
+use crate::kafka::coordinator::GroupCoordinator;
 use crate::store::Store;
 use crate::store::writer::LogWriter;
 
@@ -23,4 +25,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub writer: LogWriter,
     pub router: PartitionRouter,
+    /// Consumer groups and committed offsets: one coordinator for Kafka
+    /// clients and HTTP consumers alike.
+    pub coordinator: Arc<GroupCoordinator>,
 }

@@ -181,6 +181,8 @@ pub enum StoreError {
     BadPartitionCount(u32),
     #[error("the collector is shutting down")]
     ShuttingDown,
+    #[error("{topic}/{partition}: the writer queue is full; retry later")]
+    Busy { topic: String, partition: u32 },
     #[error("internal error: {0}")]
     Internal(String),
 }

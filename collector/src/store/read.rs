@@ -125,6 +125,15 @@ pub fn read_from(view: &PartitionView, offset: i64, max_bytes: usize) -> Result<
 /// # Errors
 /// I/O errors and corrupt batches.
 pub fn offset_for_time(view: &PartitionView, timestamp_ms: i64) -> Result<Option<i64>, ReadError> {
+    Ok(record_for_time(view, timestamp_ms)?.map(|(offset, _)| offset))
+}
+
+/// As [`offset_for_time`], with the found record's own timestamp (what a
+/// Kafka ListOffsets answer carries).
+///
+/// # Errors
+/// I/O errors and corrupt batches.
+pub fn record_for_time(view: &PartitionView, timestamp_ms: i64) -> Result<Option<(i64, i64)>, ReadError> {
     let mut scratch = Vec::new();
     for seg in &view.segments {
         if seg.max_timestamp >= 0 && seg.max_timestamp < timestamp_ms {
@@ -160,8 +169,9 @@ pub fn offset_for_time(view: &PartitionView, timestamp_ms: i64) -> Result<Option
             // The batch holds a record at or after the time: find which.
             for record in decode_records(frame, &header, MAX_FRAME_BYTES, &mut scratch).map_err(corrupt)? {
                 let record = record.map_err(corrupt)?;
-                if header.base_timestamp.wrapping_add(record.timestamp_delta) >= timestamp_ms {
-                    return Ok(Some(header.base_offset + i64::from(record.offset_delta)));
+                let timestamp = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                if timestamp >= timestamp_ms {
+                    return Ok(Some((header.base_offset + i64::from(record.offset_delta), timestamp)));
                 }
             }
         }

@@ -151,6 +151,29 @@ impl LogWriter {
         rx.blocking_recv().map_err(|_| Arc::new(StoreError::ShuttingDown))?
     }
 
+    /// Reserves one queue place per entry of `partitions` without waiting:
+    /// all of them or none, so that a caller refused for backpressure has
+    /// queued nothing (and a retry duplicates nothing).
+    ///
+    /// # Errors
+    /// [`StoreError::Busy`] when a queue is full, [`StoreError::ShuttingDown`].
+    pub fn try_reserve(&self, partitions: &[Arc<Partition>]) -> Result<Vec<AppendPermit<'_>>, StoreError> {
+        partitions
+            .iter()
+            .map(|p| match self.sender_for(p).try_reserve() {
+                Ok(permit) => Ok(AppendPermit {
+                    permit,
+                    partition: Arc::clone(p),
+                }),
+                Err(mpsc::error::TrySendError::Full(())) => Err(StoreError::Busy {
+                    topic: p.topic.to_string(),
+                    partition: p.id,
+                }),
+                Err(mpsc::error::TrySendError::Closed(())) => Err(StoreError::ShuttingDown),
+            })
+            .collect()
+    }
+
     // The modulo keeps the index below `senders.len()`, which `start` makes at least 1.
     #[allow(clippy::indexing_slicing)]
     fn sender_for(&self, partition: &Partition) -> &mpsc::Sender<Msg> {
@@ -175,6 +198,31 @@ impl LogWriter {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+    }
+}
+
+/// A place reserved in a writer thread's queue for one partition's append.
+pub struct AppendPermit<'a> {
+    permit: mpsc::Permit<'a, Msg>,
+    partition: Arc<Partition>,
+}
+
+impl AppendPermit<'_> {
+    /// The partition the place was reserved for.
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    /// Queues `items` in the reserved place; the receiver gets the outcome
+    /// once durable.
+    pub fn send(self, items: Vec<AppendItem>) -> oneshot::Receiver<AppendResult> {
+        let (reply, rx) = oneshot::channel();
+        self.permit.send(Msg::Append(AppendRequest {
+            partition: self.partition,
+            items,
+            reply,
+        }));
+        rx
     }
 }
 
