@@ -11,6 +11,7 @@
 //! moves the checkpoint (`tail::checkpoint`).
 
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
 pub mod run;
 pub mod ship;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use logpost_agent::config::AgentConfig;
+use logpost_agent::run::RunOptions;
 use tokio_util::sync::CancellationToken;
 
 /// Tails log files and ships every line to a logpost collector, resuming
@@ -33,6 +34,10 @@ struct Args {
     /// How long SIGTERM waits for in-flight batches to be acknowledged.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Print the records that would be shipped (one JSON object per line on
+    /// stdout) and ship nothing; no checkpoint is written.
+    #[arg(long)]
+    dry_run: bool,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -42,7 +47,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Checks the config and shows which files each source matches now.
+    /// Checks the config (every mistake named by file, line and key), shows
+    /// which files each source matches now, and whether the collector answers.
     Validate,
 }
 
@@ -64,11 +70,18 @@ fn main() -> ExitCode {
         return validate(&config);
     }
     let shutdown = CancellationToken::new();
-    if let Err(e) = install_signal_handlers(shutdown.clone()) {
+    // One pending reload at most: a newer SIGHUP supersedes it.
+    let (reload_tx, reload_rx) = std::sync::mpsc::sync_channel(1);
+    if let Err(e) = install_signal_handlers(shutdown.clone(), args.config.clone(), reload_tx) {
         eprintln!("logpost-agent: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }
-    match logpost_agent::run::run(config, shutdown, args.drain_timeout) {
+    let options = RunOptions {
+        drain_timeout: args.drain_timeout,
+        dry_run: args.dry_run,
+        reloads: Some(reload_rx),
+    };
+    match logpost_agent::run::run(config, shutdown, options) {
         Ok(summary) if summary.drained => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
@@ -87,6 +100,12 @@ fn main() -> ExitCode {
 
 fn validate(config: &AgentConfig) -> ExitCode {
     println!("config ok: {}", config.path.display());
+    for url in &config.collector_urls {
+        match reachable(url) {
+            Ok(()) => println!("collector {url}: reachable"),
+            Err(e) => println!("collector {url}: NOT reachable ({e})"),
+        }
+    }
     let (found, skipped) = logpost_agent::tail::discover::discover(&config.sources);
     for (i, source) in config.sources.iter().enumerate() {
         let n = found.iter().filter(|f| f.source == i).count();
@@ -104,26 +123,70 @@ fn validate(config: &AgentConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGTERM and SIGINT start the two-phase shutdown. A small thread waits
-/// for them so that the signal handling needs no runtime of its own.
-fn install_signal_handlers(shutdown: CancellationToken) -> std::io::Result<()> {
+/// Whether `GET {url}/health` answers within a few seconds.
+fn reachable(url: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client.get(format!("{url}/health")).send().await.map_err(|e| {
+            let mut msg = e.to_string();
+            let mut cur = std::error::Error::source(&e);
+            while let Some(c) = cur {
+                msg.push_str(": ");
+                msg.push_str(&c.to_string());
+                cur = c.source();
+            }
+            msg
+        })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", resp.status()))
+        }
+    })
+}
+
+/// SIGTERM and SIGINT start the two-phase shutdown; SIGHUP reloads the
+/// config (validated first; a bad one is reported and the running config
+/// kept). A small thread waits for them, with a runtime of its own.
+fn install_signal_handlers(
+    shutdown: CancellationToken,
+    config_path: PathBuf,
+    reloads: std::sync::mpsc::SyncSender<AgentConfig>,
+) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new()
         .name("agent-signals".into())
         .spawn(move || {
             rt.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                else {
-                    tracing::error!("cannot install signal handlers");
-                    return;
-                };
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+            else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
                 tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                    _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                    _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                    _ = hup.recv() => match AgentConfig::load(&config_path) {
+                        Ok(config) => {
+                            tracing::info!(path = %config_path.display(), "SIGHUP: config valid; reloading");
+                            let _ = reloads.try_send(config);
+                        }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: new config is invalid; keeping the running one"),
+                    },
                 }
-                shutdown.cancel();
-            });
+            }
+            shutdown.cancel();
+        });
         })?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! in-flight acknowledgements arrive or the drain deadline passes).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
-use crate::ship::client::{self, ShipperConfig, ShipperStats, StreamLookup};
+use crate::ship::client::{self, SharedUrls, ShipperConfig, ShipperStats, StreamLookup};
 use crate::tail::file_server::FileServer;
 
 /// Sealed requests queued between the tailer and the shipper. With the
@@ -41,6 +41,12 @@ pub enum AgentError {
     Runtime(#[source] std::io::Error),
     #[error("the tailing thread failed")]
     Tailer,
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a run ended.
@@ -51,16 +57,23 @@ pub struct RunSummary {
     pub drained: bool,
 }
 
+/// How to run.
+pub struct RunOptions {
+    /// After SIGTERM, how long to wait for in-flight batches.
+    pub drain_timeout: Duration,
+    /// Print records instead of shipping them; move no checkpoint.
+    pub dry_run: bool,
+    /// New configs (SIGHUP), already validated.
+    pub reloads: Option<std::sync::mpsc::Receiver<AgentConfig>>,
+}
+
 /// Runs the agent until `shutdown` is cancelled; then drains for at most
-/// `drain_timeout`.
+/// `options.drain_timeout`.
 ///
 /// # Errors
 /// Start-up failures.
-pub fn run(
-    config: AgentConfig,
-    shutdown: CancellationToken,
-    drain_timeout: Duration,
-) -> Result<RunSummary, AgentError> {
+pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions) -> Result<RunSummary, AgentError> {
+    let drain_timeout = options.drain_timeout;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -76,15 +89,42 @@ pub fn run(
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let acks = Arc::new(AckBoard::default());
     let hard_stop = CancellationToken::new();
+    let urls: SharedUrls = Arc::new(RwLock::new(config.collector_urls.clone()));
     let shipper_config = ShipperConfig {
-        urls: config.collector_urls.clone(),
+        urls: Arc::clone(&urls),
         compression: config.batch.compression,
         request_timeout: config.request_timeout,
     };
-    let shipper = runtime.spawn(client::run(shipper_config, rx, Arc::clone(&acks), hard_stop.clone()));
-    let lookup = StreamLookup::new(runtime.handle().clone(), config.collector_urls.clone())
-        .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?;
-    let server = FileServer::new(Arc::clone(&config), agent_id, tx, acks, Some(lookup));
+    let shipper = if options.dry_run {
+        runtime.spawn(client::run_dry(rx))
+    } else {
+        runtime.spawn(client::run(shipper_config, rx, Arc::clone(&acks), hard_stop.clone()))
+    };
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = config.metrics_listen {
+        let handle = crate::metrics::install().map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?;
+        let listener = runtime
+            .block_on(crate::metrics::bind(addr))
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        tracing::info!(addr = %bound, "metrics listening");
+        runtime.spawn(crate::metrics::serve(listener, handle, metrics_stop.clone()));
+    }
+    let lookup = if options.dry_run {
+        None
+    } else {
+        Some(
+            StreamLookup::new(runtime.handle().clone(), Arc::clone(&urls))
+                .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?,
+        )
+    };
+    let mut server = FileServer::new(Arc::clone(&config), agent_id, tx, acks, lookup);
+    server.set_dry_run(options.dry_run);
+    if let Some(reloads) = options.reloads {
+        server.set_reloads(reloads, urls);
+    }
     let stop_reading = shutdown.clone();
     let tailer = std::thread::Builder::new()
         .name("agent-tail".into())
@@ -110,6 +150,7 @@ pub fn run(
     } else {
         tracing::warn!("drain deadline passed; unacknowledged lines will be read again at the next start");
     }
+    metrics_stop.cancel();
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(RunSummary {
         shipper: stats,

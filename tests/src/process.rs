@@ -76,6 +76,21 @@ impl Proc {
         status.code()
     }
 
+    /// Sends a signal (SIGHUP for a reload, say).
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Its stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     /// Its stderr so far, for assertion messages.
     pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -246,11 +261,33 @@ pub struct Agent {
 impl Agent {
     /// Writes `config` (TOML; `{data_dir}` is replaced) and starts the agent.
     pub fn start(dir: &Path, config: &str) -> Agent {
+        Self::start_with_args(dir, config, &[])
+    }
+
+    /// As [`start`](Self::start), with extra arguments (e.g. `--dry-run`).
+    pub fn start_with_args(dir: &Path, config: &str, args: &[&str]) -> Agent {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join("agent.toml");
         let text = config.replace("{data_dir}", &dir.join("data").display().to_string());
         std::fs::write(&path, text).unwrap();
-        Self::launch(dir, path)
+        let mut cmd = Command::new(bin("logpost-agent"));
+        cmd.arg("--config")
+            .arg(&path)
+            .arg("--drain-timeout")
+            .arg("30s")
+            .args(args);
+        let proc = Proc::spawn("agent", dir, cmd);
+        Agent {
+            proc,
+            dir: dir.to_owned(),
+            config: path,
+        }
+    }
+
+    /// Rewrites the config file (for a SIGHUP reload).
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config.replace("{data_dir}", &self.dir.join("data").display().to_string());
+        std::fs::write(&self.config, text).unwrap();
     }
 
     fn launch(dir: &Path, config: PathBuf) -> Agent {

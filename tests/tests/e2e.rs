@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod agent_ops;
 mod agent_pipeline;
 mod bad_files;
 mod bad_requests;

@@ -33,8 +33,20 @@ pub struct AgentToml {
     /// How files are watched and read.
     #[serde(default)]
     pub tail: TailToml,
+    /// The Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsToml,
     /// Log sources: one `[[sources]]` table each.
     pub sources: Vec<SourceToml>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsToml {
+    /// Address serving `GET /metrics` (Prometheus text format), e.g.
+    /// `"127.0.0.1:9598"`. Off unless set.
+    pub listen: Option<Spanned<String>>,
 }
 
 /// `[collector]`.
@@ -226,6 +238,7 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     pub batch: BatchConfig,
     pub tail: TailConfig,
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub sources: Vec<Source>,
 }
 
@@ -340,6 +353,17 @@ impl AgentConfig {
             }
         }
         let host = raw.host.clone().unwrap_or_else(hostname);
+        let metrics_listen = raw.metrics.listen.as_ref().and_then(|l| match l.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                p.at(
+                    l.span(),
+                    "metrics.listen",
+                    format!("invalid address {:?}: {e} (expected host:port)", l.get_ref()),
+                );
+                None
+            }
+        });
         p.finish(AgentConfig {
             path: source.path.clone(),
             data_dir: raw.data_dir,
@@ -348,6 +372,7 @@ impl AgentConfig {
             request_timeout: raw.collector.timeout.get(),
             batch,
             tail,
+            metrics_listen,
             sources,
         })
     }

@@ -78,6 +78,8 @@ fn all_problems_are_collected() {
 fn shipped_example_config_loads() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/agent.toml");
     let c = AgentConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.sources.len(), 2);
+    assert_eq!(c.sources.len(), 3);
+    assert!(c.sources[2].multiline.is_some() && c.sources[2].parse.is_some());
+    assert!(c.metrics_listen.is_some());
     assert_eq!(c.collector_urls, vec!["http://127.0.0.1:7070".to_owned()]);
 }

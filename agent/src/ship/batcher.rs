@@ -118,6 +118,11 @@ impl Batcher {
         }
     }
 
+    /// New limits (a reloaded config); pending batches keep accumulating.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Uncompressed bytes pending across topics.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes

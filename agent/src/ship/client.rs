@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use logpost_shared::compression::Compression;
 use logpost_shared::record::CURSOR_HEADER;
+use metrics::counter;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -41,10 +42,18 @@ pub struct Payload {
     pub raw_bytes: usize,
 }
 
+/// Collector URLs, replaced on reload.
+pub type SharedUrls = std::sync::Arc<std::sync::RwLock<Vec<String>>>;
+
+fn current(urls: &SharedUrls) -> Vec<String> {
+    urls.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Settings of the shipper.
 #[derive(Debug, Clone)]
 pub struct ShipperConfig {
-    pub urls: Vec<String>,
+    /// Collector URLs, shared so that a reload (SIGHUP) can change them.
+    pub urls: SharedUrls,
     pub compression: Compression,
     pub request_timeout: Duration,
 }
@@ -145,6 +154,9 @@ pub async fn run(
                 }
                 sender.stats.requests += 1;
                 sender.stats.records += payload.records;
+                counter!("logpost_agent_batches_acked_total").increment(1);
+                counter!("logpost_agent_records_shipped_total").increment(payload.records);
+                counter!("logpost_agent_bytes_shipped_total").increment(payload.body.len() as u64);
             }
             Outcome::Partly(refused) => {
                 for ((file, acked), refused) in payload.acks.iter().zip(refused) {
@@ -163,6 +175,7 @@ pub async fn run(
                     acks.record(*file, *acked);
                 }
                 sender.stats.rejected_records += payload.records;
+                counter!("logpost_agent_batches_failed_total").increment(1);
             }
             Outcome::Stopped => break,
         }
@@ -198,8 +211,13 @@ impl Sender {
             if hard_stop.is_cancelled() {
                 return Outcome::Stopped;
             }
-            let base = self.config.urls.get(self.url_index).cloned().unwrap_or_default();
+            let urls = current(&self.config.urls);
+            let base = urls
+                .get(self.url_index % urls.len().max(1))
+                .cloned()
+                .unwrap_or_default();
             let url = format!("{base}/v1/ingest/{}", payload.topic);
+            counter!("logpost_agent_batches_sent_total").increment(1);
             let sent = self
                 .http
                 .post(&url)
@@ -252,13 +270,14 @@ impl Sender {
                         tracing::warn!(%url, error = %error_chain(&e), attempt = backoff.attempts() + 1, "cannot reach collector; retrying");
                     }
                     // Fail over to the next URL on connection problems.
-                    if !self.config.urls.is_empty() {
-                        self.url_index = (self.url_index + 1) % self.config.urls.len();
+                    if !urls.is_empty() {
+                        self.url_index = (self.url_index + 1) % urls.len();
                     }
                     None
                 }
             };
             self.stats.retries += 1;
+            counter!("logpost_agent_retries_total").increment(1);
             let delay = backoff.next_delay(retry_after);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -332,7 +351,7 @@ struct StreamStates {
 pub struct StreamLookup {
     handle: tokio::runtime::Handle,
     http: reqwest::Client,
-    urls: Vec<String>,
+    urls: SharedUrls,
 }
 
 /// A lookup that takes longer is retried later: the tailing loop must stay
@@ -344,7 +363,7 @@ impl StreamLookup {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(handle: tokio::runtime::Handle, urls: Vec<String>) -> Result<Self, String> {
+    pub fn new(handle: tokio::runtime::Handle, urls: SharedUrls) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(LOOKUP_TIMEOUT)
@@ -362,7 +381,7 @@ impl StreamLookup {
             "streams": keys.iter().map(|(t, p)| serde_json::json!({"topic": t, "producer_id": p})).collect::<Vec<_>>()
         });
         let mut last_err = String::from("no collector URL configured");
-        for base in &self.urls {
+        for base in &current(&self.urls) {
             let url = format!("{base}/v1/streams");
             let http = self.http.clone();
             let body = body.clone();
@@ -383,4 +402,60 @@ impl StreamLookup {
         }
         Err(last_err)
     }
+}
+
+/// Dry run: prints each record of each sealed request as a JSON line on
+/// stdout instead of shipping it, and acknowledges nothing (so no
+/// checkpoint moves).
+pub async fn run_dry(mut requests: mpsc::Receiver<ShipRequest>) -> ShipperStats {
+    let mut stats = ShipperStats::default();
+    while let Some(req) = requests.recv().await {
+        let printed = tokio::task::spawn_blocking(move || print_request(req))
+            .await
+            .unwrap_or(0);
+        stats.requests += 1;
+        stats.records += printed;
+    }
+    stats
+}
+
+fn print_request(req: ShipRequest) -> u64 {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = 0;
+    for b in req.batches {
+        let Ok(frame) = b.builder.finish(Compression::None) else {
+            continue;
+        };
+        let Ok(records) = logpost_shared::batch::records_to_owned(&frame, usize::MAX) else {
+            continue;
+        };
+        for r in records {
+            let headers: serde_json::Map<String, serde_json::Value> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    let v = h.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
+                    (
+                        h.key.clone(),
+                        v.map_or(serde_json::Value::Null, serde_json::Value::String),
+                    )
+                })
+                .collect();
+            let line = serde_json::json!({
+                "topic": req.topic,
+                "timestamp_ms": r.timestamp_ms,
+                "key": r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                "headers": headers,
+                "line": String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()),
+            });
+            if writeln!(out, "{line}").is_err() {
+                return printed;
+            }
+            printed += 1;
+        }
+    }
+    let _ = out.flush();
+    printed
 }

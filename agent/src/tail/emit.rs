@@ -34,6 +34,7 @@ impl Default for Flags {
 /// What every event of one read shares.
 pub struct EmitCtx<'a> {
     pub topic: usize,
+    pub source_index: usize,
     pub source: &'a Source,
     pub source_headers: &'a HeaderSet,
     pub flags: &'a Flags,
@@ -98,6 +99,9 @@ pub fn emit_lines(
     };
     let mut emit = |line: Line<'_>| {
         sink.stats.lines += 1;
+        if let Some(s) = sink.stats.per_source.get_mut(ctx.source_index) {
+            s.lines += 1;
+        }
         sink.stats.lines_split += u64::from(line.split);
         sink.stats.lines_truncated += u64::from(line.truncated);
         match &ctx.source.multiline {

@@ -33,7 +33,7 @@ use super::watch::{self, Wake, Watcher};
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::batcher::{Batcher, Limits, ShipRequest};
-use crate::ship::client::StreamLookup;
+use crate::ship::client::{SharedUrls, StreamLookup};
 
 /// Bytes read per read call: large enough for few syscalls on a busy file,
 /// small enough that one shared buffer serves every file.
@@ -42,6 +42,8 @@ const READ_CHUNK: usize = 256 << 10;
 const READS_PER_PASS: usize = 8;
 /// How long to wait between attempts to hand a full queue a request.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+/// How often counters are published as metrics.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Delay of a rescan triggered by an event on an untracked path.
 const UNKNOWN_PATH_RESCAN: Duration = Duration::from_millis(50);
 /// A file that grew this recently is read every tick even without an
@@ -80,12 +82,30 @@ pub struct FileServer {
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
+    last_checkpoint_write: Instant,
+    /// Dry run: never write checkpoints.
+    dry_run: bool,
+    /// New configs to switch to (SIGHUP), and the shipper's URLs to update.
+    reloads: Option<(std::sync::mpsc::Receiver<AgentConfig>, SharedUrls)>,
     pub(super) sync_failures: u64,
 }
 
-/// Counters the loop keeps (exported as metrics by the caller).
+/// Per-source counters.
 #[derive(Debug, Default, Clone, Copy)]
+pub struct SourceStats {
+    pub lines: u64,
+    pub bytes: u64,
+    /// Written to its files but not yet acknowledged.
+    pub bytes_behind: u64,
+}
+
+/// Counters the loop keeps (published as metrics once a second).
+#[derive(Debug, Default, Clone)]
 pub struct Stats {
+    /// Per source, by index: lines and bytes read, bytes behind.
+    pub per_source: Vec<SourceStats>,
+    pub files_tracked: usize,
+    pub files_open: usize,
     pub lines: u64,
     pub bytes: u64,
     pub lines_split: u64,
@@ -111,19 +131,7 @@ impl FileServer {
         for w in &loaded.warnings {
             tracing::warn!(problem = %w, "checkpoint problem");
         }
-        let source_headers = cfg
-            .sources
-            .iter()
-            .map(|s| {
-                let mut h = HeaderSet::new();
-                h.push("source", Some(s.name.as_bytes()));
-                h.push("host", Some(cfg.host.as_bytes()));
-                for (k, v) in &s.labels {
-                    h.push(k, Some(v.as_bytes()));
-                }
-                h
-            })
-            .collect();
+        let source_headers = source_headers(&cfg);
         let limits = Limits {
             max_bytes: cfg.batch.max_bytes,
             max_records: cfg.batch.max_records,
@@ -165,14 +173,79 @@ impl FileServer {
             next_checkpoint: Instant::now() + cfg.tail.checkpoint_interval,
             wake,
             watcher,
-            stats: Stats::default(),
+            stats: Stats {
+                per_source: vec![SourceStats::default(); cfg.sources.len()],
+                ..Stats::default()
+            },
             retired: Vec::new(),
             deferred: HashMap::new(),
             lookup,
             next_sync: Instant::now(),
+            last_checkpoint_write: Instant::now(),
+            dry_run: false,
+            reloads: None,
             sync_failures: 0,
             cfg,
         }
+    }
+
+    /// Dry run: read and print, but never write checkpoints.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.dry_run = dry_run;
+    }
+
+    /// Where reloaded configs arrive (already validated), and the shipper's
+    /// URLs to update with them.
+    pub fn set_reloads(&mut self, reloads: std::sync::mpsc::Receiver<AgentConfig>, urls: SharedUrls) {
+        self.reloads = Some((reloads, urls));
+    }
+
+    /// Switches to a reloaded config: sources are matched by name, so the
+    /// files of unchanged and changed sources keep their positions; files
+    /// of removed sources stop being tailed; new sources are picked up by
+    /// the next scan. Settings read only at start (data_dir, watch mode,
+    /// metrics address) need a restart.
+    fn apply_reload(&mut self, new: AgentConfig) {
+        let old = Arc::clone(&self.cfg);
+        if new.data_dir != old.data_dir || new.tail.watch != old.tail.watch || new.metrics_listen != old.metrics_listen
+        {
+            tracing::warn!("data_dir, tail.watch and metrics.listen change only at a restart");
+        }
+        let index: HashMap<&str, usize> = new
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let mut dropped = Vec::new();
+        for f in self.files.values_mut() {
+            let name = old.sources.get(f.source).map_or("", |s| s.name.as_str());
+            match index.get(name) {
+                Some(&i) => f.source = i,
+                None => dropped.push(f.key),
+            }
+        }
+        for key in dropped {
+            if let Some(f) = self.files.remove(&key) {
+                if f.file.is_some() {
+                    self.open_handles -= 1;
+                }
+                self.by_path.remove(&f.path);
+                tracing::info!(path = %f.path.display(), "source removed; stopped tailing file");
+            }
+        }
+        self.source_headers = source_headers(&new);
+        self.stats.per_source = vec![SourceStats::default(); new.sources.len()];
+        self.batcher.set_limits(Limits {
+            max_bytes: new.batch.max_bytes,
+            max_records: new.batch.max_records,
+            max_wait: new.batch.max_wait,
+        });
+        if let Some((_, urls)) = &self.reloads {
+            *urls.write().unwrap_or_else(|e| e.into_inner()) = new.collector_urls.clone();
+        }
+        tracing::info!(sources = new.sources.len(), "config reloaded");
+        self.cfg = Arc::new(new);
     }
 
     /// The wake-up the loop sleeps on; poking it makes a stop take effect at once.
@@ -188,9 +261,15 @@ impl FileServer {
         self.recover_dormant(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
         let mut next_poll = now;
+        let mut next_metrics = now;
         let (mut dirty, mut rescan) = (HashSet::new(), false);
         while !stop.is_cancelled() {
             let now = Instant::now();
+            let reloaded = self.reloads.as_ref().and_then(|(rx, _)| rx.try_recv().ok());
+            if let Some(new) = reloaded {
+                self.apply_reload(new);
+                rescan = true;
+            }
             if rescan || now >= next_scan {
                 self.scan(now, false);
                 next_scan = now + self.cfg.tail.glob_interval;
@@ -238,6 +317,10 @@ impl FileServer {
             }
             self.close_idle(now);
             self.maybe_checkpoint(now);
+            if now >= next_metrics {
+                self.publish_metrics();
+                next_metrics = now + METRICS_EVERY;
+            }
             if read == 0 && !stop.is_cancelled() {
                 let mut wake_at = next_poll.min(next_scan).min(self.next_checkpoint);
                 if let Some(due) = self.batcher.next_due() {
@@ -265,8 +348,34 @@ impl FileServer {
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Publishes counters and gauges (once a second, from the loop).
+    fn publish_metrics(&mut self) {
+        let mut behind = vec![0u64; self.cfg.sources.len()];
+        let mut open = 0;
+        for f in self.files.values() {
+            if f.file.is_some() {
+                open += 1;
+            }
+            let size = if f.file.is_some() {
+                f.size().unwrap_or(0)
+            } else {
+                f.framer.next_pos()
+            };
+            if let Some(b) = behind.get_mut(f.source) {
+                *b += size.saturating_sub(f.committed.pos);
+            }
+        }
+        for (s, b) in self.stats.per_source.iter_mut().zip(behind) {
+            s.bytes_behind = b;
+        }
+        self.stats.files_tracked = self.files.len();
+        self.stats.files_open = open;
+        let names: Vec<String> = self.cfg.sources.iter().map(|s| s.name.clone()).collect();
+        crate::metrics::publish(&self.stats, &names, self.last_checkpoint_write.elapsed());
     }
 
     /// Reads every file in `keys` as far as it goes (bounded per pass).
@@ -299,6 +408,9 @@ impl FileServer {
                 f.refresh_head();
                 total += n;
                 self.stats.bytes += n as u64;
+                if let Some(s) = self.stats.per_source.get_mut(f.source) {
+                    s.bytes += n as u64;
+                }
                 let data = self.read_buf.get(..n).unwrap_or_default();
                 let Some(source) = self.cfg.sources.get(f.source) else {
                     break;
@@ -309,6 +421,7 @@ impl FileServer {
                 };
                 let ctx = EmitCtx {
                     topic,
+                    source_index: f.source,
                     source,
                     source_headers,
                     flags: &self.flags,
@@ -355,6 +468,7 @@ impl FileServer {
         };
         let ctx = EmitCtx {
             topic: self.batcher.topic_index(&source.topic),
+            source_index: f.source,
             source,
             source_headers,
             flags: &self.flags,
@@ -397,6 +511,7 @@ impl FileServer {
             };
             let ctx = EmitCtx {
                 topic: self.batcher.topic_index(&source.topic),
+                source_index: f.source,
                 source,
                 source_headers,
                 flags: &self.flags,
@@ -429,6 +544,9 @@ impl FileServer {
     }
 
     fn checkpoint(&mut self) {
+        if self.dry_run {
+            return;
+        }
         for (key, acked) in self.acks.take() {
             if let Some(f) = self.files.get_mut(&key) {
                 f.acknowledge(acked);
@@ -448,7 +566,10 @@ impl FileServer {
             return;
         }
         match self.checkpointer.save(&entries) {
-            Ok(()) => self.last_saved = entries,
+            Ok(()) => {
+                self.last_saved = entries;
+                self.last_checkpoint_write = Instant::now();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, cause = %std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default(),
                 "cannot write checkpoint; will retry")
@@ -478,6 +599,22 @@ impl FileServer {
             }
         }
     }
+}
+
+/// Each source's static headers: `source`, `host` and its labels.
+fn source_headers(cfg: &AgentConfig) -> Vec<HeaderSet> {
+    cfg.sources
+        .iter()
+        .map(|s| {
+            let mut h = HeaderSet::new();
+            h.push("source", Some(s.name.as_bytes()));
+            h.push("host", Some(cfg.host.as_bytes()));
+            for (k, v) in &s.labels {
+                h.push(k, Some(v.as_bytes()));
+            }
+            h
+        })
+        .collect()
 }
 
 pub(super) fn unix_ms() -> i64 {
