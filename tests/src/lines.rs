@@ -134,6 +134,10 @@ pub struct Report {
     pub duplicated: u64,
     pub altered: u64,
     pub out_of_order: u64,
+    /// The first runs of lost lines: (writer, first sequence, count).
+    pub lost_runs: Vec<(u32, u64, u64)>,
+    /// The first runs of duplicated lines: (writer, first sequence, count).
+    pub duplicated_runs: Vec<(u32, u64, u64)>,
 }
 
 impl std::fmt::Display for Report {
@@ -142,7 +146,14 @@ impl std::fmt::Display for Report {
             f,
             "written {}, delivered {}, lost {}, duplicated {}, altered {}, out of order {}",
             self.written, self.delivered, self.lost, self.duplicated, self.altered, self.out_of_order
-        )
+        )?;
+        for (w, first, n) in &self.lost_runs {
+            write!(f, "\n  lost: writer {w}, lines {first}..{}", first + n)?;
+        }
+        for (w, first, n) in &self.duplicated_runs {
+            write!(f, "\n  duplicated: writer {w}, lines {first}..{}", first + n)?;
+        }
+        Ok(())
     }
 }
 
@@ -194,11 +205,30 @@ pub fn check(records: &[serde_json::Value], written: &BTreeMap<u32, u64>) -> Rep
     for (&w, &n) in written {
         for s in 0..n {
             match seen.get(&(w, s)) {
-                None => report.lost += 1,
-                Some(&c) if c > 1 => report.duplicated += u64::from(c - 1),
+                None => {
+                    report.lost += 1;
+                    add_to_runs(&mut report.lost_runs, w, s);
+                }
+                Some(&c) if c > 1 => {
+                    report.duplicated += u64::from(c - 1);
+                    add_to_runs(&mut report.duplicated_runs, w, s);
+                }
                 Some(_) => {}
             }
         }
     }
     report
+}
+
+/// Extends the last run of `runs` with line `s` of writer `w`, or starts a
+/// new run (at most ten are kept).
+fn add_to_runs(runs: &mut Vec<(u32, u64, u64)>, w: u32, s: u64) {
+    if let Some((lw, first, n)) = runs.last_mut()
+        && *lw == w
+        && *first + *n == s
+    {
+        *n += 1;
+    } else if runs.len() < 10 {
+        runs.push((w, s, 1));
+    }
 }

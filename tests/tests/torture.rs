@@ -181,11 +181,16 @@ fn torture(dedup: bool, lines_per_writer: u64, min_kills: u32, soak: Option<Dura
         if r.lost == 0 {
             break r;
         }
-        assert!(
-            Instant::now() < deadline,
-            "gave up waiting: {r}\nagent log:\n{}",
-            agent.proc.stderr_text()
-        );
+        if Instant::now() >= deadline {
+            // Keep the files, logs of every agent and collector run, and
+            // stored data for the post-mortem.
+            let kept = tmp.keep();
+            panic!(
+                "gave up waiting: {r}\nfiles and logs kept in {}\nlast agent log:\n{}",
+                kept.display(),
+                agent.proc.stderr_text()
+            );
+        }
         pace(Duration::from_millis(200));
     };
     let _ = report;
@@ -196,6 +201,9 @@ fn torture(dedup: bool, lines_per_writer: u64, min_kills: u32, soak: Option<Dura
         agent.proc.stderr_text()
     );
     let report = check(&collector.records("torture"), &written);
+    if dedup && (report.duplicated, report.altered, report.out_of_order) != (0, 0, 0) {
+        eprintln!("files and logs kept in {}", tmp.keep().display());
+    }
     (report, kills)
 }
 

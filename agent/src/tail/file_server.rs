@@ -405,7 +405,7 @@ impl FileServer {
                 }
                 f.at_eof = false;
                 f.last_growth = now;
-                f.refresh_head();
+                f.refresh_head(f.framer.next_pos() + n as u64);
                 total += n;
                 self.stats.bytes += n as u64;
                 if let Some(s) = self.stats.per_source.get_mut(f.source) {
@@ -459,6 +459,14 @@ impl FileServer {
         // Remember the old content's head and how far it was read: a copy
         // of it (logrotate's copytruncate) is then read only past that point.
         self.retired_heads_insert(key);
+        // What had not been read of the old content is in its copy, if
+        // copytruncate made one: read it from there.
+        let old = self.files.get(&key).and_then(|f| {
+            let dir = f.path.parent()?.to_path_buf();
+            Some((dir, f.head, f.framer.emitted_pos(), f.source))
+        });
+        let adopted =
+            old.is_some_and(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
         let Some(f) = self.files.get_mut(&key) else { return };
         let Some(source) = self.cfg.sources.get(f.source) else {
             return;
@@ -481,10 +489,13 @@ impl FileServer {
             sealed,
             scratch: &mut self.scratch,
         };
-        // The old content is gone: its last line and held event go out now.
-        emit_lines(f, &ctx, &mut sink, |framer, emit| {
-            framer.flush(emit);
-        });
+        // The old content is gone: its last line (unless the copy has it
+        // whole) and held event go out now.
+        if !adopted {
+            emit_lines(f, &ctx, &mut sink, |framer, emit| {
+                framer.flush(emit);
+            });
+        }
         flush_multiline(f, &ctx, &mut sink, true);
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint::Entry;
 use super::discover::discover;
 use super::file_server::FileServer;
-use super::fingerprint::{FileKey, Head};
+use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use super::tracked::{Start, TrackedFile};
 use crate::config::StartAt;
 
@@ -25,11 +25,12 @@ const MIN_COPY_HEAD: u32 = 64;
 const COPY_WINDOW: Duration = Duration::from_secs(600);
 /// Truncated contents remembered for copy detection.
 const MAX_RETIRED: usize = 256;
-/// How long a file that looks like a copy in progress may stop growing
-/// before it is decided on anyway.
-const COPY_STALL: Duration = Duration::from_secs(2);
-/// Bytes compared to tell a copy in progress from an unrelated file.
-const PREFIX_CHECK_BYTES: u64 = 64 << 10;
+/// Longest a new file waits for the truncation that would make it a copy
+/// (logrotate truncates right after copying).
+const COPY_DECISION: Duration = Duration::from_secs(2);
+
+/// Tracked files with a full head, by directory and head CRC.
+type LiveHeads = HashMap<(PathBuf, u32), Vec<FileKey>>;
 
 /// The content a file had before it was truncated, and how far it was read.
 #[derive(Debug, Clone)]
@@ -50,7 +51,13 @@ impl FileServer {
                 tracing::warn!(path = %s.path.display(), reason = %s.reason, "cannot tail matched path; skipping it");
             }
         }
+        if !self.deferred.is_empty() {
+            // A file that vanished while waiting is no longer waited for.
+            let paths: std::collections::HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
+            self.deferred.retain(|p, _| paths.contains(p.as_path()));
+        }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
+        let heads = if initial { LiveHeads::new() } else { self.live_heads() };
         for f in found {
             let key = FileKey::of(&f.meta);
             if !seen.insert(key) {
@@ -86,8 +93,8 @@ impl FileServer {
                 continue;
             }
             seen.insert(key);
-            if !initial && self.copy_in_progress(&f.path, &file, meta.len(), now) {
-                continue; // decided at a later scan, once the copy is done
+            if !initial && self.defer_possible_copy(&f.path, &file, meta.len(), now, &heads) {
+                continue; // decided at a later scan
             }
             let start = self.start_for(key, f.source, &f.path, &file, &meta, initial, now);
             match TrackedFile::new(
@@ -136,7 +143,11 @@ impl FileServer {
         let producer_id = self.stream_id(key, meta);
         if let Some(entry) = self.dormant.remove(&key) {
             match entry.head.matches(file) {
-                Ok(true) if entry.pos <= meta.len() => {
+                // A head shorter than the position it vouches for (up to
+                // HEAD_BYTES) cannot tell this content from a later one.
+                Ok(true)
+                    if entry.pos <= meta.len() && u64::from(entry.head.len) >= entry.pos.min(HEAD_BYTES as u64) =>
+                {
                     return Start {
                         pos: entry.pos,
                         producer_id: entry.producer_id,
@@ -148,8 +159,21 @@ impl FileServer {
                     "file is shorter than its checkpoint (truncated while the agent was down); reading it from the start"),
                 _ => {
                     self.stats.inode_reused += 1;
-                    tracing::warn!(path = %path.display(), "inode reused by a different file; reading the new file from the start");
+                    tracing::warn!(path = %path.display(), "content changed since the checkpoint (truncated and rewritten, or the inode reused); reading the file from the start");
                 }
+            }
+            // Truncated while the agent was down (copytruncate): what had
+            // not been read of the old content is in the copy, if any.
+            if let Some(dir) = path.parent() {
+                let dir = dir.to_owned();
+                self.adopt_truncated_copy(
+                    &dir,
+                    entry.head,
+                    entry.pos,
+                    source,
+                    Some((entry.producer_id, entry.next_seq)),
+                    now,
+                );
             }
             // The same stream id (the inode came back without a birth time to
             // tell it apart) continues its sequence, so nothing is mistaken
@@ -166,10 +190,7 @@ impl FileServer {
                 generation: 0,
             };
         }
-        if let Some(pos) = self
-            .copy_of_retired(path, file, meta.len(), now)
-            .or_else(|| self.copy_of_live(path, file, meta.len()))
-        {
+        if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
             tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
             return Start {
                 pos,
@@ -186,6 +207,107 @@ impl FileServer {
             next_seq: 0,
             generation: 0,
         }
+    }
+
+    /// After a file in `dir` was truncated with its old content (head
+    /// `head`) read up to `pos`, finds the copy that copytruncate made of
+    /// that content (an untracked file in the same directory that starts
+    /// with the same head and is longer than `pos`; the newest if several)
+    /// and tails it from `pos` to its end, so that lines written just
+    /// before the truncation are not lost. `original` is the truncated
+    /// file's stream and next sequence number when its position is only
+    /// known from a checkpoint (the agent was down): what the collector
+    /// stored of it then says how far the old content really got. Returns
+    /// whether a copy was found.
+    pub(super) fn adopt_truncated_copy(
+        &mut self,
+        dir: &Path,
+        head: Head,
+        pos: u64,
+        source: usize,
+        original: Option<(i64, i64)>,
+        now: Instant,
+    ) -> bool {
+        if head.len < MIN_COPY_HEAD {
+            return false;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let mut best: Option<(std::time::SystemTime, PathBuf, File, std::fs::Metadata)> = None;
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = e.path();
+            let Ok(file) = File::open(&path) else { continue };
+            let Ok(meta) = file.metadata() else { continue };
+            if meta.len() <= pos || self.files.contains_key(&FileKey::of(&meta)) {
+                continue;
+            }
+            if !head.matches(&file).unwrap_or(false) {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if best.as_ref().is_none_or(|b| modified > b.0) {
+                best = Some((modified, path, file, meta));
+            }
+        }
+        let Some((_, path, file, meta)) = best else {
+            return false;
+        };
+        let key = FileKey::of(&meta);
+        // A copy already being read before a crash resumes from its own entry.
+        let start = match self.dormant.remove(&key) {
+            Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= meta.len() => Start {
+                pos: e.pos,
+                producer_id: e.producer_id,
+                next_seq: e.next_seq,
+                generation: e.generation,
+            },
+            _ => Start {
+                pos,
+                producer_id: self.stream_id(key, &meta),
+                next_seq: 0,
+                generation: 0,
+            },
+        };
+        let Ok(mut t) = TrackedFile::new(
+            key,
+            source,
+            path.clone(),
+            file,
+            start,
+            (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines),
+            now,
+        ) else {
+            return false;
+        };
+        tracing::info!(path = %path.display(), pos = start.pos, "reading the rest of truncated content from its copy");
+        // Not in the glob until a scan finds it there.
+        t.gone = true;
+        t.continues = original;
+        t.record_key = self.render_key(source, &path);
+        self.deferred.remove(&path);
+        self.retired.retain(|r| !(r.dir == dir && r.head == head));
+        self.by_path.insert(path, key);
+        self.files.insert(key, t);
+        self.open_handles += 1;
+        true
+    }
+
+    /// Tracked files with a full-length head, by directory and head CRC.
+    fn live_heads(&self) -> LiveHeads {
+        let mut heads = LiveHeads::new();
+        for f in self.files.values() {
+            if !f.gone
+                && f.head.len as usize == HEAD_BYTES
+                && let Some(dir) = f.path.parent()
+            {
+                heads.entry((dir.to_owned(), f.head.crc)).or_default().push(f.key);
+            }
+        }
+        heads
     }
 
     /// Remembers a file's content just before it was truncated.
@@ -219,59 +341,35 @@ impl FileServer {
         Some(r.pos)
     }
 
-    /// Whether `path` looks like a copy of a tracked file still being
-    /// written: its whole content so far is a prefix of the original's, and
-    /// it is shorter than what was read of the original. Such a file is
-    /// left alone until it has grown that far (a copy: read from there), or
-    /// has diverged (not a copy), or has stopped growing for a while.
-    fn copy_in_progress(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> bool {
+    /// Whether to wait before deciding where a new file starts, because it
+    /// may be a copy that copytruncate is making of a tracked file (and
+    /// whose original is about to be truncated). A copy is only recognised
+    /// once the truncation is seen (`copy_of_retired`): until then a file
+    /// that starts like a tracked one (its first KiB) and holds at least
+    /// what was read of it waits, at most `COPY_DECISION`; so does a new
+    /// file too short to tell. Unrelated files with the same first KiB
+    /// (a shared banner) are then read from their start: they are never
+    /// skipped unless an original was truncated.
+    fn defer_possible_copy(&mut self, path: &Path, file: &File, size: u64, now: Instant, heads: &LiveHeads) -> bool {
+        let first_seen = self.deferred.entry(path.to_owned()).or_insert((now, size)).0;
+        if now.duration_since(first_seen) >= COPY_DECISION {
+            self.deferred.remove(path);
+            return false;
+        }
+        if size < HEAD_BYTES as u64 {
+            return true; // too short to tell yet
+        }
         let Some(dir) = path.parent() else { return false };
-        // An empty file is a prefix of anything: a copy that has only just
-        // been created. Waiting costs nothing, there is nothing to read yet.
-        // Only a file still in place (not rotated away) with an open handle
-        // can be the original: compare through its handle, since its path
-        // may already name another file.
-        let candidate = self.files.values().find(|f| {
-            !f.gone
-                && f.path.parent() == Some(dir)
-                && f.framer.emitted_pos() > size
-                && f.file
-                    .as_ref()
-                    .is_some_and(|orig| size == 0 || is_prefix_of(file, size, orig))
+        let Ok(head) = Head::read(file) else { return false };
+        let waits = heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
+            keys.iter()
+                .filter_map(|k| self.files.get(k))
+                .any(|o| !o.gone && o.framer.emitted_pos() <= size)
         });
-        if candidate.is_none() {
+        if !waits {
             self.deferred.remove(path);
-            return false;
         }
-        let first = *self.deferred.entry(path.to_owned()).or_insert((now, size));
-        if size != first.1 {
-            self.deferred.insert(path.to_owned(), (now, size));
-            return true;
-        }
-        // Stalled for long enough: stop waiting (it is then read from
-        // where the original had been read to, or its end).
-        if now.duration_since(first.0) >= COPY_STALL {
-            self.deferred.remove(path);
-            return false;
-        }
-        true
-    }
-
-    /// A new file in the same directory that starts with a tracked file's
-    /// head and is at least as long as what was read of it: a copy being
-    /// made by copytruncate, seen before the truncation. It is read from
-    /// where the original had been read to. (With logrotate's `copy`
-    /// without truncation, lines between that point and the copy would be
-    /// shipped twice: use a glob that does not match rotated names.)
-    fn copy_of_live(&self, path: &Path, file: &File, size: u64) -> Option<u64> {
-        let dir = path.parent()?;
-
-        self.files
-            .values()
-            .filter(|f| !f.gone && f.head.len >= MIN_COPY_HEAD && f.path.parent() == Some(dir))
-            .filter(|f| f.framer.emitted_pos() <= size && f.framer.emitted_pos() > 0)
-            .find(|f| f.head.matches(file).unwrap_or(false))
-            .map(|f| f.framer.emitted_pos())
+        waits
     }
 
     /// Files in the checkpoint that no glob matches any more: rotation
@@ -454,15 +552,6 @@ impl FileServer {
         }
         (h.finish() & (i64::MAX as u64)) as i64
     }
-}
-
-/// Whether the first `size` bytes of `file` equal the start of `original`
-/// (compared up to `PREFIX_CHECK_BYTES`).
-fn is_prefix_of(file: &File, size: u64, original: &File) -> bool {
-    use std::os::unix::fs::FileExt;
-    let n = size.min(PREFIX_CHECK_BYTES) as usize;
-    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-    file.read_exact_at(&mut a, 0).is_ok() && original.read_exact_at(&mut b, 0).is_ok() && a == b
 }
 
 /// Regular files of a directory by device and inode.

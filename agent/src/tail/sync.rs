@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use super::file_server::FileServer;
-use super::fingerprint::{FileKey, Head};
+use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use crate::ship::acks::Acked;
 use crate::ship::client::StreamState;
 
@@ -58,24 +58,36 @@ impl FileServer {
             .map(|f| f.key)
             .take(LOOKUP_BATCH)
             .collect();
-        let keys: Vec<(String, i64)> = pending
-            .iter()
-            .filter_map(|k| self.files.get(k))
-            .map(|f| {
-                (
-                    self.cfg
-                        .sources
-                        .get(f.source)
-                        .map(|s| s.topic.clone())
-                        .unwrap_or_default(),
-                    f.producer_id,
-                )
-            })
-            .collect();
+        let topic_of = |f: &super::tracked::TrackedFile| {
+            self.cfg
+                .sources
+                .get(f.source)
+                .map(|s| s.topic.clone())
+                .unwrap_or_default()
+        };
+        let mut keys: Vec<(String, i64)> = Vec::with_capacity(pending.len());
+        // Originals of copies adopted after a truncation, asked about after
+        // the files themselves: (index in `pending`, index in `keys`).
+        let mut originals: Vec<(usize, usize)> = Vec::new();
+        for f in pending.iter().filter_map(|k| self.files.get(k)) {
+            keys.push((topic_of(f), f.producer_id));
+        }
+        for (i, f) in pending.iter().enumerate() {
+            if let Some(f) = self.files.get(f)
+                && let Some((original, _)) = f.continues
+            {
+                originals.push((i, keys.len()));
+                keys.push((topic_of(f), original));
+            }
+        }
         match lookup.lookup(&keys) {
             Ok(states) => {
-                for (key, state) in pending.iter().zip(states) {
-                    self.apply_stream_state(*key, &state);
+                for (i, (key, state)) in pending.iter().zip(&states).enumerate() {
+                    let original = originals
+                        .iter()
+                        .find(|(p, _)| *p == i)
+                        .and_then(|&(_, k)| states.get(k));
+                    self.apply_stream_state(*key, state, original);
                 }
                 self.sync_failures = 0;
                 true
@@ -91,10 +103,13 @@ impl FileServer {
         }
     }
 
-    fn apply_stream_state(&mut self, key: FileKey, state: &StreamState) {
+    fn apply_stream_state(&mut self, key: FileKey, state: &StreamState, original: Option<&StreamState>) {
         let Some(f) = self.files.get_mut(&key) else { return };
         f.synced = true;
         if !state.found {
+            if let (Some(original), Some((_, checkpoint_seq))) = (original, f.continues) {
+                resume_copy(f, original, checkpoint_seq);
+            }
             return; // the collector has nothing: the checkpoint stands
         }
         let next_seq = state.next_sequence.unwrap_or(f.next_seq);
@@ -104,13 +119,24 @@ impl FileServer {
             return;
         };
         let size = f.size().unwrap_or(0);
-        let same_content = f.file.as_ref().is_some_and(|file| head.matches(file).unwrap_or(false));
-        let resume = if same_content && pos <= size {
-            pos
-        } else {
+        // A head shorter than what the cursor covers (up to HEAD_BYTES)
+        // cannot tell this content from a later one: do not trust it.
+        let head_covers = u64::from(head.len) >= pos.min(HEAD_BYTES as u64);
+        let same_content = head_covers && f.file.as_ref().is_some_and(|file| head.matches(file).unwrap_or(false));
+        let changed = !(same_content && pos <= size);
+        let resume = if changed {
             // The content changed since the collector's last batch
-            // (truncated or replaced): the current content is new to it.
+            // (truncated or replaced): the current content is new to it,
+            // and the head must be the new content's, or later cursors
+            // would vouch for the old one.
+            if let Some(file) = &f.file
+                && let Ok(h) = Head::read(file)
+            {
+                f.head = h;
+            }
             0
+        } else {
+            pos
         };
         if resume != f.framer.emitted_pos() || f.framer.partial_len() > 0 {
             tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume, next_seq,
@@ -125,5 +151,46 @@ impl FileServer {
             generation: f.generation,
         };
         f.at_eof = false;
+        if changed && head_covers && pos > 0 {
+            // Truncated (copytruncate) since that batch: what had not been
+            // stored of the old content is in the copy, if there is one.
+            let (dir, source) = (f.path.parent().map(std::path::Path::to_path_buf), f.source);
+            if let Some(dir) = dir {
+                self.adopt_truncated_copy(&dir, head, pos, source, None, Instant::now());
+            }
+        }
+    }
+}
+
+/// Where the copy of content truncated while the agent was down resumes,
+/// given what the collector stored of the original's stream (whose
+/// checkpoint had `checkpoint_seq` as next sequence number): after the
+/// original's cursor if that is in this content; at the copy's end if the
+/// stream has records past the checkpoint from other (later) content,
+/// which means the run before the crash finished this content; else where
+/// the checkpoint said.
+fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, checkpoint_seq: i64) {
+    if !original.found {
+        return;
+    }
+    let size = f.size().unwrap_or(0);
+    let cursor = original.cursor.as_deref().and_then(parse_cursor);
+    let resume = match cursor {
+        Some((pos, head))
+            if u64::from(head.len) >= pos.min(HEAD_BYTES as u64)
+                && pos <= size
+                && f.file.as_ref().is_some_and(|file| head.matches(file).unwrap_or(false)) =>
+        {
+            pos
+        }
+        _ if original.next_sequence.is_some_and(|n| n > checkpoint_seq) => size,
+        _ => return,
+    };
+    if resume > f.framer.emitted_pos() {
+        tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume,
+            "resuming the copy after what the collector holds of the original");
+        f.framer.reset(resume);
+        f.committed.pos = resume;
+        f.last_record_end = resume;
     }
 }

@@ -56,6 +56,11 @@ pub struct TrackedFile {
     pub record_key: Option<Vec<u8>>,
     /// File position after the last event turned into a record.
     pub last_record_end: u64,
+    /// For the copy of a file truncated while the agent was down: the
+    /// original's stream and its next sequence number per the checkpoint.
+    /// What the collector stored of that stream says how far the old
+    /// content got before the crash.
+    pub continues: Option<(i64, i64)>,
 }
 
 /// Where a newly tracked file starts.
@@ -108,6 +113,7 @@ impl TrackedFile {
             multiline: Multiline::new(),
             record_key: None,
             last_record_end: start.pos,
+            continues: None,
         })
     }
 
@@ -160,9 +166,12 @@ impl TrackedFile {
 
     /// Lengthens the head fingerprint of a file that has grown past it, so
     /// that the cursors its batches carry identify the content well.
-    pub fn refresh_head(&mut self) {
+    /// `read_end` is where the bytes just read end: the head must cover
+    /// them (up to `HEAD_BYTES`) before they are sent, or a cursor could
+    /// carry a head too short to tell this content from the next one.
+    pub fn refresh_head(&mut self, read_end: u64) {
         if (self.head.len as usize) < HEAD_BYTES
-            && self.framer.next_pos() > u64::from(self.head.len)
+            && read_end > u64::from(self.head.len)
             && let Some(Ok(h)) = self.file.as_ref().map(Head::read)
         {
             self.head = h;
