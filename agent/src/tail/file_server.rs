@@ -78,7 +78,6 @@ pub struct FileServer {
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::lifecycle::Retired>,
     /// New files that look like copies in progress: first seen, size then.
-    pub(super) deferred: HashMap<PathBuf, (Instant, u64)>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
@@ -178,7 +177,6 @@ impl FileServer {
                 ..Stats::default()
             },
             retired: Vec::new(),
-            deferred: HashMap::new(),
             lookup,
             next_sync: Instant::now(),
             last_checkpoint_write: Instant::now(),
@@ -284,10 +282,10 @@ impl FileServer {
                     None => unknown = true,
                 }
             }
-            // A path no file is tracked at changed: a new file, or one
-            // waiting to be decided on. Rescan soon (rate-limited, since an
-            // excluded file being written also lands here).
-            if (unknown || !self.deferred.is_empty()) && next_scan > now + UNKNOWN_PATH_RESCAN {
+            // A path no file is tracked at changed: a new file. Rescan
+            // soon (rate-limited, since an excluded file being written
+            // also lands here).
+            if unknown && next_scan > now + UNKNOWN_PATH_RESCAN {
                 next_scan = now + UNKNOWN_PATH_RESCAN;
             }
             let polling = self.watcher.is_none();
@@ -383,8 +381,12 @@ impl FileServer {
         let mut total = 0;
         let now_ms = unix_ms();
         let mut sealed = Vec::new();
+        let mut heads = None;
         for key in keys {
-            if !self.files.get(&key).is_some_and(|f| f.synced) || !self.ensure_open(key, now) {
+            if !self.files.get(&key).is_some_and(|f| f.synced)
+                || !self.ensure_open(key, now)
+                || !self.copy_check_passed(key, now, &mut heads)
+            {
                 continue;
             }
             for _ in 0..READS_PER_PASS {

@@ -51,11 +51,6 @@ impl FileServer {
                 tracing::warn!(path = %s.path.display(), reason = %s.reason, "cannot tail matched path; skipping it");
             }
         }
-        if !self.deferred.is_empty() {
-            // A file that vanished while waiting is no longer waited for.
-            let paths: std::collections::HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
-            self.deferred.retain(|p, _| paths.contains(p.as_path()));
-        }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
         let heads = if initial { LiveHeads::new() } else { self.live_heads() };
         for f in found {
@@ -93,9 +88,7 @@ impl FileServer {
                 continue;
             }
             seen.insert(key);
-            if !initial && self.defer_possible_copy(&f.path, &file, meta.len(), now, &heads) {
-                continue; // decided at a later scan
-            }
+            let maybe_copy = !initial && self.might_be_copy(&f.path, &file, meta.len(), &heads);
             let start = self.start_for(key, f.source, &f.path, &file, &meta, initial, now);
             match TrackedFile::new(
                 key,
@@ -108,6 +101,12 @@ impl FileServer {
             ) {
                 Ok(mut t) => {
                     t.record_key = self.render_key(f.source, &f.path);
+                    if maybe_copy && start.pos == 0 {
+                        // Tracked (so followed through renames) but not
+                        // read until it is known not to be a copy.
+                        tracing::debug!(path = %f.path.display(), "may be a copy in the making; holding it back");
+                        t.copy_check_until = Some(now + COPY_DECISION);
+                    }
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
                     self.by_path.insert(f.path, key);
                     self.files.insert(key, t);
@@ -288,7 +287,6 @@ impl FileServer {
         t.gone = true;
         t.continues = original;
         t.record_key = self.render_key(source, &path);
-        self.deferred.remove(&path);
         self.retired.retain(|r| !(r.dir == dir && r.head == head));
         self.by_path.insert(path, key);
         self.files.insert(key, t);
@@ -341,35 +339,55 @@ impl FileServer {
         Some(r.pos)
     }
 
-    /// Whether to wait before deciding where a new file starts, because it
-    /// may be a copy that copytruncate is making of a tracked file (and
-    /// whose original is about to be truncated). A copy is only recognised
-    /// once the truncation is seen (`copy_of_retired`): until then a file
-    /// that starts like a tracked one (its first KiB) and holds at least
-    /// what was read of it waits, at most `COPY_DECISION`; so does a new
-    /// file too short to tell. Unrelated files with the same first KiB
-    /// (a shared banner) are then read from their start: they are never
-    /// skipped unless an original was truncated.
-    fn defer_possible_copy(&mut self, path: &Path, file: &File, size: u64, now: Instant, heads: &LiveHeads) -> bool {
-        let first_seen = self.deferred.entry(path.to_owned()).or_insert((now, size)).0;
-        if now.duration_since(first_seen) >= COPY_DECISION {
-            self.deferred.remove(path);
-            return false;
-        }
+    /// Whether a new file may be a copy that copytruncate is making of a
+    /// tracked file whose truncation is still to come: it starts like a
+    /// tracked file in the same directory (its first KiB, whatever its
+    /// size: the copy may still be being written), or is too short to
+    /// tell. Such a file is tracked at once but not read until
+    /// `copy_check_passed` says so.
+    fn might_be_copy(&self, path: &Path, file: &File, size: u64, heads: &LiveHeads) -> bool {
         if size < HEAD_BYTES as u64 {
-            return true; // too short to tell yet
+            return true;
         }
         let Some(dir) = path.parent() else { return false };
         let Ok(head) = Head::read(file) else { return false };
-        let waits = heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
-            keys.iter()
-                .filter_map(|k| self.files.get(k))
-                .any(|o| !o.gone && o.framer.emitted_pos() <= size)
-        });
-        if !waits {
-            self.deferred.remove(path);
+        heads
+            .get(&(dir.to_owned(), head.crc))
+            .is_some_and(|keys| keys.iter().filter_map(|k| self.files.get(k)).any(|o| !o.gone))
+    }
+
+    /// Whether a file held back as a possible copy may be read now: once
+    /// a tracked file's truncation shows it is that file's copy (it is then
+    /// read only past what was read of the original), once it is long
+    /// enough and starts like no tracked file, or after `COPY_DECISION`.
+    /// Unrelated files are thus read from their start, at most a little
+    /// later; a file is never skipped unless an original was truncated.
+    pub(super) fn copy_check_passed(&mut self, key: FileKey, now: Instant, heads: &mut Option<LiveHeads>) -> bool {
+        let Some(f) = self.files.get(&key) else { return false };
+        let Some(until) = f.copy_check_until else { return true };
+        let Some(file) = f.file.as_ref().and_then(|h| h.try_clone().ok()) else {
+            return false;
+        };
+        let (path, size) = (f.path.clone(), f.size().unwrap_or(0));
+        let copy_from = self.copy_of_retired(&path, &file, size, now);
+        let decided = copy_from.is_some() || now >= until || {
+            let heads = heads.get_or_insert_with(|| self.live_heads());
+            size >= HEAD_BYTES as u64 && !self.might_be_copy(&path, &file, size, heads)
+        };
+        if !decided {
+            return false;
         }
-        waits
+        let Some(f) = self.files.get_mut(&key) else {
+            return false;
+        };
+        f.copy_check_until = None;
+        if let Some(pos) = copy_from {
+            tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
+            f.framer.reset(pos);
+            f.committed.pos = pos;
+            f.last_record_end = pos;
+        }
+        true
     }
 
     /// Files in the checkpoint that no glob matches any more: rotation

@@ -61,6 +61,9 @@ pub struct TrackedFile {
     /// What the collector stored of that stream says how far the old
     /// content got before the crash.
     pub continues: Option<(i64, i64)>,
+    /// A new file that may be a copy in the making is not read before
+    /// this (see `copy_check_passed`).
+    pub copy_check_until: Option<Instant>,
 }
 
 /// Where a newly tracked file starts.
@@ -114,6 +117,7 @@ impl TrackedFile {
             record_key: None,
             last_record_end: start.pos,
             continues: None,
+            copy_check_until: None,
         })
     }
 
