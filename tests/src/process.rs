@@ -167,7 +167,10 @@ impl Collector {
                 .find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
                 .map(|url| (url, kafka))
         });
-        let addr = url.trim_start_matches("http://").to_owned();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         Collector {
             proc,
             dir: dir.to_owned(),

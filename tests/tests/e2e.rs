@@ -14,6 +14,7 @@ mod kafka_raw;
 mod loki_push;
 mod pipeline;
 mod quickstart;
+mod security;
 mod store;
 mod tailing;
 mod torture;

@@ -56,6 +56,8 @@ pub struct ShipperConfig {
     pub urls: SharedUrls,
     pub compression: Compression,
     pub request_timeout: Duration,
+    /// Token and TLS settings.
+    pub auth: crate::config::CollectorAuth,
 }
 
 /// What the shipper did, for the exit summary and tests.
@@ -126,7 +128,15 @@ pub async fn run(
             }
         }
     });
-    let http = match reqwest::Client::builder()
+    let builder = match super::http::client_builder(&config.auth) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build HTTP client");
+            compress_stage.abort();
+            return ShipperStats::default();
+        }
+    };
+    let http = match builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(config.request_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -363,8 +373,12 @@ impl StreamLookup {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(handle: tokio::runtime::Handle, urls: SharedUrls) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        urls: SharedUrls,
+        auth: &crate::config::CollectorAuth,
+    ) -> Result<Self, String> {
+        let http = super::http::client_builder(auth)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(LOOKUP_TIMEOUT)
             .build()

@@ -4,11 +4,14 @@
 //! lives in `ingest/`, `store/` and `query/`.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod loki;
+pub mod observe;
 pub mod read;
 pub mod router;
+pub mod serve;
 pub mod streams;
 
 use std::sync::Arc;
@@ -28,4 +31,6 @@ pub struct AppState {
     /// Consumer groups and committed offsets: one coordinator for Kafka
     /// clients and HTTP consumers alike.
     pub coordinator: Arc<GroupCoordinator>,
+    /// The Prometheus recorder's handle, for `GET /metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
