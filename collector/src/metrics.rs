@@ -93,7 +93,7 @@ fn describe() {
     );
     describe_counter!(
         "logpost_collector_rejected_requests_total",
-        "Requests refused, per reason (auth_missing, auth_unknown, auth_scope, body_too_large, too_many_records, bad_request, topic_limit, busy, header_timeout, header_too_large, tls_handshake)."
+        "Requests refused, per reason (auth_missing, auth_unknown, auth_scope, body_too_large, bad_request, topic_limit, busy, header_timeout, header_too_large, tls_handshake)."
     );
 }
 

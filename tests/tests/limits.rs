@@ -164,7 +164,15 @@ fn issue_8_oversized_heads_and_batches_hostile_names_topic_cap() {
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("http.max_batch_records"), "{body}");
 
-    for hostile in ["..", "a%2Fb", "..%2F..%2Fetc", "%00x", "a%20b", &"x".repeat(300)] {
+    // (A bare ".." never reaches the collector: URL normalisation removes it.)
+    for hostile in [
+        "a%2Fb",
+        "..%2F..%2Fetc",
+        "%2E%2E%2Fx",
+        "%00x",
+        "a%20b",
+        &"x".repeat(300),
+    ] {
         let (status, body) = post(&c.url, hostile, batch(&["x".into()], 1));
         assert_eq!(status, 400, "{hostile}: {body}");
     }

@@ -201,7 +201,6 @@ fn check_record_counts(batches: &[crate::ingest::validate::CheckedBatch], max: u
     for (i, b) in batches.iter().enumerate() {
         let n = u32::try_from(b.header.records_count).unwrap_or(u32::MAX);
         if n > max {
-            crate::metrics::rejected("too_many_records");
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("batch {i} holds {n} records; the limit is {max} (http.max_batch_records)"),
