@@ -153,3 +153,71 @@ pub fn validate_auth(raw: &AuthToml, problems: &mut Problems<'_>) -> AuthSetting
         allow_anonymous_remote: raw.allow_anonymous_remote,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::CollectorConfig;
+    use logpost_shared::config::SourceText;
+
+    fn load(text: &str) -> Result<CollectorConfig, String> {
+        CollectorConfig::from_source(&SourceText {
+            path: "collector.toml".into(),
+            text: text.to_owned(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tokens_need_one_source_a_scope_and_length() {
+        let c = load("data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nscopes = [\"ingest\", \"read\"]\n")
+            .unwrap();
+        assert_eq!(c.auth.tokens.len(), 1);
+        assert!(
+            !format!("{:?}", c.auth).contains("0123456789abcdef"),
+            "debug output hides secrets"
+        );
+        let err = load("data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"short\"\nscopes = [\"read\"]\n")
+            .unwrap_err();
+        assert!(err.contains("auth.tokens[0]: token is 5 characters"), "{err}");
+        let err = load("data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\nscopes = [\"read\"]\n").unwrap_err();
+        assert!(
+            err.contains("exactly one of `token`, `token_file`, `token_env`"),
+            "{err}"
+        );
+        let err = load(
+            "data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\ntoken_file = \"/nonexistent/t\"\nscopes = [\"read\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("/nonexistent/t: cannot read token file"), "{err}");
+        let err = load(
+            "data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nscopes = [\"write\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown variant `write`"), "{err}");
+        let err = load("data_dir = \"/x\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nscopes = []\n")
+            .unwrap_err();
+        assert!(err.contains("auth.tokens[0].scopes: at least one scope"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_without_tokens_is_refused() {
+        let err = load("data_dir = \"/x\"\n[http]\nlisten = \"0.0.0.0:7070\"\n").unwrap_err();
+        assert!(
+            err.contains("collector.toml:3:10: http.listen: 0.0.0.0:7070 is not a loopback address"),
+            "{err}"
+        );
+        assert!(
+            load("data_dir = \"/x\"\n[http]\nlisten = \"0.0.0.0:7070\"\n[auth]\nallow_anonymous_remote = true\n")
+                .is_ok()
+        );
+        assert!(load("data_dir = \"/x\"\n[http]\nlisten = \"[::1]:7070\"\n").is_ok());
+        let with_token = "data_dir = \"/x\"\n[http]\nlisten = \"0.0.0.0:7070\"\n[[auth.tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nscopes = [\"admin\"]\n";
+        assert!(load(with_token).is_ok());
+        let err = load("data_dir = \"/x\"\n[http.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n")
+            .unwrap_err();
+        assert!(
+            err.contains("http.tls: /nonexistent/c.pem: cannot read certificate"),
+            "{err}"
+        );
+    }
+}
