@@ -123,6 +123,7 @@ pub async fn run_with(
         writer,
         router: PartitionRouter::new(),
         coordinator,
+        validations: tokio::sync::Semaphore::new(crate::http::validation_slots()),
         metrics,
     });
     let kafka = match kafka_listener {

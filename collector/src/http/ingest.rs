@@ -83,6 +83,7 @@ pub async fn ingest(
     let max_records = app.config.http.max_batch_records;
     let store = Arc::clone(&app.store);
     let topic_name = topic.clone();
+    let permit = app.validations.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
     // Validation decompresses and topic creation fsyncs: both off the runtime.
     let (topic, batches) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let batches = split_and_check(&body, limit)?;
@@ -91,6 +92,7 @@ pub async fn ingest(
         Ok((topic, batches))
     })
     .await??;
+    drop(permit);
 
     let count = topic.meta.partitions;
     let mut per_partition: Vec<Vec<usize>> = vec![Vec::new(); count as usize];

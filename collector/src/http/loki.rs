@@ -62,6 +62,7 @@ pub async fn push(
     );
     let tenant = text(TENANT_HEADER);
     let planner = Arc::clone(&app);
+    let permit = app.validations.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
     // Inflating and decoding a body, and creating a topic, are blocking work.
     let plan = tokio::task::spawn_blocking(move || -> Result<Plan, ApiError> {
         let settings = &planner.config.loki;
@@ -91,6 +92,7 @@ pub async fn push(
         Ok(plan)
     })
     .await??;
+    drop(permit);
 
     let partitions: Vec<Arc<Partition>> = plan.iter().map(|(p, _)| Arc::clone(p)).collect();
     let permits = match app.writer.try_reserve(&partitions) {
