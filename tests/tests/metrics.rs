@@ -166,3 +166,51 @@ fn issue_8_metrics_scraped_and_parsed_by_prometheus_client() {
             >= 4.0
     );
 }
+
+#[test]
+fn issue_8_consumer_lag_per_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(
+        tmp.path(),
+        "[kafka]\nlisten = \"127.0.0.1:0\"\n[groups]\ninitial_rebalance_delay = \"0s\"\n",
+    );
+    let client = logpost_e2e::http();
+    let lines: Vec<String> = (0..5).map(|j| format!("line {j}")).collect();
+    let resp = client
+        .post(format!("{}/v1/ingest/lagged", c.url))
+        .header("content-type", BATCH_CONTENT_TYPE)
+        .body(batch(&lines, 1_700_000_000_000))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A consumer of group "lagging" commits offset 2 of 5 (a real Kafka client).
+    let script = r#"
+import sys
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "lagging", "enable.auto.commit": False})
+c.commit(offsets=[TopicPartition("lagged", 0, 2)], asynchronous=False)
+c.close()
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(c.kafka())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "commit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = client.get(format!("{}/metrics", c.url)).send().unwrap().text().unwrap();
+    let samples = parse(&text);
+    assert_eq!(
+        value(
+            &samples,
+            "logpost_collector_consumer_lag",
+            &[("group", "lagging"), ("topic", "lagged"), ("partition", "0")]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+}
