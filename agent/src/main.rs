@@ -101,7 +101,7 @@ fn main() -> ExitCode {
 fn validate(config: &AgentConfig) -> ExitCode {
     println!("config ok: {}", config.path.display());
     for url in &config.collector_urls {
-        match reachable(url) {
+        match reachable(url, &config.collector_auth) {
             Ok(()) => println!("collector {url}: reachable"),
             Err(e) => println!("collector {url}: NOT reachable ({e})"),
         }
@@ -123,14 +123,16 @@ fn validate(config: &AgentConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Whether `GET {url}/health` answers within a few seconds.
-fn reachable(url: &str) -> Result<(), String> {
+/// Whether `GET {url}/health` answers within a few seconds (over TLS with
+/// the configured CA, so a certificate problem shows here), and whether
+/// the token is accepted (`POST /v1/streams` needs the ingest scope).
+fn reachable(url: &str, auth: &logpost_agent::config::CollectorAuth) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = logpost_agent::ship::http::client_builder(auth)?
             .timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| e.to_string())?;
@@ -144,10 +146,20 @@ fn reachable(url: &str) -> Result<(), String> {
             }
             msg
         })?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {}", resp.status()))
+        if !resp.status().is_success() {
+            return Err(format!("answered {}", resp.status()));
+        }
+        let resp = client
+            .post(format!("{url}/v1/streams"))
+            .json(&serde_json::json!({"streams": []}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            401 => Err("the collector requires a token ([collector] token, token_file or token_env)".to_owned()),
+            403 => Err("the token lacks the ingest scope".to_owned()),
+            s => Err(format!("stream lookup answered {s}")),
         }
     })
 }

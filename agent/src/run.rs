@@ -94,6 +94,7 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
         urls: Arc::clone(&urls),
         compression: config.batch.compression,
         request_timeout: config.request_timeout,
+        auth: config.collector_auth.clone(),
     };
     let shipper = if options.dry_run {
         runtime.spawn(client::run_dry(rx))
@@ -116,7 +117,7 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
         None
     } else {
         Some(
-            StreamLookup::new(runtime.handle().clone(), Arc::clone(&urls))
+            StreamLookup::new(runtime.handle().clone(), Arc::clone(&urls), &config.collector_auth)
                 .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?,
         )
     };

@@ -6,6 +6,8 @@
 //! ecosystem protocols' sections live in [`kafka`] (`[kafka]`, `[groups]`)
 //! and [`loki`] (`[loki]`).
 
+pub mod auth;
+pub mod http;
 pub mod kafka;
 pub mod loki;
 
@@ -30,7 +32,10 @@ pub struct CollectorToml {
     pub data_dir: PathBuf,
     /// The HTTP listener: ingest, query and admin.
     #[serde(default)]
-    pub http: HttpToml,
+    pub http: http::HttpToml,
+    /// Bearer tokens and their scopes.
+    #[serde(default)]
+    pub auth: auth::AuthToml,
     /// How topics are stored.
     #[serde(default)]
     pub storage: StorageToml,
@@ -122,33 +127,6 @@ impl<T> Limit<T> {
     }
 }
 
-/// `[http]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpToml {
-    /// Address to listen on. Default `127.0.0.1:7070`: loopback until you
-    /// decide otherwise.
-    #[serde(default = "default_listen")]
-    pub listen: Spanned<String>,
-    /// Largest request body accepted; larger bodies get 413. Default 64MiB.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: ByteSize,
-    /// Largest records section a batch may inflate to; larger gets 413.
-    /// Default 256MiB.
-    #[serde(default = "default_max_uncompressed")]
-    pub max_uncompressed_bytes: ByteSize,
-}
-
-impl Default for HttpToml {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            max_body_bytes: default_max_body(),
-            max_uncompressed_bytes: default_max_uncompressed(),
-        }
-    }
-}
-
 /// `[storage]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +178,14 @@ pub struct StorageToml {
     /// by deduplication. Default 7d.
     #[serde(default = "default_producer_expiry")]
     pub producer_expiry: HumanDuration,
+    /// Topics beyond which ingest (HTTP, Loki, Kafka produce) creates no
+    /// more; the admin API still can. Default 1000.
+    #[serde(default = "default_max_topics")]
+    pub max_topics: Spanned<u32>,
+    /// Partitions (all topics together) beyond which ingest creates no
+    /// more topics. Default 10000.
+    #[serde(default = "default_max_total_partitions")]
+    pub max_partitions: Spanned<u32>,
 }
 
 impl Default for StorageToml {
@@ -218,18 +204,17 @@ impl Default for StorageToml {
             retention_age: default_retention_age(),
             retention_check_interval: default_retention_check(),
             producer_expiry: default_producer_expiry(),
+            max_topics: default_max_topics(),
+            max_partitions: default_max_total_partitions(),
         }
     }
 }
 
-fn default_listen() -> Spanned<String> {
-    Spanned::new(0..0, "127.0.0.1:7070".to_owned())
+fn default_max_topics() -> Spanned<u32> {
+    Spanned::new(0..0, 1000)
 }
-fn default_max_body() -> ByteSize {
-    ByteSize(64 << 20)
-}
-fn default_max_uncompressed() -> ByteSize {
-    ByteSize(256 << 20)
+fn default_max_total_partitions() -> Spanned<u32> {
+    Spanned::new(0..0, 10_000)
 }
 fn default_partitions() -> Spanned<u32> {
     Spanned::new(0..0, 1)
@@ -278,6 +263,9 @@ pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub max_uncompressed_bytes: usize,
+    /// Every `[http]` setting (`listen` and the two limits above included).
+    pub http: http::HttpSettings,
+    pub auth: auth::AuthSettings,
     pub deduplicate: bool,
     pub store: StoreConfig,
     /// `None`: no Kafka listener.
@@ -288,9 +276,6 @@ pub struct CollectorConfig {
 
 /// Smallest segment: below this, rolling costs more than it saves.
 const MIN_SEGMENT_BYTES: u64 = 4096;
-/// Batches larger than this are refused whatever the body limit: RecordBatch
-/// lengths are i32 and a segment must hold at least one batch.
-const MAX_BATCH_BYTES_CEILING: u64 = 1 << 30;
 
 impl CollectorConfig {
     /// Reads and validates `path`.
@@ -310,20 +295,19 @@ impl CollectorConfig {
         let raw: CollectorToml = parse_toml(source)?;
         let mut problems = Problems::new(source);
 
-        let listen = match raw.http.listen.get_ref().parse::<SocketAddr>() {
-            Ok(addr) => addr,
-            Err(e) => {
-                problems.at(
-                    raw.http.listen.span(),
-                    "http.listen",
-                    format!(
-                        "invalid address {:?}: {e} (expected host:port, e.g. \"127.0.0.1:7070\")",
-                        raw.http.listen.get_ref()
-                    ),
-                );
-                SocketAddr::from(([127, 0, 0, 1], 7070))
+        let http = http::validate_http(&raw.http, &mut problems);
+        let auth = auth::validate_auth(&raw.auth, &mut problems);
+        if let Some(msg) = anonymous_remote(http.listen, &auth) {
+            problems.at(raw.http.listen.span(), "http.listen", msg);
+        }
+        for (key, v) in [
+            ("storage.max_topics", &raw.storage.max_topics),
+            ("storage.max_partitions", &raw.storage.max_partitions),
+        ] {
+            if *v.get_ref() == 0 {
+                problems.at(v.span(), key, "must be at least 1");
             }
-        };
+        }
         let partitions = *raw.storage.default_partitions.get_ref();
         if partitions == 0 || partitions > MAX_PARTITIONS {
             problems.at(
@@ -391,12 +375,13 @@ impl CollectorConfig {
         let kafka = kafka::validate_kafka(&raw.kafka, &mut problems);
         let groups = kafka::validate_groups(&raw.groups, &mut problems);
         let loki = loki::validate_loki(&raw.loki, &mut problems);
-        let max_body_bytes = raw.http.max_body_bytes.bytes().min(MAX_BATCH_BYTES_CEILING);
         let config = CollectorConfig {
             data_dir: raw.data_dir.clone(),
-            listen,
-            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
-            max_uncompressed_bytes: raw.http.max_uncompressed_bytes.as_usize(),
+            listen: http.listen,
+            max_body_bytes: http.max_body_bytes,
+            max_uncompressed_bytes: http.max_uncompressed_bytes,
+            http,
+            auth,
             deduplicate: raw.ingest.deduplicate,
             store: StoreConfig {
                 data_dir: raw.data_dir,
@@ -418,6 +403,8 @@ impl CollectorConfig {
                     .get()
                     .max(Duration::from_millis(10)),
                 producer_expiry: raw.storage.producer_expiry.get(),
+                max_topics: (*raw.storage.max_topics.get_ref()).max(1) as usize,
+                max_total_partitions: u64::from((*raw.storage.max_partitions.get_ref()).max(1)),
                 topics,
             },
             kafka,
@@ -426,6 +413,16 @@ impl CollectorConfig {
         };
         problems.finish(config)
     }
+}
+
+/// Why serving `listen` would be unsafe with `auth`: a non-loopback
+/// address without tokens, unless `[auth] allow_anonymous_remote` says so.
+pub fn anonymous_remote(listen: SocketAddr, auth: &auth::AuthSettings) -> Option<String> {
+    (!auth.enabled() && !listen.ip().is_loopback() && !auth.allow_anonymous_remote).then(|| {
+        format!(
+            "{listen} is not a loopback address and no [[auth.tokens]] are configured: anyone who can connect could read and delete every topic; add tokens, or set [auth] allow_anonymous_remote = true"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`store`]: topics, partitions, segments, group commit, recovery.
 //! - [`query`]: scanning, filtering and merging records for readers.
 //! - [`client`]: the `logpost` command's subcommands.
+//! - [`metrics`]: every Prometheus metric, described in one place.
 //!
 //! The path of a batch: `http::ingest` → `ingest::validate` → `ingest::route`
 //! → `store::writer` (group commit) → `store::partition` → `store::segment`.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod metrics;
 pub mod query;
 pub mod server;
 pub mod store;

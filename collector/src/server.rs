@@ -37,10 +37,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS")]
+    Tls(#[from] logpost_shared::tls::TlsError),
+    #[error("http.listen: {0}")]
+    AnonymousRemote(String),
     #[error("cannot start writer threads")]
     Threads(#[source] std::io::Error),
-    #[error("server failed")]
-    Serve(#[source] std::io::Error),
     #[error("start-up task failed")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -69,6 +71,17 @@ pub async fn run_with(
     on_listening: impl FnOnce(SocketAddr),
     on_kafka_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
+    // `--listen` may have replaced the file's address after validation.
+    if let Some(msg) = crate::config::anonymous_remote(config.listen, &config.auth) {
+        return Err(ServerError::AnonymousRemote(msg));
+    }
+    let tls = match &config.http.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            logpost_shared::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?,
+        ))),
+        None => None,
+    };
+    let metrics = crate::metrics::install();
     let store_config = config.store.clone();
     let started = std::time::Instant::now();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config)).await??;
@@ -102,12 +115,16 @@ pub async fn run_with(
         Some(k) => Some(bind_kafka(k, config.max_uncompressed_bytes).await?),
         None => None,
     };
+    let http_settings = config.http.clone();
+    announce_security(&config, addr);
     let state = Arc::new(AppState {
         config,
         store: Arc::clone(&store),
         writer,
         router: PartitionRouter::new(),
         coordinator,
+        validations: tokio::sync::Semaphore::new(crate::http::validation_slots()),
+        metrics,
     });
     let kafka = match kafka_listener {
         Some((listener, kafka_addr, server_config)) => {
@@ -124,9 +141,7 @@ pub async fn run_with(
     };
     tracing::info!(%addr, "listening");
     on_listening(addr);
-    let result = axum::serve(listener, app(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    crate::http::serve::serve(listener, app(Arc::clone(&state)), &http_settings, tls, shutdown.clone()).await;
     // Either server failing stops the other, so that the drain below runs.
     shutdown.cancel();
     if let Some(kafka) = kafka {
@@ -143,7 +158,30 @@ pub async fn run_with(
     // A final checkpoint: the next start recovers nothing.
     tokio::task::spawn_blocking(move || store.close()).await?;
     tracing::info!("stopped cleanly");
-    result.map_err(ServerError::Serve)
+    Ok(())
+}
+
+/// Says at start who may do what: an operator reading the journal should
+/// not have to open the config to learn that the collector is open.
+fn announce_security(config: &CollectorConfig, addr: SocketAddr) {
+    let tls = config.http.tls.as_ref();
+    let client_certs = tls.is_some_and(|t| t.client_ca.is_some());
+    if config.auth.enabled() {
+        let names: Vec<&str> = config.auth.tokens.iter().map(|t| t.name.as_str()).collect();
+        tracing::info!(tokens = ?names, tls = tls.is_some(), client_certs, "bearer tokens required");
+    } else if addr.ip().is_loopback() {
+        tracing::warn!(%addr, "no [auth] tokens configured: serving loopback only, without authentication");
+    } else {
+        tracing::warn!(%addr, "no [auth] tokens configured and allow_anonymous_remote = true: anyone who can connect may read, write and delete");
+    }
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "plain HTTP on a non-loopback address: tokens and logs travel unencrypted; configure [http.tls]");
+    }
+    if let Some(k) = &config.kafka
+        && config.auth.enabled()
+    {
+        tracing::warn!(addr = %k.listen, "the Kafka listener has no authentication: keep it on a trusted network");
+    }
 }
 
 /// The group coordinator, with committed offsets loaded from

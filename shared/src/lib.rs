@@ -12,6 +12,8 @@
 //! - [`config`]: value types both sides parse (sizes, durations) and
 //!   [`config::ConfigError`], which names file, line and key.
 //! - [`topic`]: topic-name validation shared by agent, collector and client.
+//! - [`tls`]: rustls configs (ring provider) for the collector's listener
+//!   and the clients that verify it.
 //!
 //! This crate has no runtime, sockets or files of its own (CI checks that it
 //! does not depend on tokio): everything here is testable with plain values.
@@ -21,4 +23,5 @@ pub mod batch;
 pub mod compression;
 pub mod config;
 pub mod record;
+pub mod tls;
 pub mod topic;

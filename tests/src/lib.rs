@@ -27,6 +27,14 @@ pub fn wait_for<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Opti
     }
 }
 
+/// A blocking HTTP client. reqwest is built without a bundled crypto
+/// provider (the workspace uses ring), so it needs the process default
+/// installed first; every test client goes through here.
+pub fn http() -> reqwest::blocking::Client {
+    logpost_shared::tls::install_default_provider();
+    reqwest::blocking::Client::new()
+}
+
 /// The default deadline for conditions in these tests.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 

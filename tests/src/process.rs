@@ -147,6 +147,9 @@ impl Collector {
     }
 
     fn launch(dir: &Path, config: PathBuf, listen: &str, rust_log: Option<String>) -> Collector {
+        // Tests build reqwest clients once a collector runs; reqwest needs
+        // rustls' default provider installed (see `crate::http`).
+        logpost_shared::tls::install_default_provider();
         let mut cmd = Command::new(bin("logpost-collector"));
         cmd.arg("--config").arg(&config).arg("--listen").arg(listen);
         let mut proc = match &rust_log {
@@ -167,7 +170,10 @@ impl Collector {
                 .find_map(|l| l.strip_prefix("logpost-collector listening on ").map(str::to_owned))
                 .map(|url| (url, kafka))
         });
-        let addr = url.trim_start_matches("http://").to_owned();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         Collector {
             proc,
             dir: dir.to_owned(),

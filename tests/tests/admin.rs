@@ -37,7 +37,7 @@ fn issue_5_topics_create_describe_delete() {
     assert_eq!(v["retention_age"], "3d");
 
     // Records route by key: the same key always lands in the same partition.
-    let client = reqwest::blocking::Client::new();
+    let client = logpost_e2e::http();
     let placed = post(&client, &c.url, "web", batch(&["a".to_owned()], 1)).unwrap();
     assert!(placed[0].partition < 4);
 

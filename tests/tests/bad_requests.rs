@@ -16,7 +16,7 @@ fn batch(lines: &[&str]) -> Vec<u8> {
 }
 
 fn post(c: &Collector, content_type: &str, body: Vec<u8>) -> (u16, String) {
-    let resp = reqwest::blocking::Client::new()
+    let resp = logpost_e2e::http()
         .post(format!("{}/v1/ingest/bad", c.url))
         .header("content-type", content_type)
         .body(body)

@@ -66,7 +66,7 @@ fn issue_5_collector_sigkill_loses_no_acknowledged_record() {
         .map(|w| {
             let (stop, acked, maybe, url) = (Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&maybe), url.clone());
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::new();
+                let client = logpost_e2e::http();
                 let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let lines: Vec<String> = (0..20).map(|i| format!("w{w}-b{seq}-r{i}")).collect();
@@ -164,7 +164,7 @@ fn check_store(c: &Collector, acked: &HashMap<String, (u32, i64)>, maybe: Option
 fn issue_5_torn_tail_is_truncated_and_intact_batches_served() {
     let tmp = tempfile::tempdir().unwrap();
     let mut collector = Collector::start(tmp.path(), "[storage]\ncheckpoint_interval = \"1h\"\n");
-    let client = reqwest::blocking::Client::new();
+    let client = logpost_e2e::http();
     let mut rng = Xorshift(42);
     let mut expected: Vec<Vec<String>> = Vec::new();
     for b in 0..40 {
@@ -261,7 +261,7 @@ fn issue_5_disk_full_then_space_freed() {
     }
     let _guard = Mount(mnt.clone());
     let collector = Collector::start(&mnt, "[storage]\nsegment_bytes = \"8MiB\"\n");
-    let client = reqwest::blocking::Client::new();
+    let client = logpost_e2e::http();
     let mut acked = Vec::new();
     let mut rng = Xorshift(7);
     let mut full = None;

@@ -13,7 +13,10 @@ use toml::Spanned;
 use crate::tail::framing::LongLines;
 use crate::tail::watch::WatchMode;
 
+mod collector;
 mod source;
+pub use collector::CollectorAuth;
+use collector::validate_collector_auth;
 use source::validate_source;
 pub use source::{KeyTemplate, Source, SourceToml, StartAt};
 
@@ -59,6 +62,20 @@ pub struct CollectorToml {
     /// Timeout of one request. Default 30s.
     #[serde(default = "default_request_timeout")]
     pub timeout: HumanDuration,
+    /// Bearer token for a collector with `[auth]` tokens (scope `ingest`).
+    /// At most one of `token`, `token_file`, `token_env`.
+    pub token: Option<Spanned<String>>,
+    /// File whose first line is the token (readable by the agent only).
+    pub token_file: Option<Spanned<PathBuf>>,
+    /// Environment variable holding the token.
+    pub token_env: Option<Spanned<String>>,
+    /// PEM CA certificate(s) the collector's https certificate must chain
+    /// to, instead of the system's roots.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Client certificate (PEM) for a collector requiring one; needs `client_key` and `ca_file`.
+    pub client_cert: Option<Spanned<PathBuf>>,
+    /// Private key (PEM) of `client_cert`.
+    pub client_key: Option<Spanned<PathBuf>>,
 }
 
 /// `[batch]`.
@@ -236,6 +253,7 @@ pub struct AgentConfig {
     pub host: String,
     pub collector_urls: Vec<String>,
     pub request_timeout: Duration,
+    pub collector_auth: CollectorAuth,
     pub batch: BatchConfig,
     pub tail: TailConfig,
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -280,6 +298,7 @@ impl AgentConfig {
             }
         }
 
+        let collector_auth = validate_collector_auth(&raw.collector, &mut p);
         let batch = validate_batch(&raw.batch, &mut p);
         let max_line = raw.tail.max_line_bytes.get_ref().bytes();
         if !(MIN_LINE_BYTES..=MAX_LINE_BYTES).contains(&max_line) {
@@ -370,6 +389,7 @@ impl AgentConfig {
             host,
             collector_urls,
             request_timeout: raw.collector.timeout.get(),
+            collector_auth,
             batch,
             tail,
             metrics_listen,

@@ -56,6 +56,8 @@ pub struct ShipperConfig {
     pub urls: SharedUrls,
     pub compression: Compression,
     pub request_timeout: Duration,
+    /// Token and TLS settings.
+    pub auth: crate::config::CollectorAuth,
 }
 
 /// What the shipper did, for the exit summary and tests.
@@ -126,7 +128,15 @@ pub async fn run(
             }
         }
     });
-    let http = match reqwest::Client::builder()
+    let builder = match super::http::client_builder(&config.auth) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build HTTP client");
+            compress_stage.abort();
+            return ShipperStats::default();
+        }
+    };
+    let http = match builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(config.request_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -259,6 +269,11 @@ impl Sender {
                                 "giving up on a batch the collector keeps refusing; its lines are dropped");
                             return Outcome::Rejected;
                         }
+                    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        if backoff.attempts().is_multiple_of(10) {
+                            tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
+                                "collector refused the agent's token (check [collector] token/token_file); retrying");
+                        }
                     } else if backoff.attempts().is_multiple_of(10) {
                         tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = backoff.attempts() + 1,
                             "collector busy or failing; retrying");
@@ -302,12 +317,17 @@ fn refused_batches(body: &str, expected: usize) -> Option<Vec<bool>> {
     )
 }
 
-/// 4xx other than timeouts, throttling and conflicts: the request itself is at fault.
+/// 4xx other than timeouts, throttling, conflicts and authorization: the
+/// request itself is at fault. 401 and 403 (a missing or wrong token, a
+/// topic cap) are the operator's to fix, not the batch's: they are retried
+/// with backoff, never given up, so fixing the token loses no line.
 fn is_permanent(status: StatusCode) -> bool {
     status.is_client_error()
         && status != StatusCode::REQUEST_TIMEOUT
         && status != StatusCode::TOO_MANY_REQUESTS
         && status != StatusCode::CONFLICT
+        && status != StatusCode::UNAUTHORIZED
+        && status != StatusCode::FORBIDDEN
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -363,8 +383,12 @@ impl StreamLookup {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(handle: tokio::runtime::Handle, urls: SharedUrls) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        urls: SharedUrls,
+        auth: &crate::config::CollectorAuth,
+    ) -> Result<Self, String> {
+        let http = super::http::client_builder(auth)?
             .connect_timeout(Duration::from_secs(3))
             .timeout(LOOKUP_TIMEOUT)
             .build()

@@ -8,8 +8,10 @@
 //!   runtime, POSTs them with retries and failover, and records
 //!   acknowledged positions on the [`acks::AckBoard`].
 //! - [`acks`]: acknowledged positions, shared between shipper and tailer.
+//! - [`http`]: the token and TLS settings every client to the collector uses.
 
 pub mod acks;
 pub mod batcher;
 pub mod client;
+pub mod http;
 pub mod retry;

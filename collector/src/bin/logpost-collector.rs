@@ -90,6 +90,10 @@ fn load_config(args: &Args) -> anyhow::Result<CollectorConfig> {
         config.listen = listen
             .parse()
             .with_context(|| format!("--listen {listen:?}: expected host:port"))?;
+        config.http.listen = config.listen;
+        if let Some(msg) = logpost_collector::config::anonymous_remote(config.listen, &config.auth) {
+            anyhow::bail!("--listen: {msg}");
+        }
     }
     Ok(config)
 }
@@ -126,6 +130,7 @@ fn run(config: logpost_collector::config::CollectorConfig) -> anyhow::Result<()>
         .enable_all()
         .build()
         .context("starting runtime")?;
+    let scheme = if config.http.tls.is_some() { "https" } else { "http" };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -133,7 +138,7 @@ fn run(config: logpost_collector::config::CollectorConfig) -> anyhow::Result<()>
         let result = logpost_collector::server::run_with(
             config,
             shutdown.clone(),
-            |addr| println!("logpost-collector listening on http://{addr}"),
+            |addr| println!("logpost-collector listening on {scheme}://{addr}"),
             |addr| println!("logpost-collector kafka listening on {addr}"),
         )
         .await;
@@ -142,15 +147,26 @@ fn run(config: logpost_collector::config::CollectorConfig) -> anyhow::Result<()>
     })
 }
 
+/// SIGTERM and SIGINT stop the collector cleanly. SIGHUP (systemd's
+/// `reload`) must not kill it, which is the default action: the collector
+/// does not reload its config in place (listeners, TLS, storage layout
+/// are fixed at start), so it says so and keeps running.
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => tracing::warn!("SIGHUP: the collector does not reload its config; restart it to apply changes"),
+        }
     }
     shutdown.cancel();
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
-use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, query, topics};
+use logpost_collector::client::{Client, ClientError, Credentials, DEFAULT_COLLECTOR, query, topics};
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
 
@@ -19,12 +19,28 @@ use logpost_shared::config::{ByteSize, HumanDuration};
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics"
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics"
 )]
 struct Args {
     /// Collector base URL.
     #[arg(long, global = true, env = "LOGPOST_COLLECTOR", default_value = DEFAULT_COLLECTOR)]
     collector: String,
+    /// Bearer token for a collector with [auth] tokens (prefer the
+    /// environment or --token-file: arguments show in `ps`).
+    #[arg(long, global = true, env = "LOGPOST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File whose first line is the token.
+    #[arg(long, global = true, env = "LOGPOST_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<std::path::PathBuf>,
+    /// PEM CA certificate(s) to verify an https:// collector with, instead of the system's roots.
+    #[arg(long, global = true, env = "LOGPOST_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a collector that requires one; needs --client-key and --ca-file.
+    #[arg(long, global = true, env = "LOGPOST_CLIENT_CERT", requires_all = ["client_key", "ca_file"])]
+    client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "LOGPOST_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,7 +123,19 @@ fn main() -> ExitCode {
     let color = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
     let result = runtime.block_on(async {
-        let client = Client::new(&args.collector)?;
+        let token = match (&args.token, &args.token_file) {
+            (Some(t), _) => Some(t.trim().to_owned()),
+            (None, Some(path)) => {
+                Some(logpost_shared::config::secret::read_token_file(path).map_err(ClientError::Usage)?)
+            }
+            (None, None) => None,
+        };
+        let credentials = Credentials {
+            token,
+            ca_file: args.ca_file.clone(),
+            client_cert: args.client_cert.clone().zip(args.client_key.clone()),
+        };
+        let client = Client::with_credentials(&args.collector, &credentials)?;
         match args.command {
             Command::Topics { json, action } => match action {
                 None | Some(TopicsAction::List) => topics::list(&client, json, &mut out).await,

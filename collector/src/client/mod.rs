@@ -55,16 +55,52 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// How to reach a collector beyond its URL: a token, and TLS settings.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// PEM CA certificates the collector's certificate must chain to
+    /// (instead of the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and key, for collectors that require one.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 impl Client {
     /// A client for the collector at `base` (e.g. `http://127.0.0.1:7070`).
     ///
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(base: &str) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClientError::Decode(Box::new(e)))?;
+        Self::with_credentials(base, &Credentials::default())
+    }
+
+    /// As [`new`](Self::new), with a token and TLS settings.
+    ///
+    /// # Errors
+    /// A CA or certificate file cannot be read, or the client cannot be built.
+    pub fn with_credentials(base: &str, credentials: &Credentials) -> Result<Client, ClientError> {
+        logpost_shared::tls::install_default_provider();
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(token) = &credentials.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ClientError::Usage("the token must be printable ASCII".to_owned()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(ca) = &credentials.ca_file {
+            let identity = credentials
+                .client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path()));
+            let tls =
+                logpost_shared::tls::client_config(ca, identity).map_err(|e| ClientError::Usage(e.to_string()))?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let http = builder.build().map_err(|e| ClientError::Decode(Box::new(e)))?;
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,

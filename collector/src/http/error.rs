@@ -102,12 +102,16 @@ impl From<PushError> for ApiError {
 
 impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
+        if matches!(e, StoreError::TopicLimit { .. }) {
+            crate::metrics::rejected("topic_limit");
+        }
         let status = match e {
             StoreError::TopicName(_) | StoreError::NoSuchPartition { .. } | StoreError::BadPartitionCount(_) => {
                 StatusCode::BAD_REQUEST
             }
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
+            StoreError::TopicLimit { .. } => StatusCode::FORBIDDEN,
             StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             StoreError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,

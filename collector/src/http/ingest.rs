@@ -80,15 +80,19 @@ pub async fn ingest(
     check_content_type(&headers)?;
     let body = body.map_err(|r| ApiError::from_body(&r, app.config.max_body_bytes))?;
     let limit = app.config.max_uncompressed_bytes;
+    let max_records = app.config.http.max_batch_records;
     let store = Arc::clone(&app.store);
     let topic_name = topic.clone();
+    let permit = app.validations.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
     // Validation decompresses and topic creation fsyncs: both off the runtime.
     let (topic, batches) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let batches = split_and_check(&body, limit)?;
+        check_record_counts(&batches, max_records)?;
         let topic = store.topic_for_ingest(&topic_name)?;
         Ok((topic, batches))
     })
     .await??;
+    drop(permit);
 
     let count = topic.meta.partitions;
     let mut per_partition: Vec<Vec<usize>> = vec![Vec::new(); count as usize];
@@ -134,6 +138,7 @@ pub async fn ingest(
     }
     let mut results: Vec<Option<AppendedBatch>> = vec![None; batches.len()];
     let mut refused = None;
+    let (mut stored, mut records, mut bytes, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
     for (p, indexes, receiver) in pending {
         let outcomes = match receiver {
             Ok(rx) => rx
@@ -143,6 +148,16 @@ pub async fn ingest(
             Err(e) => return Err(ApiError::from(&*e)),
         };
         for (&i, outcome) in indexes.iter().zip(outcomes) {
+            match &outcome {
+                BatchOutcome::Appended(_) | BatchOutcome::Trimmed { .. } => {
+                    let b = batches.get(i);
+                    stored += 1;
+                    records += b.map_or(0, |b| u64::try_from(b.header.records_count).unwrap_or(0));
+                    bytes += b.map_or(0, |b| b.frame.len() as u64);
+                }
+                BatchOutcome::Duplicate { .. } => duplicates += 1,
+                BatchOutcome::Refused(_) => {}
+            }
             let entry = describe(p, outcome);
             if entry.error.is_some() && refused.is_none() {
                 refused = entry.error.clone();
@@ -152,6 +167,7 @@ pub async fn ingest(
             }
         }
     }
+    crate::metrics::ingested(&topic.name, stored, records, bytes, duplicates);
     let response = IngestResponse {
         topic: topic.name.to_string(),
         batches: results.into_iter().flatten().collect(),
@@ -179,6 +195,21 @@ fn describe(partition: u32, outcome: BatchOutcome) -> AppendedBatch {
         last_offset: offsets.map(|o| o.1),
         error,
     }
+}
+
+/// Refuses a batch with more records than `http.max_batch_records`: each
+/// record costs index and query work, whatever its size.
+fn check_record_counts(batches: &[crate::ingest::validate::CheckedBatch], max: u32) -> Result<(), ApiError> {
+    for (i, b) in batches.iter().enumerate() {
+        let n = u32::try_from(b.header.records_count).unwrap_or(u32::MAX);
+        if n > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("batch {i} holds {n} records; the limit is {max} (http.max_batch_records)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -62,6 +62,7 @@ pub async fn push(
     );
     let tenant = text(TENANT_HEADER);
     let planner = Arc::clone(&app);
+    let permit = app.validations.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
     // Inflating and decoding a body, and creating a topic, are blocking work.
     let plan = tokio::task::spawn_blocking(move || -> Result<Plan, ApiError> {
         let settings = &planner.config.loki;
@@ -91,6 +92,7 @@ pub async fn push(
         Ok(plan)
     })
     .await??;
+    drop(permit);
 
     let partitions: Vec<Arc<Partition>> = plan.iter().map(|(p, _)| Arc::clone(p)).collect();
     let permits = match app.writer.try_reserve(&partitions) {
@@ -98,6 +100,18 @@ pub async fn push(
         Err(e @ StoreError::Busy { .. }) => return Ok(too_many_requests(&e)),
         Err(e) => return Err(e.into()),
     };
+    let counts: Vec<(String, u64, u64, u64)> = plan
+        .iter()
+        .map(|(p, items)| {
+            let records = items
+                .iter()
+                .filter_map(|i| logpost_shared::batch::BatchHeader::parse(&i.frame).ok())
+                .map(|h| u64::try_from(h.records_count).unwrap_or(0))
+                .sum();
+            let bytes = items.iter().map(|i| i.frame.len() as u64).sum();
+            (p.topic.to_string(), items.len() as u64, records, bytes)
+        })
+        .collect();
     let receivers: Vec<_> = permits
         .into_iter()
         .zip(plan)
@@ -107,6 +121,9 @@ pub async fn push(
         rx.await
             .map_err(|_| StoreError::ShuttingDown)?
             .map_err(|e| ApiError::from(&*e))?;
+    }
+    for (topic, batches, records, bytes) in counts {
+        crate::metrics::ingested(&topic, batches, records, bytes, 0);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,11 +4,14 @@
 //! lives in `ingest/`, `store/` and `query/`.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod loki;
+pub mod observe;
 pub mod read;
 pub mod router;
+pub mod serve;
 pub mod streams;
 
 use std::sync::Arc;
@@ -19,6 +22,15 @@ use crate::kafka::coordinator::GroupCoordinator;
 use crate::store::Store;
 use crate::store::writer::LogWriter;
 
+/// Bodies validated at once per CPU: inflating is CPU-bound, so more would
+/// only add memory, not throughput.
+pub const VALIDATIONS_PER_CPU: usize = 2;
+
+/// The validation semaphore's size for this machine.
+pub fn validation_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get) * VALIDATIONS_PER_CPU
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub config: CollectorConfig,
@@ -28,4 +40,10 @@ pub struct AppState {
     /// Consumer groups and committed offsets: one coordinator for Kafka
     /// clients and HTTP consumers alike.
     pub coordinator: Arc<GroupCoordinator>,
+    /// Bodies being inflated and checked at once. Each may take up to
+    /// `http.max_uncompressed_bytes`, so this, not the connection count,
+    /// bounds the memory that concurrent (hostile) bodies can cost.
+    pub validations: tokio::sync::Semaphore,
+    /// The Prometheus recorder's handle, for `GET /metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

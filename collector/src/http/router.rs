@@ -5,14 +5,32 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::AppState;
-use super::{admin, ingest, loki, read, streams};
+use super::{admin, auth, ingest, loki, observe, read, streams};
 
-/// The collector's HTTP service.
+/// The collector's HTTP service: [`routes`] behind the layers every
+/// request passes, whatever its route: token check (`auth.rs`, by method
+/// and path prefix), body size and body timeout, and request metrics.
+/// Layers wrap only the routes present when they are added, which is why
+/// the routes are built first, in a function of their own.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let body_timeout = state.config.http.body_timeout;
+    routes()
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(from_fn_with_state(Arc::clone(&state), auth::layer))
+        .layer(from_fn(observe::track))
+        .with_state(state)
+}
+
+/// Every route. Add new ones here: they get authentication, limits and
+/// metrics from [`app`] without further work.
+fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/ingest/{topic}", post(ingest::ingest))
         .route("/v1/topics", get(read::list_topics).post(admin::create_topic))
@@ -22,6 +40,5 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/loki/api/v1/push", post(loki::push))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .route("/metrics", get(observe::metrics))
 }

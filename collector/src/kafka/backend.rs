@@ -77,6 +77,7 @@ pub fn store_error_code(e: &StoreError) -> KafkaError {
         StoreError::Poisoned { .. } | StoreError::DiskFull { .. } | StoreError::Io { .. } => {
             KafkaError::KAFKA_STORAGE_ERROR
         }
+        StoreError::TopicLimit { .. } => KafkaError::POLICY_VIOLATION,
         StoreError::TopicExists(_)
         | StoreError::Meta { .. }
         | StoreError::MetaCorrupt { .. }

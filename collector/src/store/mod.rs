@@ -93,6 +93,10 @@ pub struct StoreConfig {
     pub retention: RetentionPolicy,
     pub retention_check_interval: Duration,
     pub producer_expiry: Duration,
+    /// Topics beyond which ingest creates no more (the admin API still can).
+    pub max_topics: usize,
+    /// Partitions of all topics together beyond which ingest creates no more topics.
+    pub max_total_partitions: u64,
     pub topics: HashMap<String, TopicOverrides>,
 }
 
@@ -115,6 +119,8 @@ impl StoreConfig {
             },
             retention_check_interval: Duration::from_secs(60),
             producer_expiry: Duration::from_secs(7 * 86_400),
+            max_topics: 1000,
+            max_total_partitions: 10_000,
             topics: HashMap::new(),
         }
     }
@@ -147,6 +153,15 @@ pub enum StoreError {
     AutoCreateDisabled(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    #[error(
+        "topic {topic:?} not created: {what} (storage.{key} = {limit}); create it through the admin API or raise the limit"
+    )]
+    TopicLimit {
+        topic: String,
+        what: &'static str,
+        key: &'static str,
+        limit: u64,
+    },
     #[error("topic {topic:?} has no partition {partition} (it has {count})")]
     NoSuchPartition { topic: String, partition: u32, count: u32 },
     #[error("{topic}/{partition}: partition refuses writes after a failed fsync; restart the collector to recover it")]
@@ -304,6 +319,7 @@ impl Store {
         if !self.config.auto_create_topics {
             return Err(StoreError::AutoCreateDisabled(name.to_owned()));
         }
+        self.check_ingest_caps(name)?;
         match self.create_topic(name, TopicSpec::default()) {
             Ok(t) => Ok(t),
             // Another request created it meanwhile.
@@ -312,6 +328,44 @@ impl Store {
                 .ok_or_else(|| StoreError::UnknownTopic(name.to_owned())),
             Err(e) => Err(e),
         }
+    }
+
+    /// Refuses a topic that ingest would create beyond `max_topics` or
+    /// `max_total_partitions`: a client sending to random topic names must
+    /// not be able to fill the disk with directories and file handles.
+    /// Checked without the admin lock, so concurrent creations may overshoot
+    /// by a few; the cap is about runaway clients, not exact accounting.
+    fn check_ingest_caps(&self, name: &str) -> Result<(), StoreError> {
+        let topics = self.topics();
+        let limit_err = |what, key, limit| StoreError::TopicLimit {
+            topic: name.to_owned(),
+            what,
+            key,
+            limit,
+        };
+        if topics.len() >= self.config.max_topics {
+            return Err(limit_err(
+                "too many topics",
+                "max_topics",
+                self.config.max_topics as u64,
+            ));
+        }
+        let partitions: u64 = topics.iter().map(|t| u64::from(t.meta.partitions)).sum();
+        let new = u64::from(
+            self.config
+                .topics
+                .get(name)
+                .and_then(|o| o.partitions)
+                .unwrap_or(self.config.default_partitions),
+        );
+        if partitions + new > self.config.max_total_partitions {
+            return Err(limit_err(
+                "too many partitions",
+                "max_partitions",
+                self.config.max_total_partitions,
+            ));
+        }
+        Ok(())
     }
 
     /// Creates topic `name`.

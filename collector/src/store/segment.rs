@@ -417,11 +417,14 @@ impl Segment {
                 source,
             });
         }
-        self.file.sync_data().map_err(|source| SegmentError::Io {
+        let started = std::time::Instant::now();
+        let synced = self.file.sync_data().map_err(|source| SegmentError::Io {
             path: self.path.clone(),
             op: "fdatasync",
             source,
-        })
+        });
+        crate::metrics::fsynced(started.elapsed());
+        synced
     }
 
     /// Writes pending index entries; with `sync`, fsyncs the index files.

@@ -277,7 +277,9 @@ fn write_group(group: &mut Vec<AppendRequest>, sync_each: bool, dedup: bool, dir
         let (mine, rest): (Vec<_>, Vec<_>) = group.drain(..).partition(|r| Arc::ptr_eq(&r.partition, &partition));
         *group = rest;
         let items: Vec<&AppendItem> = mine.iter().flat_map(|r| r.items.iter()).collect();
+        let started = std::time::Instant::now();
         let outcome = partition.append(&items, sync_each, dedup).map_err(Arc::new);
+        crate::metrics::appended(items.len(), started.elapsed());
         if outcome.is_ok() && !sync_each && !dirty.iter().any(|p| Arc::ptr_eq(p, &partition)) {
             dirty.push(Arc::clone(&partition));
         }

@@ -7,6 +7,7 @@
 //! rather than stopping at the first.
 
 mod error;
+pub mod secret;
 mod units;
 
 pub use error::{ConfigError, Problem, Problems, SourceText, parse_toml, read_config};

@@ -479,6 +479,22 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset: (group, topic, partition, offset), for the
+    /// consumer-lag metric.
+    pub fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let inner = self.lock();
+        inner
+            .offsets
+            .iter()
+            .flat_map(|(g, offsets)| {
+                offsets
+                    .iter()
+                    .filter(|(_, info)| info.offset >= 0)
+                    .map(move |((t, p), info)| (g.clone(), t.clone(), *p, info.offset))
+            })
+            .collect()
+    }
+
     /// A snapshot of one group's membership.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         self.lock().groups.describe(group_id)
