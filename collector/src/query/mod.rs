@@ -11,4 +11,5 @@
 
 pub mod cursor;
 pub mod exec;
+pub mod logql;
 pub mod output;
