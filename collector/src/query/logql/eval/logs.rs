@@ -103,7 +103,7 @@ pub fn eval_logs(
     // A min-heap of the best `limit` candidates: its top is the worst kept.
     let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit.min(4096));
     let mut seq: u64 = 0;
-    src.scan(&expr.selector, start_ns, end_ns, &mut |entry| {
+    src.scan(expr, start_ns, end_ns, &mut |entry| {
         seq += 1;
         let ts = entry.timestamp_ns;
         if ts < start_ns || ts >= end_ns || !expr.selector.matches(&entry.labels) {
@@ -114,13 +114,12 @@ pub fn eval_logs(
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
-        let Some(line) = expr.pipeline.process(&entry.line, &mut labels) else {
+        let Some(line) = expr.pipeline.process(entry.line, &mut labels) else {
             return ControlFlow::Continue(());
         };
-        // Reuse the source's buffer when no stage rewrote the line.
         let line = match line {
             std::borrow::Cow::Owned(v) => v,
-            std::borrow::Cow::Borrowed(_) => entry.line,
+            std::borrow::Cow::Borrowed(b) => b.to_vec(),
         };
         heap.push(Reverse(Candidate {
             rank,

@@ -22,37 +22,41 @@ use std::ops::ControlFlow;
 
 pub use logs::{Direction, Stream, StreamEntry, Streams, eval_logs};
 
-use crate::query::logql::ast::MetricExpr;
+use crate::query::logql::ast::{LogExpr, MetricExpr};
 use crate::query::logql::error::EvalError;
 use crate::query::logql::labels::Labels;
-use crate::query::logql::selector::Selector;
 
-/// One stored log entry as a source hands it to the engine.
+/// One stored log entry as a source hands it to the engine. The line is
+/// borrowed from the source's buffer: the engine copies only what it keeps.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// Nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,
     /// The stream's labels.
     pub labels: Labels,
     /// The line as stored (any bytes).
-    pub line: Vec<u8>,
+    pub line: &'a [u8],
 }
 
 /// What the engine needs from storage.
 pub trait EntrySource {
-    /// Calls `f` for every stored entry whose stream labels match `selector`
-    /// (the source may also pass non-matching ones; the engine re-checks)
-    /// with timestamp in `[start_ns, end_ns)`, in any order. Stop early when
-    /// `f` returns `ControlFlow::Break`.
+    /// Calls `f` for every stored entry whose stream labels match
+    /// `log.selector` (the source may also pass non-matching ones; the
+    /// engine re-checks) with timestamp in `[start_ns, end_ns)`, in any
+    /// order. Stop early when `f` returns `ControlFlow::Break`.
+    ///
+    /// The source may skip entries that `log.pipeline` would drop for sure
+    /// (lines lacking one of [`Pipeline::required_literals`](crate::query::logql::Pipeline::required_literals)),
+    /// which lets it skip whole blocks without decoding their lines.
     ///
     /// # Errors
     /// Whatever the storage fails with, usually wrapped in [`EvalError::Source`].
     fn scan(
         &mut self,
-        selector: &Selector,
+        log: &LogExpr,
         start_ns: i64,
         end_ns: i64,
-        f: &mut dyn FnMut(Entry) -> ControlFlow<()>,
+        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
     ) -> Result<(), EvalError>;
 }
 

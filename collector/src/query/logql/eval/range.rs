@@ -243,7 +243,7 @@ fn collect(
     let mut series: HashMap<Labels, BTreeMap<usize, Acc>> = HashMap::new();
     let mut failure: Option<EvalError> = None;
     let mut seq: u64 = 0;
-    src.scan(&log.selector, scan_start, scan_end, &mut |entry| {
+    src.scan(log, scan_start, scan_end, &mut |entry| {
         let ts = entry.timestamp_ns;
         let Some(interval) = iv.locate(ts) else {
             return ControlFlow::Continue(());
@@ -252,7 +252,7 @@ fn collect(
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
-        let Some(line) = log.pipeline.process(&entry.line, &mut labels) else {
+        let Some(line) = log.pipeline.process(entry.line, &mut labels) else {
             return ControlFlow::Continue(());
         };
         let bytes = line.len() as u64;

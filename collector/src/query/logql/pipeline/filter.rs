@@ -120,6 +120,53 @@ impl LineFilter {
     }
 }
 
+/// Most literals a regex may expand to and still serve as a prefilter
+/// (`(?i)error` is 32 of them); past it, scanning for them all costs more
+/// than it saves.
+const MAX_PREFILTER_LITERALS: usize = 64;
+
+impl LineFilter {
+    /// Byte strings one of which every passing line contains, when the
+    /// filter implies such a set: the alternatives of `|= "a" or "b"`, or
+    /// the prefix literals of a `|~` regex (every match starts with one of
+    /// them). `None` for negative filters, patterns, and regexes whose
+    /// matches have no bounded set of prefixes (`\w+`, `.*`).
+    pub(crate) fn required_any_of(&self) -> Option<Vec<Vec<u8>>> {
+        if self.op.negated() {
+            return None;
+        }
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for alt in &self.alternatives {
+            match alt {
+                Alternative::Literal { text, .. } => out.push(text.clone()),
+                Alternative::Regex(re) => out.extend(regex_prefixes(re.as_str())?),
+                Alternative::Pattern(_) => return None,
+            }
+        }
+        if out.iter().any(Vec::is_empty) || out.len() > MAX_PREFILTER_LITERALS {
+            return None;
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// The finite set of literals every match of `pattern` starts with.
+fn regex_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() {
+        return None;
+    }
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
 fn literal(text: &str) -> Result<Alternative, String> {
     let search = Regex::new(&regex::escape(text)).map_err(|e| e.to_string())?;
     Ok(Alternative::Literal {
@@ -134,6 +181,41 @@ mod tests {
 
     fn f(op: LineFilterOp, vals: &[&str]) -> LineFilter {
         LineFilter::new(op, &vals.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn prefilter_sets() {
+        assert_eq!(
+            f(LineFilterOp::Contains, &["a", "bc"]).required_any_of(),
+            Some(vec![b"a".to_vec(), b"bc".to_vec()])
+        );
+        assert_eq!(f(LineFilterOp::NotContains, &["a"]).required_any_of(), None);
+        assert_eq!(
+            f(LineFilterOp::Regex, &["error.*timeout"]).required_any_of(),
+            Some(vec![b"error".to_vec()])
+        );
+        assert_eq!(
+            f(LineFilterOp::Regex, &["(GET|POST) /api"]).required_any_of(),
+            Some(vec![b"GET /api".to_vec(), b"POST /api".to_vec()])
+        );
+        let ci = f(LineFilterOp::Regex, &["(?i)err"]).required_any_of().unwrap();
+        assert_eq!(ci.len(), 8, "{ci:?}");
+        assert!(ci.contains(&b"ErR".to_vec()));
+        assert_eq!(f(LineFilterOp::Regex, &[r"\w+ failed"]).required_any_of(), None);
+        assert_eq!(f(LineFilterOp::Regex, &["a|.*"]).required_any_of(), None);
+        assert_eq!(f(LineFilterOp::Pattern, &["<_> x"]).required_any_of(), None);
+        // Every line the filter passes contains one of the literals.
+        let filter = f(LineFilterOp::Regex, &["(?i)fail|(?-i:refused)"]);
+        let set = filter.required_any_of().unwrap();
+        for line in ["connection FAILED", "x refused y", "Fail", "nothing"] {
+            if filter.matches(line.as_bytes()) {
+                assert!(
+                    set.iter()
+                        .any(|l| line.as_bytes().windows(l.len()).any(|w| w == &l[..])),
+                    "{line}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -201,6 +201,29 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// For each positive line filter that runs before anything rewrites
+    /// the line, a set of byte strings one of which every passing line
+    /// contains (see [`LineFilter`]'s `|= "a" or "b"` and regex prefixes).
+    /// A storage layer can skip a line, or a whole decompressed block, in
+    /// which some set has no member, without running the pipeline.
+    pub fn required_literal_sets(&self) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for stage in &self.stages {
+            if stage.rewrites_line() {
+                break;
+            }
+            if let Stage::LineFilter(f) = stage
+                && let Some(set) = f.required_any_of()
+                && !out.contains(&set)
+            {
+                out.push(set);
+            }
+        }
+        out
+    }
+}
+
 /// Sets a label a parser extracted; Loki renames it `<name>_extracted` when
 /// a stream label already has that name, so stream labels are never lost.
 pub(crate) fn set_extracted(labels: &mut Labels, stream: &Labels, name: &str, value: String) {
