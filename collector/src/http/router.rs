@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::{admin, ingest, loki, read, streams};
+use super::{admin, ingest, loki, loki_read, read, streams};
 
 /// The collector's HTTP service.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -20,6 +20,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/query", get(read::query))
         .route("/v1/streams", post(streams::lookup))
         .route("/loki/api/v1/push", post(loki::push))
+        .merge(loki_read::routes())
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
         .layer(DefaultBodyLimit::max(body_limit))
