@@ -10,6 +10,7 @@ mod bad_requests;
 mod config_errors;
 mod kafka_clients;
 mod kafka_raw;
+mod logql_corpus;
 mod loki_api;
 mod loki_push;
 mod pipeline;

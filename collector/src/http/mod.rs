@@ -10,6 +10,7 @@ pub mod loki;
 pub mod loki_params;
 pub mod loki_read;
 pub mod loki_tail;
+pub mod query_stream;
 pub mod read;
 pub mod router;
 pub mod streams;
