@@ -8,6 +8,7 @@ mod agent_pipeline;
 mod bad_files;
 mod bad_requests;
 mod config_errors;
+mod fetch;
 mod kafka_clients;
 mod kafka_raw;
 mod logql_corpus;

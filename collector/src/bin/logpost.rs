@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
-use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, labels, query, topics};
+use logpost_collector::client::{Client, ClientError, DEFAULT_COLLECTOR, consume, labels, query, topics};
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
 
@@ -19,7 +19,7 @@ use logpost_shared::config::{ByteSize, HumanDuration};
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
 )]
 struct Args {
     /// Collector base URL.
@@ -73,6 +73,21 @@ enum Command {
         /// Start this far back (default: only new records), e.g. 5m.
         #[arg(long)]
         since: Option<String>,
+        /// text, raw or json, as for `query`.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Reads a topic's records by offset, every partition (oldest first
+    /// within each), through the consumer fetch API.
+    Consume {
+        /// Topic to read.
+        topic: String,
+        /// Start at the end: only records appended from now on.
+        #[arg(long)]
+        from_end: bool,
+        /// Keep waiting for new records instead of stopping at the end.
+        #[arg(short = 'f', long)]
+        follow: bool,
         /// text, raw or json, as for `query`.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -219,6 +234,14 @@ fn main() -> ExitCode {
                     .await
                     .map(|()| true)
             }
+            Command::Consume {
+                topic,
+                from_end,
+                follow,
+                output,
+            } => consume::run(&client, &topic, from_end, follow, output, color, &mut out)
+                .await
+                .map(|n| n > 0 || follow),
             Command::Labels { name, since } => {
                 let start = when("since", since.as_deref())?.unwrap_or(0);
                 labels::run(&client, name.as_deref(), Some(start), None, &mut out)

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod fetch;
 pub mod ingest;
 pub mod loki;
 pub mod loki_params;

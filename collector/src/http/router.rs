@@ -8,7 +8,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use super::AppState;
-use super::{admin, ingest, loki, loki_read, read, streams};
+use super::{admin, fetch, ingest, loki, loki_read, read, streams};
 
 /// The collector's HTTP service.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -18,6 +18,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/topics", get(read::list_topics).post(admin::create_topic))
         .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
+        .route("/v1/fetch/{topic}/{partition}", get(fetch::fetch))
         .route("/v1/streams", post(streams::lookup))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
