@@ -109,7 +109,13 @@ fn append(dir: &std::path::Path, gib: f64) {
                         for i in 0..per_writer {
                             let frame = batches[(w + i) % batches.len()].clone();
                             writer
-                                .append(Arc::clone(&partition), vec![AppendItem { frame, cursor: None }])
+                                .append(
+                                    Arc::clone(&partition),
+                                    vec![AppendItem {
+                                        frame,
+                                        ..AppendItem::default()
+                                    }],
+                                )
                                 .await
                                 .expect("append");
                         }

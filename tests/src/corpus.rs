@@ -47,3 +47,50 @@ pub fn expected_lines(data: &[u8]) -> Vec<Vec<u8>> {
     }
     lines
 }
+
+/// One corpus file as stored by [`load`]: its `source` label and its
+/// lines with their timestamps (ms).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub source: String,
+    pub lines: Vec<(i64, String)>,
+}
+
+/// Milliseconds between consecutive lines of a file in [`load`].
+pub const LINE_SPACING_MS: i64 = 100;
+
+/// Posts every corpus file to `topic` at `url`, each as its own source
+/// (label `source` = the file's stem, e.g. `OpenSSH`), line `i` at
+/// `base_ms + i * LINE_SPACING_MS`; returns what was stored, for tests to
+/// compute expected answers independently.
+pub fn load(url: &str, topic: &str, base_ms: i64) -> Vec<Loaded> {
+    use logpost_shared::batch::{BatchBuilder, HeaderSet};
+    use logpost_shared::compression::Compression;
+    let client = reqwest::blocking::Client::new();
+    let mut out = Vec::new();
+    for (name, data) in files() {
+        let source = name.trim_end_matches(".log").to_owned();
+        let lines: Vec<(i64, String)> = expected_lines(&data)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    base_ms + i as i64 * LINE_SPACING_MS,
+                    String::from_utf8_lossy(&l).into_owned(),
+                )
+            })
+            .collect();
+        let mut headers = HeaderSet::new();
+        headers.push("source", Some(source.as_bytes()));
+        for chunk in lines.chunks(500) {
+            let mut b = BatchBuilder::new();
+            for (ts, l) in chunk {
+                b.append(*ts, Some(source.as_bytes()), Some(l.as_bytes()), &[&headers]);
+            }
+            let body = b.finish(Compression::Gzip { level: 1 }).unwrap();
+            crate::ingest::post(&client, url, topic, body).unwrap();
+        }
+        out.push(Loaded { source, lines });
+    }
+    out
+}

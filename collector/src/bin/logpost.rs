@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
-use logpost_collector::client::{Client, ClientError, Credentials, DEFAULT_COLLECTOR, query, topics};
+use logpost_collector::client::{Client, ClientError, Credentials, DEFAULT_COLLECTOR, consume, labels, query, topics};
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
 
@@ -19,7 +19,7 @@ use logpost_shared::config::{ByteSize, HumanDuration};
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --grep 'ERROR|WARN' --limit 50\n  logpost query app --output raw > app.log\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics"
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
 )]
 struct Args {
     /// Collector base URL.
@@ -56,20 +56,87 @@ enum Command {
         #[command(subcommand)]
         action: Option<TopicsAction>,
     },
-    /// Prints a topic's records, oldest first.
+    /// Prints the records a LogQL query selects, oldest first.
+    ///
+    /// QUERY is LogQL (see docs/logql.md); a bare topic name means
+    /// {topic="name"}: `app`, `app |= "error"`, `{topic="app", host="web-03"} | json | status >= 500`.
     Query {
-        /// Topic to read.
-        topic: String,
-        /// Only lines matching this regular expression (searched, not anchored).
+        /// LogQL log query, or a topic name.
+        query: String,
+        /// Only lines matching this regular expression too (searched, not anchored).
         #[arg(long)]
         grep: Option<String>,
         /// At most this many records (0: no limit).
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Only records newer than this: a duration ago (1h, 30m) or a time (RFC 3339, unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records up to this: a duration ago or a time.
+        #[arg(long)]
+        until: Option<String>,
         /// text: timestamp, labels, line; raw: the line only, byte-exact; json: one object per record.
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Prints matching records as they arrive, until interrupted.
+    Tail {
+        /// Follow (the only mode; accepted for habit's sake).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// LogQL log query, or a topic name.
+        query: String,
+        /// Start this far back (default: only new records), e.g. 5m.
+        #[arg(long)]
+        since: Option<String>,
+        /// text, raw or json, as for `query`.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Reads a topic's records by offset, every partition (oldest first
+    /// within each), through the consumer fetch API.
+    Consume {
+        /// Topic to read.
+        topic: String,
+        /// Start at the end: only records appended from now on.
+        #[arg(long)]
+        from_end: bool,
+        /// Keep waiting for new records instead of stopping at the end.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// text, raw or json, as for `query`.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Lists label names, or with NAME the values of that label.
+    Labels {
+        /// A label name, e.g. source.
+        name: Option<String>,
+        /// Only labels seen since (duration ago or time; default: all).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+fn now_ns() -> i64 {
+    logpost_collector::store::topic::now_ms().saturating_mul(1_000_000)
+}
+
+/// A `--since`/`--until` value in ns: a duration ago, or a time.
+fn parse_when(flag: &str, v: &str) -> Result<i64, ClientError> {
+    if let Ok(d) = HumanDuration::parse(v) {
+        let ns = i64::try_from(d.0.as_nanos()).unwrap_or(i64::MAX);
+        return Ok(now_ns().saturating_sub(ns));
+    }
+    logpost_collector::http::loki_params::parse_time(v).ok_or_else(|| {
+        ClientError::Usage(format!(
+            "--{flag} {v:?}: expected a duration (1h, 30m) or a time (RFC 3339, unix seconds)"
+        ))
+    })
+}
+
+fn when(flag: &str, v: Option<&str>) -> Result<Option<i64>, ClientError> {
+    v.map(|v| parse_when(flag, v)).transpose()
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,13 +225,56 @@ fn main() -> ExitCode {
             }
             .map(|()| true),
             Command::Query {
-                topic,
+                query,
                 grep,
                 limit,
+                since,
+                until,
                 output,
             } => {
-                let req = QueryRequest { topic, grep, limit };
+                let req = QueryRequest {
+                    query,
+                    grep,
+                    limit,
+                    start: when("since", since.as_deref())?,
+                    end: when("until", until.as_deref())?,
+                };
                 query::run(&client, &req, output, color, &mut out).await.map(|n| n > 0)
+            }
+            Command::Tail {
+                follow: _,
+                query,
+                since,
+                output,
+            } => {
+                let start = match since {
+                    Some(s) => parse_when("since", &s)?,
+                    None => now_ns(),
+                };
+                let req = QueryRequest {
+                    query,
+                    grep: None,
+                    limit: 0,
+                    start: Some(start),
+                    end: None,
+                };
+                query::follow(&client, &req, output, color, &mut out)
+                    .await
+                    .map(|()| true)
+            }
+            Command::Consume {
+                topic,
+                from_end,
+                follow,
+                output,
+            } => consume::run(&client, &topic, from_end, follow, output, color, &mut out)
+                .await
+                .map(|n| n > 0 || follow),
+            Command::Labels { name, since } => {
+                let start = when("since", since.as_deref())?.unwrap_or(0);
+                labels::run(&client, name.as_deref(), Some(start), None, &mut out)
+                    .await
+                    .map(|n| n > 0)
             }
         }
     });

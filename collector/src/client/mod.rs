@@ -5,6 +5,8 @@
 //! nothing; 2 a bad request (bad arguments, bad query, unknown topic);
 //! 3 the collector is unreachable or failed.
 
+pub mod consume;
+pub mod labels;
 pub mod query;
 pub mod render;
 pub mod topics;

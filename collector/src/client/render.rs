@@ -43,7 +43,9 @@ pub fn write_record(
         OutputFormat::Text => {
             let ts = format_timestamp_ms(record.timestamp_ms);
             let labels: Vec<String> = record
-                .headers
+                .labels
+                .as_ref()
+                .unwrap_or(&record.headers)
                 .iter()
                 .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
                 .collect();

@@ -132,6 +132,7 @@ pub async fn ingest(
             .map(|b| AppendItem {
                 frame: b.frame.clone(),
                 cursor: b.cursor.clone(),
+                stats: Some(Arc::clone(&b.stats)),
             })
             .collect();
         pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), items).await));

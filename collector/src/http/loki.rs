@@ -80,9 +80,11 @@ pub async fn push(
             let Some(partition) = topic.partition(index) else {
                 continue;
             };
+            // Stats are left to the append, which decodes the batch this
+            // request just built (Loki bodies are not validated as frames).
             let item = AppendItem {
                 frame: b.frame,
-                cursor: None,
+                ..AppendItem::default()
             };
             match plan.iter_mut().find(|(p, _)| Arc::ptr_eq(p, partition)) {
                 Some((_, items)) => items.push(item),

@@ -6,9 +6,14 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod fetch;
 pub mod ingest;
 pub mod loki;
+pub mod loki_params;
+pub mod loki_read;
+pub mod loki_tail;
 pub mod observe;
+pub mod query_stream;
 pub mod read;
 pub mod router;
 pub mod serve;

@@ -116,6 +116,12 @@ pub struct QueryParams {
     pub grep: Option<String>,
     /// Most records to return. Default 1000; 0 means no limit.
     pub limit: Option<usize>,
+    /// A LogQL log query (a bare topic name is `{topic="name"}`); replaces `topic`.
+    pub query: Option<String>,
+    /// With `query`: earliest record time (ns, float seconds or RFC 3339).
+    pub start: Option<String>,
+    /// With `query`: latest record time, inclusive.
+    pub end: Option<String>,
 }
 
 /// Default number of records a query returns.
@@ -144,6 +150,16 @@ impl RecordFilter for GrepFilter {
 /// 400 for a missing topic or a bad regex, 404 for an unknown topic. An
 /// error after the first line is reported as a final `{"error": ...}` line.
 pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryParams>) -> Result<Response, ApiError> {
+    if let Some(query) = params.query {
+        let q = super::query_stream::StreamQuery {
+            query,
+            grep: params.grep,
+            start: params.start,
+            end: params.end,
+            limit: params.limit.unwrap_or(DEFAULT_LIMIT),
+        };
+        return super::query_stream::stream(app, q);
+    }
     let name = params
         .topic
         .ok_or_else(|| ApiError::bad_request("missing query parameter `topic`"))?;

@@ -4,9 +4,13 @@
 //! record's structure. A body is accepted whole or refused whole, with an
 //! error naming the batch and byte position.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use logpost_shared::batch::{BatchError, BatchHeader, check, decode_records, frame_len};
 use logpost_shared::record::CURSOR_HEADER;
+
+use crate::store::summary::{BatchStats, StatsBuilder};
 
 /// Why a body was refused.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,9 @@ pub struct CheckedBatch {
     pub key: Option<Bytes>,
     /// The last record's `logpost.cursor` header (agents' batches).
     pub cursor: Option<String>,
+    /// Time bounds, counts and label sets, for the segment summary:
+    /// gathered here because the records are decoded here anyway.
+    pub stats: Arc<BatchStats>,
 }
 
 /// Splits `body` into frames and checks each.
@@ -96,12 +103,13 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
         if header.is_control() {
             return Err(IngestError::ControlBatch { index, pos });
         }
-        let (key, cursor) = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
+        let (key, cursor, stats) = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
         batches.push(CheckedBatch {
             frame,
             header,
             key,
             cursor,
+            stats: Arc::new(stats),
         });
         pos += len;
     }
@@ -109,7 +117,8 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
 }
 
 /// Decodes every record (so that consumers never meet a corrupt one) and
-/// returns the first record's key and the last record's cursor header.
+/// returns the first record's key, the last record's cursor header and the
+/// batch's stats.
 fn verify_records(
     frame: &Bytes,
     header: &BatchHeader,
@@ -117,7 +126,7 @@ fn verify_records(
     scratch: &mut Vec<u8>,
     index: usize,
     pos: usize,
-) -> Result<(Option<Bytes>, Option<String>), IngestError> {
+) -> Result<(Option<Bytes>, Option<String>, BatchStats), IngestError> {
     let records = decode_records(frame, header, limit, scratch).map_err(|source| match source {
         BatchError::Decompress(logpost_shared::compression::CompressionError::TooLarge { limit }) => {
             IngestError::TooLarge { index, pos, limit }
@@ -127,6 +136,7 @@ fn verify_records(
     let mut key = None;
     let mut cursor = None;
     let mut count = 0;
+    let mut stats = StatsBuilder::new();
     let last = header.records_count - 1;
     for (i, record) in records.enumerate() {
         let record = record.map_err(|source| IngestError::Batch { index, pos, source })?;
@@ -151,6 +161,7 @@ fn verify_records(
                 },
             });
         }
+        stats.push(header.base_timestamp.wrapping_add(record.timestamp_delta), &record);
         count += 1;
     }
     if count != header.records_count {
@@ -164,7 +175,7 @@ fn verify_records(
             },
         });
     }
-    Ok((key, cursor))
+    Ok((key, cursor, stats.finish()))
 }
 
 #[cfg(test)]

@@ -218,6 +218,7 @@ pub fn check_produce(
         item: AppendItem {
             frame: batch.frame,
             cursor: batch.cursor,
+            stats: Some(batch.stats),
         },
     })
 }

@@ -89,7 +89,7 @@ mod tests {
         b.append(1, None, Some(b"x"), &[]);
         let item = AppendItem {
             frame: Bytes::from(b.finish(Compression::None).unwrap()),
-            cursor: None,
+            ..AppendItem::default()
         };
         topic.partitions[0].append(&[&item], true, true).unwrap();
         assert!(in_use(&store, 4242));

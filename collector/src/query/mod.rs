@@ -8,7 +8,13 @@
 //!   results pushed to a sink so that callers can stream them.
 //! - [`output`]: the JSON shape of a record, shared by the API and the
 //!   `logpost` command.
+//! - [`logql`]: the query language (pure, no store).
+//! - [`source`]: the store as LogQL's entry source, with pruning by time,
+//!   summaries and [`prefilter`] literals.
 
 pub mod cursor;
 pub mod exec;
+pub mod logql;
 pub mod output;
+pub mod prefilter;
+pub mod source;

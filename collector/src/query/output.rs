@@ -31,6 +31,10 @@ pub struct RecordJson {
     pub key: Option<String>,
     #[serde(default)]
     pub headers: Map<String, Value>,
+    /// Labels after a LogQL pipeline, when it added or changed any
+    /// (`| json`, `| logfmt`, ...); `topic` included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +68,7 @@ impl RecordJson {
             stream: (r.producer_id >= 0).then_some(r.producer_id),
             key: r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
             headers,
+            labels: None,
             line,
             line_base64,
         }

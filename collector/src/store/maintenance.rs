@@ -1,9 +1,12 @@
 //! Periodic work on a thread of its own: checkpoints (so that recovery
-//! after a crash scans only what came since), retention, and forgetting
-//! producers idle past the expiry. Each step takes a partition's lock only
-//! briefly; appends to other partitions go on meanwhile.
+//! after a crash scans only what came since), retention, forgetting
+//! producers idle past the expiry, and rebuilding segment summaries that
+//! are missing or stale (after a crash, or on a store written before
+//! summaries existed). Each step takes a partition's lock only briefly;
+//! appends to other partitions go on meanwhile.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,6 +18,8 @@ use super::topic::now_ms;
 /// thread running until the process ends.
 pub struct Maintenance {
     stop: SyncSender<()>,
+    /// Set on stop, so that a long summary rebuild ends between segments.
+    stopping: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
 
@@ -25,6 +30,8 @@ impl Maintenance {
     /// The thread could not be spawned.
     pub fn start(store: Arc<Store>) -> std::io::Result<Maintenance> {
         let (stop, stopped) = sync_channel::<()>(1);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("store-maintenance".into())
             .spawn(move || {
@@ -35,10 +42,13 @@ impl Maintenance {
                     .max(Duration::from_millis(10));
                 let mut next_checkpoint = Instant::now() + config.checkpoint_interval;
                 let mut next_retention = Instant::now() + config.retention_check_interval;
+                // Summaries first: until they exist, queries read whole segments.
+                let mut summaries_pending = true;
                 // A message or a disconnected handle means stop; a timeout is a tick.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
                     let now = Instant::now();
-                    if now >= next_checkpoint {
+                    let checkpoint_due = now >= next_checkpoint;
+                    if checkpoint_due {
                         store.checkpoint_all();
                         next_checkpoint = now + config.checkpoint_interval;
                     }
@@ -55,13 +65,26 @@ impl Maintenance {
                         }
                         next_retention = now + config.retention_check_interval;
                     }
+                    if summaries_pending || checkpoint_due {
+                        let started = Instant::now();
+                        let rebuilt = store.rebuild_summaries(&|| flag.load(Ordering::Relaxed));
+                        if rebuilt > 0 {
+                            tracing::info!(
+                                segments = rebuilt,
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "rebuilt segment summaries"
+                            );
+                        }
+                        summaries_pending = false;
+                    }
                 }
             })?;
-        Ok(Maintenance { stop, handle })
+        Ok(Maintenance { stop, stopping, handle })
     }
 
     /// Stops the thread and waits for it.
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.try_send(());
         let _ = self.handle.join();
     }

@@ -9,6 +9,8 @@
 //!   published read view, poisoning after a failed fsync.
 //! - [`topic`]: a topic's metadata and partitions, created atomically.
 //! - [`offset_index`], [`time_index`]: sparse per-segment indexes.
+//! - [`summary`]: per-block time bounds, counts and streams of each
+//!   segment, for queries to skip what cannot match.
 //! - [`producer_state`]: per-stream sequences for deduplication.
 //! - [`recovery`]: opening a partition from its recovery point.
 //! - [`read`]: reads by offset and by time through the published view.
@@ -35,6 +37,7 @@ pub mod read;
 pub mod recovery;
 pub mod scan;
 pub mod segment;
+pub mod summary;
 pub mod time_index;
 pub mod topic;
 pub mod writer;
@@ -476,6 +479,21 @@ impl Store {
             }
         }
         deleted
+    }
+
+    /// Rebuilds missing or stale segment summaries (see
+    /// [`Partition::rebuild_summaries`]); returns how many.
+    pub fn rebuild_summaries(&self, stop: &dyn Fn() -> bool) -> usize {
+        let mut rebuilt = 0;
+        for t in self.topics() {
+            for p in &t.partitions {
+                if stop() {
+                    return rebuilt;
+                }
+                rebuilt += p.rebuild_summaries(stop);
+            }
+        }
+        rebuilt
     }
 
     /// Forgets producers idle since before `cutoff_ms`; returns how many.

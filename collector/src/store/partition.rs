@@ -33,6 +33,7 @@ use super::faults::Faults;
 use super::producer_state::{ProducerEntry, ProducerState};
 use super::recovery::{LoadReport, RecoveryPoint, load_partition, write_checkpoint};
 use super::segment::{BatchSummary, Segment, SegmentError, SharedIndex, SharedTimeIndex};
+use super::summary::{BatchStats, SegmentSummary, SharedSummary, build};
 
 /// Largest batch frame recovery and readers accept (RecordBatch lengths are i32).
 pub const MAX_FRAME_BYTES: usize = 1 << 30;
@@ -60,6 +61,9 @@ pub struct SegmentView {
     pub max_timestamp: i64,
     pub index: SharedIndex,
     pub time_index: SharedTimeIndex,
+    /// Per-block bounds and streams; may describe bytes past `len` (the
+    /// writer updates it before publishing), which readers ignore.
+    pub summary: SharedSummary,
 }
 
 /// What readers see of a partition: immutable, replaced on every append.
@@ -79,11 +83,14 @@ impl PartitionView {
     }
 }
 
-/// One batch to append: the frame and the cursor its producer sent with it.
-#[derive(Debug, Clone)]
+/// One batch to append: the frame, the cursor its producer sent with it,
+/// and its stats for the segment summary when the caller decoded it
+/// already (ingest validation does); otherwise the append decodes it.
+#[derive(Debug, Clone, Default)]
 pub struct AppendItem {
     pub frame: Bytes,
     pub cursor: Option<String>,
+    pub stats: Option<Arc<BatchStats>>,
 }
 
 /// Which segments retention may delete.
@@ -215,7 +222,7 @@ impl Partition {
             .iter()
             .map(|f| AppendItem {
                 frame: Bytes::copy_from_slice(f),
-                cursor: None,
+                ..AppendItem::default()
             })
             .collect();
         let refs: Vec<&AppendItem> = items.iter().collect();
@@ -295,7 +302,13 @@ impl Partition {
             } else {
                 BatchOutcome::Appended(summary)
             });
-            placed.push((summary, bytes.len() as u64));
+            // Stats gathered before a trim describe a superset of what is
+            // written: wider bounds only cost pruning, never correctness.
+            let stats = item
+                .stats
+                .clone()
+                .unwrap_or_else(|| Arc::new(build::stats_of(&bytes, &header)));
+            placed.push((summary, bytes.len() as u64, stats));
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next = last + 1;
         }
@@ -309,6 +322,7 @@ impl Partition {
             .values_mut()
             .next_back()
             .expect("a partition always has an active segment");
+        let placed: Vec<(BatchSummary, u64, &BatchStats)> = placed.iter().map(|(b, l, s)| (*b, *l, &**s)).collect();
         if let Err(e) = active.append(&log.scratch, &placed) {
             return Err(self.classify_write_error(e));
         }
@@ -435,6 +449,50 @@ impl Partition {
         removed.len()
     }
 
+    /// Rebuilds, from their logs, the summaries that are missing or stale
+    /// (see [`super::summary`]), one segment at a time, decoding without the
+    /// partition lock; `stop` is asked between segments. Returns how many
+    /// were rebuilt.
+    pub fn rebuild_summaries(&self, stop: &dyn Fn() -> bool) -> usize {
+        let mut rebuilt = 0;
+        loop {
+            let target = {
+                let log = self.lock();
+                log.segments
+                    .values()
+                    .find(|s| {
+                        !s.summary_rebuild_failed && !s.summary().read().unwrap_or_else(|e| e.into_inner()).is_valid()
+                    })
+                    .map(|s| (s.base_offset, Arc::clone(s.file()), s.len()))
+            };
+            let Some((base, file, len)) = target else {
+                return rebuilt;
+            };
+            if stop() {
+                return rebuilt;
+            }
+            let mut fresh = SegmentSummary::new();
+            let built = build::extend(&mut fresh, &file, len);
+            let mut log = self.lock();
+            let Some(seg) = log.segments.get_mut(&base) else {
+                continue; // deleted by retention meanwhile
+            };
+            match built.and_then(|()| seg.install_summary(fresh)) {
+                Ok(()) => {
+                    rebuilt += 1;
+                    if let Err(e) = seg.flush_indexes(false) {
+                        tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "cannot write rebuilt summary");
+                    }
+                }
+                Err(e) => {
+                    seg.summary_rebuild_failed = true;
+                    tracing::warn!(topic = %self.topic, partition = self.id, base_offset = base, error = %e,
+                        "cannot rebuild segment summary; queries read this segment without pruning");
+                }
+            }
+        }
+    }
+
     /// Forgets producers idle since before `cutoff_ms`.
     pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
         self.lock().producers.expire(cutoff_ms)
@@ -543,6 +601,7 @@ fn build_view(log: &PartitionLog) -> PartitionView {
             max_timestamp: s.max_timestamp(),
             index: Arc::clone(s.index()),
             time_index: Arc::clone(s.time_index()),
+            summary: Arc::clone(s.summary()),
         })
         .collect();
     PartitionView {

@@ -140,6 +140,9 @@ pub fn load_partition(dir: &Path, index_interval: u64, faults: Option<Arc<Faults
                 }
                 report.rebuilt_indexes += 1;
             }
+            // A sealed segment's summary must cover it whole; if not, the
+            // maintenance thread rebuilds it (recovery stays bounded).
+            seg.check_summary();
             segments.insert(base, seg);
             continue;
         }

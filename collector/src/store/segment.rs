@@ -1,6 +1,7 @@
 //! One segment of a partition: `<base_offset>.log` holding RecordBatch v2
-//! bytes exactly as received (with the collector's offsets written in), and
-//! its sparse `.index` and `.timeindex`.
+//! bytes exactly as received (with the collector's offsets written in), its
+//! sparse `.index` and `.timeindex`, and its `.summary` (per-block time
+//! bounds and streams, see [`super::summary`]).
 //!
 //! Why a module of its own: `partition.rs` decides *which* segment to append
 //! to, roll or delete; this module owns *how* bytes land in one file and how
@@ -24,6 +25,8 @@ use super::faults::Faults;
 use super::file_names::{INDEX_SUFFIX, TIMEINDEX_SUFFIX, log_path};
 use super::offset_index::OffsetIndex;
 use super::scan::{ScanError, SegmentScanner};
+use super::summary::file::summary_path;
+use super::summary::{BatchStats, SegmentSummary, SharedSummary, build};
 use super::time_index::TimeIndex;
 
 /// Why a segment operation failed; every variant names the file.
@@ -81,6 +84,9 @@ pub struct Segment {
     max_timestamp: i64,
     index: SharedIndex,
     time_index: SharedTimeIndex,
+    summary: SharedSummary,
+    /// A background rebuild of the summary failed; do not retry it.
+    pub summary_rebuild_failed: bool,
     index_interval: u64,
     bytes_since_index: u64,
     /// When this process created or opened it: segment age for rolling.
@@ -127,6 +133,7 @@ impl Segment {
         let (ip, tp) = index_paths(dir, base_offset);
         let _ = std::fs::remove_file(&ip);
         let _ = std::fs::remove_file(&tp);
+        let _ = std::fs::remove_file(summary_path(dir, base_offset));
         Ok(Segment {
             base_offset,
             path,
@@ -136,6 +143,8 @@ impl Segment {
             max_timestamp: -1,
             index: Arc::new(RwLock::new(OffsetIndex::new(ip))),
             time_index: Arc::new(RwLock::new(TimeIndex::new(tp))),
+            summary: Arc::new(RwLock::new(SegmentSummary::new())),
+            summary_rebuild_failed: false,
             index_interval,
             bytes_since_index: 0,
             opened_at: Instant::now(),
@@ -180,6 +189,10 @@ impl Segment {
         let indexes_ok = loaded.is_some() || len == 0;
         let (index, time_index) = loaded.unwrap_or_else(|| (OffsetIndex::new(ip), TimeIndex::new(tp)));
         let max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+        // Trusted as far as it goes; recovery cuts it back to what it checks
+        // and a sealed segment's summary must cover the whole file.
+        let summary =
+            super::summary::file::load(&summary_path(dir, base_offset)).unwrap_or_else(SegmentSummary::invalid);
         Ok((
             Segment {
                 base_offset,
@@ -190,6 +203,8 @@ impl Segment {
                 max_timestamp,
                 index: Arc::new(RwLock::new(index)),
                 time_index: Arc::new(RwLock::new(time_index)),
+                summary: Arc::new(RwLock::new(summary)),
+                summary_rebuild_failed: false,
                 index_interval,
                 bytes_since_index: 0,
                 opened_at: Instant::now(),
@@ -232,6 +247,14 @@ impl Segment {
             .unwrap_or_else(|e| e.into_inner())
             .max_timestamp()
             .unwrap_or(-1);
+        // The summary continues from where the check starts, or (checking
+        // from 0) starts afresh; otherwise it is rebuilt in the background.
+        let shared = Arc::clone(&self.summary);
+        let mut summary = shared.write().unwrap_or_else(|e| e.into_inner());
+        if from_pos == 0 {
+            *summary = SegmentSummary::new();
+        }
+        let summarize = summary.truncate_to(from_pos);
         let mut scanner = SegmentScanner::new(
             Arc::clone(&self.file),
             from_pos,
@@ -270,6 +293,10 @@ impl Segment {
             };
             let len = frame.len() as u64;
             on_batch(&header, frame);
+            if summarize {
+                let stats = build::stats_of(frame, &header);
+                summary.add_batch(pos, len, header.base_offset, header.last_offset(), &stats);
+            }
             self.index_batch(pos, len, header.base_offset, header.max_timestamp);
             expected = header.last_offset() + 1;
             report.batches += 1;
@@ -287,6 +314,7 @@ impl Segment {
                 source,
             })?;
         }
+        drop(summary);
         report.scanned_bytes = valid_end - from_pos;
         report.truncated_bytes = file_len - valid_end;
         report.reason = if report.truncated_bytes > 0 { reason } else { None };
@@ -348,6 +376,37 @@ impl Segment {
         &self.time_index
     }
 
+    /// The summary, shared with readers.
+    pub fn summary(&self) -> &SharedSummary {
+        &self.summary
+    }
+
+    /// Whether the summary describes the whole segment.
+    pub fn summary_is_complete(&self) -> bool {
+        let s = self.summary.read().unwrap_or_else(|e| e.into_inner());
+        s.is_valid() && s.covered() == self.len
+    }
+
+    /// Marks the summary for a rebuild unless it covers the whole segment
+    /// (used for sealed segments at start-up).
+    pub fn check_summary(&self) {
+        let mut s = self.summary.write().unwrap_or_else(|e| e.into_inner());
+        if s.covered() != self.len {
+            s.invalidate();
+        }
+    }
+
+    /// Replaces the summary with one rebuilt from the log, extending it to
+    /// the current end first (appends may have happened meanwhile).
+    ///
+    /// # Errors
+    /// The log from the rebuilt summary's end on cannot be read as batches.
+    pub fn install_summary(&mut self, mut rebuilt: SegmentSummary) -> Result<(), ScanError> {
+        build::extend(&mut rebuilt, &self.file, self.len)?;
+        *self.summary.write().unwrap_or_else(|e| e.into_inner()) = rebuilt;
+        Ok(())
+    }
+
     /// Bytes of whole batches in the file.
     pub fn len(&self) -> u64 {
         self.len
@@ -379,7 +438,7 @@ impl Segment {
     ///
     /// # Errors
     /// The write failed (ENOSPC, EIO, ...).
-    pub fn append(&mut self, bytes: &[u8], batches: &[(BatchSummary, u64)]) -> Result<(), SegmentError> {
+    pub fn append(&mut self, bytes: &[u8], batches: &[(BatchSummary, u64, &BatchStats)]) -> Result<(), SegmentError> {
         let injected = self.faults.as_ref().and_then(|f| f.write_error());
         let result = match injected {
             Some(e) => Err(e),
@@ -396,7 +455,14 @@ impl Segment {
             });
         }
         let mut pos = self.len;
-        for &(summary, len) in batches {
+        let mut summary_of_segment = self.summary.write().unwrap_or_else(|e| e.into_inner());
+        for &(summary, len, stats) in batches {
+            summary_of_segment.add_batch(pos, len, summary.base_offset, summary.last_offset, stats);
+            pos += len;
+        }
+        drop(summary_of_segment);
+        let mut pos = self.len;
+        for &(summary, len, _) in batches {
             self.index_batch(pos, len, summary.base_offset, summary.max_timestamp);
             pos += len;
             self.next_offset = summary.last_offset + 1;
@@ -444,7 +510,24 @@ impl Segment {
             path: time_index.path().to_owned(),
             op: "write time index",
             source,
-        })
+        })?;
+        drop(time_index);
+        let mut summary = self.summary.write().unwrap_or_else(|e| e.into_inner());
+        if summary.is_valid() && summary.is_dirty() {
+            let path = self.summary_path();
+            super::summary::file::save(&path, &summary, sync).map_err(|source| SegmentError::Io {
+                path,
+                op: "write summary",
+                source,
+            })?;
+            summary.mark_saved();
+        }
+        Ok(())
+    }
+
+    /// Path of the `.summary` file.
+    pub fn summary_path(&self) -> PathBuf {
+        self.path.with_extension("summary")
     }
 
     /// Deletes the segment's files (readers holding the file keep reading it).
@@ -456,7 +539,8 @@ impl Segment {
             .unwrap_or_else(|e| e.into_inner())
             .path()
             .to_owned();
-        for p in [&self.path, &index_path, &time_path] {
+        let summary_path = self.summary_path();
+        for p in [&self.path, &index_path, &time_path, &summary_path] {
             if let Err(e) = std::fs::remove_file(p)
                 && e.kind() != io::ErrorKind::NotFound
             {

@@ -347,6 +347,7 @@ fn item(frame: Vec<u8>, cursor: Option<&str>) -> super::AppendItem {
     super::AppendItem {
         frame: bytes::Bytes::from(frame),
         cursor: cursor.map(str::to_owned),
+        stats: None,
     }
 }
 

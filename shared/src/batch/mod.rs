@@ -32,7 +32,9 @@ pub mod encode;
 pub mod header;
 pub mod varint;
 
-pub use decode::{HeaderView, Headers, RecordIter, RecordView, decode_records, last_record_header, records_to_owned};
+pub use decode::{
+    HeaderView, Headers, RecordIter, RecordView, decode_records, last_record_header, records_section, records_to_owned,
+};
 pub use encode::{BatchBuilder, HeaderSet};
 pub use header::{BatchHeader, ProducerInfo, check, frame_len, set_base_offset};
 

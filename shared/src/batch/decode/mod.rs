@@ -157,6 +157,23 @@ pub fn decode_records<'a>(
     max_records_bytes: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Result<RecordIter<'a>, BatchError> {
+    let records = records_section(frame, header, max_records_bytes, scratch)?;
+    Ok(RecordIter::new(records, header.records_count))
+}
+
+/// The uncompressed records section of a checked `frame`: the frame's own
+/// bytes when uncompressed, else `scratch` after decompressing into it.
+/// Lets a reader look at all the records' bytes at once (a query's literal
+/// prefilter) before iterating them with [`RecordIter::new`].
+///
+/// # Errors
+/// As [`decode_records`].
+pub fn records_section<'a>(
+    frame: &'a [u8],
+    header: &BatchHeader,
+    max_records_bytes: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], BatchError> {
     let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
         needed: header.frame_len(),
         available: frame.len(),
@@ -169,7 +186,7 @@ pub fn decode_records<'a>(
         }
         None => return Err(BatchError::UnsupportedCompression(header.codec_id())),
     };
-    Ok(RecordIter::new(records, header.records_count))
+    Ok(records)
 }
 
 /// The value of header `key` on the last record of a checked `frame`, if

@@ -1,0 +1,432 @@
+//! Loki's read API over the store, with Loki's JSON shapes, so that
+//! Grafana's Loki data source (Explore, label browser, logs volume) works
+//! against logpost: `query_range`, `query`, `labels`, `label/<name>/values`,
+//! `series`, `index/stats`, `status/buildinfo`. The WebSocket tail is in
+//! `loki_tail`.
+//!
+//! Errors are Loki's: the status and a plain-text body naming the problem
+//! (`parse error at line 1, col 7: ...`); Grafana shows that text as is.
+//! Queries run on the blocking pool.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json_, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::loki_params::Params;
+use crate::query::logql::{
+    EvalError, Expr, Labels, Matrix, Selector, Streams, Value, eval_instant, eval_logs, eval_range, parse,
+};
+use crate::query::source::{ScanStats, StoreSource, labels_of, topics_for, unknown_topic};
+use crate::store::Store;
+use crate::store::topic::now_ms;
+
+/// Loki's default `limit` for log queries.
+const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit` accepted: the result is held in memory (Loki's
+/// `max_entries_limit_per_query` default).
+const MAX_LIMIT: usize = 5000;
+
+/// An error in Loki's form: status plus plain text.
+#[derive(Debug)]
+pub struct LokiError(pub ApiError);
+
+impl From<ApiError> for LokiError {
+    fn from(e: ApiError) -> Self {
+        LokiError(e)
+    }
+}
+
+impl IntoResponse for LokiError {
+    fn into_response(self) -> Response {
+        let ApiError { status, message } = self.0;
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %message, "loki request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %message, "loki request refused");
+        }
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message + "\n",
+        )
+            .into_response()
+    }
+}
+
+fn now_ns() -> i64 {
+    now_ms().saturating_mul(1_000_000)
+}
+
+/// Parses `q` and checks the topics it names exist.
+pub fn parse_query(store: &Store, q: &str) -> Result<Expr, ApiError> {
+    let expr = parse(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(topic) = unknown_topic(store, &expr) {
+        return Err(ApiError::bad_request(format!("unknown topic {topic:?}")));
+    }
+    Ok(expr)
+}
+
+fn eval_error(e: EvalError) -> ApiError {
+    match e {
+        EvalError::Source(_) => ApiError::internal(&e),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, LokiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LokiError(ApiError::internal(&e)))?
+        .map_err(LokiError)
+}
+
+fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
+        .collect()
+}
+
+/// Seconds as Prometheus/Loki print them in matrix and vector points.
+fn seconds(ns: i64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Formats a sample value as Prometheus does (`"2"`, `"0.5"`, `"NaN"`, `"+Inf"`).
+fn sample(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        v.to_string()
+    }
+}
+
+fn streams_json(streams: &Streams) -> Json_ {
+    Json_::Array(
+        streams
+            .iter()
+            .map(|s| {
+                let values: Vec<Json_> = s
+                    .entries
+                    .iter()
+                    .map(|e| json!([e.timestamp_ns.to_string(), String::from_utf8_lossy(&e.line)]))
+                    .collect();
+                json!({ "stream": label_map(&s.labels), "values": values })
+            })
+            .collect(),
+    )
+}
+
+fn matrix_json(m: &Matrix) -> Json_ {
+    Json_::Array(
+        m.iter()
+            .map(|s| {
+                let values: Vec<Json_> = s.points.iter().map(|(t, v)| json!([seconds(*t), sample(*v)])).collect();
+                json!({ "metric": label_map(&s.labels), "values": values })
+            })
+            .collect(),
+    )
+}
+
+/// Loki's `data.stats`, trimmed to the summary Grafana shows.
+fn stats_json(stats: &ScanStats, entries: usize, started: Instant) -> Json_ {
+    let secs = started.elapsed().as_secs_f64();
+    let per_sec = |n: u64| if secs > 0.0 { (n as f64 / secs) as u64 } else { 0 };
+    json!({ "summary": {
+        "bytesProcessedPerSecond": per_sec(stats.raw_bytes_scanned),
+        "linesProcessedPerSecond": per_sec(stats.records_matched_selector),
+        "totalBytesProcessed": stats.raw_bytes_scanned,
+        "totalLinesProcessed": stats.records_matched_selector,
+        "totalEntriesReturned": entries,
+        "execTime": secs,
+        "queueTime": 0.0,
+    }})
+}
+
+fn success(data: Json_) -> Response {
+    Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+/// `GET /loki/api/v1/query_range`.
+///
+/// # Errors
+/// 400 for a bad query, parameter or time range, or an unknown topic.
+pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let expr = parse_query(&app.store, p.query()?)?;
+    let (start, end) = p.range(now_ns())?;
+    let limit = p.limit(DEFAULT_LIMIT)?;
+    if limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {MAX_LIMIT})"
+        ))
+        .into());
+    }
+    let direction = p.direction()?;
+    let step = p.step(start, end)?;
+    let max_uncompressed = app.config.max_uncompressed_bytes;
+    let data = blocking(move || {
+        let started = Instant::now();
+        let mut src = StoreSource::new(&app.store, max_uncompressed);
+        let (result_type, result, entries) = match &expr {
+            Expr::Log(log) => {
+                // Loki's range is [start, end) for logs; end is inclusive
+                // in the request, so include its nanosecond.
+                let streams =
+                    eval_logs(log, start, end.saturating_add(1), limit, direction, &mut src).map_err(eval_error)?;
+                let n = streams.iter().map(|s| s.entries.len()).sum();
+                ("streams", streams_json(&streams), n)
+            }
+            Expr::Metric(m) => {
+                let matrix = eval_range(m, start, end, step, &mut src).map_err(eval_error)?;
+                ("matrix", matrix_json(&matrix), 0)
+            }
+        };
+        Ok(json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) }))
+    })
+    .await?;
+    Ok(success(data))
+}
+
+/// `GET /loki/api/v1/query`: an instant metric query (Grafana's health
+/// check is `vector(1)+vector(1)`).
+///
+/// # Errors
+/// 400 for a bad query or time, a log query, or an unknown topic.
+pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let expr = parse_query(&app.store, p.query()?)?;
+    let time = p.time("time")?.unwrap_or_else(now_ns);
+    let Expr::Metric(m) = expr else {
+        return Err(ApiError::bad_request(
+            "log queries are not supported as an instant query type, use query_range (logpost: or /v1/query)",
+        )
+        .into());
+    };
+    let max_uncompressed = app.config.max_uncompressed_bytes;
+    let data = blocking(move || {
+        let started = Instant::now();
+        let mut src = StoreSource::new(&app.store, max_uncompressed);
+        let value = eval_instant(&m, time, &mut src).map_err(eval_error)?;
+        let (result_type, result) = match value {
+            Value::Scalar(v) => ("scalar", json!([seconds(time), sample(v)])),
+            Value::Vector(samples) => (
+                "vector",
+                Json_::Array(
+                    samples
+                        .iter()
+                        .map(|s| json!({ "metric": label_map(&s.labels), "value": [seconds(s.timestamp_ns), sample(s.value)] }))
+                        .collect(),
+                ),
+            ),
+            Value::Matrix(m) => ("matrix", matrix_json(&m)),
+        };
+        Ok(json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, 0, started) }))
+    })
+    .await?;
+    Ok(success(data))
+}
+
+/// Streams (label sets, with `topic`) stored in `[start_ns, end_ns]` that
+/// `selector` accepts (all when `None`), from the segment summaries; with
+/// the blocks, records and line bytes they hold there.
+#[derive(Debug, Default)]
+struct Inventory {
+    streams: BTreeSet<Labels>,
+    blocks: u64,
+    records: u64,
+    bytes: u64,
+}
+
+fn inventory(store: &Store, selector: Option<&Selector>, start_ns: i64, end_ns: i64) -> Inventory {
+    let (start_ms, end_ms) = (start_ns.div_euclid(1_000_000), end_ns.div_euclid(1_000_000));
+    let topics = match selector {
+        Some(s) => topics_for(store, s),
+        None => store.topics(),
+    };
+    let mut inv = Inventory::default();
+    for topic in topics {
+        for partition in &topic.partitions {
+            for seg in &partition.view().segments {
+                let summary = seg.summary.read().unwrap_or_else(|e| e.into_inner());
+                let labels: Vec<Labels> = summary.streams().iter().map(|s| labels_of(&topic.name, s)).collect();
+                let ok: Vec<bool> = labels.iter().map(|l| selector.is_none_or(|s| s.matches(l))).collect();
+                for b in summary.blocks() {
+                    if b.pos >= seg.len || b.max_timestamp < start_ms || b.min_timestamp > end_ms {
+                        continue;
+                    }
+                    let Some(ids) = &b.streams else {
+                        // Streams unknown: counted, but no names to list.
+                        inv.blocks += 1;
+                        inv.records += b.records;
+                        inv.bytes += b.line_bytes;
+                        continue;
+                    };
+                    let mut any = false;
+                    for &id in ids {
+                        if ok.get(id as usize).copied().unwrap_or(false)
+                            && let Some(l) = labels.get(id as usize)
+                        {
+                            inv.streams.insert(l.clone());
+                            any = true;
+                        }
+                    }
+                    if any {
+                        inv.blocks += 1;
+                        inv.records += b.records;
+                        inv.bytes += b.line_bytes;
+                    }
+                }
+            }
+        }
+    }
+    inv
+}
+
+/// The selector of an optional `query` parameter (a log query's).
+fn selector_param(store: &Store, p: &Params, name: &str) -> Result<Option<Selector>, ApiError> {
+    let Some(q) = p.get(name) else { return Ok(None) };
+    match parse_query(store, q)? {
+        Expr::Log(l) => Ok(Some(l.selector)),
+        Expr::Metric(_) => Err(ApiError::bad_request(format!(
+            "invalid parameter \"{name}\": expected a stream selector, got a metric query"
+        ))),
+    }
+}
+
+/// `GET /loki/api/v1/labels`.
+///
+/// # Errors
+/// 400 for a bad time range or query.
+pub async fn labels(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let (start, end) = p.range(now_ns())?;
+    let selector = selector_param(&app.store, &p, "query")?;
+    let names = blocking(move || {
+        let inv = inventory(&app.store, selector.as_ref(), start, end);
+        let names: BTreeSet<String> = inv
+            .streams
+            .iter()
+            .flat_map(|l| l.iter().map(|(k, _)| k.to_string()))
+            .collect();
+        Ok(names)
+    })
+    .await?;
+    Ok(success(json!(names)))
+}
+
+/// `GET /loki/api/v1/label/<name>/values`.
+///
+/// # Errors
+/// 400 for a bad time range or query.
+pub async fn label_values(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let (start, end) = p.range(now_ns())?;
+    let selector = selector_param(&app.store, &p, "query")?;
+    let values = blocking(move || {
+        let inv = inventory(&app.store, selector.as_ref(), start, end);
+        let values: BTreeSet<String> = inv
+            .streams
+            .iter()
+            .filter_map(|l| l.get(&name).map(str::to_string))
+            .collect();
+        Ok(values)
+    })
+    .await?;
+    Ok(success(json!(values)))
+}
+
+/// `GET /loki/api/v1/series?match[]=...`.
+///
+/// # Errors
+/// 400 for a bad time range or selector, or no `match[]`.
+pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let (start, end) = p.range(now_ns())?;
+    let mut selectors = Vec::new();
+    for m in p.all("match[]").iter().chain(p.all("match")) {
+        match parse_query(&app.store, m)? {
+            Expr::Log(l) => selectors.push(l.selector),
+            Expr::Metric(_) => {
+                return Err(ApiError::bad_request(format!("invalid match[] {m:?}: expected a stream selector")).into());
+            }
+        }
+    }
+    let data = blocking(move || {
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        if selectors.is_empty() {
+            all = inventory(&app.store, None, start, end).streams;
+        }
+        for s in &selectors {
+            all.extend(inventory(&app.store, Some(s), start, end).streams);
+        }
+        Ok(Json_::Array(all.iter().map(|l| Json_::Object(label_map(l))).collect()))
+    })
+    .await?;
+    Ok(success(data))
+}
+
+/// `GET /loki/api/v1/index/stats`: streams, chunks (summary blocks),
+/// entries and bytes of the matching streams, from the summaries.
+///
+/// # Errors
+/// 400 for a bad time range or query.
+pub async fn index_stats(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref());
+    let (start, end) = p.range(now_ns())?;
+    let selector = selector_param(&app.store, &p, "query")?;
+    let inv = blocking(move || Ok(inventory(&app.store, selector.as_ref(), start, end))).await?;
+    Ok(Json(json!({
+        "streams": inv.streams.len(),
+        "chunks": inv.blocks,
+        "entries": inv.records,
+        "bytes": inv.bytes,
+    }))
+    .into_response())
+}
+
+/// `GET /loki/api/v1/status/buildinfo`. The version is the Loki API level
+/// logpost speaks (Grafana enables features by it) tagged with logpost's own.
+pub async fn buildinfo() -> Response {
+    let version = format!("3.0.0-logpost.{}", env!("CARGO_PKG_VERSION"));
+    let info: BTreeMap<&str, String> = [
+        ("version", version),
+        ("revision", String::new()),
+        ("branch", String::new()),
+        ("buildUser", String::new()),
+        ("buildDate", String::new()),
+        ("goVersion", String::new()),
+    ]
+    .into_iter()
+    .collect();
+    (StatusCode::OK, Json(info)).into_response()
+}
+
+/// Loki's read routes, merged into the app as one piece.
+pub fn routes() -> axum::Router<Arc<AppState>> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/loki/api/v1/query_range", get(query_range))
+        .route("/loki/api/v1/query", get(query))
+        .route("/loki/api/v1/labels", get(labels))
+        .route("/loki/api/v1/label/{name}/values", get(label_values))
+        .route("/loki/api/v1/series", get(series).post(series))
+        .route("/loki/api/v1/index/stats", get(index_stats))
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route("/loki/api/v1/tail", get(super::loki_tail::tail))
+        .route("/loki/api/v2alpha/tail", get(super::loki_tail::v2alpha))
+}

@@ -1,0 +1,269 @@
+//! `GET /v1/query?query=<LogQL>`: logpost's own streaming answer to a log
+//! query, for results of any size: NDJSON records (the `query::output`
+//! shape) oldest first, per topic, partitions merged by time.
+//!
+//! - First lines at once: a chunk goes out when 64 KiB are ready or 100 ms
+//!   after its first line, whichever comes first.
+//! - Memory does not grow with the result: one decoded batch per partition
+//!   and a bounded queue of chunks (`CHUNKS_IN_FLIGHT`) to the socket.
+//! - Cancelled when the client goes away: the send fails or the queue is
+//!   seen closed, and the scan stops (skipping batches unread from then on).
+//!
+//! The line sent is the line after the pipeline (`line_format` rewrites
+//! it); labels the pipeline extracts are sent as `labels`. Pruning is by
+//! time (batch bounds) and the pipeline's required literals; the selector
+//! is checked per record.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use logpost_shared::batch::RecordView;
+use regex::bytes::Regex;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, chain};
+use super::loki_params::parse_time;
+use crate::query::cursor::{RecordFilter, StoredRecord};
+use crate::query::exec::scan_topic;
+use crate::query::logql::{Expr, Labels, LogExpr, parse};
+use crate::query::output::RecordJson;
+use crate::query::prefilter::Prefilter;
+use crate::query::source::{labels_of, topics_for, unknown_topic};
+use crate::store::StoreError;
+use crate::store::summary::INTERNAL_HEADER_PREFIX;
+
+/// Bytes of NDJSON gathered before a chunk is sent.
+const CHUNK_BYTES: usize = 64 << 10;
+/// Longest a started chunk waits for more lines: keeps a selective query's
+/// first lines from waiting for 64 KiB of them.
+const CHUNK_AGE: Duration = Duration::from_millis(100);
+/// Chunks in flight between the scan and the socket: the memory bound for
+/// a client that reads slowly.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What a LogQL stream query needs.
+#[derive(Debug)]
+pub struct StreamQuery {
+    pub query: String,
+    pub grep: Option<String>,
+    /// Inclusive bounds, ns; `None` = unbounded.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// 0 = no limit.
+    pub limit: usize,
+}
+
+struct LogqlFilter {
+    log: Arc<LogExpr>,
+    prefilter: Prefilter,
+    grep: Option<Regex>,
+    start_ms: i64,
+    end_ms: i64,
+    /// Set when the client is gone: every later batch is skipped unread.
+    cancelled: Arc<AtomicBool>,
+    /// The queue to the socket, to notice a client gone while nothing matches.
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    /// Headers of the last record whose labels were checked, and the answer.
+    last: Mutex<(Vec<u8>, bool)>,
+}
+
+impl RecordFilter for LogqlFilter {
+    fn may_match_batch(&self, _base_timestamp: i64, max_timestamp: i64) -> bool {
+        if self.tx.is_closed() {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+        !self.cancelled.load(Ordering::Relaxed) && max_timestamp >= self.start_ms
+    }
+
+    fn matches(&self, timestamp_ms: i64, record: &RecordView<'_>) -> bool {
+        if timestamp_ms < self.start_ms || timestamp_ms > self.end_ms {
+            return false;
+        }
+        let line = record.value.unwrap_or_default();
+        if !self.prefilter.may_match(line) || self.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
+            return false;
+        }
+        let mut raw = Vec::new();
+        for h in record.headers.iter() {
+            raw.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+            raw.extend_from_slice(h.key);
+            raw.extend_from_slice(h.value.unwrap_or_default());
+            raw.push(0);
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0 != raw || last.0.is_empty() {
+            // Topic is checked by the scan's choice of topics.
+            let labels: Labels = crate::store::summary::stream_labels(record)
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let ok = self
+                .log
+                .selector
+                .matchers
+                .iter()
+                .filter(|m| m.name != crate::query::logql::TOPIC_LABEL)
+                .all(|m| m.matches(labels.get(&m.name)));
+            *last = (raw, ok);
+        }
+        last.1
+    }
+}
+
+/// Labels (with `topic`) of a copied-out record.
+fn record_labels(topic: &str, r: &StoredRecord) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in &r.headers {
+        if k.starts_with(INTERNAL_HEADER_PREFIX) || pairs.iter().any(|(n, _)| n == k) {
+            continue;
+        }
+        pairs.push((
+            k.clone(),
+            String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned(),
+        ));
+    }
+    labels_of(topic, &pairs)
+}
+
+/// Streams the result of a LogQL log query.
+///
+/// # Errors
+/// 400 for a bad query, regex or time, or a metric query; 404 for a topic
+/// the query names that does not exist.
+pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> {
+    let expr = parse(&q.query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(topic) = unknown_topic(&app.store, &expr) {
+        return Err(StoreError::UnknownTopic(topic).into());
+    }
+    let Expr::Log(log) = expr else {
+        return Err(ApiError::bad_request(
+            "a metric query has no records to stream: use /loki/api/v1/query_range",
+        ));
+    };
+    let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                parse_time(s).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "invalid parameter \"{name}\": cannot parse {s:?} as a timestamp"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let start_ns = time("start", &q.start)?.unwrap_or(i64::MIN);
+    let end_ns = time("end", &q.end)?.unwrap_or(i64::MAX);
+    if end_ns < start_ns {
+        return Err(ApiError::bad_request(format!(
+            "invalid time range: end ({end_ns}) is before start ({start_ns})"
+        )));
+    }
+    let grep = match q.grep.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(Regex::new(p).map_err(|e| ApiError::bad_request(format!("invalid grep regex {p:?}: {e}")))?),
+    };
+    let limit = if q.limit == 0 { usize::MAX } else { q.limit };
+    let log = Arc::new(log);
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let max_uncompressed = app.config.max_uncompressed_bytes;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let filter = Arc::new(LogqlFilter {
+        prefilter: Prefilter::new(&log.pipeline),
+        log: Arc::clone(&log),
+        grep,
+        start_ms: start_ns.div_euclid(1_000_000),
+        end_ms: end_ns.div_euclid(1_000_000),
+        cancelled: Arc::clone(&cancelled),
+        last: Mutex::new((Vec::new(), false)),
+        tx: tx.clone(),
+    });
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+        let mut chunk_started = Instant::now();
+        let mut left = limit;
+        for topic in topics_for(&app.store, &log.selector) {
+            if left == 0 || cancelled.load(Ordering::Relaxed) {
+                break;
+            }
+            let result = scan_topic(&topic, Arc::clone(&filter), usize::MAX, max_uncompressed, |record| {
+                let mut labels = record_labels(&topic.name, &record);
+                let value = record.value.as_deref().unwrap_or_default();
+                let Some(line) = log.pipeline.process(value, &mut labels) else {
+                    return ControlFlow::Continue(());
+                };
+                let mut json = RecordJson::new(&topic.name, &record);
+                if line.as_ref() != value {
+                    let stored = StoredRecord {
+                        value: Some(line.into_owned()),
+                        ..record.clone()
+                    };
+                    let rewritten = RecordJson::new(&topic.name, &stored);
+                    json.line = rewritten.line;
+                    json.line_base64 = rewritten.line_base64;
+                }
+                let stream = record_labels(&topic.name, &record);
+                if labels != stream {
+                    json.labels = Some(
+                        labels
+                            .iter()
+                            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                            .collect(),
+                    );
+                }
+                if chunk.is_empty() {
+                    chunk_started = Instant::now();
+                }
+                if serde_json::to_writer(&mut chunk, &json).is_err() {
+                    return ControlFlow::Break(());
+                }
+                chunk.push(b'\n');
+                left -= 1;
+                if chunk.len() >= CHUNK_BYTES || chunk_started.elapsed() >= CHUNK_AGE {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
+                    // A send error means the client went away: stop scanning.
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        cancelled.store(true, Ordering::Relaxed);
+                        return ControlFlow::Break(());
+                    }
+                }
+                if tx.is_closed() {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+                if left == 0 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            if let Err(e) = result {
+                tracing::error!(error = %chain(&e), "query failed while streaming");
+                let line = serde_json::json!({ "error": chain(&e) }).to_string();
+                chunk.extend_from_slice(line.as_bytes());
+                chunk.push(b'\n');
+                break;
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    // The scan ends by itself when done or when the client leaves; this
+    // only makes a panic in it visible.
+    tokio::spawn(async move {
+        if let Err(e) = scan.await {
+            tracing::error!(error = %e, "query task failed");
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response())
+}

@@ -1,0 +1,148 @@
+//! Log queries: the `limit` newest (backward) or oldest (forward) lines in
+//! `[start, end)` that pass the pipeline, grouped into streams by their
+//! final label set (Loki's `streams` result type).
+//!
+//! Why a module of its own: a source may return entries in any order, so
+//! the only way to honour `limit` with bounded memory is a heap of at most
+//! `limit` candidates. An entry that could not beat the worst candidate is
+//! rejected before its pipeline runs, so a full heap also saves CPU.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::ControlFlow;
+
+use crate::query::logql::ast::LogExpr;
+use crate::query::logql::error::EvalError;
+use crate::query::logql::eval::EntrySource;
+use crate::query::logql::labels::Labels;
+
+/// Which end of the time range a log query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first (Loki's default).
+    #[default]
+    Backward,
+}
+
+/// One returned line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp_ns: i64,
+    /// The line after the pipeline (e.g. after `line_format`).
+    pub line: Vec<u8>,
+}
+
+/// Lines sharing one final label set, in the query's direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// Stream labels plus parsed labels (including `__error__` if any).
+    pub labels: Labels,
+    /// The lines, newest first for `Backward`, oldest first for `Forward`.
+    pub entries: Vec<StreamEntry>,
+}
+
+/// A log query result, streams sorted by labels.
+pub type Streams = Vec<Stream>;
+
+/// Preference of an entry: larger is kept first. Ties on the timestamp go
+/// to the entry the source delivered first, so results are deterministic.
+fn rank(direction: Direction, ts: i64, seq: u64) -> (i128, u64) {
+    let t = match direction {
+        Direction::Backward => i128::from(ts),
+        Direction::Forward => -i128::from(ts),
+    };
+    (t, u64::MAX - seq)
+}
+
+/// A kept candidate; ordered by rank only.
+struct Candidate {
+    rank: (i128, u64),
+    timestamp_ns: i64,
+    labels: Labels,
+    line: Vec<u8>,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank.cmp(&other.rank)
+    }
+}
+
+/// Runs a log query, returning at most `limit` entries.
+///
+/// # Errors
+/// An empty or inverted time range, or a source error.
+pub fn eval_logs(
+    expr: &LogExpr,
+    start_ns: i64,
+    end_ns: i64,
+    limit: usize,
+    direction: Direction,
+    src: &mut dyn EntrySource,
+) -> Result<Streams, EvalError> {
+    if end_ns < start_ns {
+        return Err(EvalError::InvalidRange("end is before start".into()));
+    }
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // A min-heap of the best `limit` candidates: its top is the worst kept.
+    let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit.min(4096));
+    let mut seq: u64 = 0;
+    src.scan(expr, start_ns, end_ns, &mut |entry| {
+        seq += 1;
+        let ts = entry.timestamp_ns;
+        if ts < start_ns || ts >= end_ns || !expr.selector.matches(&entry.labels) {
+            return ControlFlow::Continue(());
+        }
+        let rank = rank(direction, ts, seq);
+        if heap.len() >= limit && heap.peek().is_some_and(|Reverse(worst)| rank <= worst.rank) {
+            return ControlFlow::Continue(());
+        }
+        let mut labels = entry.labels;
+        let Some(line) = expr.pipeline.process(entry.line, &mut labels) else {
+            return ControlFlow::Continue(());
+        };
+        let line = match line {
+            std::borrow::Cow::Owned(v) => v,
+            std::borrow::Cow::Borrowed(b) => b.to_vec(),
+        };
+        heap.push(Reverse(Candidate {
+            rank,
+            timestamp_ns: ts,
+            labels,
+            line,
+        }));
+        if heap.len() > limit {
+            heap.pop();
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut kept: Vec<Candidate> = heap.into_iter().map(|Reverse(c)| c).collect();
+    kept.sort_by_key(|c| Reverse(c.rank));
+    let mut streams: BTreeMap<Labels, Vec<StreamEntry>> = BTreeMap::new();
+    for c in kept {
+        streams.entry(c.labels).or_default().push(StreamEntry {
+            timestamp_ns: c.timestamp_ns,
+            line: c.line,
+        });
+    }
+    Ok(streams
+        .into_iter()
+        .map(|(labels, entries)| Stream { labels, entries })
+        .collect())
+}

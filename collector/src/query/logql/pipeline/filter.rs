@@ -1,0 +1,280 @@
+//! Line filters: `|= "x"`, `!= "x"`, `|~ "re"`, `!~ "re"`, `|> "<_> x <_>"`,
+//! `!> "..."`, each optionally with `or` alternatives (`|= "a" or "b"`).
+//!
+//! Why a module of its own: filters are the one stage that runs on every
+//! scanned line, so they work on raw bytes (lines may be invalid UTF-8) and
+//! use `regex::bytes`, whose literal optimisations make a plain `|= "x"` a
+//! SIMD substring search.
+//!
+//! Semantics of `or`: a positive filter passes when any alternative
+//! matches; a negative one (`!=`, `!~`, `!>`) passes when none does, so
+//! `!= "a" or "b"` drops lines containing either, as in Loki.
+
+use regex::bytes::Regex;
+
+use crate::query::logql::pipeline::pattern::PatternFilter;
+use crate::query::logql::selector::is_plain_literal;
+
+/// The operator of a line filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFilterOp {
+    /// `|=`: contains.
+    Contains,
+    /// `!=`: does not contain.
+    NotContains,
+    /// `|~`: regex matches somewhere (unanchored).
+    Regex,
+    /// `!~`: regex matches nowhere.
+    NotRegex,
+    /// `|>`: the whole line matches the pattern.
+    Pattern,
+    /// `!>`: the line does not match the pattern.
+    NotPattern,
+}
+
+impl LineFilterOp {
+    fn negated(self) -> bool {
+        matches!(
+            self,
+            LineFilterOp::NotContains | LineFilterOp::NotRegex | LineFilterOp::NotPattern
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Alternative {
+    /// A substring, searched with a literal regex (memchr-backed).
+    Literal {
+        text: Vec<u8>,
+        search: Regex,
+    },
+    Regex(Regex),
+    Pattern(PatternFilter),
+}
+
+impl Alternative {
+    fn is_match(&self, line: &[u8]) -> bool {
+        match self {
+            Alternative::Literal { text, search } => text.is_empty() || search.is_match(line),
+            Alternative::Regex(re) => re.is_match(line),
+            Alternative::Pattern(p) => p.is_match(line),
+        }
+    }
+}
+
+/// A compiled line filter.
+#[derive(Debug, Clone)]
+pub struct LineFilter {
+    op: LineFilterOp,
+    alternatives: Vec<Alternative>,
+}
+
+impl LineFilter {
+    /// Compiles a filter with its alternatives (at least one).
+    ///
+    /// # Errors
+    /// `(index of the bad alternative, message)` for a bad regex or pattern.
+    pub(crate) fn new(op: LineFilterOp, values: &[String]) -> Result<Self, (usize, String)> {
+        let mut alternatives = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let alt = match op {
+                LineFilterOp::Contains | LineFilterOp::NotContains => literal(v).map_err(|e| (i, e))?,
+                LineFilterOp::Regex | LineFilterOp::NotRegex if is_plain_literal(v) => {
+                    // Loki simplifies a metacharacter-free regex to a
+                    // substring search; doing so also exposes it to
+                    // `required_literals`.
+                    literal(v).map_err(|e| (i, e))?
+                }
+                LineFilterOp::Regex | LineFilterOp::NotRegex => {
+                    Alternative::Regex(Regex::new(v).map_err(|e| (i, crate::query::logql::parser::regex_error(v, &e)))?)
+                }
+                LineFilterOp::Pattern | LineFilterOp::NotPattern => {
+                    Alternative::Pattern(PatternFilter::new(v).map_err(|e| (i, e))?)
+                }
+            };
+            alternatives.push(alt);
+        }
+        Ok(LineFilter { op, alternatives })
+    }
+
+    /// The operator.
+    pub fn op(&self) -> LineFilterOp {
+        self.op
+    }
+
+    /// Whether `line` passes the filter.
+    pub fn matches(&self, line: &[u8]) -> bool {
+        let any = self.alternatives.iter().any(|a| a.is_match(line));
+        any != self.op.negated()
+    }
+
+    /// The substring every passing line contains, if this filter implies one.
+    pub(crate) fn required_literal(&self) -> Option<&[u8]> {
+        if self.op.negated() {
+            return None;
+        }
+        match self.alternatives.as_slice() {
+            [Alternative::Literal { text, .. }] => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Most literals a regex may expand to and still serve as a prefilter
+/// (`(?i)error` is 32 of them); past it, scanning for them all costs more
+/// than it saves.
+const MAX_PREFILTER_LITERALS: usize = 64;
+
+impl LineFilter {
+    /// Byte strings one of which every passing line contains, when the
+    /// filter implies such a set: the alternatives of `|= "a" or "b"`, or
+    /// the prefix literals of a `|~` regex (every match starts with one of
+    /// them). `None` for negative filters, patterns, and regexes whose
+    /// matches have no bounded set of prefixes (`\w+`, `.*`).
+    pub(crate) fn required_any_of(&self) -> Option<Vec<Vec<u8>>> {
+        if self.op.negated() {
+            return None;
+        }
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for alt in &self.alternatives {
+            match alt {
+                Alternative::Literal { text, .. } => out.push(text.clone()),
+                Alternative::Regex(re) => out.extend(regex_prefixes(re.as_str())?),
+                Alternative::Pattern(_) => return None,
+            }
+        }
+        if out.iter().any(Vec::is_empty) || out.len() > MAX_PREFILTER_LITERALS {
+            return None;
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// The finite set of literals every match of `pattern` starts with.
+fn regex_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let seq = regex_syntax::hir::literal::Extractor::new().extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() {
+        return None;
+    }
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+fn literal(text: &str) -> Result<Alternative, String> {
+    let search = Regex::new(&regex::escape(text)).map_err(|e| e.to_string())?;
+    Ok(Alternative::Literal {
+        text: text.as_bytes().to_vec(),
+        search,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(op: LineFilterOp, vals: &[&str]) -> LineFilter {
+        LineFilter::new(op, &vals.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn prefilter_sets() {
+        assert_eq!(
+            f(LineFilterOp::Contains, &["a", "bc"]).required_any_of(),
+            Some(vec![b"a".to_vec(), b"bc".to_vec()])
+        );
+        assert_eq!(f(LineFilterOp::NotContains, &["a"]).required_any_of(), None);
+        assert_eq!(
+            f(LineFilterOp::Regex, &["error.*timeout"]).required_any_of(),
+            Some(vec![b"error".to_vec()])
+        );
+        assert_eq!(
+            f(LineFilterOp::Regex, &["(GET|POST) /api"]).required_any_of(),
+            Some(vec![b"GET /api".to_vec(), b"POST /api".to_vec()])
+        );
+        let ci = f(LineFilterOp::Regex, &["(?i)err"]).required_any_of().unwrap();
+        assert_eq!(ci.len(), 8, "{ci:?}");
+        assert!(ci.contains(&b"ErR".to_vec()));
+        assert_eq!(f(LineFilterOp::Regex, &[r"\w+ failed"]).required_any_of(), None);
+        assert_eq!(f(LineFilterOp::Regex, &["a|.*"]).required_any_of(), None);
+        assert_eq!(f(LineFilterOp::Pattern, &["<_> x"]).required_any_of(), None);
+        // Every line the filter passes contains one of the literals.
+        let filter = f(LineFilterOp::Regex, &["(?i)fail|(?-i:refused)"]);
+        let set = filter.required_any_of().unwrap();
+        for line in ["connection FAILED", "x refused y", "Fail", "nothing"] {
+            if filter.matches(line.as_bytes()) {
+                assert!(
+                    set.iter()
+                        .any(|l| line.as_bytes().windows(l.len()).any(|w| w == &l[..])),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn contains_and_not() {
+        assert!(f(LineFilterOp::Contains, &["err"]).matches(b"an error"));
+        assert!(!f(LineFilterOp::Contains, &["err"]).matches(b"fine"));
+        assert!(f(LineFilterOp::NotContains, &["err"]).matches(b"fine"));
+        assert!(f(LineFilterOp::Contains, &[""]).matches(b"anything"));
+        assert!(!f(LineFilterOp::NotContains, &[""]).matches(b"anything"));
+    }
+
+    #[test]
+    fn works_on_invalid_utf8() {
+        let line = b"\xff\xfe level=error \xc3";
+        assert!(f(LineFilterOp::Contains, &["level=error"]).matches(line));
+        assert!(f(LineFilterOp::Regex, &["lev.l=e"]).matches(line));
+    }
+
+    #[test]
+    fn regexes_are_unanchored_and_case_flag_works() {
+        assert!(f(LineFilterOp::Regex, &["(?i)ERROR"]).matches(b"an error here"));
+        assert!(f(LineFilterOp::NotRegex, &["^x"]).matches(b"an error"));
+        assert!(!f(LineFilterOp::NotRegex, &["e.r"]).matches(b"an error"));
+    }
+
+    #[test]
+    fn or_alternatives() {
+        let pos = f(LineFilterOp::Contains, &["a", "b"]);
+        assert!(pos.matches(b"xbx") && pos.matches(b"xax") && !pos.matches(b"xcx"));
+        let neg = f(LineFilterOp::NotContains, &["a", "b"]);
+        assert!(!neg.matches(b"xbx") && neg.matches(b"xcx"));
+        let re = f(LineFilterOp::Regex, &["^a", "z$"]);
+        assert!(re.matches(b"abc") && re.matches(b"xyz") && !re.matches(b"bab"));
+    }
+
+    #[test]
+    fn bad_regex_reports_its_alternative() {
+        let err = LineFilter::new(LineFilterOp::Regex, &["ok".into(), "(".into()]).unwrap_err();
+        assert_eq!(err.0, 1);
+    }
+
+    #[test]
+    fn required_literal_only_for_positive_single_literals() {
+        assert_eq!(f(LineFilterOp::Contains, &["x"]).required_literal(), Some(&b"x"[..]));
+        assert_eq!(
+            f(LineFilterOp::Regex, &["plain text"]).required_literal(),
+            Some(&b"plain text"[..])
+        );
+        assert_eq!(f(LineFilterOp::Regex, &["a.b"]).required_literal(), None);
+        assert_eq!(f(LineFilterOp::Contains, &["a", "b"]).required_literal(), None);
+        assert_eq!(f(LineFilterOp::NotContains, &["x"]).required_literal(), None);
+    }
+
+    #[test]
+    fn pattern_filters_match_whole_lines() {
+        let p = f(LineFilterOp::Pattern, &["<_> GET /api<_> 500 <_>"]);
+        assert!(p.matches(b"1.2.3.4 GET /api/v1 500 12ms"));
+        assert!(!p.matches(b"1.2.3.4 GET /api/v1 200 12ms"));
+        let n = f(LineFilterOp::NotPattern, &["<_> 500 <_>"]);
+        assert!(n.matches(b"x 200 y"));
+    }
+}

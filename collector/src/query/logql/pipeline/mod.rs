@@ -1,0 +1,246 @@
+//! The log pipeline: the stages after a stream selector (`|= "x" | json |
+//! status >= 500 | line_format "..."`), compiled once and applied to every
+//! line.
+//!
+//! Why a module of its own: this is the per-line hot path of every query.
+//! [`Pipeline::process`] borrows the line and only allocates when a stage
+//! rewrites it (`line_format`, `unpack`, `decolorize`) or extracts labels;
+//! [`Pipeline::required_literals`] lets a storage layer skip lines (or whole
+//! blocks) with a fast substring search before running the pipeline at all.
+//!
+//! Stages never fail: a parser that cannot read a line marks it with
+//! `__error__` (and `__error_details__`) and lets it through, as Loki does;
+//! only filters drop lines. Each stage kind lives in its own submodule.
+
+mod filter;
+mod format;
+mod json;
+mod json_scan;
+mod label_filter;
+mod logfmt;
+mod pattern;
+mod regexp;
+mod template;
+
+use std::borrow::Cow;
+
+pub use filter::{LineFilter, LineFilterOp};
+pub use format::{Decolorize, DropLabels, KeepLabels, LabelFormat, LabelFormatKind, LineFormat};
+pub use json::{JsonParser, UnpackParser};
+pub use label_filter::{CmpOp, LabelFilter};
+pub use logfmt::LogfmtParser;
+pub use pattern::PatternParser;
+pub use regexp::RegexpParser;
+pub use template::Template;
+
+pub(crate) use format::NamedMatcher;
+pub(crate) use json::JsonPath;
+pub(crate) use label_filter::{convert_bytes, convert_duration_secs, convert_float};
+
+use crate::query::logql::labels::Labels;
+
+/// Suffix Loki appends to an extracted label whose name is already a stream label.
+const DUPLICATE_SUFFIX: &str = "_extracted";
+
+/// One stage of a pipeline.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// `|= "x"`, `!= "x"`, `|~ "re"`, `!~ "re"`, `|> "pat"`, `!> "pat"`.
+    LineFilter(LineFilter),
+    /// `| json` and `| json a="x.y"`.
+    Json(JsonParser),
+    /// `| logfmt [--strict] [--keep-empty] [a, b="c"]`.
+    Logfmt(LogfmtParser),
+    /// `| regexp "(?P<name>...)"`.
+    Regexp(RegexpParser),
+    /// `| pattern "<ip> - <_>"`.
+    Pattern(PatternParser),
+    /// `| unpack`.
+    Unpack(UnpackParser),
+    /// `| status >= 500 and level="error"`.
+    LabelFilter(LabelFilter),
+    /// `| line_format "{{.msg}}"`.
+    LineFormat(LineFormat),
+    /// `| label_format new=old, other="{{.x}}"`.
+    LabelFormat(LabelFormat),
+    /// `| drop a, b="x"`.
+    Drop(DropLabels),
+    /// `| keep a, b`.
+    Keep(KeepLabels),
+    /// `| decolorize`.
+    Decolorize(Decolorize),
+}
+
+impl Stage {
+    fn is_line_filter(&self) -> bool {
+        matches!(self, Stage::LineFilter(_))
+    }
+
+    /// Stages after which the line is no longer the stored line.
+    fn rewrites_line(&self) -> bool {
+        matches!(self, Stage::LineFormat(_) | Stage::Unpack(_) | Stage::Decolorize(_))
+    }
+
+    /// Stages that add parsed labels and so must know the stream labels
+    /// (to add `_extracted` on collisions).
+    fn needs_stream_labels(&self) -> bool {
+        matches!(
+            self,
+            Stage::Json(_) | Stage::Logfmt(_) | Stage::Regexp(_) | Stage::Pattern(_) | Stage::Unpack(_)
+        )
+    }
+}
+
+/// A compiled pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    stages: Vec<Stage>,
+    needs_stream_labels: bool,
+}
+
+impl Pipeline {
+    /// A pipeline from its stages.
+    pub fn new(stages: Vec<Stage>) -> Self {
+        let needs_stream_labels = stages.iter().any(Stage::needs_stream_labels);
+        Pipeline {
+            stages,
+            needs_stream_labels,
+        }
+    }
+
+    /// The stages in order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Whether there are no stages (every line passes unchanged).
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Runs the pipeline over one line.
+    ///
+    /// `labels` holds the stream labels on entry and the final labels on
+    /// return (parsed labels added, formats applied). Returns `None` when a
+    /// filter drops the line; otherwise the output line, borrowed from
+    /// `line` unless a stage rewrote it. Lines may be invalid UTF-8: filters
+    /// work on bytes, parsers read the line lossily.
+    pub fn process<'a>(&self, line: &'a [u8], labels: &mut Labels) -> Option<Cow<'a, [u8]>> {
+        // An `Arc` clone: the stream labels as they were before any stage.
+        let stream = if self.needs_stream_labels {
+            labels.clone()
+        } else {
+            Labels::new()
+        };
+        let mut line: Cow<'a, [u8]> = Cow::Borrowed(line);
+        for stage in &self.stages {
+            match stage {
+                Stage::LineFilter(f) => {
+                    if !f.matches(&line) {
+                        return None;
+                    }
+                }
+                Stage::Json(p) => p.process(&line, labels, &stream),
+                Stage::Logfmt(p) => p.process(&line, labels, &stream),
+                Stage::Regexp(p) => p.process(&line, labels, &stream),
+                Stage::Pattern(p) => p.process(&line, labels, &stream),
+                Stage::Unpack(p) => {
+                    if let Some(entry) = p.process(&line, labels, &stream) {
+                        line = Cow::Owned(entry);
+                    }
+                }
+                Stage::LabelFilter(f) => {
+                    if !f.process(labels) {
+                        return None;
+                    }
+                }
+                Stage::LineFormat(f) => {
+                    if let Some(new) = f.process(&line, labels) {
+                        line = Cow::Owned(new);
+                    }
+                }
+                Stage::LabelFormat(f) => f.process(&line, labels),
+                Stage::Drop(d) => d.process(labels),
+                Stage::Keep(k) => k.process(labels),
+                Stage::Decolorize(d) => {
+                    if let Some(new) = d.process(&line) {
+                        line = Cow::Owned(new);
+                    }
+                }
+            }
+        }
+        Some(line)
+    }
+
+    /// Whether every stage is a line filter: lines pass unchanged or not at
+    /// all, and labels are never touched.
+    pub fn line_filters_only(&self) -> bool {
+        self.stages.iter().all(Stage::is_line_filter)
+    }
+
+    /// Byte strings every line that passes must contain, from `|= "x"`
+    /// filters (and `|~` filters whose regex is a plain literal) that run
+    /// before anything rewrites the line. A caller can skip any line (or
+    /// block) lacking one of them, e.g. with `memchr::memmem`, without
+    /// running the pipeline. Empty strings are left out.
+    pub fn required_literals(&self) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for stage in &self.stages {
+            if stage.rewrites_line() {
+                break;
+            }
+            if let Stage::LineFilter(f) = stage
+                && let Some(lit) = f.required_literal()
+                && !lit.is_empty()
+                && !out.iter().any(|o| o == lit)
+            {
+                out.push(lit.to_vec());
+            }
+        }
+        out
+    }
+}
+
+impl Pipeline {
+    /// For each positive line filter that runs before anything rewrites
+    /// the line, a set of byte strings one of which every passing line
+    /// contains (see [`LineFilter`]'s `|= "a" or "b"` and regex prefixes).
+    /// A storage layer can skip a line, or a whole decompressed block, in
+    /// which some set has no member, without running the pipeline.
+    pub fn required_literal_sets(&self) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for stage in &self.stages {
+            if stage.rewrites_line() {
+                break;
+            }
+            if let Stage::LineFilter(f) = stage
+                && let Some(set) = f.required_any_of()
+                && !out.contains(&set)
+            {
+                out.push(set);
+            }
+        }
+        out
+    }
+}
+
+/// Sets a label a parser extracted; Loki renames it `<name>_extracted` when
+/// a stream label already has that name, so stream labels are never lost.
+pub(crate) fn set_extracted(labels: &mut Labels, stream: &Labels, name: &str, value: String) {
+    if name.is_empty() {
+        return;
+    }
+    if stream.contains(name) {
+        labels.insert(format!("{name}{DUPLICATE_SUFFIX}"), value);
+    } else {
+        labels.insert(name, value);
+    }
+}
+
+/// Reads a line as text the way Loki's parsers do: invalid UTF-8 becomes U+FFFD.
+pub(crate) fn line_text(line: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(line)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The store as a LogQL [`EntrySource`]: which topics, segments and blocks
+//! a query reads, and the scan of what is left.
+//!
+//! Pruning, cheapest first:
+//! 1. topics: `topic="x"` (or a bare name) names them, others are not opened;
+//! 2. segments whose time-index maximum is before the range;
+//! 3. summary blocks whose exact time bounds miss the range, or whose
+//!    streams (label sets) all fail the selector;
+//! 4. batches whose header maximum is before the range, or whose
+//!    decompressed records lack a literal the pipeline requires;
+//! 5. lines lacking such a literal, before their labels are built.
+//!
+//! Bytes a summary does not describe (an invalid summary being rebuilt, or
+//! the tail appended since) are scanned whole, so pruning never hides data.
+//!
+//! Labels: a record's headers minus logpost's own (`logpost.*`), plus
+//! `topic`. Timestamps: the record's milliseconds, or the exact
+//! nanoseconds of a Loki push (`logpost.ts_ns`).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use logpost_shared::batch::{RecordIter, RecordView, check, records_section};
+
+use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Selector, TOPIC_LABEL};
+use super::prefilter::Prefilter;
+use crate::ingest::loki::records::TS_NS_HEADER;
+use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
+use crate::store::scan::{ScanError, SegmentScanner};
+use crate::store::summary::{INTERNAL_HEADER_PREFIX, StreamLabels};
+use crate::store::{Store, Topic};
+
+const NS_PER_MS: i64 = 1_000_000;
+
+/// Why a scan failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{topic}/{partition}: segment {base_offset}: {source}")]
+    Scan {
+        topic: String,
+        partition: u32,
+        base_offset: i64,
+        #[source]
+        source: ScanError,
+    },
+    #[error("{topic}/{partition}: segment {base_offset}: corrupt batch at byte {pos}: {source}")]
+    Batch {
+        topic: String,
+        partition: u32,
+        base_offset: i64,
+        pos: u64,
+        #[source]
+        source: logpost_shared::batch::BatchError,
+    },
+}
+
+/// What a scan read and skipped, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    pub segments_skipped: u64,
+    pub blocks_skipped: u64,
+    pub batches_read: u64,
+    pub batches_prefiltered: u64,
+    /// Bytes of segment files read.
+    pub stored_bytes_read: u64,
+    /// Bytes of decompressed records sections looked at.
+    pub raw_bytes_scanned: u64,
+    pub records_matched_selector: u64,
+}
+
+/// The topics a selector can match, in name order.
+pub fn topics_for(store: &Store, selector: &Selector) -> Vec<Arc<Topic>> {
+    let mut topics = match selector.topics() {
+        Some(names) => names.iter().filter_map(|n| store.topic(n)).collect(),
+        None => store.topics(),
+    };
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics
+}
+
+/// Every log query inside `expr` (one for a log query, one per range
+/// aggregation for a metric query).
+pub fn log_exprs(expr: &Expr) -> Vec<&LogExpr> {
+    fn walk<'e>(m: &'e MetricExpr, out: &mut Vec<&'e LogExpr>) {
+        match m {
+            MetricExpr::Range(r) => out.push(&r.range.log),
+            MetricExpr::Vector(v) => walk(&v.inner, out),
+            MetricExpr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            MetricExpr::LabelReplace(l) => walk(&l.inner, out),
+            MetricExpr::Literal(_) | MetricExpr::VectorLiteral(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    match expr {
+        Expr::Log(l) => out.push(l),
+        Expr::Metric(m) => walk(m, &mut out),
+    }
+    out
+}
+
+/// A topic named by a selector of `expr` none of whose named topics
+/// exists (`{topic="nope"}`, `nope |= "x"`): almost surely a typo, which
+/// an empty result would hide.
+pub fn unknown_topic(store: &Store, expr: &Expr) -> Option<String> {
+    log_exprs(expr).into_iter().find_map(|l| {
+        let names = l.selector.topics()?;
+        if names.iter().any(|n| store.topic(n).is_some()) {
+            return None;
+        }
+        names.into_iter().next()
+    })
+}
+
+/// Labels of a stream of `topic`, as the engine sees them.
+pub fn labels_of(topic: &str, stream: &[(String, String)]) -> Labels {
+    stream
+        .iter()
+        .filter(|(k, _)| k != TOPIC_LABEL)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(std::iter::once((TOPIC_LABEL, topic)))
+        .collect()
+}
+
+/// A byte range of a segment to scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    pos: u64,
+    end: u64,
+}
+
+/// The ranges of `seg` that may hold entries of `topic` matching
+/// `selector` in `[start_ms, end_ms]`, merged; counts skipped blocks.
+fn plan_segment(
+    seg: &SegmentView,
+    topic: &str,
+    selector: &Selector,
+    start_ms: i64,
+    end_ms: i64,
+    stats: &mut ScanStats,
+) -> Vec<Range> {
+    let summary = seg.summary.read().unwrap_or_else(|e| e.into_inner());
+    if !summary.is_valid() {
+        return vec![Range { pos: 0, end: seg.len }];
+    }
+    let stream_ok: Vec<bool> = summary
+        .streams()
+        .iter()
+        .map(|s: &StreamLabels| selector.matches(&labels_of(topic, s)))
+        .collect();
+    let mut out: Vec<Range> = Vec::new();
+    for b in summary.blocks() {
+        if b.pos >= seg.len {
+            break;
+        }
+        let time_ok = b.max_timestamp >= start_ms && b.min_timestamp <= end_ms;
+        let streams_ok = b.streams.as_ref().is_none_or(|ids| {
+            ids.iter()
+                .any(|&id| stream_ok.get(id as usize).copied().unwrap_or(true))
+        });
+        if !(time_ok && streams_ok) {
+            stats.blocks_skipped += 1;
+            continue;
+        }
+        push_range(&mut out, b.pos, b.end.min(seg.len));
+    }
+    if summary.covered() < seg.len {
+        push_range(&mut out, summary.covered(), seg.len);
+    }
+    out
+}
+
+fn push_range(out: &mut Vec<Range>, pos: u64, end: u64) {
+    match out.last_mut() {
+        Some(last) if last.end == pos => last.end = end,
+        _ => out.push(Range { pos, end }),
+    }
+}
+
+/// Reads entries out of a [`Store`].
+pub struct StoreSource<'a> {
+    store: &'a Store,
+    max_uncompressed: usize,
+    /// What the scans so far read and skipped.
+    pub stats: ScanStats,
+}
+
+impl<'a> StoreSource<'a> {
+    /// A source over `store`; batches inflating past `max_uncompressed`
+    /// bytes are errors.
+    pub fn new(store: &'a Store, max_uncompressed: usize) -> Self {
+        StoreSource {
+            store,
+            max_uncompressed,
+            stats: ScanStats::default(),
+        }
+    }
+}
+
+impl EntrySource for StoreSource<'_> {
+    fn scan(
+        &mut self,
+        log: &LogExpr,
+        start_ns: i64,
+        end_ns: i64,
+        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+    ) -> Result<(), EvalError> {
+        let scan = ScanRequest {
+            selector: &log.selector,
+            prefilter: Prefilter::new(&log.pipeline),
+            start_ns,
+            end_ns,
+            max_uncompressed: self.max_uncompressed,
+        };
+        for topic in topics_for(self.store, &log.selector) {
+            if scan
+                .topic(&topic, &mut self.stats, f)
+                .map_err(|e| EvalError::Source(Box::new(e)))?
+                .is_break()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One scan's fixed inputs.
+struct ScanRequest<'q> {
+    selector: &'q Selector,
+    prefilter: Prefilter,
+    start_ns: i64,
+    end_ns: i64,
+    max_uncompressed: usize,
+}
+
+/// The label set of the previous record, reused while headers repeat (a
+/// batch is usually one stream).
+#[derive(Default)]
+struct LabelCache {
+    raw: Vec<u8>,
+    scratch: Vec<u8>,
+    labels: Labels,
+    selected: bool,
+    valid: bool,
+}
+
+impl LabelCache {
+    /// Labels of `record` of `topic` and whether `selector` accepts them.
+    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
+        self.scratch.clear();
+        for h in record.headers.iter() {
+            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+                continue;
+            }
+            let value = h.value.unwrap_or_default();
+            self.scratch.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+            self.scratch.extend_from_slice(h.key);
+            self.scratch.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            self.scratch.extend_from_slice(value);
+        }
+        if !self.valid || self.scratch != self.raw {
+            std::mem::swap(&mut self.scratch, &mut self.raw);
+            let stream = crate::store::summary::stream_labels(record);
+            self.labels = labels_of(topic, &stream);
+            self.selected = selector.matches(&self.labels);
+            self.valid = true;
+        }
+        (&self.labels, self.selected)
+    }
+}
+
+impl ScanRequest<'_> {
+    fn topic(
+        &self,
+        topic: &Topic,
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SourceError> {
+        let start_ms = self.start_ns.div_euclid(NS_PER_MS);
+        let end_ms = self.end_ns.saturating_sub(1).div_euclid(NS_PER_MS);
+        let mut scratch = Vec::new();
+        let mut cache = LabelCache::default();
+        for partition in &topic.partitions {
+            let view = partition.view();
+            for seg in &view.segments {
+                if seg.max_timestamp >= 0 && seg.max_timestamp < start_ms {
+                    stats.segments_skipped += 1;
+                    continue;
+                }
+                for range in plan_segment(seg, &topic.name, self.selector, start_ms, end_ms, stats) {
+                    let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
+                    loop {
+                        let (pos, frame) = match scanner.next_frame() {
+                            Ok(Some(x)) => x,
+                            Ok(None) => break,
+                            Err(source) => {
+                                return Err(SourceError::Scan {
+                                    topic: topic.name.to_string(),
+                                    partition: partition.id,
+                                    base_offset: seg.base_offset,
+                                    source,
+                                });
+                            }
+                        };
+                        stats.stored_bytes_read += frame.len() as u64;
+                        let corrupt = |source| SourceError::Batch {
+                            topic: topic.name.to_string(),
+                            partition: partition.id,
+                            base_offset: seg.base_offset,
+                            pos,
+                            source,
+                        };
+                        let header = check(frame).map_err(corrupt)?;
+                        if header.max_timestamp < start_ms {
+                            continue;
+                        }
+                        let records =
+                            records_section(frame, &header, self.max_uncompressed, &mut scratch).map_err(corrupt)?;
+                        stats.batches_read += 1;
+                        stats.raw_bytes_scanned += records.len() as u64;
+                        if !self.prefilter.is_empty() && !self.prefilter.may_match(records) {
+                            stats.batches_prefiltered += 1;
+                            continue;
+                        }
+                        for record in RecordIter::new(records, header.records_count) {
+                            let record = record.map_err(corrupt)?;
+                            let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                            if ts_ms < start_ms || ts_ms > end_ms {
+                                continue;
+                            }
+                            let line = record.value.unwrap_or_default();
+                            if !self.prefilter.is_empty() && !self.prefilter.may_match(line) {
+                                continue;
+                            }
+                            let timestamp_ns = record_ns(&record, ts_ms);
+                            if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
+                                continue;
+                            }
+                            let (labels, selected) = cache.get(&topic.name, &record, self.selector);
+                            if !selected {
+                                continue;
+                            }
+                            stats.records_matched_selector += 1;
+                            let entry = Entry {
+                                timestamp_ns,
+                                labels: labels.clone(),
+                                line,
+                            };
+                            if f(entry).is_break() {
+                                return Ok(ControlFlow::Break(()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// A record's time in nanoseconds: Loki's exact value when it was kept.
+pub fn record_ns(record: &RecordView<'_>, ts_ms: i64) -> i64 {
+    record
+        .header(TS_NS_HEADER)
+        .flatten()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| ts_ms.saturating_mul(NS_PER_MS))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+use std::ops::ControlFlow;
+
+use logpost_shared::batch::{BatchBuilder, HeaderSet};
+use logpost_shared::compression::Compression;
+
+use super::*;
+use crate::query::logql::{Expr, parse};
+use crate::store::{StoreConfig, TopicSpec};
+
+/// Records: (ts_ms, source, line). Each batch is one source.
+fn frame(ts0: i64, source: &str, lines: &[String]) -> Vec<u8> {
+    let mut hs = HeaderSet::new();
+    hs.push("source", Some(source.as_bytes()));
+    hs.push("logpost.cursor", Some(b"x"));
+    let mut b = BatchBuilder::new();
+    for (i, l) in lines.iter().enumerate() {
+        b.append(ts0 + i as i64, None, Some(l.as_bytes()), &[&hs]);
+    }
+    b.finish(Compression::Gzip { level: 1 }).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    /// (ts_ms, source, line) of everything stored in topic "app".
+    all: Vec<(i64, String, String)>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(dir.path().to_path_buf());
+    cfg.segment_bytes = 64 << 10; // several segments
+    let store = Store::open(cfg).unwrap();
+    let topic = store
+        .create_topic(
+            "app",
+            TopicSpec {
+                partitions: Some(2),
+                ..TopicSpec::default()
+            },
+        )
+        .unwrap();
+    store.create_topic("other", TopicSpec::default()).unwrap();
+    let mut all = Vec::new();
+    for b in 0..400i64 {
+        let source = ["web", "db", "cache"][(b % 3) as usize];
+        let ts0 = 1_000_000 + b * 100;
+        let lines: Vec<String> = (0..50)
+            .map(|i| {
+                let level = if (b + i) % 17 == 0 { "ERROR" } else { "info" };
+                format!("{level} request {b}-{i} took {}ms", (b * i) % 997)
+            })
+            .collect();
+        for (i, l) in lines.iter().enumerate() {
+            all.push((ts0 + i as i64, source.to_string(), l.clone()));
+        }
+        let p = &topic.partitions[(b % 2) as usize];
+        p.append_frames(&[&frame(ts0, source, &lines)], false).unwrap();
+    }
+    Fixture { _dir: dir, store, all }
+}
+
+fn run(store: &Store, q: &str, start_ms: i64, end_ms: i64) -> (Vec<(i64, String, String)>, ScanStats) {
+    let Ok(Expr::Log(log)) = parse(q) else { panic!("{q}") };
+    let mut src = StoreSource::new(store, 64 << 20);
+    let mut got = Vec::new();
+    src.scan(&log, start_ms * NS_PER_MS, end_ms * NS_PER_MS, &mut |e| {
+        let mut labels = e.labels.clone();
+        if log.pipeline.process(e.line, &mut labels).is_some() {
+            got.push((
+                e.timestamp_ns / NS_PER_MS,
+                e.labels.get("source").unwrap_or("").to_string(),
+                String::from_utf8_lossy(e.line).into_owned(),
+            ));
+            assert_eq!(e.labels.get("topic"), Some("app"));
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    got.sort();
+    (got, src.stats)
+}
+
+/// Which stored records a case expects.
+type Want = Box<dyn Fn(&(i64, String, String)) -> bool>;
+
+#[test]
+fn results_equal_a_full_scan_and_pruning_skips() {
+    let fx = fixture();
+    let cases: Vec<(&str, i64, i64, Want)> = vec![
+        (r#"{topic="app"}"#, 0, i64::MAX / NS_PER_MS, Box::new(|_| true)),
+        (
+            r#"{topic="app", source="db"}"#,
+            1_010_000,
+            1_012_000,
+            Box::new(|r| r.1 == "db" && (1_010_000..1_012_000).contains(&r.0)),
+        ),
+        (
+            r#"app |= "ERROR" |~ "took (1|2)\\d*ms""#,
+            0,
+            2_000_000,
+            Box::new(|r| r.2.contains("ERROR") && regex::Regex::new(r"took (1|2)\d*ms").unwrap().is_match(&r.2)),
+        ),
+        (
+            r#"{topic="app", source=~"web|cache"} != "ERROR""#,
+            1_020_000,
+            1_020_050,
+            Box::new(|r| r.1 != "db" && !r.2.contains("ERROR") && (1_020_000..1_020_050).contains(&r.0)),
+        ),
+    ];
+    for (q, start, end, want) in cases {
+        let (got, stats) = run(&fx.store, q, start, end);
+        let mut expected: Vec<_> = fx.all.iter().filter(|r| want(r)).cloned().collect();
+        expected.sort();
+        assert!(!expected.is_empty(), "{q}: the case must select something");
+        assert_eq!(got.len(), expected.len(), "{q}");
+        assert_eq!(got, expected, "{q}");
+        if end < 1_100_000 {
+            assert!(stats.blocks_skipped + stats.segments_skipped > 0, "{q}: {stats:?}");
+        }
+    }
+    // A literal no line holds: every batch is dropped before decoding records.
+    let (got, stats) = run(&fx.store, r#"app |= "no such text""#, 0, 2_000_000);
+    assert!(got.is_empty());
+    assert_eq!(stats.batches_prefiltered, stats.batches_read, "{stats:?}");
+    assert!(stats.batches_read > 0);
+}

@@ -1,0 +1,228 @@
+//! What one batch holds, for the segment summary: its exact time bounds
+//! (records may be out of order, so the header's base timestamp is not the
+//! minimum), record and line-byte counts, and the distinct label sets of its
+//! records.
+//!
+//! Why a module of its own: the numbers are gathered where records are
+//! decoded anyway (ingest's validation, recovery, a summary rebuild), by one
+//! [`StatsBuilder`], so every path computes them the same way. It is the hot
+//! part of validation, so consecutive records with the same headers (an
+//! agent's batch is one file: one label set) cost one slice comparison.
+
+use std::sync::Arc;
+
+use logpost_shared::batch::{BatchError, BatchHeader, RecordView, decode_records};
+
+/// Header names starting with this are logpost's own bookkeeping (cursor,
+/// split marker, exact Loki timestamp), never labels.
+pub const INTERNAL_HEADER_PREFIX: &str = "logpost.";
+
+/// Most distinct label sets one batch may list. Agents' batches hold one
+/// (a batch is one file), Loki pushes one per stream; past this the batch's
+/// streams are "unknown", which costs pruning, never correctness.
+pub const MAX_BATCH_STREAMS: usize = 16;
+
+/// A stream's labels: a record's headers minus logpost's own, sorted by
+/// name, the first of repeated names kept, values read as UTF-8 lossily.
+pub type StreamLabels = Arc<[(String, String)]>;
+
+/// What one batch holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Smallest record timestamp (ms).
+    pub min_timestamp: i64,
+    /// Largest record timestamp (ms).
+    pub max_timestamp: i64,
+    /// Number of records.
+    pub records: u64,
+    /// Bytes of record values (the lines).
+    pub line_bytes: u64,
+    /// Distinct label sets; `None` when there were more than
+    /// [`MAX_BATCH_STREAMS`] or the batch could not be decoded.
+    pub streams: Option<Vec<StreamLabels>>,
+}
+
+impl BatchStats {
+    /// Stats that claim nothing beyond what the header says: used when a
+    /// batch cannot be decoded. The time bounds cover everything, so no
+    /// query skips the batch by time.
+    pub fn unknown(header: &BatchHeader) -> Self {
+        BatchStats {
+            min_timestamp: i64::MIN,
+            max_timestamp: i64::MAX,
+            records: u64::try_from(header.records_count).unwrap_or(0),
+            line_bytes: 0,
+            streams: None,
+        }
+    }
+
+    /// Decodes a checked frame and gathers its stats.
+    ///
+    /// # Errors
+    /// The records do not decompress within `max_records_bytes` or are corrupt.
+    pub fn from_frame(frame: &[u8], header: &BatchHeader, max_records_bytes: usize) -> Result<Self, BatchError> {
+        let mut scratch = Vec::new();
+        let mut builder = StatsBuilder::new();
+        for record in decode_records(frame, header, max_records_bytes, &mut scratch)? {
+            let record = record?;
+            builder.push(header.base_timestamp.wrapping_add(record.timestamp_delta), &record);
+        }
+        Ok(builder.finish())
+    }
+}
+
+/// Gathers [`BatchStats`] record by record.
+#[derive(Debug)]
+pub struct StatsBuilder {
+    min_timestamp: i64,
+    max_timestamp: i64,
+    records: u64,
+    line_bytes: u64,
+    streams: Option<Vec<StreamLabels>>,
+    /// The previous record's label headers, raw, to skip rebuilding an
+    /// identical label set.
+    last_raw: Vec<u8>,
+    scratch_raw: Vec<u8>,
+}
+
+impl Default for StatsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StatsBuilder {
+            min_timestamp: i64::MAX,
+            max_timestamp: i64::MIN,
+            records: 0,
+            line_bytes: 0,
+            streams: Some(Vec::new()),
+            last_raw: Vec::new(),
+            scratch_raw: Vec::new(),
+        }
+    }
+
+    /// Adds one record with its absolute timestamp.
+    pub fn push(&mut self, timestamp_ms: i64, record: &RecordView<'_>) {
+        self.min_timestamp = self.min_timestamp.min(timestamp_ms);
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+        self.records += 1;
+        self.line_bytes += record.value.map_or(0, |v| v.len() as u64);
+        let Some(streams) = self.streams.as_mut() else {
+            return;
+        };
+        // Length-prefixed key/value bytes of the label headers: equal bytes
+        // mean an equal label set, without allocating strings.
+        self.scratch_raw.clear();
+        for h in record.headers.iter() {
+            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+                continue;
+            }
+            let value = h.value.unwrap_or_default();
+            self.scratch_raw.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
+            self.scratch_raw.extend_from_slice(h.key);
+            self.scratch_raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            self.scratch_raw.extend_from_slice(value);
+        }
+        if self.records > 1 && self.scratch_raw == self.last_raw {
+            return;
+        }
+        std::mem::swap(&mut self.scratch_raw, &mut self.last_raw);
+        let labels = stream_labels(record);
+        if streams.contains(&labels) {
+            return;
+        }
+        if streams.len() >= MAX_BATCH_STREAMS {
+            self.streams = None;
+        } else {
+            streams.push(labels);
+        }
+    }
+
+    /// The stats of the records pushed so far.
+    pub fn finish(self) -> BatchStats {
+        BatchStats {
+            min_timestamp: self.min_timestamp,
+            max_timestamp: self.max_timestamp,
+            records: self.records,
+            line_bytes: self.line_bytes,
+            streams: self.streams,
+        }
+    }
+}
+
+/// The label set of one record (see [`StreamLabels`]).
+pub fn stream_labels(record: &RecordView<'_>) -> StreamLabels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(record.headers.len());
+    for h in record.headers.iter() {
+        if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+            continue;
+        }
+        let key = String::from_utf8_lossy(h.key);
+        if pairs.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+        pairs.push((key.into_owned(), value));
+    }
+    pairs.sort();
+    pairs.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logpost_shared::batch::{BatchBuilder, HeaderSet, check};
+    use logpost_shared::compression::Compression;
+
+    type TestRecord<'a> = (i64, &'a [(&'a str, &'a str)], &'a str);
+
+    fn frame(records: &[TestRecord<'_>]) -> Vec<u8> {
+        let mut b = BatchBuilder::new();
+        for (ts, headers, line) in records {
+            let mut hs = HeaderSet::new();
+            for (k, v) in *headers {
+                hs.push(k, Some(v.as_bytes()));
+            }
+            b.append(*ts, None, Some(line.as_bytes()), &[&hs]);
+        }
+        b.finish(Compression::Gzip { level: 1 }).unwrap()
+    }
+
+    #[test]
+    fn exact_bounds_and_distinct_streams() {
+        let f = frame(&[
+            (100, &[("source", "a"), ("host", "h")], "one"),
+            (50, &[("host", "h"), ("source", "a"), ("logpost.cursor", "x")], "two"),
+            (70, &[("source", "b")], "three"),
+            (80, &[("source", "a"), ("host", "h")], "four!"),
+        ]);
+        let header = check(&f).unwrap();
+        let s = BatchStats::from_frame(&f, &header, 1 << 20).unwrap();
+        assert_eq!(
+            (s.min_timestamp, s.max_timestamp, s.records, s.line_bytes),
+            (50, 100, 4, 16)
+        );
+        let streams = s.streams.unwrap();
+        assert_eq!(streams.len(), 2, "{streams:?}");
+        assert_eq!(
+            &*streams[0],
+            &[("host".to_string(), "h".to_string()), ("source".into(), "a".into())][..]
+        );
+        assert_eq!(&*streams[1], &[("source".to_string(), "b".to_string())][..]);
+    }
+
+    #[test]
+    fn too_many_streams_is_unknown() {
+        let names: Vec<String> = (0..=MAX_BATCH_STREAMS).map(|i| format!("s{i}")).collect();
+        let headers: Vec<[(&str, &str); 1]> = names.iter().map(|n| [("source", n.as_str())]).collect();
+        let records: Vec<TestRecord<'_>> = headers.iter().map(|h| (1, &h[..], "x")).collect();
+        let f = frame(&records);
+        let s = BatchStats::from_frame(&f, &check(&f).unwrap(), 1 << 20).unwrap();
+        assert_eq!(s.streams, None);
+        assert_eq!(s.records, MAX_BATCH_STREAMS as u64 + 1);
+    }
+}
