@@ -8,10 +8,10 @@ use std::path::PathBuf;
 /// Directory holding the eight corpus files.
 pub fn dir() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = here.join("../../shared/corpus/loghub");
+    let dir = here.join("corpus/loghub");
     assert!(
         dir.is_dir(),
-        "corpus not found at {} (it lives beside the project in ../shared)",
+        "corpus not found at {} (tests/corpus/loghub, a copy of ../shared/corpus/loghub)",
         dir.display()
     );
     dir

@@ -94,6 +94,10 @@ pub fn start(mode: WatchMode, globs: &[String], wake: std::sync::Arc<Wake>) -> R
     }
     let handler_wake = std::sync::Arc::clone(&wake);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        // Opens, reads and closes (the agent's own among them: reopening
+        // an idle file to read it) change nothing; reacting to them made
+        // the loop chase its own tail with thousands of files.
+        Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
         Ok(event) => {
             let rescan = matches!(
                 event.kind,
