@@ -9,6 +9,7 @@ mod agent_pipeline;
 mod bad_files;
 mod bad_requests;
 mod config_errors;
+mod exactly_once;
 mod fetch;
 mod kafka_clients;
 mod kafka_raw;

@@ -35,6 +35,24 @@ pub struct Entry {
     pub next_seq: i64,
     /// Incarnation of the file's content (bumped when it is truncated).
     pub generation: u32,
+    /// For the copy of truncated content: the stream it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Continues>,
+}
+
+/// The stream a copy of truncated content continues. Until the copy's own
+/// stream has records, what the collector stored of the original says
+/// where the copy starts (`sync::resume_copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Continues {
+    /// The truncated original's stream.
+    pub original: i64,
+    /// For a copy found after a restart from the original's checkpoint
+    /// (the truncation happened while the agent was down): the original's
+    /// next sequence number then, the copy's position being only a lower
+    /// bound. `None` for a copy adopted at a truncation seen live, whose
+    /// position is where the original's records of that content end.
+    pub checkpoint_seq: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,6 +179,7 @@ mod tests {
             producer_id: 5,
             next_seq: 9,
             generation: 0,
+            continues: None,
         }
     }
 

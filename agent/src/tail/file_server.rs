@@ -25,11 +25,11 @@ use logpost_shared::batch::HeaderSet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpointer, Entry};
+use super::checkpoint::{Checkpointer, Continues, Entry};
 use super::emit::{EmitCtx, Flags, Sink, emit_lines, flush_multiline};
 use super::fingerprint::FileKey;
 use super::tracked::TrackedFile;
-use super::watch::{self, Wake, Watcher};
+use super::watch::{self, Wake, Watcher, Woken};
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::batcher::{Batcher, Limits, ShipRequest};
@@ -77,7 +77,6 @@ pub struct FileServer {
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::lifecycle::Retired>,
-    /// New files that look like copies in progress: first seen, size then.
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
@@ -87,6 +86,8 @@ pub struct FileServer {
     /// New configs to switch to (SIGHUP), and the shipper's URLs to update.
     reloads: Option<(std::sync::mpsc::Receiver<AgentConfig>, SharedUrls)>,
     pub(super) sync_failures: u64,
+    /// Files were tracked since the last checkpoint write.
+    pub(super) untracked_by_checkpoint: bool,
 }
 
 /// Per-source counters.
@@ -183,6 +184,7 @@ impl FileServer {
             dry_run: false,
             reloads: None,
             sync_failures: 0,
+            untracked_by_checkpoint: false,
             cfg,
         }
     }
@@ -260,21 +262,24 @@ impl FileServer {
         let mut next_scan = now + self.cfg.tail.glob_interval;
         let mut next_poll = now;
         let mut next_metrics = now;
-        let (mut dirty, mut rescan) = (HashSet::new(), false);
+        let mut woken = Woken::default();
         while !stop.is_cancelled() {
             let now = Instant::now();
             let reloaded = self.reloads.as_ref().and_then(|(rx, _)| rx.try_recv().ok());
             if let Some(new) = reloaded {
                 self.apply_reload(new);
-                rescan = true;
+                woken.rescan = true;
             }
-            if rescan || now >= next_scan {
+            if woken.rescan || now >= next_scan {
                 self.scan(now, false);
                 next_scan = now + self.cfg.tail.glob_interval;
             }
+            for (from, to) in woken.renames.drain(..) {
+                self.renamed_unseen(&from, &to, now);
+            }
             let mut to_read: HashSet<FileKey> = HashSet::new();
             let mut unknown = false;
-            for path in dirty.drain() {
+            for path in woken.dirty.drain() {
                 match self.by_path.get(&path) {
                     Some(&key) => {
                         to_read.insert(key);
@@ -304,6 +309,15 @@ impl FileServer {
             if polling && poll_due {
                 self.poll_closed_files(&mut to_read);
             }
+            // A new file gets its checkpoint entry before its first read
+            // (reads wait for `sync_streams`): a file that is read, then
+            // renamed out of the glob while the agent is down, is found
+            // again by inode only if the checkpoint knows it. Waiting for
+            // the periodic checkpoint lost such files when the agent ran
+            // for less than `checkpoint_interval` at a time.
+            if self.untracked_by_checkpoint {
+                self.checkpoint();
+            }
             if self.sync_streams(now) {
                 // Files just synchronised are read at once.
                 to_read.extend(self.files.values().filter(|f| f.synced && !f.at_eof).map(|f| f.key));
@@ -327,9 +341,9 @@ impl FileServer {
                 let pause = wake_at
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
-                (dirty, rescan) = self.wake.wait(pause);
+                woken = self.wake.wait(pause);
             } else {
-                (dirty, rescan) = self.wake.take();
+                woken = self.wake.take();
             }
         }
         tracing::info!(files = self.files.len(), "stopped reading; sealing pending batches");
@@ -386,6 +400,7 @@ impl FileServer {
             if !self.files.get(&key).is_some_and(|f| f.synced)
                 || !self.ensure_open(key, now)
                 || !self.copy_check_passed(key, now, &mut heads)
+                || !self.original_acked(key)
             {
                 continue;
             }
@@ -467,8 +482,9 @@ impl FileServer {
             let dir = f.path.parent()?.to_path_buf();
             Some((dir, f.head, f.framer.emitted_pos(), f.source))
         });
-        let adopted =
-            old.is_some_and(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
+        let copy =
+            old.and_then(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
+        let adopted = copy.is_some();
         let Some(f) = self.files.get_mut(&key) else { return };
         let Some(source) = self.cfg.sources.get(f.source) else {
             return;
@@ -499,8 +515,20 @@ impl FileServer {
             });
         }
         flush_multiline(f, &ctx, &mut sink, true);
+        let old_content = (f.generation, f.last_record_end);
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
+        }
+        let original = f.producer_id;
+        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
+            // The copy's stream is new: nothing to ask the collector now.
+            // After a crash, the original's stream says where it starts.
+            c.synced = true;
+            c.continues = Some(Continues {
+                original,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some((key, old_content.0, old_content.1));
         }
         for req in std::mem::take(sealed) {
             self.send(req);
@@ -556,15 +584,20 @@ impl FileServer {
         }
     }
 
-    fn checkpoint(&mut self) {
-        if self.dry_run {
-            return;
-        }
+    /// Applies the acknowledgements that arrived since the last call.
+    pub(super) fn apply_acks(&mut self) {
         for (key, acked) in self.acks.take() {
             if let Some(f) = self.files.get_mut(&key) {
                 f.acknowledge(acked);
             }
         }
+    }
+
+    fn checkpoint(&mut self) {
+        if self.dry_run {
+            return;
+        }
+        self.apply_acks();
         let sources = &self.cfg.sources;
         let mut entries: Vec<Entry> = self
             .files
@@ -575,6 +608,9 @@ impl FileServer {
             })
             .collect();
         entries.sort_by_key(|e| e.key);
+        // Cleared even if the write fails: the periodic checkpoint retries
+        // (no write attempt per loop pass on a full disk).
+        self.untracked_by_checkpoint = false;
         if entries == self.last_saved {
             return;
         }

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::checkpoint::Entry;
+use super::checkpoint::{Continues, Entry};
 use super::discover::discover;
 use super::file_server::FileServer;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
@@ -108,9 +108,7 @@ impl FileServer {
                         t.copy_check_until = Some(now + COPY_DECISION);
                     }
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
-                    self.by_path.insert(f.path, key);
-                    self.files.insert(key, t);
-                    self.open_handles += 1;
+                    self.insert_tracked(f.path, t);
                 }
                 Err(e) => tracing::warn!(path = %f.path.display(), error = %e, "cannot read file head; will retry"),
             }
@@ -122,6 +120,43 @@ impl FileServer {
             }
         }
         self.stats.files_waiting = self.stats.files_waiting.min(self.files.len());
+    }
+
+    /// A file renamed from a path a source matches to one it does not,
+    /// before any scan saw it (created and rotated away between two scans,
+    /// as when logrotate moves aside a file that appeared between its
+    /// rename and its `create`): tracked now, as rotated, so that its lines
+    /// are not lost.
+    pub(super) fn renamed_unseen(&mut self, from: &Path, to: &Path, now: Instant) {
+        let matches = |s: &crate::config::Source, p: &Path| {
+            s.paths.iter().any(|g| g.matches_path(p)) && !s.exclude.iter().any(|x| x.matches_path(p))
+        };
+        let Some(source) = self.cfg.sources.iter().position(|s| matches(s, from)) else {
+            return;
+        };
+        if self.cfg.sources.iter().any(|s| matches(s, to)) {
+            return; // still matched: the scan has it
+        }
+        let Ok(file) = File::open(to) else { return };
+        let Ok(meta) = file.metadata() else { return };
+        let key = FileKey::of(&meta);
+        if !meta.is_file() || self.files.contains_key(&key) {
+            return;
+        }
+        if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle(now) {
+            return;
+        }
+        let start = self.start_for(key, source, to, &file, &meta, false, now);
+        let framing = (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines);
+        match TrackedFile::new(key, source, to.to_owned(), file, start, framing, now) {
+            Ok(mut t) => {
+                tracing::info!(from = %from.display(), to = %to.display(), "file renamed out of the glob before it was seen; reading it");
+                t.gone = true;
+                t.record_key = self.render_key(source, to);
+                self.insert_tracked(to.to_owned(), t);
+            }
+            Err(e) => tracing::warn!(path = %to.display(), error = %e, "cannot read file head"),
+        }
     }
 
     /// Where a newly found file starts: its checkpoint if it is the same
@@ -170,7 +205,10 @@ impl FileServer {
                     entry.head,
                     entry.pos,
                     source,
-                    Some((entry.producer_id, entry.next_seq)),
+                    Some(Continues {
+                        original: entry.producer_id,
+                        checkpoint_seq: Some(entry.next_seq),
+                    }),
                     now,
                 );
             }
@@ -214,25 +252,23 @@ impl FileServer {
     /// with the same head and is longer than `pos`; the newest if several)
     /// and tails it from `pos` to its end, so that lines written just
     /// before the truncation are not lost. `original` is the truncated
-    /// file's stream and next sequence number when its position is only
-    /// known from a checkpoint (the agent was down): what the collector
-    /// stored of it then says how far the old content really got. Returns
-    /// whether a copy was found.
+    /// file's stream when its position is only known from a checkpoint
+    /// (the agent was down): what the collector stored of it then says how
+    /// far the old content really got. Returns
+    /// the copy, if one was found.
     pub(super) fn adopt_truncated_copy(
         &mut self,
         dir: &Path,
         head: Head,
         pos: u64,
         source: usize,
-        original: Option<(i64, i64)>,
+        original: Option<Continues>,
         now: Instant,
-    ) -> bool {
+    ) -> Option<FileKey> {
         if head.len < MIN_COPY_HEAD {
-            return false;
+            return None;
         }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
-        };
+        let entries = std::fs::read_dir(dir).ok()?;
         let mut best: Option<(std::time::SystemTime, PathBuf, File, std::fs::Metadata)> = None;
         for e in entries.flatten() {
             if !e.file_type().is_ok_and(|t| t.is_file()) {
@@ -252,26 +288,30 @@ impl FileServer {
                 best = Some((modified, path, file, meta));
             }
         }
-        let Some((_, path, file, meta)) = best else {
-            return false;
-        };
+        let (_, path, file, meta) = best?;
         let key = FileKey::of(&meta);
         // A copy already being read before a crash resumes from its own entry.
-        let start = match self.dormant.remove(&key) {
-            Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= meta.len() => Start {
-                pos: e.pos,
-                producer_id: e.producer_id,
-                next_seq: e.next_seq,
-                generation: e.generation,
-            },
-            _ => Start {
-                pos,
-                producer_id: self.stream_id(key, &meta),
-                next_seq: 0,
-                generation: 0,
-            },
+        let (start, continues) = match self.dormant.remove(&key) {
+            Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= meta.len() => (
+                Start {
+                    pos: e.pos,
+                    producer_id: e.producer_id,
+                    next_seq: e.next_seq,
+                    generation: e.generation,
+                },
+                e.continues.or(original),
+            ),
+            _ => (
+                Start {
+                    pos,
+                    producer_id: self.stream_id(key, &meta),
+                    next_seq: 0,
+                    generation: 0,
+                },
+                original,
+            ),
         };
-        let Ok(mut t) = TrackedFile::new(
+        let mut t = TrackedFile::new(
             key,
             source,
             path.clone(),
@@ -279,19 +319,48 @@ impl FileServer {
             start,
             (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines),
             now,
-        ) else {
-            return false;
-        };
+        )
+        .ok()?;
         tracing::info!(path = %path.display(), pos = start.pos, "reading the rest of truncated content from its copy");
         // Not in the glob until a scan finds it there.
         t.gone = true;
-        t.continues = original;
+        t.continues = continues;
         t.record_key = self.render_key(source, &path);
         self.retired.retain(|r| !(r.dir == dir && r.head == head));
-        self.by_path.insert(path, key);
-        self.files.insert(key, t);
-        self.open_handles += 1;
+        self.insert_tracked(path, t);
+        Some(key)
+    }
+
+    /// Whether the copy `key`, adopted at a live truncation, may be read:
+    /// once the collector has acknowledged the original's old content (or
+    /// the original is no longer tracked).
+    pub(super) fn original_acked(&mut self, key: FileKey) -> bool {
+        let Some((original, generation, end)) = self.files.get(&key).and_then(|f| f.after_original) else {
+            return true;
+        };
+        let done = |o: &TrackedFile| {
+            o.committed.generation > generation || (o.committed.generation == generation && o.committed.pos >= end)
+        };
+        if !self.files.get(&original).is_none_or(done) {
+            self.apply_acks();
+            if !self.files.get(&original).is_none_or(done) {
+                return false;
+            }
+        }
+        if let Some(f) = self.files.get_mut(&key) {
+            f.after_original = None;
+        }
         true
+    }
+
+    /// Starts tracking `t` (opened) at `path`. Its checkpoint entry is
+    /// written before it is read (see `FileServer::run`), so that a restart
+    /// finds it by inode even if rotation renames it away in between.
+    fn insert_tracked(&mut self, path: PathBuf, t: TrackedFile) {
+        self.by_path.insert(path, t.key);
+        self.files.insert(t.key, t);
+        self.open_handles += 1;
+        self.untracked_by_checkpoint = true;
     }
 
     /// Tracked files with a full-length head, by directory and head CRC.
@@ -430,10 +499,9 @@ impl FileServer {
             ) {
                 tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
                 t.gone = true;
+                t.continues = entry.continues;
                 t.record_key = self.render_key(source, &path);
-                self.by_path.insert(path, entry.key);
-                self.files.insert(entry.key, t);
-                self.open_handles += 1;
+                self.insert_tracked(path, t);
             }
         }
     }

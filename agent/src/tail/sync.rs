@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::checkpoint::Continues;
 use super::file_server::FileServer;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use crate::ship::acks::Acked;
@@ -74,10 +75,10 @@ impl FileServer {
         }
         for (i, f) in pending.iter().enumerate() {
             if let Some(f) = self.files.get(f)
-                && let Some((original, _)) = f.continues
+                && let Some(continues) = f.continues
             {
                 originals.push((i, keys.len()));
-                keys.push((topic_of(f), original));
+                keys.push((topic_of(f), continues.original));
             }
         }
         match lookup.lookup(&keys) {
@@ -107,8 +108,8 @@ impl FileServer {
         let Some(f) = self.files.get_mut(&key) else { return };
         f.synced = true;
         if !state.found {
-            if let (Some(original), Some((_, checkpoint_seq))) = (original, f.continues) {
-                resume_copy(f, original, checkpoint_seq);
+            if let (Some(original), Some(continues)) = (original, f.continues) {
+                resume_copy(f, original, continues);
             }
             return; // the collector has nothing: the checkpoint stands
         }
@@ -155,21 +156,39 @@ impl FileServer {
             // Truncated (copytruncate) since that batch: what had not been
             // stored of the old content is in the copy, if there is one.
             let (dir, source) = (f.path.parent().map(std::path::Path::to_path_buf), f.source);
-            if let Some(dir) = dir {
+            let waiting_copy = self
+                .files
+                .values_mut()
+                .find(|c| c.after_original.is_some_and(|(original, ..)| original == key));
+            if let Some(copy) = waiting_copy {
+                // The copy adopted at the truncation waits for the old
+                // content's acknowledgements, which will not come now: it
+                // starts where the collector's copy of the old content ends.
+                tracing::info!(path = %copy.path.display(), pos, "reading the copy from where the collector's records of the original end");
+                copy.framer.reset(pos);
+                copy.committed.pos = pos;
+                copy.last_record_end = pos;
+                copy.after_original = None;
+            } else if let Some(dir) = dir {
                 self.adopt_truncated_copy(&dir, head, pos, source, None, Instant::now());
             }
         }
     }
 }
 
-/// Where the copy of content truncated while the agent was down resumes,
-/// given what the collector stored of the original's stream (whose
-/// checkpoint had `checkpoint_seq` as next sequence number): after the
-/// original's cursor if that is in this content; at the copy's end if the
-/// stream has records past the checkpoint from other (later) content,
-/// which means the run before the crash finished this content; else where
-/// the checkpoint said.
-fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, checkpoint_seq: i64) {
+/// Where a copy of truncated content whose own stream has nothing stored
+/// resumes, given what the collector stored of the original's stream:
+/// - right after the original's cursor if that is in this content (even
+///   before the copy's position: lines the original had sent but not had
+///   stored when the agent crashed are read again from the copy);
+/// - at the copy's end if the position came from the original's checkpoint
+///   and the stream has records past it from later content: the run before
+///   the crash saw the truncation live and found nothing left to read in a
+///   copy (had it found something, this copy would have its own checkpoint
+///   entry, written before the original's later content was read);
+/// - else where the checkpoint said (a copy adopted live: its position is
+///   where the original's records of this content end).
+fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, continues: Continues) {
     if !original.found {
         return;
     }
@@ -183,10 +202,15 @@ fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, chec
         {
             pos
         }
-        _ if original.next_sequence.is_some_and(|n| n > checkpoint_seq) => size,
+        _ if continues
+            .checkpoint_seq
+            .is_some_and(|seq| original.next_sequence.is_some_and(|n| n > seq)) =>
+        {
+            size
+        }
         _ => return,
     };
-    if resume > f.framer.emitted_pos() {
+    if resume != f.framer.emitted_pos() {
         tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume,
             "resuming the copy after what the collector holds of the original");
         f.framer.reset(resume);

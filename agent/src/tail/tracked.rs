@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use logpost_shared::batch::HeaderSet;
 
-use super::checkpoint::Entry;
+use super::checkpoint::{Continues, Entry};
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use super::framing::{LineFramer, LongLines};
 use crate::pipeline::multiline::Multiline;
@@ -56,11 +56,13 @@ pub struct TrackedFile {
     pub record_key: Option<Vec<u8>>,
     /// File position after the last event turned into a record.
     pub last_record_end: u64,
-    /// For the copy of a file truncated while the agent was down: the
-    /// original's stream and its next sequence number per the checkpoint.
-    /// What the collector stored of that stream says how far the old
-    /// content got before the crash.
-    pub continues: Option<(i64, i64)>,
+    /// For the copy of truncated content: the stream it continues.
+    pub continues: Option<Continues>,
+    /// For a copy adopted at a live truncation: the original and where its
+    /// old content's records end (generation, position). The copy is not
+    /// read before the collector has acknowledged them, so that the copy's
+    /// stream never holds lines past a gap the original left at a crash.
+    pub after_original: Option<(FileKey, u32, u64)>,
     /// A new file that may be a copy in the making is not read before
     /// this (see `copy_check_passed`).
     pub copy_check_until: Option<Instant>,
@@ -117,6 +119,7 @@ impl TrackedFile {
             record_key: None,
             last_record_end: start.pos,
             continues: None,
+            after_original: None,
             copy_check_until: None,
         })
     }
@@ -229,6 +232,7 @@ impl TrackedFile {
             producer_id: self.producer_id,
             next_seq,
             generation: self.generation,
+            continues: self.continues,
         }
     }
 }

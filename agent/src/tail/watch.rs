@@ -36,18 +36,36 @@ pub struct Wake {
 
 #[derive(Debug, Default)]
 struct WakeState {
-    dirty: HashSet<PathBuf>,
-    /// A directory-level change (create, rename, delete): rescan globs.
-    rescan: bool,
+    woken: Woken,
     poked: bool,
+}
+
+/// What happened since the loop last looked.
+#[derive(Debug, Default)]
+pub struct Woken {
+    pub dirty: HashSet<PathBuf>,
+    /// A directory-level change (create, rename, delete): rescan globs.
+    pub rescan: bool,
+    /// Renames seen whole (from, to): a file renamed out of its glob
+    /// before a scan saw it is found only this way.
+    pub renames: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Wake {
     /// Records an event for `path`.
     pub fn mark(&self, path: PathBuf, rescan: bool) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.dirty.insert(path);
-        s.rescan |= rescan;
+        s.woken.dirty.insert(path);
+        s.woken.rescan |= rescan;
+        s.poked = true;
+        self.cond.notify_one();
+    }
+
+    /// Records a rename from `from` to `to`.
+    pub fn renamed(&self, from: PathBuf, to: PathBuf) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.woken.rescan = true;
+        s.woken.renames.push((from, to));
         s.poked = true;
         self.cond.notify_one();
     }
@@ -59,20 +77,19 @@ impl Wake {
         self.cond.notify_one();
     }
 
-    /// Waits up to `timeout` for an event; returns the dirty paths and
-    /// whether a rescan was asked for.
-    pub fn wait(&self, timeout: Duration) -> (HashSet<PathBuf>, bool) {
+    /// Waits up to `timeout` for an event; returns what happened.
+    pub fn wait(&self, timeout: Duration) -> Woken {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (mut s, _) = self
             .cond
             .wait_timeout_while(s, timeout, |s| !s.poked)
             .unwrap_or_else(|e| e.into_inner());
         s.poked = false;
-        (std::mem::take(&mut s.dirty), std::mem::take(&mut s.rescan))
+        std::mem::take(&mut s.woken)
     }
 
     /// Takes what is pending without waiting.
-    pub fn take(&self) -> (HashSet<PathBuf>, bool) {
+    pub fn take(&self) -> Woken {
         self.wait(Duration::ZERO)
     }
 }
@@ -98,6 +115,17 @@ pub fn start(mode: WatchMode, globs: &[String], wake: std::sync::Arc<Wake>) -> R
         // an idle file to read it) change nothing; reacting to them made
         // the loop chase its own tail with thousands of files.
         Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
+        Ok(event)
+            if matches!(
+                event.kind,
+                EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::Both))
+            ) && event.paths.len() == 2 =>
+        {
+            let mut paths = event.paths.into_iter();
+            if let (Some(from), Some(to)) = (paths.next(), paths.next()) {
+                handler_wake.renamed(from, to);
+            }
+        }
         Ok(event) => {
             let rescan = matches!(
                 event.kind,
@@ -193,10 +221,12 @@ mod tests {
         let w = Wake::default();
         w.mark(PathBuf::from("/a"), false);
         w.mark(PathBuf::from("/b"), true);
-        let (dirty, rescan) = w.wait(Duration::from_secs(5));
-        assert_eq!(dirty.len(), 2);
-        assert!(rescan);
-        let (dirty, rescan) = w.wait(Duration::from_millis(10));
-        assert!(dirty.is_empty() && !rescan);
+        w.renamed(PathBuf::from("/a"), PathBuf::from("/a.1"));
+        let woken = w.wait(Duration::from_secs(5));
+        assert_eq!(woken.dirty.len(), 2);
+        assert!(woken.rescan);
+        assert_eq!(woken.renames, vec![(PathBuf::from("/a"), PathBuf::from("/a.1"))]);
+        let woken = w.wait(Duration::from_millis(10));
+        assert!(woken.dirty.is_empty() && !woken.rescan && woken.renames.is_empty());
     }
 }
