@@ -32,7 +32,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, dir: &Path, cmd: Command) -> Proc {
+    pub fn spawn(name: &str, dir: &Path, cmd: Command) -> Proc {
         let log = std::env::var("LOGPOST_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
         Self::spawn_logging(name, dir, cmd, &log)
     }

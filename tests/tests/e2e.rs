@@ -11,6 +11,7 @@ mod bad_requests;
 mod config_errors;
 mod exactly_once;
 mod fetch;
+mod groups;
 mod kafka_clients;
 mod kafka_raw;
 mod limits;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
-use logpost_collector::client::{Client, ClientError, Credentials, DEFAULT_COLLECTOR, consume, labels, query, topics};
+use logpost_collector::client::{
+    Client, ClientError, Credentials, DEFAULT_COLLECTOR, consume, group_consume, labels, query, topics,
+};
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
 
@@ -19,7 +21,7 @@ use logpost_shared::config::{ByteSize, HumanDuration};
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  logpost consume app --group indexer --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
 )]
 struct Args {
     /// Collector base URL.
@@ -94,11 +96,19 @@ enum Command {
         output: OutputFormat,
     },
     /// Reads a topic's records by offset, every partition (oldest first
-    /// within each), through the consumer fetch API.
+    /// within each), through the consumer fetch API. With --group, as a
+    /// member of a consumer group: only the partitions the group assigns
+    /// it, from the group's committed offsets, committing as it prints.
     Consume {
         /// Topic to read.
         topic: String,
-        /// Start at the end: only records appended from now on.
+        /// Consumer group to join: members split the partitions, a dead
+        /// member's partitions go to the others after its session timeout
+        /// (10 s), resuming from the committed offsets.
+        #[arg(long, short = 'g')]
+        group: Option<String>,
+        /// Start at the end: only records appended from now on (with
+        /// --group: for partitions the group never committed).
         #[arg(long)]
         from_end: bool,
         /// Keep waiting for new records instead of stopping at the end.
@@ -264,6 +274,26 @@ fn main() -> ExitCode {
             }
             Command::Consume {
                 topic,
+                group: Some(group),
+                from_end,
+                follow,
+                output,
+            } => {
+                let opts = group_consume::GroupOptions {
+                    topic,
+                    group,
+                    from_end,
+                    follow,
+                    format: output,
+                    color,
+                };
+                group_consume::run(&client, &opts, &mut out)
+                    .await
+                    .map(|n| n > 0 || follow)
+            }
+            Command::Consume {
+                topic,
+                group: None,
                 from_end,
                 follow,
                 output,

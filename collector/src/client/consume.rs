@@ -3,8 +3,8 @@
 //! at the end of each partition, and prints records as they come.
 //!
 //! Without `--follow` it stops once every partition has been read to the
-//! high watermark seen at that time. Consumer groups over HTTP are not
-//! here yet: Kafka clients get groups through the Kafka listener.
+//! high watermark seen at that time. With `--group`, `group_consume.rs`
+//! reads as a member of a consumer group instead.
 
 use std::io::Write;
 

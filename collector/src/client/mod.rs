@@ -6,6 +6,7 @@
 //! 3 the collector is unreachable or failed.
 
 pub mod consume;
+pub mod group_consume;
 pub mod labels;
 pub mod query;
 pub mod render;

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod fetch;
+pub mod groups;
 pub mod ingest;
 pub mod loki;
 pub mod loki_params;
