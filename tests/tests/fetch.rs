@@ -99,3 +99,75 @@ fn issue_6_fetch_from_every_offset_long_poll_and_consume() {
     want.push_str("\nlate\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 }
+
+/// `logpost query --direction backward` prints the newest records first,
+/// merged across partitions by time; forward the oldest first. The API
+/// refuses a backward query without a limit, and a bad direction.
+#[test]
+fn issue_6_query_direction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path(), "[storage]\ndefault_partitions = 2\n");
+    let client = reqwest::blocking::Client::new();
+    // Partition 0 holds even timestamps, partition 1 odd ones, one per
+    // record, in several batches each.
+    let all: Vec<String> = (0..40).map(|i| format!("line at {i:02}")).collect();
+    for part in 0..2 {
+        let mine: Vec<(usize, &String)> = all.iter().enumerate().filter(|(i, _)| i % 2 == part).collect();
+        for chunk in mine.chunks(5) {
+            for (i, line) in chunk {
+                let ts = 1_700_000_000_000 + *i as i64;
+                post(
+                    &client,
+                    &c.url,
+                    &format!("app?partition={part}"),
+                    batch(&[(*line).clone()], ts),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let run = |args: &[&str]| {
+        let out = c.logpost(args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let newest: String = all.iter().rev().take(7).map(|l| format!("{l}\n")).collect();
+    assert_eq!(
+        run(&["query", "app", "--limit", "7", "--direction", "backward", "-o", "raw"]),
+        newest
+    );
+    let oldest: String = all.iter().take(7).map(|l| format!("{l}\n")).collect();
+    assert_eq!(
+        run(&["query", "app", "--limit", "7", "--direction", "forward", "-o", "raw"]),
+        oldest
+    );
+    // Into a pipe the default is forward.
+    assert_eq!(run(&["query", "app", "--limit", "7", "-o", "raw"]), oldest);
+    // A filter: the newest three matching.
+    assert_eq!(
+        run(&[
+            "query",
+            "app |~ \"[05]$\"",
+            "--limit",
+            "3",
+            "--direction",
+            "backward",
+            "-o",
+            "raw"
+        ]),
+        "line at 35\nline at 30\nline at 25\n"
+    );
+
+    for (params, want) in [
+        ("limit=0&direction=backward", "needs a limit"),
+        ("limit=5&direction=sideways", "direction"),
+    ] {
+        let resp = client
+            .get(format!("{}/v1/query?query=app&{params}", c.url))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{params}");
+        let text = resp.text().unwrap();
+        assert!(text.contains(want), "{params}: {text}");
+    }
+}

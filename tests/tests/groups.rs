@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use logpost_e2e::ingest::{batch, post};
 use logpost_e2e::process::{Collector, Proc, bin};
@@ -152,7 +151,12 @@ fn issue_6_group_members_split_partitions_and_take_over_from_committed_offsets()
         );
         assert!(at_kill[p] > 25, "b committed nothing on partition {p}: {at_kill:?}");
     }
-    drop(a);
+    assert_eq!(
+        a.terminate(),
+        Some(0),
+        "a stops cleanly on SIGTERM:\n{}",
+        a.stderr_text()
+    );
     assert_eq!(
         committed(&c),
         (0..PARTITIONS).map(|p| (p, 45)).collect(),

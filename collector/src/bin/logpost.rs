@@ -13,6 +13,13 @@ use logpost_collector::client::{
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
 
+/// The order of `logpost query`'s records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryDirection {
+    Forward,
+    Backward,
+}
+
 /// Query and inspect a logpost collector.
 ///
 /// Exit codes: 0 success; 1 the query matched nothing; 2 bad request
@@ -21,7 +28,7 @@ use logpost_shared::config::{ByteSize, HumanDuration};
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  logpost consume app --group indexer --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50 --direction backward\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  logpost consume app --group indexer --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
 )]
 struct Args {
     /// Collector base URL.
@@ -58,7 +65,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<TopicsAction>,
     },
-    /// Prints the records a LogQL query selects, oldest first.
+    /// Prints the records a LogQL query selects: on a terminal the newest
+    /// --limit first (as Loki and Grafana), into a pipe or file the oldest
+    /// first (--direction chooses).
     ///
     /// QUERY is LogQL (see docs/logql.md); a bare topic name means
     /// {topic="name"}: `app`, `app |= "error"`, `{topic="app", host="web-03"} | json | status >= 500`.
@@ -68,9 +77,14 @@ enum Command {
         /// Only lines matching this regular expression too (searched, not anchored).
         #[arg(long)]
         grep: Option<String>,
-        /// At most this many records (0: no limit).
+        /// At most this many records (0: no limit, oldest first).
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// backward: the newest --limit records, newest first (the default
+        /// on a terminal; printed once the range is scanned); forward: the
+        /// oldest first, streamed as found (the default into a pipe).
+        #[arg(long, value_enum)]
+        direction: Option<QueryDirection>,
         /// Only records newer than this: a duration ago (1h, 30m) or a time (RFC 3339, unix seconds).
         #[arg(long)]
         since: Option<String>,
@@ -238,14 +252,20 @@ fn main() -> ExitCode {
                 query,
                 grep,
                 limit,
+                direction,
                 since,
                 until,
                 output,
             } => {
+                let backward = match direction {
+                    Some(d) => d == QueryDirection::Backward,
+                    None => color && limit > 0,
+                };
                 let req = QueryRequest {
                     query,
                     grep,
                     limit,
+                    backward,
                     start: when("since", since.as_deref())?,
                     end: when("until", until.as_deref())?,
                 };
@@ -265,6 +285,7 @@ fn main() -> ExitCode {
                     query,
                     grep: None,
                     limit: 0,
+                    backward: false,
                     start: Some(start),
                     end: None,
                 };

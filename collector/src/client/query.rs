@@ -27,6 +27,8 @@ pub struct QueryRequest {
     /// Earliest and latest record time, in any form the API takes (ns).
     pub start: Option<i64>,
     pub end: Option<i64>,
+    /// The newest `limit` records, newest first (else the oldest, oldest first).
+    pub backward: bool,
 }
 
 /// Streams the records of `req`, calling `each` for every one; returns how many.
@@ -47,6 +49,9 @@ pub async fn stream(
     }
     if let Some(e) = req.end {
         params.push(("end", e.to_string()));
+    }
+    if req.backward {
+        params.push(("direction", "backward".to_owned()));
     }
     let mut resp = client.get("/v1/query", &params).await?;
     let mut pending: Vec<u8> = Vec::new();

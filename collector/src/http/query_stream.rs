@@ -31,7 +31,7 @@ use super::error::{ApiError, chain};
 use super::loki_params::parse_time;
 use crate::query::cursor::{RecordFilter, StoredRecord};
 use crate::query::exec::scan_topic;
-use crate::query::logql::{Expr, Labels, LogExpr, parse};
+use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, parse};
 use crate::query::output::RecordJson;
 use crate::query::prefilter::Prefilter;
 use crate::query::source::{labels_of, topics_for, unknown_topic};
@@ -55,8 +55,12 @@ pub struct StreamQuery {
     /// Inclusive bounds, ns; `None` = unbounded.
     pub start: Option<String>,
     pub end: Option<String>,
-    /// 0 = no limit.
+    /// 0 = no limit (forward only).
     pub limit: usize,
+    /// Forward: the oldest `limit` records, oldest first, streamed as
+    /// found. Backward: the newest `limit`, newest first, sent once the
+    /// range has been scanned (memory: `limit` records).
+    pub direction: Direction,
 }
 
 struct LogqlFilter {
@@ -131,6 +135,34 @@ fn record_labels(topic: &str, r: &StoredRecord) -> Labels {
     labels_of(topic, &pairs)
 }
 
+/// A record as sent: the line after the pipeline, and its labels if the
+/// pipeline changed them; `None` if the pipeline drops it.
+fn render(topic: &str, pipeline: &Pipeline, record: &StoredRecord) -> Option<RecordJson> {
+    let mut labels = record_labels(topic, record);
+    let value = record.value.as_deref().unwrap_or_default();
+    let line = pipeline.process(value, &mut labels)?;
+    let mut json = RecordJson::new(topic, record);
+    if line.as_ref() != value {
+        let stored = StoredRecord {
+            value: Some(line.into_owned()),
+            ..record.clone()
+        };
+        let rewritten = RecordJson::new(topic, &stored);
+        json.line = rewritten.line;
+        json.line_base64 = rewritten.line_base64;
+    }
+    let stream = record_labels(topic, record);
+    if labels != stream {
+        json.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .collect(),
+        );
+    }
+    Some(json)
+}
+
 /// Streams the result of a LogQL log query.
 ///
 /// # Errors
@@ -168,6 +200,12 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
         None | Some("") => None,
         Some(p) => Some(Regex::new(p).map_err(|e| ApiError::bad_request(format!("invalid grep regex {p:?}: {e}")))?),
     };
+    let backward = q.direction == Direction::Backward;
+    if backward && q.limit == 0 {
+        return Err(ApiError::bad_request(
+            "direction=backward needs a limit (it returns the newest `limit` records); use direction=forward for all of them",
+        ));
+    }
     let limit = if q.limit == 0 { usize::MAX } else { q.limit };
     let log = Arc::new(log);
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -187,34 +225,25 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         let mut chunk_started = Instant::now();
         let mut left = limit;
+        // Backward: the newest `limit` records (of every topic so far).
+        let mut kept: Vec<(i64, RecordJson)> = Vec::new();
         for topic in topics_for(&app.store, &log.selector) {
             if left == 0 || cancelled.load(Ordering::Relaxed) {
                 break;
             }
+            let mut newest = std::collections::VecDeque::new();
             let result = scan_topic(&topic, Arc::clone(&filter), usize::MAX, max_uncompressed, |record| {
-                let mut labels = record_labels(&topic.name, &record);
-                let value = record.value.as_deref().unwrap_or_default();
-                let Some(line) = log.pipeline.process(value, &mut labels) else {
+                let Some(json) = render(&topic.name, &log.pipeline, &record) else {
                     return ControlFlow::Continue(());
                 };
-                let mut json = RecordJson::new(&topic.name, &record);
-                if line.as_ref() != value {
-                    let stored = StoredRecord {
-                        value: Some(line.into_owned()),
-                        ..record.clone()
-                    };
-                    let rewritten = RecordJson::new(&topic.name, &stored);
-                    json.line = rewritten.line;
-                    json.line_base64 = rewritten.line_base64;
-                }
-                let stream = record_labels(&topic.name, &record);
-                if labels != stream {
-                    json.labels = Some(
-                        labels
-                            .iter()
-                            .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                            .collect(),
-                    );
+                if backward {
+                    // Oldest first within the topic: the last `limit` seen
+                    // are its newest.
+                    if newest.len() == limit {
+                        newest.pop_front();
+                    }
+                    newest.push_back((record.timestamp_ms, json));
+                    return ControlFlow::Continue(());
                 }
                 if chunk.is_empty() {
                     chunk_started = Instant::now();
@@ -241,12 +270,30 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                     ControlFlow::Continue(())
                 }
             });
+            if backward {
+                kept.extend(newest);
+                // Newest first across topics; ties keep scan order reversed.
+                kept.sort_by_key(|(ts, _)| std::cmp::Reverse(*ts));
+                kept.truncate(limit);
+            }
             if let Err(e) = result {
                 tracing::error!(error = %chain(&e), "query failed while streaming");
                 let line = serde_json::json!({ "error": chain(&e) }).to_string();
                 chunk.extend_from_slice(line.as_bytes());
                 chunk.push(b'\n');
                 break;
+            }
+        }
+        for (_, json) in &kept {
+            if serde_json::to_writer(&mut chunk, json).is_err() {
+                break;
+            }
+            chunk.push(b'\n');
+            if chunk.len() >= CHUNK_BYTES {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
+                if tx.blocking_send(Ok(full)).is_err() {
+                    return;
+                }
             }
         }
         if !chunk.is_empty() {

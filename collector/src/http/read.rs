@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::{ApiError, chain};
 use crate::query::cursor::RecordFilter;
 use crate::query::exec::scan_topic;
+use crate::query::logql::Direction;
 use crate::query::output::RecordJson;
 use crate::store::{RetentionPolicy, StoreError, Topic};
 use logpost_shared::config::HumanDuration;
@@ -122,6 +123,9 @@ pub struct QueryParams {
     pub start: Option<String>,
     /// With `query`: latest record time, inclusive.
     pub end: Option<String>,
+    /// With `query`: `forward` (default: the oldest `limit`, oldest first)
+    /// or `backward` (the newest `limit`, newest first).
+    pub direction: Option<String>,
 }
 
 /// Default number of records a query returns.
@@ -157,6 +161,15 @@ pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryP
             start: params.start,
             end: params.end,
             limit: params.limit.unwrap_or(DEFAULT_LIMIT),
+            direction: match params.direction.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("forward") => Direction::Forward,
+                Some("backward") => Direction::Backward,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid parameter \"direction\": {other:?} (use forward or backward)"
+                    )));
+                }
+            },
         };
         return super::query_stream::stream(app, q);
     }
