@@ -16,7 +16,8 @@ import argparse, json, os, shutil, subprocess, sys, tempfile, time, urllib.reque
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BIN = os.path.join(ROOT, "target", "release")
+# LOGPOST_BIN: another build's binaries, for before/after runs.
+BIN = os.environ.get("LOGPOST_BIN", os.path.join(ROOT, "target", "release"))
 MAKE_BIGFILE = os.path.join(ROOT, "..", "shared", "bench", "make-bigfile.py")
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -44,6 +44,8 @@ const READS_PER_PASS: usize = 8;
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Rescan delay while matched files wait for a handle (the cap was reached).
+const WAITING_RESCAN: Duration = Duration::from_millis(200);
 /// Delay of a rescan triggered by an event on an untracked path.
 const UNKNOWN_PATH_RESCAN: Duration = Duration::from_millis(50);
 /// A file that grew this recently is read every tick even without an
@@ -88,6 +90,11 @@ pub struct FileServer {
     pub(super) sync_failures: u64,
     /// Files were tracked since the last checkpoint write.
     pub(super) untracked_by_checkpoint: bool,
+    /// Something a checkpoint entry holds may have changed since the last
+    /// one (bytes read, acknowledgements, files added, removed, renamed or
+    /// resynchronised): with thousands of idle files, building and
+    /// comparing every entry each second was most of the idle CPU.
+    pub(super) checkpoint_stale: bool,
 }
 
 /// Per-source counters.
@@ -185,6 +192,7 @@ impl FileServer {
             reloads: None,
             sync_failures: 0,
             untracked_by_checkpoint: false,
+            checkpoint_stale: false,
             cfg,
         }
     }
@@ -226,6 +234,7 @@ impl FileServer {
             }
         }
         for key in dropped {
+            self.checkpoint_stale = true;
             if let Some(f) = self.files.remove(&key) {
                 if f.file.is_some() {
                     self.open_handles -= 1;
@@ -260,6 +269,9 @@ impl FileServer {
         self.scan(now, true);
         self.recover_dormant(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
+        if self.stats.files_waiting > 0 {
+            next_scan = now + WAITING_RESCAN;
+        }
         let mut next_poll = now;
         let mut next_metrics = now;
         let mut woken = Woken::default();
@@ -273,6 +285,12 @@ impl FileServer {
             if woken.rescan || now >= next_scan {
                 self.scan(now, false);
                 next_scan = now + self.cfg.tail.glob_interval;
+                if self.stats.files_waiting > 0 {
+                    // Files beyond the handle cap get a handle as soon as
+                    // others are read to their end and idle, not a whole
+                    // glob_interval later.
+                    next_scan = next_scan.min(now + WAITING_RESCAN);
+                }
             }
             for (from, to) in woken.renames.drain(..) {
                 self.renamed_unseen(&from, &to, now);
@@ -323,6 +341,7 @@ impl FileServer {
                 to_read.extend(self.files.values().filter(|f| f.synced && !f.at_eof).map(|f| f.key));
             }
             let read = self.read_files(to_read, now);
+            self.checkpoint_stale |= read > 0;
             self.flush_idle_partials(now);
             for req in self.batcher.due(now) {
                 self.send(req);
@@ -472,6 +491,7 @@ impl FileServer {
             return;
         }
         tracing::info!(path = %f.path.display(), was = f.framer.next_pos(), now = size, "file truncated; reading it again from the start");
+        self.checkpoint_stale = true;
         self.stats.truncations += 1;
         // Remember the old content's head and how far it was read: a copy
         // of it (logrotate's copytruncate) is then read only past that point.
@@ -587,6 +607,7 @@ impl FileServer {
     /// Applies the acknowledgements that arrived since the last call.
     pub(super) fn apply_acks(&mut self) {
         for (key, acked) in self.acks.take() {
+            self.checkpoint_stale = true;
             if let Some(f) = self.files.get_mut(&key) {
                 f.acknowledge(acked);
             }
@@ -598,6 +619,10 @@ impl FileServer {
             return;
         }
         self.apply_acks();
+        if !self.checkpoint_stale && !self.untracked_by_checkpoint {
+            return;
+        }
+        self.checkpoint_stale = false;
         let sources = &self.cfg.sources;
         let mut entries: Vec<Entry> = self
             .files

@@ -52,6 +52,7 @@ impl FileServer {
             }
         }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
+        let mut waiting = 0;
         let heads = if initial { LiveHeads::new() } else { self.live_heads() };
         for f in found {
             let key = FileKey::of(&f.meta);
@@ -64,12 +65,13 @@ impl FileServer {
                     tracing::info!(from = %t.path.display(), to = %f.path.display(), "file renamed");
                     self.by_path.remove(&t.path);
                     t.renamed(f.path.clone());
+                    self.checkpoint_stale = true;
                     self.by_path.insert(f.path, key);
                 }
                 continue;
             }
             if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle(now) {
-                self.stats.files_waiting += 1;
+                waiting += 1;
                 continue; // retried at the next scan
             }
             let file = match File::open(&f.path) {
@@ -119,7 +121,7 @@ impl FileServer {
                 t.gone = true;
             }
         }
-        self.stats.files_waiting = self.stats.files_waiting.min(self.files.len());
+        self.stats.files_waiting = waiting;
     }
 
     /// A file renamed from a path a source matches to one it does not,
@@ -536,6 +538,7 @@ impl FileServer {
                 let Ok(file) = File::open(&path) else { return false };
                 self.by_path.remove(&f.path);
                 f.renamed(path.clone());
+                self.checkpoint_stale = true;
                 f.gone = true;
                 self.by_path.insert(path, key);
                 file
@@ -586,6 +589,7 @@ impl FileServer {
             }
         }
         for key in finished {
+            self.checkpoint_stale = true;
             if let Some(f) = self.files.remove(&key) {
                 if f.file.is_some() {
                     self.open_handles -= 1;

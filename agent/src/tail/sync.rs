@@ -105,6 +105,7 @@ impl FileServer {
     }
 
     fn apply_stream_state(&mut self, key: FileKey, state: &StreamState, original: Option<&StreamState>) {
+        self.checkpoint_stale = true;
         let Some(f) = self.files.get_mut(&key) else { return };
         f.synced = true;
         if !state.found {
