@@ -316,6 +316,10 @@ impl FileServer {
             if poll_due {
                 next_poll = now + self.cfg.tail.poll_interval;
             }
+            // Whether anything needs the poll tick: when every file is idle
+            // (and inotify works), the loop sleeps until an event, a scan
+            // or a checkpoint, not four times a second over every file.
+            let mut needs_ticks = polling;
             for (key, f) in &self.files {
                 // A file with data left is read every iteration; one that
                 // grew recently (or was rotated away) at every poll tick.
@@ -323,6 +327,7 @@ impl FileServer {
                 if !f.at_eof || (hot && poll_due) || (polling && poll_due && f.file.is_some()) {
                     to_read.insert(*key);
                 }
+                needs_ticks |= !f.at_eof || hot || f.framer.partial_len() > 0 || f.multiline.pending_bytes() > 0;
             }
             if polling && poll_due {
                 self.poll_closed_files(&mut to_read);
@@ -353,7 +358,10 @@ impl FileServer {
                 next_metrics = now + METRICS_EVERY;
             }
             if read == 0 && !stop.is_cancelled() {
-                let mut wake_at = next_poll.min(next_scan).min(self.next_checkpoint);
+                let mut wake_at = next_scan.min(self.next_checkpoint);
+                if needs_ticks {
+                    wake_at = wake_at.min(next_poll);
+                }
                 if let Some(due) = self.batcher.next_due() {
                     wake_at = wake_at.min(due);
                 }
