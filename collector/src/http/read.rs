@@ -1,24 +1,15 @@
 //! Read endpoints: the topic list and the streaming record query.
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use logpost_shared::batch::RecordView;
-use regex::bytes::Regex;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::error::{ApiError, chain};
-use crate::query::cursor::RecordFilter;
-use crate::query::exec::scan_topic;
+use super::error::ApiError;
 use crate::query::logql::Direction;
-use crate::query::output::RecordJson;
 use crate::store::{RetentionPolicy, StoreError, Topic};
 use logpost_shared::config::HumanDuration;
 
@@ -130,23 +121,6 @@ pub struct QueryParams {
 
 /// Default number of records a query returns.
 const DEFAULT_LIMIT: usize = 1000;
-/// Bytes of NDJSON gathered before a chunk is sent: large enough to keep
-/// per-chunk overhead low, small enough that the first lines appear at once.
-const CHUNK_BYTES: usize = 64 << 10;
-/// Chunks in flight between the scanning thread and the socket; bounds the
-/// memory of a query whose client reads slowly.
-const CHUNKS_IN_FLIGHT: usize = 4;
-
-struct GrepFilter(Option<Regex>);
-
-impl RecordFilter for GrepFilter {
-    fn matches(&self, _timestamp_ms: i64, record: &RecordView<'_>) -> bool {
-        match &self.0 {
-            None => true,
-            Some(re) => record.value.is_some_and(|v| re.is_match(v)),
-        }
-    }
-}
 
 /// Streams matching records of a topic as NDJSON, oldest first.
 ///
@@ -154,79 +128,27 @@ impl RecordFilter for GrepFilter {
 /// 400 for a missing topic or a bad regex, 404 for an unknown topic. An
 /// error after the first line is reported as a final `{"error": ...}` line.
 pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryParams>) -> Result<Response, ApiError> {
-    if let Some(query) = params.query {
-        let q = super::query_stream::StreamQuery {
-            query,
-            grep: params.grep,
-            start: params.start,
-            end: params.end,
-            limit: params.limit.unwrap_or(DEFAULT_LIMIT),
-            direction: match params.direction.as_deref().map(str::to_ascii_lowercase).as_deref() {
-                None | Some("forward") => Direction::Forward,
-                Some("backward") => Direction::Backward,
-                Some(other) => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid parameter \"direction\": {other:?} (use forward or backward)"
-                    )));
-                }
-            },
-        };
-        return super::query_stream::stream(app, q);
-    }
-    let name = params
-        .topic
-        .ok_or_else(|| ApiError::bad_request("missing query parameter `topic`"))?;
-    let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
-    let grep = match params.grep.as_deref() {
-        None | Some("") => None,
-        Some(pattern) => Some(
-            Regex::new(pattern).map_err(|e| ApiError::bad_request(format!("invalid grep regex {pattern:?}: {e}")))?,
-        ),
+    // `topic=T` is the LogQL query `{topic="T"}`: one streaming path.
+    let query = match (params.query, params.topic) {
+        (Some(query), _) => query,
+        (None, Some(topic)) => format!("{{topic=\"{}\"}}", topic.replace('\\', "\\\\").replace('"', "\\\"")),
+        (None, None) => return Err(ApiError::bad_request("missing query parameter `query` (or `topic`)")),
     };
-    let limit = match params.limit.unwrap_or(DEFAULT_LIMIT) {
-        0 => usize::MAX,
-        n => n,
+    let q = super::query_stream::StreamQuery {
+        query,
+        grep: params.grep,
+        start: params.start,
+        end: params.end,
+        limit: params.limit.unwrap_or(DEFAULT_LIMIT),
+        direction: match params.direction.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("forward") => Direction::Forward,
+            Some("backward") => Direction::Backward,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid parameter \"direction\": {other:?} (use forward or backward)"
+                )));
+            }
+        },
     };
-    let max_uncompressed = app.config.max_uncompressed_bytes;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    let scan = tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
-        let result = scan_topic(&topic, Arc::new(GrepFilter(grep)), limit, max_uncompressed, |record| {
-            let json = RecordJson::new(&topic.name, &record);
-            if serde_json::to_writer(&mut chunk, &json).is_err() {
-                return ControlFlow::Break(());
-            }
-            chunk.push(b'\n');
-            if chunk.len() >= CHUNK_BYTES {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
-                // A send error means the client went away: stop scanning.
-                if tx.blocking_send(Ok(full)).is_err() {
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %chain(&e), "query failed while streaming");
-            let line = serde_json::json!({ "error": chain(&e) }).to_string();
-            chunk.extend_from_slice(line.as_bytes());
-            chunk.push(b'\n');
-        }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
-        }
-    });
-    // The scan ends by itself when done or when the client leaves; this
-    // only makes a panic in it visible.
-    tokio::spawn(async move {
-        if let Err(e) = scan.await {
-            tracing::error!(error = %e, "query task failed");
-        }
-    });
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(ReceiverStream::new(rx)),
-    )
-        .into_response())
+    super::query_stream::stream(app, q)
 }
