@@ -158,6 +158,26 @@ fn issue_6_query_direction() {
         "line at 35\nline at 30\nline at 25\n"
     );
 
+    // The plain form: `topic` and `grep`.
+    let text = client
+        .get(format!("{}/v1/query?topic=app&grep=at%203&limit=0", c.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let got: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["line"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(got, all[30..40].to_vec());
+    let resp = client.get(format!("{}/v1/query?topic=nope", c.url)).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+
     for (params, want) in [
         ("limit=0&direction=backward", "needs a limit"),
         ("limit=5&direction=sideways", "direction"),
