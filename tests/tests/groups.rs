@@ -134,8 +134,6 @@ fn issue_6_group_members_split_partitions_and_take_over_from_committed_offsets()
     });
 
     let a_printed = printed(&a);
-    let distinct: BTreeSet<_> = a_printed.iter().collect();
-    assert_eq!(distinct.len(), a_printed.len(), "a printed a record twice");
     for p in &b_parts {
         // a read p's first 25 records before b joined; after the takeover
         // it starts exactly at the offset b committed.
@@ -151,16 +149,26 @@ fn issue_6_group_members_split_partitions_and_take_over_from_committed_offsets()
         );
         assert!(at_kill[p] > 25, "b committed nothing on partition {p}: {at_kill:?}");
     }
+    // The collector is killed and restarted: a waits it out, joins the
+    // (now empty) group again and goes on from the durable commits. (What
+    // it printed but had not committed when the restart cut its session
+    // short is printed again: at least once.)
+    let mut c = c;
+    c.restart();
+    append(&c, 5, 4);
+    wait_for(
+        "member a to read and commit everything after the collector restart",
+        PATIENCE,
+        || {
+            let union: BTreeSet<_> = printed(&a).into_iter().chain(printed(&b)).collect();
+            (union == all(50) && committed(&c) == (0..PARTITIONS).map(|p| (p, 50)).collect()).then_some(())
+        },
+    );
     assert_eq!(
         a.terminate(),
         Some(0),
         "a stops cleanly on SIGTERM:\n{}",
         a.stderr_text()
-    );
-    assert_eq!(
-        committed(&c),
-        (0..PARTITIONS).map(|p| (p, 45)).collect(),
-        "final commits"
     );
 }
 

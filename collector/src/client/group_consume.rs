@@ -31,6 +31,8 @@ use crate::http::read::TopicInfo;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Milliseconds a fetch waits at the end of a partition (one partition).
 const WAIT_MS: u64 = 1000;
+/// Wait before joining again after the collector could not be reached.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Pause between rounds over several partitions that all had nothing.
 const IDLE_PAUSE: Duration = Duration::from_millis(200);
 
@@ -92,13 +94,21 @@ pub async fn run(client: &Client, opts: &GroupOptions, out: &mut impl Write) -> 
     });
     let mut printed = 0;
     let outcome = loop {
-        let parts = match member.join().await {
-            Ok(parts) => parts,
-            Err(e) => break Err(e),
+        let round = match member.join().await {
+            Ok(parts) => member.read(&parts, out, &mut printed, &stop).await,
+            Err(e) => Err(e),
         };
-        match member.read(&parts, out, &mut printed, &stop).await {
+        match round {
             Ok(RoundEnd::Rejoin) => {}
             Ok(RoundEnd::Done) => break Ok(printed),
+            // Following, a collector restart or outage is waited out (its
+            // groups start empty: the member joins again).
+            Err(e @ (ClientError::Unreachable { .. } | ClientError::Failed { .. }))
+                if opts.follow && !stop.load(Ordering::Relaxed) =>
+            {
+                eprintln!("logpost: {e}; retrying in {}s", RETRY_AFTER.as_secs());
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
             Err(e) => break Err(e),
         }
     };
