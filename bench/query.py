@@ -160,6 +160,7 @@ def main():
     print(f"query benchmark, {time.strftime('%Y-%m-%d')}, commit {commit}, {raw_mib:,.0f} MiB raw stored ({lines:,} lines over 24 h)")
     print("| measure | figure |\n|---|---|")
     for k, v in rows:
+        k = k.replace("|", "\\|")  # a pipe inside a cell ends it in markdown
         print(f"| {k} | {v} |")
 
 
