@@ -78,7 +78,7 @@ pub struct FileServer {
     watcher: Option<Watcher>,
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
-    pub(super) retired: Vec<super::lifecycle::Retired>,
+    pub(super) retired: Vec<super::copies::Retired>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,

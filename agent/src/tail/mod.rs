@@ -7,10 +7,12 @@
 //! - [`checkpoint`]: acknowledged positions on disk, written atomically.
 //! - [`watch`]: inotify events and the polling fallback.
 //! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
+//! - [`copies`]: copytruncate's copies, read from where the original stopped.
 //! - [`sync`]: asking the collector where each file resumes (exactly once).
 //! - [`file_server`]: the loop on its own thread that ties them together.
 
 pub mod checkpoint;
+pub mod copies;
 pub mod discover;
 pub mod emit;
 pub mod file_server;
