@@ -108,7 +108,17 @@ def main():
             ("regex with a literal `|~ \"(?i)error.*timeout\"`", 'sum(count_over_time({job="bench"} |~ "(?i)error.*timeout" [1h]))'),
             ("regex without one `|~ \"[0-9]{3}-[0-9]{4}\"`", 'sum(count_over_time({job="bench"} |~ "[0-9]{3}-[0-9]{4}" [1h]))'),
         ]:
+            # PERF=1: a cpu-clock profile of the collector during each scan
+            # into bench/out/query-scan-N.perf.
+            prof = None
+            if os.environ.get("PERF"):
+                prof = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(pid),
+                                         "-o", os.path.join(HERE, "out", f"query-scan-{len(rows)}.perf")])
+                time.sleep(0.5)
             body, wall, cpu = timed(pid, lambda: get(url, "/loki/api/v1/query_range", query=q, start=start, end=end, step=3600))
+            if prof:
+                prof.send_signal(2)
+                prof.wait()
             result = json.loads(body)["data"]["result"]
             matched = sum(float(v[1]) for r in result for v in r["values"])
             rows.append((f"scan, {name}: {matched:,.0f} lines matched",
