@@ -172,13 +172,44 @@ pub fn record_line(r: &serde_json::Value) -> Vec<u8> {
 /// first) against writers that wrote `written[w]` lines each. Lines of
 /// other shapes count as altered. Order is checked within each stream.
 pub fn check(records: &[serde_json::Value], written: &BTreeMap<u32, u64>) -> Report {
-    let mut report = Report {
-        written: written.values().sum(),
-        ..Report::default()
-    };
-    let mut seen: HashMap<(u32, u64), u32> = HashMap::new();
-    let mut last_in_stream: HashMap<(i64, u32), u64> = HashMap::new();
+    let mut checker = Checker::new(written);
     for r in records {
+        checker.add(r);
+    }
+    checker.finish()
+}
+
+/// [`check`] one record at a time, in memory proportional to the lines
+/// written (a byte per line), not to the records read: the long torture
+/// stores tens of millions.
+pub struct Checker {
+    report: Report,
+    written: BTreeMap<u32, u64>,
+    /// Per writer, how many times each line arrived (saturating).
+    seen: HashMap<u32, Vec<u8>>,
+    last_in_stream: HashMap<(i64, u32), u64>,
+}
+
+impl Checker {
+    /// A checker for writers that wrote `written[w]` lines each.
+    pub fn new(written: &BTreeMap<u32, u64>) -> Checker {
+        Checker {
+            report: Report {
+                written: written.values().sum(),
+                ..Report::default()
+            },
+            written: written.clone(),
+            seen: written
+                .iter()
+                .map(|(&w, &n)| (w, vec![0u8; usize::try_from(n).unwrap()]))
+                .collect(),
+            last_in_stream: HashMap::new(),
+        }
+    }
+
+    /// Takes the next record.
+    pub fn add(&mut self, r: &serde_json::Value) {
+        let report = &mut self.report;
         report.delivered += 1;
         let bytes = record_line(r);
         let text = String::from_utf8_lossy(&bytes);
@@ -190,34 +221,45 @@ pub fn check(records: &[serde_json::Value], written: &BTreeMap<u32, u64>) -> Rep
         })();
         let Some((w, s)) = parsed.filter(|&(w, s)| line(w, s) == text) else {
             report.altered += 1;
-            continue;
+            return;
         };
-        *seen.entry((w, s)).or_default() += 1;
+        // A line past what its writer wrote cannot be: count it as altered.
+        let Some(count) = self.seen.get_mut(&w).and_then(|c| c.get_mut(usize::try_from(s).ok()?)) else {
+            report.altered += 1;
+            return;
+        };
+        *count = count.saturating_add(1);
+        let first = *count == 1;
         let stream = r["stream"].as_i64().unwrap_or(-1);
-        if let Some(&prev) = last_in_stream.get(&(stream, w))
+        if let Some(&prev) = self.last_in_stream.get(&(stream, w))
             && s <= prev
-            && seen[&(w, s)] == 1
+            && first
         {
             report.out_of_order += 1;
         }
-        last_in_stream.insert((stream, w), s);
+        self.last_in_stream.insert((stream, w), s);
     }
-    for (&w, &n) in written {
-        for s in 0..n {
-            match seen.get(&(w, s)) {
-                None => {
-                    report.lost += 1;
-                    add_to_runs(&mut report.lost_runs, w, s);
+
+    /// The report once every record was added.
+    pub fn finish(mut self) -> Report {
+        for (&w, &n) in &self.written {
+            let Some(counts) = self.seen.get(&w) else { continue };
+            for s in 0..n {
+                match counts.get(usize::try_from(s).unwrap()).copied().unwrap_or(0) {
+                    0 => {
+                        self.report.lost += 1;
+                        add_to_runs(&mut self.report.lost_runs, w, s);
+                    }
+                    1 => {}
+                    c => {
+                        self.report.duplicated += u64::from(c - 1);
+                        add_to_runs(&mut self.report.duplicated_runs, w, s);
+                    }
                 }
-                Some(&c) if c > 1 => {
-                    report.duplicated += u64::from(c - 1);
-                    add_to_runs(&mut report.duplicated_runs, w, s);
-                }
-                Some(_) => {}
             }
         }
+        self.report
     }
-    report
 }
 
 /// Extends the last run of `runs` with line `s` of writer `w`, or starts a

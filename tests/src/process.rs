@@ -237,6 +237,38 @@ impl Collector {
         lines
     }
 
+    /// Calls `each` with every record of `topic` as a JSON object, as
+    /// `logpost query` streams them, without holding them all (a long
+    /// torture run stores tens of millions). Nothing if the topic does not
+    /// exist yet.
+    pub fn for_each_record(&self, topic: &str, mut each: impl FnMut(&serde_json::Value)) {
+        use std::io::BufRead;
+        let mut child = Command::new(bin("logpost"))
+            .arg("--collector")
+            .arg(&self.url)
+            .args(["query", topic, "--limit", "0", "--output", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        for line in std::io::BufReader::with_capacity(1 << 20, stdout).split(b'\n') {
+            let line = line.unwrap();
+            if !line.is_empty() {
+                each(&serde_json::from_slice(&line).unwrap());
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.code() == Some(1) || (out.status.code() == Some(2) && not_created_yet(&out)) {
+            return;
+        }
+        assert!(
+            out.status.success(),
+            "logpost query failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Records of `topic` as JSON objects.
     pub fn records(&self, topic: &str) -> Vec<serde_json::Value> {
         let out = self.logpost(&["query", topic, "--limit", "0", "--output", "json"]);
