@@ -13,15 +13,7 @@ usage: bench/agent.py [many] [idle10k] [idle1] [--idle-seconds N]
 import argparse, os, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pipeline import BIN, HERE, bigfile, count_lines, cpu_seconds, http_json, peak_rss_mib  # noqa: E402
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from pipeline import BIN, HERE, bigfile, count_lines, cpu_seconds, http_json, peak_rss_mib, rss_mib  # noqa: E402
 
 
 def threads(pid):

@@ -18,7 +18,7 @@ import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, thread
 import urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pipeline import BIN, HERE, ROOT, bigfile, cpu_seconds  # noqa: E402
+from pipeline import BIN, HERE, ROOT, bigfile, cpu_seconds, rss_mib  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 # The last 24 hours: older timestamps would be deleted by age retention
@@ -26,14 +26,6 @@ DAY_NS = 86_400 * 10**9
 BASE_NS = (int(time.time()) - 86_400) * 10**9
 LINES_PER_PUSH = 20_000
 HOSTS = [f"web-{i:02}" for i in range(8)]
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def post(url, body, content_type):

@@ -1,4 +1,5 @@
-//! Copies made by copytruncate: remembering truncated contents, telling a
+//! Truncation and copytruncate's copies: a file read again from 0 when it
+//! shrinks, remembering truncated contents, telling a
 //! new file that is a copy of one from an unrelated file, and reading the
 //! part of the old content the agent had not read from the copy, without
 //! running ahead of what the collector stored of the original.
@@ -9,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::Continues;
-use super::file_server::FileServer;
+use super::emit::{EmitCtx, Sink, emit_lines, flush_multiline};
+use super::file_server::{FileServer, unix_ms};
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use super::tracked::{Start, TrackedFile};
+use crate::ship::batcher::ShipRequest;
 
 /// Shortest head for copy detection: shorter heads (a banner line) are too
 /// likely to repeat in unrelated files.
@@ -238,5 +241,78 @@ impl FileServer {
             f.last_record_end = pos;
         }
         true
+    }
+
+    /// A file shorter than what was read has been truncated in place
+    /// (copytruncate): finish the old content's last line, start again at 0.
+    pub(super) fn check_truncation(&mut self, key: FileKey, now: Instant, sealed: &mut Vec<ShipRequest>) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        let Ok(size) = f.size() else { return };
+        if size >= f.framer.next_pos() {
+            return;
+        }
+        tracing::info!(path = %f.path.display(), was = f.framer.next_pos(), now = size, "file truncated; reading it again from the start");
+        self.checkpoint_stale = true;
+        self.stats.truncations += 1;
+        // Remember the old content's head and how far it was read: a copy
+        // of it (logrotate's copytruncate) is then read only past that point.
+        self.retired_heads_insert(key);
+        // What had not been read of the old content is in its copy, if
+        // copytruncate made one: read it from there.
+        let old = self.files.get(&key).and_then(|f| {
+            let dir = f.path.parent()?.to_path_buf();
+            Some((dir, f.head, f.framer.emitted_pos(), f.source))
+        });
+        let copy =
+            old.and_then(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
+        let adopted = copy.is_some();
+        let Some(f) = self.files.get_mut(&key) else { return };
+        let Some(source) = self.cfg.sources.get(f.source) else {
+            return;
+        };
+        let Some(source_headers) = self.source_headers.get(f.source) else {
+            return;
+        };
+        let ctx = EmitCtx {
+            topic: self.batcher.topic_index(&source.topic),
+            source_index: f.source,
+            source,
+            source_headers,
+            flags: &self.flags,
+            now_ms: unix_ms(),
+            now,
+        };
+        let mut sink = Sink {
+            batcher: &mut self.batcher,
+            stats: &mut self.stats,
+            sealed,
+            scratch: &mut self.scratch,
+        };
+        // The old content is gone: its last line (unless the copy has it
+        // whole) and held event go out now.
+        if !adopted {
+            emit_lines(f, &ctx, &mut sink, |framer, emit| {
+                framer.flush(emit);
+            });
+        }
+        flush_multiline(f, &ctx, &mut sink, true);
+        let old_content = (f.generation, f.last_record_end);
+        if let Err(e) = f.truncated() {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
+        }
+        let original = f.producer_id;
+        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
+            // The copy's stream is new: nothing to ask the collector now.
+            // After a crash, the original's stream says where it starts.
+            c.synced = true;
+            c.continues = Some(Continues {
+                original,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some((key, old_content.0, old_content.1));
+        }
+        for req in std::mem::take(sealed) {
+            self.send(req);
+        }
     }
 }

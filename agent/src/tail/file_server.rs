@@ -25,7 +25,7 @@ use logpost_shared::batch::HeaderSet;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpointer, Continues, Entry};
+use super::checkpoint::{Checkpointer, Entry};
 use super::emit::{EmitCtx, Flags, Sink, emit_lines, flush_multiline};
 use super::fingerprint::FileKey;
 use super::tracked::TrackedFile;
@@ -55,38 +55,38 @@ const HOT_WINDOW: Duration = Duration::from_secs(2);
 /// The tailing loop's state.
 pub struct FileServer {
     pub(super) cfg: Arc<AgentConfig>,
-    source_headers: Vec<HeaderSet>,
-    flags: Flags,
+    pub(super) source_headers: Vec<HeaderSet>,
+    pub(super) flags: Flags,
     /// Parsed fields of the event being emitted, reused.
-    scratch: HeaderSet,
+    pub(super) scratch: HeaderSet,
     pub(super) files: HashMap<FileKey, TrackedFile>,
     pub(super) by_path: HashMap<PathBuf, FileKey>,
     pub(super) open_handles: usize,
     /// Checkpoint entries not (yet) matched to a file.
     pub(super) dormant: HashMap<FileKey, Entry>,
-    batcher: Batcher,
-    tx: Option<mpsc::Sender<ShipRequest>>,
+    pub(super) batcher: Batcher,
+    pub(super) tx: Option<mpsc::Sender<ShipRequest>>,
     pub(super) acks: Arc<AckBoard>,
-    checkpointer: Checkpointer,
-    last_saved: Vec<Entry>,
+    pub(super) checkpointer: Checkpointer,
+    pub(super) last_saved: Vec<Entry>,
     pub(super) agent_id: u64,
     pub(super) first_start: bool,
-    read_buf: Vec<u8>,
+    pub(super) read_buf: Vec<u8>,
     pub(super) warned: HashSet<(PathBuf, String)>,
-    next_checkpoint: Instant,
-    wake: Arc<Wake>,
-    watcher: Option<Watcher>,
+    pub(super) next_checkpoint: Instant,
+    pub(super) wake: Arc<Wake>,
+    pub(super) watcher: Option<Watcher>,
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::copies::Retired>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
-    last_checkpoint_write: Instant,
+    pub(super) last_checkpoint_write: Instant,
     /// Dry run: never write checkpoints.
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// New configs to switch to (SIGHUP), and the shipper's URLs to update.
-    reloads: Option<(std::sync::mpsc::Receiver<AgentConfig>, SharedUrls)>,
+    pub(super) reloads: Option<(std::sync::mpsc::Receiver<AgentConfig>, SharedUrls)>,
     pub(super) sync_failures: u64,
     /// Files were tracked since the last checkpoint write.
     pub(super) untracked_by_checkpoint: bool,
@@ -381,11 +381,6 @@ impl FileServer {
         self
     }
 
-    /// Applies the last acknowledgements and writes the checkpoint.
-    pub fn final_checkpoint(&mut self) {
-        self.checkpoint();
-    }
-
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -490,79 +485,6 @@ impl FileServer {
         total
     }
 
-    /// A file shorter than what was read has been truncated in place
-    /// (copytruncate): finish the old content's last line, start again at 0.
-    fn check_truncation(&mut self, key: FileKey, now: Instant, sealed: &mut Vec<ShipRequest>) {
-        let Some(f) = self.files.get_mut(&key) else { return };
-        let Ok(size) = f.size() else { return };
-        if size >= f.framer.next_pos() {
-            return;
-        }
-        tracing::info!(path = %f.path.display(), was = f.framer.next_pos(), now = size, "file truncated; reading it again from the start");
-        self.checkpoint_stale = true;
-        self.stats.truncations += 1;
-        // Remember the old content's head and how far it was read: a copy
-        // of it (logrotate's copytruncate) is then read only past that point.
-        self.retired_heads_insert(key);
-        // What had not been read of the old content is in its copy, if
-        // copytruncate made one: read it from there.
-        let old = self.files.get(&key).and_then(|f| {
-            let dir = f.path.parent()?.to_path_buf();
-            Some((dir, f.head, f.framer.emitted_pos(), f.source))
-        });
-        let copy =
-            old.and_then(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
-        let adopted = copy.is_some();
-        let Some(f) = self.files.get_mut(&key) else { return };
-        let Some(source) = self.cfg.sources.get(f.source) else {
-            return;
-        };
-        let Some(source_headers) = self.source_headers.get(f.source) else {
-            return;
-        };
-        let ctx = EmitCtx {
-            topic: self.batcher.topic_index(&source.topic),
-            source_index: f.source,
-            source,
-            source_headers,
-            flags: &self.flags,
-            now_ms: unix_ms(),
-            now,
-        };
-        let mut sink = Sink {
-            batcher: &mut self.batcher,
-            stats: &mut self.stats,
-            sealed,
-            scratch: &mut self.scratch,
-        };
-        // The old content is gone: its last line (unless the copy has it
-        // whole) and held event go out now.
-        if !adopted {
-            emit_lines(f, &ctx, &mut sink, |framer, emit| {
-                framer.flush(emit);
-            });
-        }
-        flush_multiline(f, &ctx, &mut sink, true);
-        let old_content = (f.generation, f.last_record_end);
-        if let Err(e) = f.truncated() {
-            tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
-        }
-        let original = f.producer_id;
-        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
-            // The copy's stream is new: nothing to ask the collector now.
-            // After a crash, the original's stream says where it starts.
-            c.synced = true;
-            c.continues = Some(Continues {
-                original,
-                checkpoint_seq: None,
-            });
-            c.after_original = Some((key, old_content.0, old_content.1));
-        }
-        for req in std::mem::take(sealed) {
-            self.send(req);
-        }
-    }
-
     fn flush_idle_partials(&mut self, now: Instant) {
         let timeout = self.cfg.tail.partial_line_timeout;
         let mut sealed = Vec::new();
@@ -605,63 +527,9 @@ impl FileServer {
         }
     }
 
-    fn maybe_checkpoint(&mut self, now: Instant) {
-        if now >= self.next_checkpoint {
-            self.checkpoint();
-            self.next_checkpoint = now + self.cfg.tail.checkpoint_interval;
-        }
-    }
-
-    /// Applies the acknowledgements that arrived since the last call.
-    pub(super) fn apply_acks(&mut self) {
-        for (key, acked) in self.acks.take() {
-            self.checkpoint_stale = true;
-            if let Some(f) = self.files.get_mut(&key) {
-                f.acknowledge(acked);
-            }
-        }
-    }
-
-    fn checkpoint(&mut self) {
-        if self.dry_run {
-            return;
-        }
-        self.apply_acks();
-        if !self.checkpoint_stale && !self.untracked_by_checkpoint {
-            return;
-        }
-        self.checkpoint_stale = false;
-        let sources = &self.cfg.sources;
-        let mut entries: Vec<Entry> = self
-            .files
-            .values_mut()
-            .map(|f| {
-                let name = sources.get(f.source).map_or("", |s| s.name.as_str());
-                f.entry(name)
-            })
-            .collect();
-        entries.sort_by_key(|e| e.key);
-        // Cleared even if the write fails: the periodic checkpoint retries
-        // (no write attempt per loop pass on a full disk).
-        self.untracked_by_checkpoint = false;
-        if entries == self.last_saved {
-            return;
-        }
-        match self.checkpointer.save(&entries) {
-            Ok(()) => {
-                self.last_saved = entries;
-                self.last_checkpoint_write = Instant::now();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, cause = %std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default(),
-                "cannot write checkpoint; will retry")
-            }
-        }
-    }
-
     /// Hands a request to the shipper, waiting while the queue is full
     /// (backpressure). Checkpoints keep being written while waiting.
-    fn send(&mut self, req: ShipRequest) {
+    pub(super) fn send(&mut self, req: ShipRequest) {
         let mut req = req;
         loop {
             let Some(tx) = &self.tx else { return };

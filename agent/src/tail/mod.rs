@@ -5,6 +5,7 @@
 //! - [`framing`]: bytes to lines (LF/CRLF, partial and over-long lines).
 //! - [`tracked`]: one file's read and acknowledgement state.
 //! - [`checkpoint`]: acknowledged positions on disk, written atomically.
+//! - [`checkpointing`]: when the loop writes them.
 //! - [`watch`]: inotify events and the polling fallback.
 //! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
 //! - [`copies`]: copytruncate's copies, read from where the original stopped.
@@ -12,6 +13,7 @@
 //! - [`file_server`]: the loop on its own thread that ties them together.
 
 pub mod checkpoint;
+pub mod checkpointing;
 pub mod copies;
 pub mod discover;
 pub mod emit;
