@@ -12,7 +12,12 @@ with timestamps spread evenly over 24 hours (through Loki's push API, eight
 - the collector's RSS while it streams every record to a client that reads
   them all (memory must not grow with the result).
 
-usage: bench/query.py [--bytes N] [--keep]   (build first: cargo build --release)
+usage: bench/query.py [--bytes N] [--keep] [--reuse DIR]
+       (build first: cargo build --release)
+
+--reuse DIR keeps the store in DIR and, when DIR already holds one from an
+earlier run (same --bytes), queries it without pushing again: before/after
+runs of two builds then scan the same bytes.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 import urllib.parse, urllib.request
@@ -65,6 +70,19 @@ def push_file(url, path):
     return n, raw
 
 
+def wait_ready(url, timeout=600):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=10) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    sys.exit("collector not ready")
+
+
 def timed(pid, fn):
     c0, t0 = cpu_seconds(pid), time.monotonic()
     out = fn()
@@ -75,9 +93,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bytes", type=int, default=1 << 30)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--reuse", metavar="DIR", help="store in DIR, or query the store already there")
     args = ap.parse_args()
     src = bigfile(args.bytes)
-    work = tempfile.mkdtemp(prefix="logpost-qbench-", dir=os.path.join(HERE, "out"))
+    if args.reuse:
+        work = os.path.abspath(args.reuse)
+        os.makedirs(work, exist_ok=True)
+        args.keep = True
+    else:
+        work = tempfile.mkdtemp(prefix="logpost-qbench-", dir=os.path.join(HERE, "out"))
+    meta_path = os.path.join(work, "meta.json")
+    meta = None
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("bytes") != args.bytes:
+            sys.exit(f"{work} holds a store of {meta.get('bytes')} bytes, not {args.bytes}")
     rows = []
     try:
         cfg = os.path.join(work, "collector.toml")
@@ -91,11 +122,20 @@ def main():
         url = line.split()[-1]
         pid = coll.pid
 
-        t0 = time.monotonic()
-        lines, raw = push_file(url, src)
-        print(f"stored {lines} lines, {raw / 2**20:.0f} MiB raw, in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        if meta is None:
+            t0 = time.monotonic()
+            lines, raw = push_file(url, src)
+            print(f"stored {lines} lines, {raw / 2**20:.0f} MiB raw, in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            meta = {"bytes": args.bytes, "lines": lines, "raw": raw, "base_ns": BASE_NS}
+            with open(meta_path, "w") as f:
+                json.dump(meta, f)
+        else:
+            lines, raw = meta["lines"], meta["raw"]
+            # Recovery and summaries of the reopened store settle first.
+            wait_ready(url)
+            print(f"reusing {lines} lines, {raw / 2**20:.0f} MiB raw, stored in {work}", file=sys.stderr)
         raw_mib = raw / 2**20
-        start, end = BASE_NS, BASE_NS + DAY_NS
+        start, end = meta["base_ns"], meta["base_ns"] + DAY_NS
         # Scan speed: metric queries read every line of the day.
         for name, q in [
             ("literal `|= \"Exception\"`", 'sum(count_over_time({job="bench"} |= "Exception" [1h]))'),
