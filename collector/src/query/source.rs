@@ -20,7 +20,7 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use logpost_shared::batch::{RecordIter, RecordView, check, records_section};
+use logpost_shared::batch::{RecordView, check, records_section};
 
 use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
@@ -236,33 +236,63 @@ struct ScanRequest<'q> {
     max_uncompressed: usize,
 }
 
-/// The label set of the previous record, reused while headers repeat (a
-/// batch is usually one stream).
+/// The labels of the previous record, reused while its headers repeat (a
+/// batch is usually one stream): checking costs a comparison of header
+/// bytes, no allocation.
 #[derive(Default)]
 struct LabelCache {
+    /// The label headers (all but logpost's own) of the cached set, as
+    /// `[key len][key][value len][value]...`.
     raw: Vec<u8>,
-    scratch: Vec<u8>,
     labels: Labels,
     selected: bool,
     valid: bool,
 }
 
+/// `[len][bytes]`, with the length as 4 little-endian bytes.
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Takes `[len][bytes]` equal to `bytes` off the front of `rest`.
+fn take_field(rest: &mut &[u8], bytes: &[u8]) -> bool {
+    let len = (bytes.len() as u32).to_le_bytes();
+    let Some(tail) = rest.strip_prefix(&len[..]).and_then(|t| t.strip_prefix(bytes)) else {
+        return false;
+    };
+    *rest = tail;
+    true
+}
+
 impl LabelCache {
-    /// Labels of `record` of `topic` and whether `selector` accepts them.
-    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
-        self.scratch.clear();
+    /// Whether `record`'s label headers are the cached ones.
+    fn holds(&self, record: &RecordView<'_>) -> bool {
+        if !self.valid {
+            return false;
+        }
+        let mut rest = self.raw.as_slice();
         for h in record.headers.iter() {
             if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
                 continue;
             }
-            let value = h.value.unwrap_or_default();
-            self.scratch.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-            self.scratch.extend_from_slice(h.key);
-            self.scratch.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            self.scratch.extend_from_slice(value);
+            if !(take_field(&mut rest, h.key) && take_field(&mut rest, h.value.unwrap_or_default())) {
+                return false;
+            }
         }
-        if !self.valid || self.scratch != self.raw {
-            std::mem::swap(&mut self.scratch, &mut self.raw);
+        rest.is_empty()
+    }
+
+    /// Labels of `record` of `topic` and whether `selector` accepts them.
+    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
+        if !self.holds(record) {
+            self.raw.clear();
+            for h in record.headers.iter() {
+                if !h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+                    put_field(&mut self.raw, h.key);
+                    put_field(&mut self.raw, h.value.unwrap_or_default());
+                }
+            }
             let stream = crate::store::summary::stream_labels(record);
             self.labels = labels_of(topic, &stream);
             self.selected = selector.matches(&self.labels);
@@ -314,44 +344,47 @@ impl ScanRequest<'_> {
                             source,
                         };
                         let header = check(frame).map_err(corrupt)?;
-                        if header.max_timestamp < start_ms {
+                        if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
                             continue;
                         }
                         let records =
                             records_section(frame, &header, self.max_uncompressed, &mut scratch).map_err(corrupt)?;
                         stats.batches_read += 1;
                         stats.raw_bytes_scanned += records.len() as u64;
-                        if !self.prefilter.is_empty() && !self.prefilter.may_match(records) {
+                        let mut candidates = 0u64;
+                        let flow = self
+                            .prefilter
+                            .for_each_candidate(records, header.records_count, |record| {
+                                candidates += 1;
+                                let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                                if ts_ms < start_ms || ts_ms > end_ms {
+                                    return ControlFlow::Continue(());
+                                }
+                                let line = record.value.unwrap_or_default();
+                                if !self.prefilter.may_match(line) {
+                                    return ControlFlow::Continue(());
+                                }
+                                let timestamp_ns = record_ns(&record, ts_ms);
+                                if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
+                                    return ControlFlow::Continue(());
+                                }
+                                let (labels, selected) = cache.get(&topic.name, &record, self.selector);
+                                if !selected {
+                                    return ControlFlow::Continue(());
+                                }
+                                stats.records_matched_selector += 1;
+                                f(Entry {
+                                    timestamp_ns,
+                                    labels: labels.clone(),
+                                    line,
+                                })
+                            })
+                            .map_err(corrupt)?;
+                        if candidates == 0 {
                             stats.batches_prefiltered += 1;
-                            continue;
                         }
-                        for record in RecordIter::new(records, header.records_count) {
-                            let record = record.map_err(corrupt)?;
-                            let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                            if ts_ms < start_ms || ts_ms > end_ms {
-                                continue;
-                            }
-                            let line = record.value.unwrap_or_default();
-                            if !self.prefilter.is_empty() && !self.prefilter.may_match(line) {
-                                continue;
-                            }
-                            let timestamp_ns = record_ns(&record, ts_ms);
-                            if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
-                                continue;
-                            }
-                            let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                            if !selected {
-                                continue;
-                            }
-                            stats.records_matched_selector += 1;
-                            let entry = Entry {
-                                timestamp_ns,
-                                labels: labels.clone(),
-                                line,
-                            };
-                            if f(entry).is_break() {
-                                return Ok(ControlFlow::Break(()));
-                            }
+                        if flow.is_break() {
+                            return Ok(ControlFlow::Break(()));
                         }
                     }
                 }

@@ -113,6 +113,52 @@ impl<'a> RecordIter<'a> {
     }
 }
 
+impl RecordIter<'_> {
+    /// Byte position, in the records section, of the next record.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Skips the records that end at or before byte `pos` of the section,
+    /// reading only their length prefixes: what a scan does with the
+    /// records between two hits of a search over the whole section.
+    ///
+    /// # Errors
+    /// A length prefix that is malformed or runs past the section; the
+    /// iterator then yields nothing more.
+    pub fn skip_before(&mut self, pos: usize) -> Result<(), BatchError> {
+        while self.index < self.count && !self.failed {
+            let start = self.pos;
+            let bad = |what| BatchError::BadRecord {
+                index: self.index,
+                pos: start,
+                what,
+            };
+            let end = match get_varint(self.buf, start) {
+                Ok((len, body)) => usize::try_from(len)
+                    .ok()
+                    .and_then(|len| body.checked_add(len))
+                    .filter(|&end| end <= self.buf.len())
+                    .ok_or_else(|| bad("record length runs past the records section")),
+                Err(_) => Err(bad("truncated varint")),
+            };
+            let end = match end {
+                Ok(end) => end,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            };
+            if end > pos {
+                break;
+            }
+            self.pos = end;
+            self.index += 1;
+        }
+        Ok(())
+    }
+}
+
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordView<'a>, BatchError>;
 

@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
 use crate::batch::{
-    BatchBuilder, BatchError, HEADER_LEN, HeaderSet, LOG_OVERHEAD, ProducerInfo, check, decode_records, frame_len,
-    records_to_owned, set_base_offset,
+    BatchBuilder, BatchError, HEADER_LEN, HeaderSet, LOG_OVERHEAD, ProducerInfo, RecordIter, check, decode_records,
+    frame_len, records_section, records_to_owned, set_base_offset,
 };
 use crate::compression::Compression;
 use crate::record::{Header, Record};
@@ -195,6 +195,35 @@ proptest! {
         let frame = encode(&records, compression);
         prop_assert_eq!(frame_len(&frame, LIMIT).unwrap(), Some(frame.len()));
         prop_assert_eq!(records_to_owned(&frame, LIMIT).unwrap(), records);
+    }
+
+    /// Skipping to any byte lands on the record holding it, with the same
+    /// records after it as plain iteration.
+    #[test]
+    fn skip_before_lands_on_the_record_holding_the_byte(
+        records in proptest::collection::vec(arb_record(), 1..20),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let frame = encode(&records, Compression::None);
+        let header = check(&frame).unwrap();
+        let mut scratch = Vec::new();
+        let section = records_section(&frame, &header, LIMIT, &mut scratch).unwrap();
+        // Each record's end, by plain iteration.
+        let mut ends = Vec::new();
+        let mut it = RecordIter::new(section, header.records_count);
+        while let Some(r) = it.next() {
+            r.unwrap();
+            ends.push(it.position());
+        }
+        let pos = at.index(section.len());
+        let first = ends.iter().position(|&e| e > pos).unwrap();
+        let mut it = RecordIter::new(section, header.records_count);
+        it.skip_before(pos).unwrap();
+        let rest: Vec<Record> = it
+            .enumerate()
+            .map(|(i, r)| r.unwrap().to_owned(header.base_timestamp, i as i32).unwrap())
+            .collect();
+        prop_assert_eq!(&rest[..], &records[first..]);
     }
 
     #[test]

@@ -152,6 +152,45 @@ impl LineFilter {
     }
 }
 
+impl LineFilter {
+    /// A regex whose matches, searched over any bytes that contain a line
+    /// this filter passes (a whole decompressed records section), overlap
+    /// that line: the alternatives as one regex. Offered only where that
+    /// search is both sound and fast: a positive filter with a literal set
+    /// (`required_any_of`, which the regex engine's own prefilter then
+    /// uses), no pattern alternatives, and regexes without look-around
+    /// assertions (`^`, `$`, `\b`: a line's edges are not the section's)
+    /// that cannot match the empty string.
+    ///
+    /// Why matches overlap every passing line: a line's match `[s, e)` is a
+    /// match at `s` of the section too (same bytes, no assertions), so a
+    /// leftmost-first search either returns a match covering `s` or one
+    /// ending before it, and then searches on from there.
+    pub(crate) fn section_pattern(&self) -> Option<String> {
+        self.required_any_of()?;
+        let mut parts = Vec::with_capacity(self.alternatives.len());
+        for alt in &self.alternatives {
+            match alt {
+                Alternative::Literal { text, .. } => parts.push(regex::escape(std::str::from_utf8(text).ok()?)),
+                Alternative::Regex(re) => {
+                    let hir = regex_syntax::ParserBuilder::new()
+                        .utf8(false)
+                        .build()
+                        .parse(re.as_str())
+                        .ok()?;
+                    let props = hir.properties();
+                    if !props.look_set().is_empty() || props.minimum_len().unwrap_or(0) == 0 {
+                        return None;
+                    }
+                    parts.push(format!("(?:{})", re.as_str()));
+                }
+                Alternative::Pattern(_) => return None,
+            }
+        }
+        Some(parts.join("|"))
+    }
+}
+
 /// The finite set of literals every match of `pattern` starts with.
 fn regex_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
@@ -216,6 +255,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn section_patterns() {
+        let sp = |op, vals: &[&str]| f(op, vals).section_pattern();
+        assert_eq!(sp(LineFilterOp::Contains, &["a.b"]).as_deref(), Some(r"a\.b"));
+        assert_eq!(sp(LineFilterOp::Contains, &["x", "y"]).as_deref(), Some("x|y"));
+        assert_eq!(
+            sp(LineFilterOp::Regex, &["(?i)error.*timeout"]).as_deref(),
+            Some("(?:(?i)error.*timeout)")
+        );
+        // Assertions see a line's edges, which a section search does not.
+        assert_eq!(sp(LineFilterOp::Regex, &["^error"]), None);
+        assert_eq!(sp(LineFilterOp::Regex, &[r"\berror\b"]), None);
+        assert_eq!(sp(LineFilterOp::Regex, &["error$"]), None);
+        // No literal prefix: searching the section costs more than it saves.
+        assert_eq!(sp(LineFilterOp::Regex, &["[0-9]{3}-[0-9]{4}"]), None);
+        assert_eq!(sp(LineFilterOp::NotContains, &["x"]), None);
+        assert_eq!(sp(LineFilterOp::Pattern, &["<_> x"]), None);
     }
 
     #[test]

@@ -222,6 +222,24 @@ impl Pipeline {
         }
         out
     }
+
+    /// For the first line filter that implies a literal set: a regex whose
+    /// matches in a whole decompressed records section overlap every line
+    /// the filter passes (see [`LineFilter::section_pattern`]), so a scan
+    /// decodes only the records those matches touch.
+    pub fn section_pattern(&self) -> Option<String> {
+        for stage in &self.stages {
+            if stage.rewrites_line() {
+                return None;
+            }
+            if let Stage::LineFilter(f) = stage
+                && f.required_any_of().is_some()
+            {
+                return f.section_pattern();
+            }
+        }
+        None
+    }
 }
 
 /// Sets a label a parser extracted; Loki renames it `<name>_extracted` when
