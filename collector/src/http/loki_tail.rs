@@ -90,8 +90,8 @@ fn labels_and_ns(topic: &str, r: &StoredRecord) -> (Labels, i64) {
     let mut ns = r.timestamp_ms.saturating_mul(1_000_000);
     for (k, v) in &r.headers {
         let value = String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned();
-        if k == crate::ingest::loki::records::TS_NS_HEADER {
-            ns = value.parse().unwrap_or(ns);
+        if let Some(exact) = crate::ingest::loki::records::exact_ns(r.timestamp_ms, k.as_bytes(), value.as_bytes()) {
+            ns = exact;
         }
         if k.starts_with(INTERNAL_HEADER_PREFIX) || pairs.iter().any(|(n, _)| n == k) {
             continue;

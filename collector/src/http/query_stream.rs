@@ -10,9 +10,12 @@
 //!   seen closed, and the scan stops (skipping batches unread from then on).
 //!
 //! The line sent is the line after the pipeline (`line_format` rewrites
-//! it); labels the pipeline extracts are sent as `labels`. Pruning is by
-//! time (batch bounds) and the pipeline's required literals; the selector
-//! is checked per record.
+//! it); labels the pipeline extracts are sent as `labels`. Pruning: each
+//! partition is read from the first offset the time index gives for
+//! `start`, batches by their time bounds, and within a batch only the
+//! records the prefilter's search touches are decoded; the selector is
+//! checked per record. `direction=backward` reads segments newest first
+//! and stops where older ones cannot hold one of the newest `limit`.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +33,7 @@ use super::AppState;
 use super::error::{ApiError, chain};
 use super::loki_params::parse_time;
 use crate::query::cursor::{RecordFilter, StoredRecord};
-use crate::query::exec::scan_topic;
+use crate::query::exec::{newest_in_topic, scan_topic};
 use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, parse};
 use crate::query::output::RecordJson;
 use crate::query::prefilter::Prefilter;
@@ -58,8 +61,9 @@ pub struct StreamQuery {
     /// 0 = no limit (forward only).
     pub limit: usize,
     /// Forward: the oldest `limit` records, oldest first, streamed as
-    /// found. Backward: the newest `limit`, newest first, sent once the
-    /// range has been scanned (memory: `limit` records).
+    /// found. Backward: the newest `limit`, newest first, sent once found:
+    /// segments are read newest first and only as far back as they can
+    /// still hold one of them (memory: `limit` records).
     pub direction: Direction,
 }
 
@@ -83,6 +87,10 @@ impl RecordFilter for LogqlFilter {
             self.cancelled.store(true, Ordering::Relaxed);
         }
         !self.cancelled.load(Ordering::Relaxed) && max_timestamp >= self.start_ms
+    }
+
+    fn prefilter(&self) -> Option<&Prefilter> {
+        Some(&self.prefilter)
     }
 
     fn matches(&self, timestamp_ms: i64, record: &RecordView<'_>) -> bool {
@@ -221,6 +229,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
         last: Mutex::new((Vec::new(), false)),
         tx: tx.clone(),
     });
+    let from_ms = (start_ns != i64::MIN).then(|| start_ns.div_euclid(1_000_000));
     let scan = tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         let mut chunk_started = Instant::now();
@@ -231,51 +240,60 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
             if left == 0 || cancelled.load(Ordering::Relaxed) {
                 break;
             }
-            let mut newest = std::collections::VecDeque::new();
-            let result = scan_topic(&topic, Arc::clone(&filter), usize::MAX, max_uncompressed, |record| {
-                let Some(json) = render(&topic.name, &log.pipeline, &record) else {
-                    return ControlFlow::Continue(());
-                };
-                if backward {
-                    // Oldest first within the topic: the last `limit` seen
-                    // are its newest.
-                    if newest.len() == limit {
-                        newest.pop_front();
-                    }
-                    newest.push_back((record.timestamp_ms, json));
-                    return ControlFlow::Continue(());
-                }
-                if chunk.is_empty() {
-                    chunk_started = Instant::now();
-                }
-                if serde_json::to_writer(&mut chunk, &json).is_err() {
-                    return ControlFlow::Break(());
-                }
-                chunk.push(b'\n');
-                left -= 1;
-                if chunk.len() >= CHUNK_BYTES || chunk_started.elapsed() >= CHUNK_AGE {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
-                    // A send error means the client went away: stop scanning.
-                    if tx.blocking_send(Ok(full)).is_err() {
-                        cancelled.store(true, Ordering::Relaxed);
-                        return ControlFlow::Break(());
-                    }
-                }
-                if tx.is_closed() {
-                    cancelled.store(true, Ordering::Relaxed);
-                }
-                if left == 0 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            if backward {
-                kept.extend(newest);
-                // Newest first across topics; ties keep scan order reversed.
-                kept.sort_by_key(|(ts, _)| std::cmp::Reverse(*ts));
-                kept.truncate(limit);
-            }
+            let result = if backward {
+                newest_in_topic(
+                    &topic,
+                    Arc::clone(&filter),
+                    from_ms,
+                    limit,
+                    max_uncompressed,
+                    |record| render(&topic.name, &log.pipeline, record),
+                )
+                .map(|newest| {
+                    kept.extend(newest);
+                    // Newest first across topics; ties keep topic order.
+                    kept.sort_by_key(|(ts, _)| std::cmp::Reverse(*ts));
+                    kept.truncate(limit);
+                })
+            } else {
+                scan_topic(
+                    &topic,
+                    Arc::clone(&filter),
+                    from_ms,
+                    usize::MAX,
+                    max_uncompressed,
+                    |record| {
+                        let Some(json) = render(&topic.name, &log.pipeline, &record) else {
+                            return ControlFlow::Continue(());
+                        };
+                        if chunk.is_empty() {
+                            chunk_started = Instant::now();
+                        }
+                        if serde_json::to_writer(&mut chunk, &json).is_err() {
+                            return ControlFlow::Break(());
+                        }
+                        chunk.push(b'\n');
+                        left -= 1;
+                        if chunk.len() >= CHUNK_BYTES || chunk_started.elapsed() >= CHUNK_AGE {
+                            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES));
+                            // A send error means the client went away: stop scanning.
+                            if tx.blocking_send(Ok(full)).is_err() {
+                                cancelled.store(true, Ordering::Relaxed);
+                                return ControlFlow::Break(());
+                            }
+                        }
+                        if tx.is_closed() {
+                            cancelled.store(true, Ordering::Relaxed);
+                        }
+                        if left == 0 {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    },
+                )
+                .map(|_| ())
+            };
             if let Err(e) = result {
                 tracing::error!(error = %chain(&e), "query failed while streaming");
                 let line = serde_json::json!({ "error": chain(&e) }).to_string();

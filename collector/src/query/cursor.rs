@@ -7,8 +7,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use logpost_shared::batch::{BatchError, RecordView, check, decode_records};
+use logpost_shared::batch::{BatchError, RecordView, check, records_section};
 
+use super::prefilter::Prefilter;
 use crate::store::PartitionView;
 use crate::store::partition::MAX_FRAME_BYTES;
 use crate::store::read::seek_position;
@@ -62,6 +63,12 @@ pub enum ReadError {
         #[source]
         source: BatchError,
     },
+    #[error("partition {partition}: looking up where the time range starts: {source}")]
+    Seek {
+        partition: u32,
+        #[source]
+        source: crate::store::read::ReadError,
+    },
 }
 
 /// Decides which records a cursor yields.
@@ -72,6 +79,11 @@ pub trait RecordFilter {
     }
     /// Whether one record matches.
     fn matches(&self, timestamp_ms: i64, record: &RecordView<'_>) -> bool;
+    /// What finds the records that may match in a batch without decoding
+    /// the others; `None`: every record is looked at.
+    fn prefilter(&self) -> Option<&Prefilter> {
+        None
+    }
 }
 
 /// Matching records of one partition, from an offset, in offset order.
@@ -81,6 +93,8 @@ pub struct PartitionCursor<F> {
     filter: Arc<F>,
     next_offset: i64,
     segment: usize,
+    /// The segment index the cursor stops before.
+    end_segment: usize,
     scanner: Option<SegmentScanner>,
     pending: VecDeque<StoredRecord>,
     scratch: Vec<u8>,
@@ -102,17 +116,35 @@ impl<F: RecordFilter> PartitionCursor<F> {
             .iter()
             .rposition(|s| s.base_offset <= from_offset)
             .unwrap_or(0);
+        let end_segment = view.segments.len();
         Self {
             partition,
             view,
             filter,
             next_offset: from_offset,
             segment,
+            end_segment,
             scanner: None,
             pending: VecDeque::new(),
             scratch: Vec::new(),
             max_uncompressed,
         }
+    }
+
+    /// A cursor over segment `index` of `view` only (a backward scan reads
+    /// segments newest first, one cursor each).
+    pub fn one_segment(
+        partition: u32,
+        view: Arc<PartitionView>,
+        index: usize,
+        filter: Arc<F>,
+        max_uncompressed: usize,
+    ) -> Self {
+        let from_offset = view.segments.get(index).map_or(i64::MAX, |s| s.base_offset);
+        let mut cursor = Self::new(partition, view, from_offset, filter, max_uncompressed);
+        cursor.segment = index;
+        cursor.end_segment = index.saturating_add(1);
+        cursor
     }
 
     /// The next matching record, or `None` at the end of the view.
@@ -145,7 +177,11 @@ impl<F: RecordFilter> PartitionCursor<F> {
 
     /// Decodes the next batch into `pending`; false at the end.
     fn fill(&mut self) -> Result<bool, ReadError> {
+        let no_prefilter = Prefilter::default();
         loop {
+            if self.segment >= self.end_segment {
+                return Ok(false);
+            }
             let Some(seg) = self.view.segments.get(self.segment) else {
                 return Ok(false);
             };
@@ -186,35 +222,31 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 self.next_offset = header.last_offset() + 1;
                 continue;
             }
-            let records =
-                decode_records(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(|source| {
-                    ReadError::Batch {
-                        partition,
-                        offset: header.base_offset,
-                        source,
+            let corrupt = |source| ReadError::Batch {
+                partition,
+                offset: header.base_offset,
+                source,
+            };
+            let records = records_section(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(corrupt)?;
+            let prefilter = self.filter.prefilter().unwrap_or(&no_prefilter);
+            let (filter, next_offset, pending) = (&self.filter, self.next_offset, &mut self.pending);
+            // The closure never breaks: the whole batch is gathered.
+            let _ = prefilter
+                .for_each_candidate(records, header.records_count, |record| {
+                    let offset = header.base_offset + i64::from(record.offset_delta);
+                    let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                    if offset >= next_offset && filter.matches(timestamp_ms, &record) {
+                        pending.push_back(StoredRecord::from_view(
+                            partition,
+                            offset,
+                            header.producer.producer_id,
+                            timestamp_ms,
+                            &record,
+                        ));
                     }
-                })?;
-            for record in records {
-                let record = record.map_err(|source| ReadError::Batch {
-                    partition,
-                    offset: header.base_offset,
-                    source,
-                })?;
-                let offset = header.base_offset + i64::from(record.offset_delta);
-                if offset < self.next_offset {
-                    continue;
-                }
-                let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                if self.filter.matches(timestamp_ms, &record) {
-                    self.pending.push_back(StoredRecord::from_view(
-                        partition,
-                        offset,
-                        header.producer.producer_id,
-                        timestamp_ms,
-                        &record,
-                    ));
-                }
-            }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map_err(corrupt)?;
             self.next_offset = header.last_offset() + 1;
             if !self.pending.is_empty() {
                 return Ok(true);

@@ -6,6 +6,9 @@
 //!  "headers":{"host":"web-03","source":"app"},"line":"GET / 200"}
 //! ```
 //!
+//! Records that keep a time finer than the millisecond (Loki pushes) also
+//! have `"timestamp_ns"`.
+//!
 //! A line that is not valid UTF-8 comes as `"line_base64"` instead of
 //! `"line"`, so that `--output raw` can restore it byte-exactly. A null
 //! value (possible from Kafka producers) has neither. Header values that are
@@ -16,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::cursor::StoredRecord;
+use crate::ingest::loki::records::exact_ns;
 
 /// A record as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +28,10 @@ pub struct RecordJson {
     pub partition: u32,
     pub offset: i64,
     pub timestamp_ms: i64,
+    /// The exact time, for records that keep one finer than the
+    /// millisecond (Loki pushes: the `logpost.ns` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_ns: Option<i64>,
     /// The stream (producer id) the record came from, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<i64>,
@@ -45,7 +53,11 @@ impl RecordJson {
     /// Renders a stored record of `topic`.
     pub fn new(topic: &str, r: &StoredRecord) -> Self {
         let mut headers = Map::new();
+        let mut timestamp_ns = None;
         for (k, v) in &r.headers {
+            if timestamp_ns.is_none() {
+                timestamp_ns = exact_ns(r.timestamp_ms, k.as_bytes(), v.as_deref().unwrap_or_default());
+            }
             if !headers.contains_key(k) {
                 let v = v
                     .as_deref()
@@ -65,6 +77,7 @@ impl RecordJson {
             partition: r.partition,
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,
+            timestamp_ns,
             stream: (r.producer_id >= 0).then_some(r.producer_id),
             key: r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
             headers,

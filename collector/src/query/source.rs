@@ -15,16 +15,16 @@
 //!
 //! Labels: a record's headers minus logpost's own (`logpost.*`), plus
 //! `topic`. Timestamps: the record's milliseconds, or the exact
-//! nanoseconds of a Loki push (`logpost.ts_ns`).
+//! nanoseconds of a Loki push (`logpost.ns`, or `logpost.ts_ns` in older records).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use logpost_shared::batch::{RecordView, check, records_section};
 
-use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Selector, TOPIC_LABEL};
+use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
-use crate::ingest::loki::records::TS_NS_HEADER;
+use crate::ingest::loki::records::exact_ns;
 use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
 use crate::store::scan::{ScanError, SegmentScanner};
 use crate::store::summary::{INTERNAL_HEADER_PREFIX, StreamLabels};
@@ -225,6 +225,68 @@ impl EntrySource for StoreSource<'_> {
         }
         Ok(())
     }
+
+    /// Segments of every partition and topic in descending order of their
+    /// time-index maximum (unknown maxima first), each announced by that
+    /// maximum before it is read.
+    fn scan_newest_first(
+        &mut self,
+        log: &LogExpr,
+        start_ns: i64,
+        end_ns: i64,
+        f: &mut dyn FnMut(Scanned<'_>) -> ControlFlow<()>,
+    ) -> Result<(), EvalError> {
+        let scan = ScanRequest {
+            selector: &log.selector,
+            prefilter: Prefilter::new(&log.pipeline),
+            start_ns,
+            end_ns,
+            max_uncompressed: self.max_uncompressed,
+        };
+        let topics = topics_for(self.store, &log.selector);
+        // (newest possible ns, topic, partition id, view, segment index)
+        let mut parts = Vec::new();
+        for (t, topic) in topics.iter().enumerate() {
+            for partition in &topic.partitions {
+                let view = partition.view();
+                for (i, seg) in view.segments.iter().enumerate() {
+                    let newest_ns = if seg.max_timestamp < 0 {
+                        i64::MAX
+                    } else {
+                        seg.max_timestamp
+                            .saturating_mul(NS_PER_MS)
+                            .saturating_add(NS_PER_MS - 1)
+                    };
+                    parts.push((newest_ns, t, partition.id, Arc::clone(&view), i));
+                }
+            }
+        }
+        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let mut state = ScanState::default();
+        let mut state_topic = usize::MAX;
+        for (newest_ns, t, partition, view, i) in parts {
+            if f(Scanned::NoneNewerThan(newest_ns)).is_break() {
+                break;
+            }
+            let (Some(topic), Some(seg)) = (topics.get(t), view.segments.get(i)) else {
+                continue;
+            };
+            if state_topic != t {
+                // Cached labels carry the topic.
+                state.cache = LabelCache::default();
+                state_topic = t;
+            }
+            let flow = scan
+                .segment(topic, partition, seg, &mut state, &mut self.stats, &mut |e| {
+                    f(Scanned::Entry(e))
+                })
+                .map_err(|e| EvalError::Source(Box::new(e)))?;
+            if flow.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One scan's fixed inputs.
@@ -302,91 +364,121 @@ impl LabelCache {
     }
 }
 
+/// What one topic's scan reuses from segment to segment.
+#[derive(Default)]
+struct ScanState {
+    scratch: Vec<u8>,
+    cache: LabelCache,
+}
+
 impl ScanRequest<'_> {
+    fn start_ms(&self) -> i64 {
+        self.start_ns.div_euclid(NS_PER_MS)
+    }
+
+    fn end_ms(&self) -> i64 {
+        self.end_ns.saturating_sub(1).div_euclid(NS_PER_MS)
+    }
+
+    /// Every segment of every partition of `topic`, in offset order.
     fn topic(
         &self,
         topic: &Topic,
         stats: &mut ScanStats,
         f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, SourceError> {
-        let start_ms = self.start_ns.div_euclid(NS_PER_MS);
-        let end_ms = self.end_ns.saturating_sub(1).div_euclid(NS_PER_MS);
-        let mut scratch = Vec::new();
-        let mut cache = LabelCache::default();
+        let mut state = ScanState::default();
         for partition in &topic.partitions {
             let view = partition.view();
             for seg in &view.segments {
-                if seg.max_timestamp >= 0 && seg.max_timestamp < start_ms {
-                    stats.segments_skipped += 1;
+                if self.segment(topic, partition.id, seg, &mut state, stats, f)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// One segment: the ranges its summary leaves, batch by batch.
+    fn segment(
+        &self,
+        topic: &Topic,
+        partition: u32,
+        seg: &SegmentView,
+        state: &mut ScanState,
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SourceError> {
+        let (start_ms, end_ms) = (self.start_ms(), self.end_ms());
+        if seg.max_timestamp >= 0 && seg.max_timestamp < start_ms {
+            stats.segments_skipped += 1;
+            return Ok(ControlFlow::Continue(()));
+        }
+        let ScanState { scratch, cache } = state;
+        for range in plan_segment(seg, &topic.name, self.selector, start_ms, end_ms, stats) {
+            let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
+            loop {
+                let (pos, frame) = match scanner.next_frame() {
+                    Ok(Some(x)) => x,
+                    Ok(None) => break,
+                    Err(source) => {
+                        return Err(SourceError::Scan {
+                            topic: topic.name.to_string(),
+                            partition,
+                            base_offset: seg.base_offset,
+                            source,
+                        });
+                    }
+                };
+                stats.stored_bytes_read += frame.len() as u64;
+                let corrupt = |source| SourceError::Batch {
+                    topic: topic.name.to_string(),
+                    partition,
+                    base_offset: seg.base_offset,
+                    pos,
+                    source,
+                };
+                let header = check(frame).map_err(corrupt)?;
+                if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
                     continue;
                 }
-                for range in plan_segment(seg, &topic.name, self.selector, start_ms, end_ms, stats) {
-                    let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
-                    loop {
-                        let (pos, frame) = match scanner.next_frame() {
-                            Ok(Some(x)) => x,
-                            Ok(None) => break,
-                            Err(source) => {
-                                return Err(SourceError::Scan {
-                                    topic: topic.name.to_string(),
-                                    partition: partition.id,
-                                    base_offset: seg.base_offset,
-                                    source,
-                                });
-                            }
-                        };
-                        stats.stored_bytes_read += frame.len() as u64;
-                        let corrupt = |source| SourceError::Batch {
-                            topic: topic.name.to_string(),
-                            partition: partition.id,
-                            base_offset: seg.base_offset,
-                            pos,
-                            source,
-                        };
-                        let header = check(frame).map_err(corrupt)?;
-                        if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
-                            continue;
+                let records = records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
+                stats.batches_read += 1;
+                stats.raw_bytes_scanned += records.len() as u64;
+                let mut candidates = 0u64;
+                let flow = self
+                    .prefilter
+                    .for_each_candidate(records, header.records_count, |record| {
+                        candidates += 1;
+                        let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                        if ts_ms < start_ms || ts_ms > end_ms {
+                            return ControlFlow::Continue(());
                         }
-                        let records =
-                            records_section(frame, &header, self.max_uncompressed, &mut scratch).map_err(corrupt)?;
-                        stats.batches_read += 1;
-                        stats.raw_bytes_scanned += records.len() as u64;
-                        let mut candidates = 0u64;
-                        let flow = self
-                            .prefilter
-                            .for_each_candidate(records, header.records_count, |record| {
-                                candidates += 1;
-                                let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                                if ts_ms < start_ms || ts_ms > end_ms {
-                                    return ControlFlow::Continue(());
-                                }
-                                let line = record.value.unwrap_or_default();
-                                if !self.prefilter.may_match(line) {
-                                    return ControlFlow::Continue(());
-                                }
-                                let timestamp_ns = record_ns(&record, ts_ms);
-                                if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
-                                    return ControlFlow::Continue(());
-                                }
-                                let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                                if !selected {
-                                    return ControlFlow::Continue(());
-                                }
-                                stats.records_matched_selector += 1;
-                                f(Entry {
-                                    timestamp_ns,
-                                    labels: labels.clone(),
-                                    line,
-                                })
-                            })
-                            .map_err(corrupt)?;
-                        if candidates == 0 {
-                            stats.batches_prefiltered += 1;
+                        let line = record.value.unwrap_or_default();
+                        if !self.prefilter.may_match(line) {
+                            return ControlFlow::Continue(());
                         }
-                        if flow.is_break() {
-                            return Ok(ControlFlow::Break(()));
+                        let timestamp_ns = record_ns(&record, ts_ms);
+                        if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
+                            return ControlFlow::Continue(());
                         }
-                    }
+                        let (labels, selected) = cache.get(&topic.name, &record, self.selector);
+                        if !selected {
+                            return ControlFlow::Continue(());
+                        }
+                        stats.records_matched_selector += 1;
+                        f(Entry {
+                            timestamp_ns,
+                            labels: labels.clone(),
+                            line,
+                        })
+                    })
+                    .map_err(corrupt)?;
+                if candidates == 0 {
+                    stats.batches_prefiltered += 1;
+                }
+                if flow.is_break() {
+                    return Ok(ControlFlow::Break(()));
                 }
             }
         }
@@ -397,10 +489,10 @@ impl ScanRequest<'_> {
 /// A record's time in nanoseconds: Loki's exact value when it was kept.
 pub fn record_ns(record: &RecordView<'_>, ts_ms: i64) -> i64 {
     record
-        .header(TS_NS_HEADER)
-        .flatten()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| s.parse::<i64>().ok())
+        .headers
+        .iter()
+        .filter(|h| h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()))
+        .find_map(|h| exact_ns(ts_ms, h.key, h.value.unwrap_or_default()))
         .unwrap_or_else(|| ts_ms.saturating_mul(NS_PER_MS))
 }
 

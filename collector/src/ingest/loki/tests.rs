@@ -2,7 +2,7 @@
 //! gzip, bombs, garbage; and what the records carry.
 
 use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
-use super::records::{TS_NS_HEADER, to_batches};
+use super::records::{LEGACY_TS_NS_HEADER, SUB_MS_HEADER, exact_ns, to_batches};
 use super::*;
 use crate::config::loki::{LokiSettings, RouteBy};
 use logpost_shared::batch::records_to_owned;
@@ -190,16 +190,41 @@ fn records_carry_labels_metadata_and_exact_nanoseconds() {
     assert_eq!(batches[0].key, br#"{app="web",env="prod"}"#.to_vec());
     let records = records_to_owned(&batches[0].frame, LIMIT).unwrap();
     assert_eq!(records[0].timestamp_ms, 1_700_000_000_123);
+    assert_eq!(
+        records[0].key, None,
+        "the stream key routes; records carry labels as headers"
+    );
     assert_eq!(records[0].value.as_deref(), Some(&b"first line"[..]));
     assert_eq!(records[0].header("app"), Some(&b"web"[..]));
     assert_eq!(records[0].header("trace_id"), Some(&b"abc"[..]));
-    assert_eq!(records[0].header(TS_NS_HEADER), Some(&b"1700000000123456789"[..]));
+    assert_eq!(records[0].header(SUB_MS_HEADER), Some(&b"456789"[..]));
     assert_eq!(records[1].timestamp_ms, 1_700_000_001_000);
     assert_eq!(
-        records[1].header(TS_NS_HEADER),
+        records[1].header(SUB_MS_HEADER),
         None,
         "whole milliseconds need no header"
     );
+}
+
+#[test]
+fn exact_nanoseconds_from_either_header() {
+    let ms = 1_700_000_000_123;
+    assert_eq!(
+        exact_ns(ms, SUB_MS_HEADER.as_bytes(), b"456789"),
+        Some(1_700_000_000_123_456_789)
+    );
+    assert_eq!(
+        exact_ns(ms, SUB_MS_HEADER.as_bytes(), b"7"),
+        Some(1_700_000_000_123_000_007)
+    );
+    assert_eq!(
+        exact_ns(ms, LEGACY_TS_NS_HEADER.as_bytes(), b"1700000000123456789"),
+        Some(1_700_000_000_123_456_789)
+    );
+    for bad in [&b"1000000"[..], b"-1", b"x", b""] {
+        assert_eq!(exact_ns(ms, SUB_MS_HEADER.as_bytes(), bad), None, "{bad:?}");
+    }
+    assert_eq!(exact_ns(ms, b"app", b"1"), None);
 }
 
 #[test]

@@ -131,7 +131,7 @@ pub use ast::{
 };
 pub use error::{EvalError, ParseError};
 pub use eval::{
-    Direction, Entry, EntrySource, EvalOptions, Matrix, Sample, Series, Stream, StreamEntry, Streams, Value,
+    Direction, Entry, EntrySource, EvalOptions, Matrix, Sample, Scanned, Series, Stream, StreamEntry, Streams, Value,
     eval_instant, eval_instant_with, eval_logs, eval_range, eval_range_with,
 };
 pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};

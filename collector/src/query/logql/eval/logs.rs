@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use crate::query::logql::ast::LogExpr;
 use crate::query::logql::error::EvalError;
-use crate::query::logql::eval::EntrySource;
+use crate::query::logql::eval::{Entry, EntrySource, Scanned};
 use crate::query::logql::labels::Labels;
 
 /// Which end of the time range a log query returns.
@@ -103,8 +103,9 @@ pub fn eval_logs(
     // A min-heap of the best `limit` candidates: its top is the worst kept.
     let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit.min(4096));
     let mut seq: u64 = 0;
-    src.scan(expr, start_ns, end_ns, &mut |entry| {
-        seq += 1;
+    let consider = |heap: &mut BinaryHeap<Reverse<Candidate>>, seq: &mut u64, entry: Entry<'_>| {
+        *seq += 1;
+        let seq = *seq;
         let ts = entry.timestamp_ns;
         if ts < start_ns || ts >= end_ns || !expr.selector.matches(&entry.labels) {
             return ControlFlow::Continue(());
@@ -131,7 +132,24 @@ pub fn eval_logs(
             heap.pop();
         }
         ControlFlow::Continue(())
-    })?;
+    };
+    match direction {
+        Direction::Forward => src.scan(expr, start_ns, end_ns, &mut |entry| {
+            consider(&mut heap, &mut seq, entry)
+        })?,
+        Direction::Backward => src.scan_newest_first(expr, start_ns, end_ns, &mut |scanned| match scanned {
+            Scanned::Entry(entry) => consider(&mut heap, &mut seq, entry),
+            // Full, and nothing to come is newer than the worst kept (a
+            // tie loses to it too: later entries rank lower): done.
+            Scanned::NoneNewerThan(ns) => {
+                if heap.len() >= limit && heap.peek().is_some_and(|Reverse(worst)| worst.timestamp_ns >= ns) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+        })?,
+    }
     let mut kept: Vec<Candidate> = heap.into_iter().map(|Reverse(c)| c).collect();
     kept.sort_by_key(|c| Reverse(c.rank));
     let mut streams: BTreeMap<Labels, Vec<StreamEntry>> = BTreeMap::new();

@@ -58,6 +58,33 @@ pub trait EntrySource {
         end_ns: i64,
         f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
     ) -> Result<(), EvalError>;
+
+    /// As [`scan`](Self::scan), reading the newest data first where the
+    /// source can, and saying how new what is still to come can be
+    /// ([`Scanned::NoneNewerThan`]), so that a backward log query with a
+    /// limit stops once nothing left can make its result. The default
+    /// scans in any order and never says.
+    ///
+    /// # Errors
+    /// As [`scan`](Self::scan).
+    fn scan_newest_first(
+        &mut self,
+        log: &LogExpr,
+        start_ns: i64,
+        end_ns: i64,
+        f: &mut dyn FnMut(Scanned<'_>) -> ControlFlow<()>,
+    ) -> Result<(), EvalError> {
+        self.scan(log, start_ns, end_ns, &mut |e| f(Scanned::Entry(e)))
+    }
+}
+
+/// What [`EntrySource::scan_newest_first`] hands over.
+#[derive(Debug)]
+pub enum Scanned<'a> {
+    /// A stored entry, as [`EntrySource::scan`] passes them.
+    Entry(Entry<'a>),
+    /// No entry passed from now on has a timestamp (ns) above this.
+    NoneNewerThan(i64),
 }
 
 /// One element of an instant vector.
