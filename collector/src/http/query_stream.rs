@@ -33,10 +33,11 @@ use super::AppState;
 use super::error::{ApiError, chain};
 use super::loki_params::parse_time;
 use crate::query::cursor::{RecordFilter, StoredRecord};
-use crate::query::exec::{newest_in_topic, scan_topic};
+use crate::query::exec::scan_topic;
 use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, parse};
 use crate::query::output::RecordJson;
 use crate::query::prefilter::Prefilter;
+use crate::query::source::newest_records;
 use crate::query::source::{labels_of, topics_for, unknown_topic};
 use crate::store::StoreError;
 use crate::store::summary::INTERNAL_HEADER_PREFIX;
@@ -241,20 +242,34 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                 break;
             }
             let result = if backward {
-                newest_in_topic(
-                    &topic,
-                    Arc::clone(&filter),
-                    from_ms,
-                    limit,
-                    max_uncompressed,
-                    |record| render(&topic.name, &log.pipeline, record),
-                )
-                .map(|newest| {
-                    kept.extend(newest);
-                    // Newest first across topics; ties keep topic order.
-                    kept.sort_by_key(|(ts, _)| std::cmp::Reverse(*ts));
-                    kept.truncate(limit);
-                })
+                // Every topic at once: `newest_records` merges them.
+                let range = (start_ns, end_ns.saturating_add(1));
+                let newest = newest_records(&app.store, &log, range, limit, max_uncompressed, |hit| {
+                    let line = hit.record.value.unwrap_or_default();
+                    if filter.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
+                        return None;
+                    }
+                    // Whether the pipeline keeps it; rendering waits until
+                    // the newest `limit` are known.
+                    log.pipeline.process(line, &mut hit.labels.clone())?;
+                    let record = StoredRecord::from_view(
+                        hit.partition,
+                        hit.offset,
+                        hit.producer_id,
+                        hit.timestamp_ms,
+                        hit.record,
+                    );
+                    Some((hit.topic.to_owned(), record))
+                });
+                left = 0;
+                newest
+                    .map(|newest| {
+                        kept = newest
+                            .into_iter()
+                            .filter_map(|(ts, (topic, record))| Some((ts, render(&topic, &log.pipeline, &record)?)))
+                            .collect();
+                    })
+                    .map_err(|e| chain(&e))
             } else {
                 scan_topic(
                     &topic,
@@ -293,10 +308,11 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                     },
                 )
                 .map(|_| ())
+                .map_err(|e| chain(&e))
             };
             if let Err(e) = result {
-                tracing::error!(error = %chain(&e), "query failed while streaming");
-                let line = serde_json::json!({ "error": chain(&e) }).to_string();
+                tracing::error!(error = %e, "query failed while streaming");
+                let line = serde_json::json!({ "error": e }).to_string();
                 chunk.extend_from_slice(line.as_bytes());
                 chunk.push(b'\n');
                 break;

@@ -29,7 +29,8 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    fn from_view(partition: u32, offset: i64, producer_id: i64, timestamp_ms: i64, r: &RecordView<'_>) -> Self {
+    /// Copies a record out of its batch.
+    pub fn from_view(partition: u32, offset: i64, producer_id: i64, timestamp_ms: i64, r: &RecordView<'_>) -> Self {
         StoredRecord {
             partition,
             offset,
@@ -93,8 +94,6 @@ pub struct PartitionCursor<F> {
     filter: Arc<F>,
     next_offset: i64,
     segment: usize,
-    /// The segment index the cursor stops before.
-    end_segment: usize,
     scanner: Option<SegmentScanner>,
     pending: VecDeque<StoredRecord>,
     scratch: Vec<u8>,
@@ -116,35 +115,17 @@ impl<F: RecordFilter> PartitionCursor<F> {
             .iter()
             .rposition(|s| s.base_offset <= from_offset)
             .unwrap_or(0);
-        let end_segment = view.segments.len();
         Self {
             partition,
             view,
             filter,
             next_offset: from_offset,
             segment,
-            end_segment,
             scanner: None,
             pending: VecDeque::new(),
             scratch: Vec::new(),
             max_uncompressed,
         }
-    }
-
-    /// A cursor over segment `index` of `view` only (a backward scan reads
-    /// segments newest first, one cursor each).
-    pub fn one_segment(
-        partition: u32,
-        view: Arc<PartitionView>,
-        index: usize,
-        filter: Arc<F>,
-        max_uncompressed: usize,
-    ) -> Self {
-        let from_offset = view.segments.get(index).map_or(i64::MAX, |s| s.base_offset);
-        let mut cursor = Self::new(partition, view, from_offset, filter, max_uncompressed);
-        cursor.segment = index;
-        cursor.end_segment = index.saturating_add(1);
-        cursor
     }
 
     /// The next matching record, or `None` at the end of the view.
@@ -179,9 +160,6 @@ impl<F: RecordFilter> PartitionCursor<F> {
     fn fill(&mut self) -> Result<bool, ReadError> {
         let no_prefilter = Prefilter::default();
         loop {
-            if self.segment >= self.end_segment {
-                return Ok(false);
-            }
             let Some(seg) = self.view.segments.get(self.segment) else {
                 return Ok(false);
             };

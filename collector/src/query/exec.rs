@@ -1,18 +1,12 @@
-//! Running a scan over a topic, in either direction.
+//! Running a scan over a topic, oldest first: one cursor per partition,
+//! starting at the first offset the time index gives for the range's
+//! start, merged by timestamp (then partition and offset, so the order is
+//! total and stable), stopping at the limit or when the sink says so.
 //!
-//! Forward: one cursor per partition, starting at the first offset the
-//! time index gives for the range's start, merged by timestamp (then
-//! partition and offset, so the order is total and stable), stopping at
-//! the limit or when the sink says so. Lines of one file share a key and
-//! so a partition; within a partition the merge keeps offset order
-//! whenever timestamps tie or go backwards, so a file's lines come out in
-//! file order.
-//!
-//! Backward (the newest `limit`): each partition's segments newest first,
-//! keeping the best `limit` records seen; a partition stops as soon as
-//! its older segments cannot hold anything newer than the worst kept (by
-//! their time-index maximum). A small limit over a long retention then
-//! reads about one segment per partition instead of the whole log.
+//! Lines of one file share a key and so a partition; within a partition
+//! the merge keeps offset order whenever timestamps tie or go backwards,
+//! so a file's lines come out in file order. (The newest records first:
+//! `source::newest_records`.)
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -83,85 +77,6 @@ pub fn scan_topic<F: RecordFilter>(
     Ok(delivered)
 }
 
-/// A kept record of a backward scan, ordered newest (then highest
-/// partition and offset) greatest.
-struct Newest<T> {
-    key: (i64, u32, i64),
-    item: T,
-}
-
-impl<T> PartialEq for Newest<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl<T> Eq for Newest<T> {}
-impl<T> PartialOrd for Newest<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Newest<T> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
-/// The newest `limit` records of `topic` at or after `from_ms` that
-/// `filter` matches and `keep` turns into an item (`None` drops the
-/// record), newest first, as `(timestamp_ms, item)`.
-///
-/// # Errors
-/// The first read error of any partition.
-pub fn newest_in_topic<F: RecordFilter, T>(
-    topic: &Topic,
-    filter: Arc<F>,
-    from_ms: Option<i64>,
-    limit: usize,
-    max_uncompressed: usize,
-    mut keep: impl FnMut(&StoredRecord) -> Option<T>,
-) -> Result<Vec<(i64, T)>, ReadError> {
-    // A min-heap of the best `limit`: its top is the worst kept.
-    let mut heap: BinaryHeap<Reverse<Newest<T>>> = BinaryHeap::with_capacity(limit.min(4096));
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let from_ms = from_ms.unwrap_or(i64::MIN);
-    for p in &topic.partitions {
-        let view = p.view();
-        for index in (0..view.segments.len()).rev() {
-            let Some(seg) = view.segments.get(index) else { break };
-            // A negative maximum is unknown: such a segment must be read.
-            let seg_max = if seg.max_timestamp < 0 {
-                i64::MAX
-            } else {
-                seg.max_timestamp
-            };
-            // Older segments are skipped one by one rather than all at
-            // once: pushed timestamps need not grow with offsets.
-            if seg_max < from_ms || heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| w.key.0 > seg_max) {
-                continue;
-            }
-            let mut cursor =
-                PartitionCursor::one_segment(p.id, Arc::clone(&view), index, Arc::clone(&filter), max_uncompressed);
-            while let Some(record) = cursor.next_record()? {
-                let key = (record.timestamp_ms, record.partition, record.offset);
-                if heap.len() >= limit && heap.peek().is_some_and(|Reverse(worst)| key <= worst.key) {
-                    continue;
-                }
-                let Some(item) = keep(&record) else { continue };
-                heap.push(Reverse(Newest { key, item }));
-                if heap.len() > limit {
-                    heap.pop();
-                }
-            }
-        }
-    }
-    let mut kept: Vec<Newest<T>> = heap.into_iter().map(|Reverse(n)| n).collect();
-    kept.sort_by(|a, b| b.key.cmp(&a.key));
-    Ok(kept.into_iter().map(|n| (n.key.0, n.item)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,30 +127,6 @@ mod tests {
             topic.partitions[p as usize].append_frames(&[&frame], false).unwrap();
         }
         (dir, store, all)
-    }
-
-    #[test]
-    fn newest_matches_a_sort_of_everything() {
-        let (_dir, store, all) = store();
-        let topic = store.topic("t").unwrap();
-        assert!(
-            topic.partitions[0].view().segments.len() > 5,
-            "the test needs many segments"
-        );
-        for (from, limit) in [(None, 1), (None, 25), (Some(2000), 40), (None, 5000), (Some(10_000), 3)] {
-            let got = newest_in_topic(&topic, Arc::new(Lines("keep")), from, limit, 1 << 20, |r| {
-                Some(String::from_utf8(r.value.clone().unwrap_or_default()).unwrap())
-            })
-            .unwrap();
-            let mut want: Vec<(i64, u32, String)> =
-                all.iter().filter(|r| from.is_none_or(|f| r.0 >= f)).cloned().collect();
-            want.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-            want.truncate(limit);
-            let got_ts: Vec<i64> = got.iter().map(|g| g.0).collect();
-            let want_ts: Vec<i64> = want.iter().map(|w| w.0).collect();
-            assert_eq!(got_ts, want_ts, "from {from:?}, limit {limit}");
-            assert!(got.iter().all(|(_, line)| line.starts_with("keep")));
-        }
     }
 
     #[test]

@@ -124,26 +124,38 @@ pub fn labels_of(topic: &str, stream: &[(String, String)]) -> Labels {
         .collect()
 }
 
-/// A byte range of a segment to scan.
+/// A byte range of a segment to scan, and the newest record time (ms) it
+/// can hold (`i64::MAX`: unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Range {
     pos: u64,
     end: u64,
+    newest_ms: i64,
 }
 
 /// The ranges of `seg` that may hold entries of `topic` matching
-/// `selector` in `[start_ms, end_ms]`, merged; counts skipped blocks.
+/// `selector` in `[start_ms, end_ms]`, one per summary block (adjacent
+/// ones merged when `merge`); counts skipped blocks.
 fn plan_segment(
     seg: &SegmentView,
     topic: &str,
     selector: &Selector,
-    start_ms: i64,
-    end_ms: i64,
+    (start_ms, end_ms): (i64, i64),
+    merge: bool,
     stats: &mut ScanStats,
 ) -> Vec<Range> {
     let summary = seg.summary.read().unwrap_or_else(|e| e.into_inner());
+    let seg_newest = if seg.max_timestamp < 0 {
+        i64::MAX
+    } else {
+        seg.max_timestamp
+    };
     if !summary.is_valid() {
-        return vec![Range { pos: 0, end: seg.len }];
+        return vec![Range {
+            pos: 0,
+            end: seg.len,
+            newest_ms: seg_newest,
+        }];
     }
     let stream_ok: Vec<bool> = summary
         .streams()
@@ -164,19 +176,53 @@ fn plan_segment(
             stats.blocks_skipped += 1;
             continue;
         }
-        push_range(&mut out, b.pos, b.end.min(seg.len));
+        let range = Range {
+            pos: b.pos,
+            end: b.end.min(seg.len),
+            newest_ms: b.max_timestamp,
+        };
+        push_range(&mut out, range, merge);
     }
     if summary.covered() < seg.len {
-        push_range(&mut out, summary.covered(), seg.len);
+        let tail = Range {
+            pos: summary.covered(),
+            end: seg.len,
+            newest_ms: seg_newest,
+        };
+        push_range(&mut out, tail, merge);
     }
     out
 }
 
-fn push_range(out: &mut Vec<Range>, pos: u64, end: u64) {
+fn push_range(out: &mut Vec<Range>, range: Range, merge: bool) {
     match out.last_mut() {
-        Some(last) if last.end == pos => last.end = end,
-        _ => out.push(Range { pos, end }),
+        Some(last) if merge && last.end == range.pos => {
+            last.end = range.end;
+            last.newest_ms = last.newest_ms.max(range.newest_ms);
+        }
+        _ => out.push(range),
     }
+}
+
+/// A record a scan found, before any pipeline stage: where it is stored,
+/// its time and its labels (`topic` included).
+pub struct Hit<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    pub offset: i64,
+    /// The batch's producer id: the stream (tailed file); -1 if none.
+    pub producer_id: i64,
+    pub timestamp_ms: i64,
+    pub timestamp_ns: i64,
+    pub labels: &'a Labels,
+    pub record: &'a RecordView<'a>,
+}
+
+/// What a newest-first scan hands over.
+pub enum Found<'a> {
+    Hit(Hit<'a>),
+    /// No hit passed from now on has a timestamp (ns) above this.
+    NoneNewerThan(i64),
 }
 
 /// Reads entries out of a [`Store`].
@@ -214,9 +260,16 @@ impl EntrySource for StoreSource<'_> {
             end_ns,
             max_uncompressed: self.max_uncompressed,
         };
+        let mut hit = |h: Hit<'_>| {
+            f(Entry {
+                timestamp_ns: h.timestamp_ns,
+                labels: h.labels.clone(),
+                line: h.record.value.unwrap_or_default(),
+            })
+        };
         for topic in topics_for(self.store, &log.selector) {
             if scan
-                .topic(&topic, &mut self.stats, f)
+                .topic(&topic, &mut self.stats, &mut hit)
                 .map_err(|e| EvalError::Source(Box::new(e)))?
                 .is_break()
             {
@@ -226,9 +279,8 @@ impl EntrySource for StoreSource<'_> {
         Ok(())
     }
 
-    /// Segments of every partition and topic in descending order of their
-    /// time-index maximum (unknown maxima first), each announced by that
-    /// maximum before it is read.
+    /// Summary blocks of every segment, partition and topic in descending
+    /// order of their newest time (unknown first), each announced by it.
     fn scan_newest_first(
         &mut self,
         log: &LogExpr,
@@ -244,49 +296,93 @@ impl EntrySource for StoreSource<'_> {
             max_uncompressed: self.max_uncompressed,
         };
         let topics = topics_for(self.store, &log.selector);
-        // (newest possible ns, topic, partition id, view, segment index)
-        let mut parts = Vec::new();
-        for (t, topic) in topics.iter().enumerate() {
-            for partition in &topic.partitions {
-                let view = partition.view();
-                for (i, seg) in view.segments.iter().enumerate() {
-                    let newest_ns = if seg.max_timestamp < 0 {
-                        i64::MAX
-                    } else {
-                        seg.max_timestamp
-                            .saturating_mul(NS_PER_MS)
-                            .saturating_add(NS_PER_MS - 1)
-                    };
-                    parts.push((newest_ns, t, partition.id, Arc::clone(&view), i));
+        scan.newest_first(&topics, &mut self.stats, &mut |found| match found {
+            Found::Hit(h) => f(Scanned::Entry(Entry {
+                timestamp_ns: h.timestamp_ns,
+                labels: h.labels.clone(),
+                line: h.record.value.unwrap_or_default(),
+            })),
+            Found::NoneNewerThan(ns) => f(Scanned::NoneNewerThan(ns)),
+        })
+        .map_err(|e| EvalError::Source(Box::new(e)))
+    }
+}
+
+/// The newest `limit` records of `log` in `[start_ns, end_ns)` that `keep`
+/// turns into an item (`None`: not wanted), newest first, as `(timestamp
+/// ns, item)`: the records of `/v1/query?direction=backward`. Reads summary
+/// blocks newest first and stops once older ones cannot hold one of them.
+///
+/// # Errors
+/// A read error or a corrupt batch.
+pub fn newest_records<T>(
+    store: &Store,
+    log: &LogExpr,
+    (start_ns, end_ns): (i64, i64),
+    limit: usize,
+    max_uncompressed: usize,
+    mut keep: impl FnMut(&Hit<'_>) -> Option<T>,
+) -> Result<Vec<(i64, T)>, SourceError> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    /// Ordered by its key only: (ns, topic, partition, offset).
+    struct Kept<T>((i64, usize, u32, i64), T);
+    impl<T> PartialEq for Kept<T> {
+        fn eq(&self, o: &Self) -> bool {
+            self.0 == o.0
+        }
+    }
+    impl<T> Eq for Kept<T> {}
+    impl<T> PartialOrd for Kept<T> {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl<T> Ord for Kept<T> {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            self.0.cmp(&o.0)
+        }
+    }
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let scan = ScanRequest {
+        selector: &log.selector,
+        prefilter: Prefilter::new(&log.pipeline),
+        start_ns,
+        end_ns,
+        max_uncompressed,
+    };
+    let topics = topics_for(store, &log.selector);
+    let mut stats = ScanStats::default();
+    // A min-heap of the best `limit`: its top is the worst kept.
+    let mut heap: BinaryHeap<Reverse<Kept<T>>> = BinaryHeap::with_capacity(limit.min(4096));
+    scan.newest_first(&topics, &mut stats, &mut |found| match found {
+        Found::NoneNewerThan(ns) => {
+            if heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| w.0.0 >= ns) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        Found::Hit(h) => {
+            let t = topics.iter().position(|t| &*t.name == h.topic).unwrap_or(0);
+            let key = (h.timestamp_ns, t, h.partition, h.offset);
+            if heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| key <= w.0) {
+                return ControlFlow::Continue(());
+            }
+            if let Some(item) = keep(&h) {
+                heap.push(Reverse(Kept(key, item)));
+                if heap.len() > limit {
+                    heap.pop();
                 }
             }
+            ControlFlow::Continue(())
         }
-        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
-        let mut state = ScanState::default();
-        let mut state_topic = usize::MAX;
-        for (newest_ns, t, partition, view, i) in parts {
-            if f(Scanned::NoneNewerThan(newest_ns)).is_break() {
-                break;
-            }
-            let (Some(topic), Some(seg)) = (topics.get(t), view.segments.get(i)) else {
-                continue;
-            };
-            if state_topic != t {
-                // Cached labels carry the topic.
-                state.cache = LabelCache::default();
-                state_topic = t;
-            }
-            let flow = scan
-                .segment(topic, partition, seg, &mut state, &mut self.stats, &mut |e| {
-                    f(Scanned::Entry(e))
-                })
-                .map_err(|e| EvalError::Source(Box::new(e)))?;
-            if flow.is_break() {
-                break;
-            }
-        }
-        Ok(())
-    }
+    })?;
+    let mut kept: Vec<Kept<T>> = heap.into_iter().map(|Reverse(k)| k).collect();
+    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(kept.into_iter().map(|k| (k.0.0, k.1)).collect())
 }
 
 /// One scan's fixed inputs.
@@ -372,12 +468,11 @@ struct ScanState {
 }
 
 impl ScanRequest<'_> {
-    fn start_ms(&self) -> i64 {
-        self.start_ns.div_euclid(NS_PER_MS)
-    }
-
-    fn end_ms(&self) -> i64 {
-        self.end_ns.saturating_sub(1).div_euclid(NS_PER_MS)
+    fn bounds_ms(&self) -> (i64, i64) {
+        (
+            self.start_ns.div_euclid(NS_PER_MS),
+            self.end_ns.saturating_sub(1).div_euclid(NS_PER_MS),
+        )
     }
 
     /// Every segment of every partition of `topic`, in offset order.
@@ -385,104 +480,168 @@ impl ScanRequest<'_> {
         &self,
         topic: &Topic,
         stats: &mut ScanStats,
-        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+        f: &mut dyn FnMut(Hit<'_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, SourceError> {
         let mut state = ScanState::default();
         for partition in &topic.partitions {
             let view = partition.view();
             for seg in &view.segments {
-                if self.segment(topic, partition.id, seg, &mut state, stats, f)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
+                if seg.max_timestamp >= 0 && seg.max_timestamp < self.bounds_ms().0 {
+                    stats.segments_skipped += 1;
+                    continue;
+                }
+                for range in plan_segment(seg, &topic.name, self.selector, self.bounds_ms(), true, stats) {
+                    if self
+                        .range(topic, partition.id, seg, range, &mut state, stats, f)?
+                        .is_break()
+                    {
+                        return Ok(ControlFlow::Break(()));
+                    }
                 }
             }
         }
         Ok(ControlFlow::Continue(()))
     }
 
-    /// One segment: the ranges its summary leaves, batch by batch.
-    fn segment(
+    /// Summary blocks of every segment of `topics` in descending order of
+    /// their newest time (unknown first), each announced by it.
+    fn newest_first(
+        &self,
+        topics: &[Arc<Topic>],
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
+    ) -> Result<(), SourceError> {
+        // (newest possible ns, topic, partition id, view, segment, range)
+        let mut parts = Vec::new();
+        for (t, topic) in topics.iter().enumerate() {
+            for partition in &topic.partitions {
+                let view = partition.view();
+                for (i, seg) in view.segments.iter().enumerate() {
+                    if seg.max_timestamp >= 0 && seg.max_timestamp < self.bounds_ms().0 {
+                        stats.segments_skipped += 1;
+                        continue;
+                    }
+                    for range in plan_segment(seg, &topic.name, self.selector, self.bounds_ms(), false, stats) {
+                        let newest_ns = if range.newest_ms == i64::MAX {
+                            i64::MAX
+                        } else {
+                            range.newest_ms.saturating_mul(NS_PER_MS).saturating_add(NS_PER_MS - 1)
+                        };
+                        parts.push((newest_ns, t, partition.id, Arc::clone(&view), i, range));
+                    }
+                }
+            }
+        }
+        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+        let mut state = ScanState::default();
+        let mut state_topic = usize::MAX;
+        for (newest_ns, t, partition, view, i, range) in parts {
+            if f(Found::NoneNewerThan(newest_ns)).is_break() {
+                break;
+            }
+            let (Some(topic), Some(seg)) = (topics.get(t), view.segments.get(i)) else {
+                continue;
+            };
+            if state_topic != t {
+                // Cached labels carry the topic.
+                state.cache = LabelCache::default();
+                state_topic = t;
+            }
+            if self
+                .range(topic, partition, seg, range, &mut state, stats, &mut |h| {
+                    f(Found::Hit(h))
+                })?
+                .is_break()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One range of a segment, batch by batch.
+    #[allow(clippy::too_many_arguments)]
+    fn range(
         &self,
         topic: &Topic,
         partition: u32,
         seg: &SegmentView,
+        range: Range,
         state: &mut ScanState,
         stats: &mut ScanStats,
-        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+        f: &mut dyn FnMut(Hit<'_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, SourceError> {
-        let (start_ms, end_ms) = (self.start_ms(), self.end_ms());
-        if seg.max_timestamp >= 0 && seg.max_timestamp < start_ms {
-            stats.segments_skipped += 1;
-            return Ok(ControlFlow::Continue(()));
-        }
+        let (start_ms, end_ms) = self.bounds_ms();
         let ScanState { scratch, cache } = state;
-        for range in plan_segment(seg, &topic.name, self.selector, start_ms, end_ms, stats) {
-            let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
-            loop {
-                let (pos, frame) = match scanner.next_frame() {
-                    Ok(Some(x)) => x,
-                    Ok(None) => break,
-                    Err(source) => {
-                        return Err(SourceError::Scan {
-                            topic: topic.name.to_string(),
-                            partition,
-                            base_offset: seg.base_offset,
-                            source,
-                        });
+        let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
+        loop {
+            let (pos, frame) = match scanner.next_frame() {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(ControlFlow::Continue(())),
+                Err(source) => {
+                    return Err(SourceError::Scan {
+                        topic: topic.name.to_string(),
+                        partition,
+                        base_offset: seg.base_offset,
+                        source,
+                    });
+                }
+            };
+            stats.stored_bytes_read += frame.len() as u64;
+            let corrupt = |source| SourceError::Batch {
+                topic: topic.name.to_string(),
+                partition,
+                base_offset: seg.base_offset,
+                pos,
+                source,
+            };
+            let header = check(frame).map_err(corrupt)?;
+            if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
+                continue;
+            }
+            let records = records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
+            stats.batches_read += 1;
+            stats.raw_bytes_scanned += records.len() as u64;
+            let mut candidates = 0u64;
+            let flow = self
+                .prefilter
+                .for_each_candidate(records, header.records_count, |record| {
+                    candidates += 1;
+                    let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                    if timestamp_ms < start_ms || timestamp_ms > end_ms {
+                        return ControlFlow::Continue(());
                     }
-                };
-                stats.stored_bytes_read += frame.len() as u64;
-                let corrupt = |source| SourceError::Batch {
-                    topic: topic.name.to_string(),
-                    partition,
-                    base_offset: seg.base_offset,
-                    pos,
-                    source,
-                };
-                let header = check(frame).map_err(corrupt)?;
-                if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
-                    continue;
-                }
-                let records = records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
-                stats.batches_read += 1;
-                stats.raw_bytes_scanned += records.len() as u64;
-                let mut candidates = 0u64;
-                let flow = self
-                    .prefilter
-                    .for_each_candidate(records, header.records_count, |record| {
-                        candidates += 1;
-                        let ts_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                        if ts_ms < start_ms || ts_ms > end_ms {
-                            return ControlFlow::Continue(());
-                        }
-                        let line = record.value.unwrap_or_default();
-                        if !self.prefilter.may_match(line) {
-                            return ControlFlow::Continue(());
-                        }
-                        let timestamp_ns = record_ns(&record, ts_ms);
-                        if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
-                            return ControlFlow::Continue(());
-                        }
-                        let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                        if !selected {
-                            return ControlFlow::Continue(());
-                        }
-                        stats.records_matched_selector += 1;
-                        f(Entry {
-                            timestamp_ns,
-                            labels: labels.clone(),
-                            line,
-                        })
+                    if !self.prefilter.may_match(record.value.unwrap_or_default()) {
+                        return ControlFlow::Continue(());
+                    }
+                    let timestamp_ns = record_ns(&record, timestamp_ms);
+                    if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
+                        return ControlFlow::Continue(());
+                    }
+                    let (labels, selected) = cache.get(&topic.name, &record, self.selector);
+                    if !selected {
+                        return ControlFlow::Continue(());
+                    }
+                    stats.records_matched_selector += 1;
+                    f(Hit {
+                        topic: &topic.name,
+                        partition,
+                        offset: header.base_offset + i64::from(record.offset_delta),
+                        producer_id: header.producer.producer_id,
+                        timestamp_ms,
+                        timestamp_ns,
+                        labels,
+                        record: &record,
                     })
-                    .map_err(corrupt)?;
-                if candidates == 0 {
-                    stats.batches_prefiltered += 1;
-                }
-                if flow.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
+                })
+                .map_err(corrupt)?;
+            if candidates == 0 {
+                stats.batches_prefiltered += 1;
+            }
+            if flow.is_break() {
+                return Ok(ControlFlow::Break(()));
             }
         }
-        Ok(ControlFlow::Continue(()))
     }
 }
 

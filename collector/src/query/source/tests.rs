@@ -193,3 +193,41 @@ fn backward_with_a_limit_reads_the_newest_segments_only() {
         );
     }
 }
+
+#[test]
+fn newest_records_are_the_newest_of_a_full_scan() {
+    let fx = fixture();
+    for (q, start, end, limit) in [
+        (r#"{topic="app"}"#, 0, i64::MAX / NS_PER_MS, 7),
+        (r#"{topic="app", source="web"} |= "ERROR""#, 0, i64::MAX / NS_PER_MS, 30),
+        (r#"{topic="app"}"#, 1_010_000, 1_020_000, 100),
+        (r#"app |= "no such text""#, 0, i64::MAX / NS_PER_MS, 5),
+    ] {
+        let Ok(Expr::Log(log)) = parse(q) else { panic!("{q}") };
+        let got = newest_records(
+            &fx.store,
+            &log,
+            (start * NS_PER_MS, end * NS_PER_MS),
+            limit,
+            64 << 20,
+            |h| {
+                let line = h.record.value.unwrap_or_default();
+                log.pipeline
+                    .process(line, &mut h.labels.clone())
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+            },
+        )
+        .unwrap();
+        let (mut all, _) = run(&fx.store, q, start, end);
+        all.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let want: Vec<i64> = all.iter().take(limit).map(|r| r.0 * NS_PER_MS).collect();
+        let got_ts: Vec<i64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(got_ts, want, "{q}");
+        for (ts, line) in &got {
+            assert!(
+                all.iter().any(|r| r.0 * NS_PER_MS == *ts && &r.2 == line),
+                "{q}: {line}"
+            );
+        }
+    }
+}
