@@ -40,7 +40,7 @@ use crate::query::prefilter::Prefilter;
 use crate::query::source::newest_records;
 use crate::query::source::{labels_of, topics_for, unknown_topic};
 use crate::store::StoreError;
-use crate::store::summary::INTERNAL_HEADER_PREFIX;
+use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes};
 
 /// Bytes of NDJSON gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 64 << 10;
@@ -78,8 +78,8 @@ struct LogqlFilter {
     cancelled: Arc<AtomicBool>,
     /// The queue to the socket, to notice a client gone while nothing matches.
     tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    /// Headers of the last record whose labels were checked, and the answer.
-    last: Mutex<(Vec<u8>, bool)>,
+    /// Labels of the last record checked, and the answer.
+    last: Mutex<(LabelBytes, bool)>,
 }
 
 impl RecordFilter for LogqlFilter {
@@ -102,15 +102,9 @@ impl RecordFilter for LogqlFilter {
         if !self.prefilter.may_match(line) || self.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
             return false;
         }
-        let mut raw = Vec::new();
-        for h in record.headers.iter() {
-            raw.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-            raw.extend_from_slice(h.key);
-            raw.extend_from_slice(h.value.unwrap_or_default());
-            raw.push(0);
-        }
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.0 != raw || last.0.is_empty() {
+        if !last.0.same(record) {
+            last.0.keep(record);
             // Topic is checked by the scan's choice of topics.
             let labels: Labels = crate::store::summary::stream_labels(record)
                 .iter()
@@ -123,7 +117,7 @@ impl RecordFilter for LogqlFilter {
                 .iter()
                 .filter(|m| m.name != crate::query::logql::TOPIC_LABEL)
                 .all(|m| m.matches(labels.get(&m.name)));
-            *last = (raw, ok);
+            last.1 = ok;
         }
         last.1
     }
@@ -227,7 +221,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
         start_ms: start_ns.div_euclid(1_000_000),
         end_ms: end_ns.div_euclid(1_000_000),
         cancelled: Arc::clone(&cancelled),
-        last: Mutex::new((Vec::new(), false)),
+        last: Mutex::new((LabelBytes::default(), false)),
         tx: tx.clone(),
     });
     let from_ms = (start_ns != i64::MIN).then(|| start_ns.div_euclid(1_000_000));

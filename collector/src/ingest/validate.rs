@@ -4,7 +4,7 @@
 //! record's structure. A body is accepted whole or refused whole, with an
 //! error naming the batch and byte position.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use logpost_shared::batch::{BatchError, BatchHeader, check, decode_records, frame_len};
@@ -55,6 +55,40 @@ pub struct CheckedBatch {
     pub stats: Arc<BatchStats>,
 }
 
+/// Inflate buffers kept between requests: a fresh one is zeroed as it
+/// grows (5% of ingest's CPU at 2 MiB batches), a reused one only by what
+/// it grows. At most this many are kept (validations run at most two per
+/// CPU at once), none past [`MAX_POOLED_BYTES`].
+const POOLED_BUFFERS: usize = 8;
+const MAX_POOLED_BYTES: usize = 16 << 20;
+static SCRATCH: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A pooled buffer, returned to the pool on drop.
+struct Scratch(Vec<u8>);
+
+impl Scratch {
+    fn take() -> Self {
+        Scratch(
+            SCRATCH
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.0.capacity() <= MAX_POOLED_BYTES {
+            let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOLED_BUFFERS {
+                pool.push(std::mem::take(&mut self.0));
+            }
+        }
+    }
+}
+
 /// Splits `body` into frames and checks each.
 ///
 /// # Errors
@@ -65,7 +99,8 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
     }
     let mut batches = Vec::new();
     let mut pos = 0;
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::take();
+    let scratch = &mut scratch.0;
     while pos < body.len() {
         let index = batches.len();
         let rest = body.get(pos..).unwrap_or_default();
@@ -103,7 +138,7 @@ pub fn split_and_check(body: &Bytes, max_uncompressed_bytes: usize) -> Result<Ve
         if header.is_control() {
             return Err(IngestError::ControlBatch { index, pos });
         }
-        let (key, cursor, stats) = verify_records(&frame, &header, max_uncompressed_bytes, &mut scratch, index, pos)?;
+        let (key, cursor, stats) = verify_records(&frame, &header, max_uncompressed_bytes, scratch, index, pos)?;
         batches.push(CheckedBatch {
             frame,
             header,

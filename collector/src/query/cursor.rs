@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use logpost_shared::batch::{BatchError, RecordView, check, records_section};
+use logpost_shared::batch::{BatchError, RecordView, check, stored_records_section};
 
 use super::prefilter::Prefilter;
 use crate::store::PartitionView;
@@ -205,7 +205,8 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 offset: header.base_offset,
                 source,
             };
-            let records = records_section(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(corrupt)?;
+            let records =
+                stored_records_section(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(corrupt)?;
             let prefilter = self.filter.prefilter().unwrap_or(&no_prefilter);
             let (filter, next_offset, pending) = (&self.filter, self.next_offset, &mut self.pending);
             // The closure never breaks: the whole batch is gathered.

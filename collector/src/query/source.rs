@@ -20,14 +20,14 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use logpost_shared::batch::{RecordView, check, records_section};
+use logpost_shared::batch::{RecordView, check, stored_records_section};
 
 use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
 use crate::ingest::loki::records::exact_ns;
 use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
 use crate::store::scan::{ScanError, SegmentScanner};
-use crate::store::summary::{INTERNAL_HEADER_PREFIX, StreamLabels};
+use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes, StreamLabels};
 use crate::store::{Store, Topic};
 
 const NS_PER_MS: i64 = 1_000_000;
@@ -395,66 +395,22 @@ struct ScanRequest<'q> {
 }
 
 /// The labels of the previous record, reused while its headers repeat (a
-/// batch is usually one stream): checking costs a comparison of header
-/// bytes, no allocation.
+/// batch is usually one stream).
 #[derive(Default)]
 struct LabelCache {
-    /// The label headers (all but logpost's own) of the cached set, as
-    /// `[key len][key][value len][value]...`.
-    raw: Vec<u8>,
+    last: LabelBytes,
     labels: Labels,
     selected: bool,
-    valid: bool,
-}
-
-/// `[len][bytes]`, with the length as 4 little-endian bytes.
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Takes `[len][bytes]` equal to `bytes` off the front of `rest`.
-fn take_field(rest: &mut &[u8], bytes: &[u8]) -> bool {
-    let len = (bytes.len() as u32).to_le_bytes();
-    let Some(tail) = rest.strip_prefix(&len[..]).and_then(|t| t.strip_prefix(bytes)) else {
-        return false;
-    };
-    *rest = tail;
-    true
 }
 
 impl LabelCache {
-    /// Whether `record`'s label headers are the cached ones.
-    fn holds(&self, record: &RecordView<'_>) -> bool {
-        if !self.valid {
-            return false;
-        }
-        let mut rest = self.raw.as_slice();
-        for h in record.headers.iter() {
-            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
-                continue;
-            }
-            if !(take_field(&mut rest, h.key) && take_field(&mut rest, h.value.unwrap_or_default())) {
-                return false;
-            }
-        }
-        rest.is_empty()
-    }
-
     /// Labels of `record` of `topic` and whether `selector` accepts them.
     fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
-        if !self.holds(record) {
-            self.raw.clear();
-            for h in record.headers.iter() {
-                if !h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
-                    put_field(&mut self.raw, h.key);
-                    put_field(&mut self.raw, h.value.unwrap_or_default());
-                }
-            }
+        if !self.last.same(record) {
+            self.last.keep(record);
             let stream = crate::store::summary::stream_labels(record);
             self.labels = labels_of(topic, &stream);
             self.selected = selector.matches(&self.labels);
-            self.valid = true;
         }
         (&self.labels, self.selected)
     }
@@ -599,7 +555,7 @@ impl ScanRequest<'_> {
             if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
                 continue;
             }
-            let records = records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
+            let records = stored_records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
             stats.batches_read += 1;
             stats.raw_bytes_scanned += records.len() as u64;
             let mut candidates = 0u64;

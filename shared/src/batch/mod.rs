@@ -34,6 +34,7 @@ pub mod varint;
 
 pub use decode::{
     HeaderView, Headers, RecordIter, RecordView, decode_records, last_record_header, records_section, records_to_owned,
+    stored_records_section,
 };
 pub use encode::{BatchBuilder, HeaderSet};
 pub use header::{BatchHeader, ProducerInfo, check, frame_len, set_base_offset};

@@ -12,8 +12,8 @@ use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use libdeflate_sys::{
-    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_free_decompressor,
-    libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
+    libdeflate_alloc_decompressor, libdeflate_decompressor, libdeflate_deflate_decompress_ex,
+    libdeflate_free_decompressor, libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
 };
 
 /// One libdeflate decompressor (about 10 KiB of tables).
@@ -38,11 +38,21 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<Decompressor>> = RefCell::new(Decompressor::new());
 }
 
-/// Inflates `input` as exactly one gzip member into `out`, which must be
-/// exactly as long as the member's content. True only when the member
-/// uses all of `input`, fills all of `out` and its CRC-32 and size match;
-/// false for anything else (the caller then takes a streaming decoder).
-pub(super) fn inflate_one_gzip_member(input: &[u8], out: &mut [u8]) -> bool {
+/// Which libdeflate decoder to run.
+#[derive(Clone, Copy)]
+pub(super) enum Format {
+    /// A gzip member: header, deflate data, CRC-32 and size checked.
+    Gzip,
+    /// Raw deflate data.
+    Deflate,
+}
+
+/// Inflates `input` as exactly one gzip member (or deflate stream) into
+/// `out`, which must be exactly as long as the content. True only when it
+/// uses all of `input`, fills all of `out` and (gzip) its CRC-32 and size
+/// match; false for anything else (the caller then takes a streaming
+/// decoder).
+pub(super) fn inflate_exactly(format: Format, input: &[u8], out: &mut [u8]) -> bool {
     DECOMPRESSOR.with(|cell| {
         let Ok(mut guard) = cell.try_borrow_mut() else {
             return false;
@@ -53,8 +63,12 @@ pub(super) fn inflate_one_gzip_member(input: &[u8], out: &mut [u8]) -> bool {
         // RefCell borrow); libdeflate reads at most `input.len()` bytes
         // from `input` and writes at most `out.len()` bytes into `out`,
         // both valid for the call; the two results are plain locals.
+        let decompress = match format {
+            Format::Gzip => libdeflate_gzip_decompress_ex,
+            Format::Deflate => libdeflate_deflate_decompress_ex,
+        };
         let result = unsafe {
-            libdeflate_gzip_decompress_ex(
+            decompress(
                 d.0.as_ptr(),
                 input.as_ptr().cast(),
                 input.len(),

@@ -71,6 +71,71 @@ impl BatchStats {
     }
 }
 
+/// The label headers of one record (all but logpost's own), kept to tell
+/// whether a later record has the same ones without allocating: a batch is
+/// usually one stream, so this runs once per record on every hot path
+/// (ingest's validation, query scans).
+#[derive(Debug, Default)]
+pub struct LabelBytes {
+    /// The record's headers exactly as encoded.
+    encoded: Vec<u8>,
+    /// Its label headers as `[key len][key][value len][value]...`.
+    labels: Vec<u8>,
+    set: bool,
+}
+
+/// Takes `[len][bytes]` equal to `bytes` off the front of `rest`.
+fn take_field(rest: &mut &[u8], bytes: &[u8]) -> bool {
+    let len = (bytes.len() as u32).to_le_bytes();
+    let Some(tail) = rest.strip_prefix(&len[..]).and_then(|t| t.strip_prefix(bytes)) else {
+        return false;
+    };
+    *rest = tail;
+    true
+}
+
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl LabelBytes {
+    /// Whether `record`'s label headers are the ones kept: one comparison
+    /// when its headers are byte-identical, else a walk over them.
+    pub fn same(&self, record: &RecordView<'_>) -> bool {
+        if !self.set {
+            return false;
+        }
+        if record.headers.encoded() == self.encoded.as_slice() {
+            return true;
+        }
+        let mut rest = self.labels.as_slice();
+        for h in record.headers.iter() {
+            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+                continue;
+            }
+            if !(take_field(&mut rest, h.key) && take_field(&mut rest, h.value.unwrap_or_default())) {
+                return false;
+            }
+        }
+        rest.is_empty()
+    }
+
+    /// Keeps `record`'s label headers.
+    pub fn keep(&mut self, record: &RecordView<'_>) {
+        self.encoded.clear();
+        self.encoded.extend_from_slice(record.headers.encoded());
+        self.labels.clear();
+        for h in record.headers.iter() {
+            if !h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+                put_field(&mut self.labels, h.key);
+                put_field(&mut self.labels, h.value.unwrap_or_default());
+            }
+        }
+        self.set = true;
+    }
+}
+
 /// Gathers [`BatchStats`] record by record.
 #[derive(Debug)]
 pub struct StatsBuilder {
@@ -79,10 +144,9 @@ pub struct StatsBuilder {
     records: u64,
     line_bytes: u64,
     streams: Option<Vec<StreamLabels>>,
-    /// The previous record's label headers, raw, to skip rebuilding an
+    /// The previous record's label headers, to skip rebuilding an
     /// identical label set.
-    last_raw: Vec<u8>,
-    scratch_raw: Vec<u8>,
+    last: LabelBytes,
 }
 
 impl Default for StatsBuilder {
@@ -100,8 +164,7 @@ impl StatsBuilder {
             records: 0,
             line_bytes: 0,
             streams: Some(Vec::new()),
-            last_raw: Vec::new(),
-            scratch_raw: Vec::new(),
+            last: LabelBytes::default(),
         }
     }
 
@@ -114,23 +177,10 @@ impl StatsBuilder {
         let Some(streams) = self.streams.as_mut() else {
             return;
         };
-        // Length-prefixed key/value bytes of the label headers: equal bytes
-        // mean an equal label set, without allocating strings.
-        self.scratch_raw.clear();
-        for h in record.headers.iter() {
-            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
-                continue;
-            }
-            let value = h.value.unwrap_or_default();
-            self.scratch_raw.extend_from_slice(&(h.key.len() as u32).to_le_bytes());
-            self.scratch_raw.extend_from_slice(h.key);
-            self.scratch_raw.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            self.scratch_raw.extend_from_slice(value);
-        }
-        if self.records > 1 && self.scratch_raw == self.last_raw {
+        if self.last.same(record) {
             return;
         }
-        std::mem::swap(&mut self.scratch_raw, &mut self.last_raw);
+        self.last.keep(record);
         let labels = stream_labels(record);
         if streams.contains(&labels) {
             return;

@@ -8,7 +8,7 @@
 use super::header::BatchHeader;
 use super::varint::{VarintError, get_varint, get_varlong};
 use super::{BatchError, HEADER_LEN};
-use crate::compression::{Codec, decompress_into};
+use crate::compression::{Codec, decompress_into, decompress_verified_into};
 use crate::record::{Header, Record};
 
 /// One record, borrowed from a decoded records section.
@@ -73,6 +73,12 @@ impl<'a> Headers<'a> {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The headers as encoded: equal bytes, equal headers (a cheap test
+    /// for "the same headers as the previous record").
+    pub fn encoded(&self) -> &'a [u8] {
+        self.raw
     }
 
     /// The headers in order.
@@ -233,6 +239,33 @@ pub fn records_section<'a>(
         None => return Err(BatchError::UnsupportedCompression(header.codec_id())),
     };
     Ok(records)
+}
+
+/// As [`records_section`], for a frame read back from storage: it was
+/// fully verified when stored and [`check`](super::check) has just matched
+/// its CRC-32C, so gzip's CRC-32 of the output is not computed again
+/// (see [`crate::compression::decompress_verified_into`]).
+///
+/// # Errors
+/// As [`records_section`].
+pub fn stored_records_section<'a>(
+    frame: &'a [u8],
+    header: &BatchHeader,
+    max_records_bytes: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], BatchError> {
+    let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
+        needed: header.frame_len(),
+        available: frame.len(),
+    })?;
+    match header.codec() {
+        Some(Codec::None) => Ok(section),
+        Some(codec) => {
+            decompress_verified_into(codec, section, scratch, max_records_bytes).map_err(BatchError::Decompress)?;
+            Ok(scratch.as_slice())
+        }
+        None => Err(BatchError::UnsupportedCompression(header.codec_id())),
+    }
 }
 
 /// The value of header `key` on the last record of a checked `frame`, if
