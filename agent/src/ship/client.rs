@@ -2,10 +2,9 @@
 //! blocking pool, POST them in order, retry with backoff and failover, and
 //! record acknowledged positions.
 //!
-//! Two stages joined by a one-slot channel, so that the next requests are
-//! compressed (up to [`COMPRESS_WORKERS`] at once) while the current one is
-//! on the wire; requests leave in the order the tailer sealed them, so one
-//! file's batches arrive in order.
+//! Two stages joined by a one-slot channel, so that the next request is
+//! compressed while the current one is on the wire; requests leave in the
+//! order the tailer sealed them, so one file's batches arrive in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +31,6 @@ const MAX_CLIENT_ERROR_ATTEMPTS: u32 = 3;
 /// First retry delay and cap.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Requests compressed at once. Compression is most of the agent's CPU;
-/// while one request waits for the collector's fsync, the next two can
-/// compress on both cores of a small host.
-const COMPRESS_WORKERS: usize = 2;
 
 /// A compressed request ready to send.
 #[derive(Debug)]
@@ -116,40 +111,20 @@ pub async fn run(
     let (tx, mut payloads) = mpsc::channel::<Payload>(1);
     let compression = config.compression;
     let compress_stage = tokio::spawn(async move {
-        // Requests compress on up to COMPRESS_WORKERS blocking threads at
-        // once and leave in the order they were sealed.
-        let mut in_flight = std::collections::VecDeque::new();
-        let mut open = true;
-        loop {
-            tokio::select! {
-                biased;
-                done = async {
-                    match in_flight.front_mut() {
-                        Some(oldest) => oldest.await,
-                        None => std::future::pending().await,
-                    }
-                }, if !in_flight.is_empty() => {
-                    in_flight.pop_front();
-                    let payload = match done {
-                        Ok(Ok(p)) => p,
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "cannot encode batch; dropping it");
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "compression task failed");
-                            continue;
-                        }
-                    };
-                    if tx.send(payload).await.is_err() {
-                        break;
-                    }
+        while let Some(req) = requests.recv().await {
+            let payload = match tokio::task::spawn_blocking(move || compress(req, compression)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot encode batch; dropping it");
+                    continue;
                 }
-                req = requests.recv(), if open && in_flight.len() < COMPRESS_WORKERS => match req {
-                    Some(req) => in_flight.push_back(tokio::task::spawn_blocking(move || compress(req, compression))),
-                    None => open = false,
-                },
-                else => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "compression task failed");
+                    continue;
+                }
+            };
+            if tx.send(payload).await.is_err() {
+                break;
             }
         }
     });
