@@ -57,6 +57,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    logpost_agent::memory::use_one_arena();
     let args = Args::parse();
     init_logging(args.verbose);
     let config = match AgentConfig::load(&args.config) {

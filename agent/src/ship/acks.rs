@@ -4,9 +4,10 @@
 //! tailer may be waiting to hand the shipper a batch at that moment).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::tail::fingerprint::FileKey;
+use crate::tail::watch::Wake;
 
 /// Acknowledged progress of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,19 +26,35 @@ pub struct Acked {
 pub struct AckBoard {
     inner: Mutex<HashMap<FileKey, Acked>>,
     resync: Mutex<HashSet<FileKey>>,
+    /// Woken when something arrives, so an idle tailer need not poll.
+    waker: OnceLock<Arc<Wake>>,
 }
 
 impl AckBoard {
+    /// Who to wake when an acknowledgement or a resync request arrives.
+    pub fn set_waker(&self, wake: Arc<Wake>) {
+        let _ = self.waker.set(wake);
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.get() {
+            w.poke();
+        }
+    }
+
     /// Records an acknowledgement; positions only move forward within a generation.
     pub fn record(&self, file: FileKey, acked: Acked) {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(file)
-            .and_modify(|cur| {
-                if (acked.generation, acked.pos) > (cur.generation, cur.pos) {
-                    *cur = acked;
-                }
-            })
-            .or_insert(acked);
+        {
+            let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(file)
+                .and_modify(|cur| {
+                    if (acked.generation, acked.pos) > (cur.generation, cur.pos) {
+                        *cur = acked;
+                    }
+                })
+                .or_insert(acked);
+        }
+        self.wake();
     }
 
     /// Takes everything recorded since the last call.
@@ -49,6 +66,7 @@ impl AckBoard {
     /// where it stands and reads the file again from there.
     pub fn request_resync(&self, file: FileKey) {
         self.resync.lock().unwrap_or_else(|e| e.into_inner()).insert(file);
+        self.wake();
     }
 
     /// Takes the streams to resynchronise.

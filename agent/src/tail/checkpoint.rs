@@ -20,7 +20,7 @@ const VERSION: u32 = 1;
 const FILE_NAME: &str = "checkpoints.json";
 
 /// One file's acknowledged state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub key: FileKey,
     /// Name of the source that tails the file.
@@ -43,7 +43,7 @@ pub struct Entry {
 /// The stream a copy of truncated content continues. Until the copy's own
 /// stream has records, what the collector stored of the original says
 /// where the copy starts (`sync::resume_copy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Continues {
     /// The truncated original's stream.
     pub original: i64,

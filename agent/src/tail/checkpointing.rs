@@ -52,12 +52,13 @@ impl FileServer {
         // Cleared even if the write fails: the periodic checkpoint retries
         // (no write attempt per loop pass on a full disk).
         self.untracked_by_checkpoint = false;
-        if entries == self.last_saved {
+        let digest = super::file_server::checkpoint_digest(&entries);
+        if self.last_saved == Some(digest) {
             return;
         }
         match self.checkpointer.save(&entries) {
             Ok(()) => {
-                self.last_saved = entries;
+                self.last_saved = Some(digest);
                 self.last_checkpoint_write = Instant::now();
             }
             Err(e) => {

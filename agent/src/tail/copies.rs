@@ -135,9 +135,9 @@ impl FileServer {
         let done = |o: &TrackedFile| {
             o.committed.generation > generation || (o.committed.generation == generation && o.committed.pos >= end)
         };
-        if !self.files.get(&original).is_none_or(done) {
+        if !self.files.get(&original).map(|o| &**o).is_none_or(done) {
             self.apply_acks();
-            if !self.files.get(&original).is_none_or(done) {
+            if !self.files.get(&original).map(|o| &**o).is_none_or(done) {
                 return false;
             }
         }

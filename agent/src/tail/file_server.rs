@@ -42,6 +42,9 @@ const READ_CHUNK: usize = 256 << 10;
 const READS_PER_PASS: usize = 8;
 /// How long to wait between attempts to hand a full queue a request.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+/// Quiet time after work before freed memory is returned to the OS: long
+/// enough not to trim between the reads of one burst.
+const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Rescan delay while matched files wait for a handle (the cap was reached).
@@ -59,7 +62,9 @@ pub struct FileServer {
     pub(super) flags: Flags,
     /// Parsed fields of the event being emitted, reused.
     pub(super) scratch: HeaderSet,
-    pub(super) files: HashMap<FileKey, TrackedFile>,
+    /// Boxed: a `TrackedFile` is ~450 bytes, and a map's spare buckets
+    /// (up to half of them after it grows) would each hold one inline.
+    pub(super) files: HashMap<FileKey, Box<TrackedFile>>,
     pub(super) by_path: HashMap<PathBuf, FileKey>,
     pub(super) open_handles: usize,
     /// Checkpoint entries not (yet) matched to a file.
@@ -68,7 +73,10 @@ pub struct FileServer {
     pub(super) tx: Option<mpsc::Sender<ShipRequest>>,
     pub(super) acks: Arc<AckBoard>,
     pub(super) checkpointer: Checkpointer,
-    pub(super) last_saved: Vec<Entry>,
+    /// Digest of the entries last written: a checkpoint is skipped when
+    /// nothing in it changed (a digest rather than the entries: with
+    /// 10,000 files they were a megabyte or two, kept for a comparison).
+    pub(super) last_saved: Option<u64>,
     pub(super) agent_id: u64,
     pub(super) first_start: bool,
     pub(super) read_buf: Vec<u8>,
@@ -145,6 +153,7 @@ impl FileServer {
             max_wait: cfg.batch.max_wait,
         };
         let wake = Arc::new(Wake::default());
+        acks.set_waker(Arc::clone(&wake));
         let globs: Vec<String> = cfg
             .sources
             .iter()
@@ -167,8 +176,8 @@ impl FileServer {
             files: HashMap::new(),
             by_path: HashMap::new(),
             open_handles: 0,
-            dormant: loaded.entries.iter().map(|e| (e.key, e.clone())).collect(),
-            last_saved: loaded.entries,
+            last_saved: Some(checkpoint_digest(&loaded.entries)),
+            dormant: loaded.entries.into_iter().map(|e| (e.key, e)).collect(),
             batcher: Batcher::new(limits),
             tx: Some(tx),
             acks,
@@ -275,6 +284,10 @@ impl FileServer {
         let mut next_poll = now;
         let mut next_metrics = now;
         let mut woken = Woken::default();
+        // When the loop last did work, and whether freed memory has been
+        // returned since (see `crate::memory`).
+        let mut last_busy = now;
+        let mut released = false;
         while !stop.is_cancelled() {
             let now = Instant::now();
             let reloaded = self.reloads.as_ref().and_then(|(rx, _)| rx.try_recv().ok());
@@ -347,6 +360,13 @@ impl FileServer {
             }
             let read = self.read_files(to_read, now);
             self.checkpoint_stale |= read > 0;
+            if read > 0 || self.batcher.pending_bytes() > 0 {
+                last_busy = now;
+                released = false;
+            } else if !released && now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE {
+                crate::memory::release_free_memory();
+                released = true;
+            }
             self.flush_idle_partials(now);
             for req in self.batcher.due(now) {
                 self.send(req);
@@ -358,7 +378,13 @@ impl FileServer {
                 next_metrics = now + METRICS_EVERY;
             }
             if read == 0 && !stop.is_cancelled() {
-                let mut wake_at = next_scan.min(self.next_checkpoint);
+                // Acknowledgements wake the loop (the ack board pokes it):
+                // with nothing to checkpoint, it sleeps to the next scan.
+                self.apply_acks();
+                let mut wake_at = next_scan;
+                if self.checkpoint_stale || self.untracked_by_checkpoint {
+                    wake_at = wake_at.min(self.next_checkpoint);
+                }
                 if needs_ticks {
                     wake_at = wake_at.min(next_poll);
                 }
@@ -565,6 +591,15 @@ fn source_headers(cfg: &AgentConfig) -> Vec<HeaderSet> {
             h
         })
         .collect()
+}
+
+/// A digest of checkpoint entries, to tell whether they changed.
+pub(super) fn checkpoint_digest(entries: &[Entry]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same entries give the same digest.
+    let mut h = std::hash::DefaultHasher::new();
+    entries.hash(&mut h);
+    h.finish()
 }
 
 pub(super) fn unix_ms() -> i64 {

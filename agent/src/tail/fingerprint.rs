@@ -32,7 +32,7 @@ impl FileKey {
 }
 
 /// A checksum of the first `len` bytes of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Head {
     pub len: u32,
     pub crc: u32,

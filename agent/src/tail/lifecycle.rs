@@ -231,7 +231,7 @@ impl FileServer {
     /// finds it by inode even if rotation renames it away in between.
     pub(super) fn insert_tracked(&mut self, path: PathBuf, t: TrackedFile) {
         self.by_path.insert(path, t.key);
-        self.files.insert(t.key, t);
+        self.files.insert(t.key, Box::new(t));
         self.open_handles += 1;
         self.untracked_by_checkpoint = true;
     }

@@ -30,8 +30,6 @@ pub struct TrackedFile {
     /// The `path` header, encoded once.
     pub path_headers: HeaderSet,
     pub producer_id: i64,
-    /// The record key: the stream id as hex, so one file's lines share a partition.
-    pub stream_key: Vec<u8>,
     /// Sequence number the next record gets.
     pub next_seq: i64,
     /// Bumped when the file is truncated (copytruncate).
@@ -101,7 +99,6 @@ impl TrackedFile {
             framer: LineFramer::with_mode(framing.0, framing.1, start.pos),
             head,
             producer_id: start.producer_id,
-            stream_key: format!("{:016x}", start.producer_id).into_bytes(),
             next_seq: start.next_seq,
             generation: start.generation,
             generation_start_seq: start.next_seq,
