@@ -141,6 +141,15 @@ fn issue_4_bad_files_are_reported_and_skipped() {
             log.contains("secret.log") && log.contains("ermission denied"),
             "no message about the unreadable file:\n{log}"
         );
+        // Made readable (which does not touch its directory): the periodic
+        // rescan still retries it, and its line arrives.
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        wait_for("the once unreadable file's line", PATIENCE, || {
+            c.records("bad")
+                .iter()
+                .any(|r| record_line(r) == b"hidden")
+                .then_some(())
+        });
     }
 }
 

@@ -119,7 +119,8 @@ pub struct TailToml {
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
     /// How often globs are re-expanded to find new files (with inotify, new
-    /// files are also found at once through events). Default 5s.
+    /// files are also found at once through events). A periodic rescan is
+    /// skipped while the globs' directories are unchanged. Default 5s.
     #[serde(default = "default_glob_interval")]
     pub glob_interval: HumanDuration,
     /// A last line without a newline is sent once its file has not grown

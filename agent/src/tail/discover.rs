@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 use std::fs::Metadata;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::config::Source;
 
@@ -15,6 +17,9 @@ pub struct Found {
     pub path: PathBuf,
     /// Metadata of the file (symlinks followed).
     pub meta: Metadata,
+    /// The path is a symlink: its target may change without the glob's
+    /// directory changing.
+    pub via_symlink: bool,
 }
 
 /// Something a glob matched that cannot be tailed, with the reason.
@@ -57,8 +62,18 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
                 if source.exclude.iter().any(|x| x.matches_path(&path)) || !seen.insert(path.clone()) {
                     continue;
                 }
-                match std::fs::metadata(&path) {
-                    Ok(meta) if meta.is_file() => found.push(Found { source: i, path, meta }),
+                // lstat first: for a regular file it is the only call.
+                let (meta, via_symlink) = match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.file_type().is_symlink() => (std::fs::metadata(&path), true),
+                    other => (other, false),
+                };
+                match meta {
+                    Ok(meta) if meta.is_file() => found.push(Found {
+                        source: i,
+                        path,
+                        meta,
+                        via_symlink,
+                    }),
                     Ok(meta) => {
                         let kind = file_kind(&meta);
                         skipped.push(Skipped {
@@ -77,6 +92,103 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
     (found, skipped)
 }
 
+/// What a directory looked like: a change to its entries (a file created,
+/// renamed, deleted) changes its modification time, and any change of its
+/// own its change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(dir: &Path) -> Option<Stamp> {
+        let m = std::fs::metadata(dir).ok()?;
+        Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// The later of the two times, as a `SystemTime`.
+    fn changed_at(&self) -> Option<SystemTime> {
+        let at = |(s, ns): (i64, i64)| {
+            SystemTime::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(s).ok()?, u32::try_from(ns).ok()?))
+        };
+        Some(at(self.mtime)?.max(at(self.ctime)?))
+    }
+}
+
+/// A directory changed this recently may change again within the same
+/// timestamp tick (coarse on some file systems) without a new stamp.
+const STAMP_SETTLE: Duration = Duration::from_secs(2);
+
+/// The directories every glob reads, as they were when a full scan began:
+/// while none has changed, a rescan would find exactly the files it found
+/// (names come and go only through their directory, which a rename, create
+/// or delete stamps), so it can be skipped. That keeps an idle agent with
+/// thousands of files from reading and stat-ing them all every
+/// `glob_interval`.
+#[derive(Debug, Default)]
+pub struct DirStamps {
+    stamps: Vec<(PathBuf, Stamp)>,
+    /// Whether the stamps describe every glob (none has a wildcard above
+    /// its last component, and every directory could be read).
+    complete: bool,
+}
+
+impl DirStamps {
+    /// Stamps the directories of `sources`' globs; call right before a full scan.
+    pub fn record(sources: &[Source]) -> Self {
+        Self::record_at(sources, SystemTime::now())
+    }
+
+    fn record_at(sources: &[Source], taken: SystemTime) -> Self {
+        let mut stamps = Vec::new();
+        let mut complete = true;
+        for source in sources {
+            for pattern in &source.paths {
+                let Some(dir) = literal_dir(pattern.as_str()) else {
+                    complete = false;
+                    continue;
+                };
+                if stamps.iter().any(|(d, _)| d == &dir) {
+                    continue;
+                }
+                match Stamp::of(&dir) {
+                    // Too fresh to trust: a change in the same tick would not show.
+                    Some(st) if st.changed_at().is_some_and(|t| t + STAMP_SETTLE < taken) => stamps.push((dir, st)),
+                    _ => complete = false,
+                }
+            }
+        }
+        DirStamps { stamps, complete }
+    }
+
+    /// Makes the next rescan happen whatever the stamps say (the last one
+    /// left something to retry).
+    pub fn invalidate(&mut self) {
+        self.complete = false;
+    }
+
+    /// Whether a rescan now would find what the recorded one found.
+    pub fn unchanged(&self) -> bool {
+        self.complete && self.stamps.iter().all(|(dir, st)| Stamp::of(dir).as_ref() == Some(st))
+    }
+}
+
+/// The directory a glob lists, when only its last component has wildcards.
+fn literal_dir(pattern: &str) -> Option<PathBuf> {
+    let path = Path::new(pattern);
+    let dir = path.parent()?;
+    let has_wildcard = |s: &str| s.contains(['*', '?', '[']);
+    (!has_wildcard(dir.to_str()?)).then(|| dir.to_path_buf())
+}
+
 fn file_kind(meta: &Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
@@ -90,5 +202,56 @@ fn file_kind(meta: &Metadata) -> &'static str {
         "device"
     } else {
         "special file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(globs: &[String]) -> Source {
+        let toml = format!(
+            "data_dir = \"/tmp/x\"\n[collector]\nurls = [\"http://127.0.0.1:1\"]\n[[sources]]\nname = \"s\"\ntopic = \"t\"\npaths = {globs:?}\n"
+        );
+        let text = logpost_shared::config::SourceText {
+            path: "agent.toml".into(),
+            text: toml,
+        };
+        let cfg = crate::config::AgentConfig::from_source(&text).expect("config");
+        cfg.sources.into_iter().next().expect("a source")
+    }
+
+    #[test]
+    fn unchanged_directories_are_seen_and_changes_are_not_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), "x\n").unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let sources = vec![source(std::slice::from_ref(&glob))];
+        // Freshly changed: not trusted yet.
+        assert!(!DirStamps::record(&sources).unchanged());
+        let later = SystemTime::now() + STAMP_SETTLE * 2;
+        let stamps = DirStamps::record_at(&sources, later);
+        assert!(stamps.unchanged(), "nothing changed");
+        // Appending to a file does not touch its directory.
+        std::fs::write(dir.path().join("a.log"), "x\ny\n").unwrap();
+        assert!(stamps.unchanged());
+        std::fs::write(dir.path().join("b.log"), "new\n").unwrap();
+        assert!(!stamps.unchanged(), "a new file");
+        let stamps = DirStamps::record_at(&sources, later + STAMP_SETTLE * 2);
+        std::fs::rename(dir.path().join("b.log"), dir.path().join("b.log.1")).unwrap();
+        assert!(!stamps.unchanged(), "a rename");
+        let mut stamps = DirStamps::record_at(&sources, later + STAMP_SETTLE * 4);
+        assert!(stamps.unchanged());
+        stamps.invalidate();
+        assert!(!stamps.unchanged(), "invalidated");
+    }
+
+    #[test]
+    fn wildcard_directories_are_always_rescanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let glob = format!("{}/*/app.log", dir.path().display());
+        let sources = vec![source(&[glob])];
+        let stamps = DirStamps::record_at(&sources, SystemTime::now() + STAMP_SETTLE * 2);
+        assert!(!stamps.unchanged());
     }
 }

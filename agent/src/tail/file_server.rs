@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpointer, Entry};
+use super::discover::DirStamps;
 use super::emit::{EmitCtx, Flags, Sink, emit_lines, flush_multiline};
 use super::fingerprint::FileKey;
 use super::tracked::TrackedFile;
@@ -77,6 +78,8 @@ pub struct FileServer {
     /// nothing in it changed (a digest rather than the entries: with
     /// 10,000 files they were a megabyte or two, kept for a comparison).
     pub(super) last_saved: Option<u64>,
+    /// The glob directories as the last full scan saw them (see `DirStamps`).
+    pub(super) dir_stamps: DirStamps,
     pub(super) agent_id: u64,
     pub(super) first_start: bool,
     pub(super) read_buf: Vec<u8>,
@@ -177,6 +180,7 @@ impl FileServer {
             by_path: HashMap::new(),
             open_handles: 0,
             last_saved: Some(checkpoint_digest(&loaded.entries)),
+            dir_stamps: DirStamps::default(),
             dormant: loaded.entries.into_iter().map(|e| (e.key, e)).collect(),
             batcher: Batcher::new(limits),
             tx: Some(tx),
@@ -275,6 +279,7 @@ impl FileServer {
     /// pending. Returns itself for the final checkpoint.
     pub fn run(mut self, stop: &CancellationToken) -> FileServer {
         let now = Instant::now();
+        self.dir_stamps = DirStamps::record(&self.cfg.sources);
         self.scan(now, true);
         self.recover_dormant(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
@@ -296,7 +301,14 @@ impl FileServer {
                 woken.rescan = true;
             }
             if woken.rescan || now >= next_scan {
-                self.scan(now, false);
+                // A periodic rescan over directories that have not changed
+                // since the last one (and with no file waiting for a
+                // handle) would find the same files: skipped.
+                let unchanged = !woken.rescan && self.stats.files_waiting == 0 && self.dir_stamps.unchanged();
+                if !unchanged {
+                    self.dir_stamps = DirStamps::record(&self.cfg.sources);
+                    self.scan(now, false);
+                }
                 next_scan = now + self.cfg.tail.glob_interval;
                 if self.stats.files_waiting > 0 {
                     // Files beyond the handle cap get a handle as soon as

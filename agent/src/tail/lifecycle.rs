@@ -24,6 +24,10 @@ impl FileServer {
     /// vanished ones marked gone (read to their end, then closed).
     pub(super) fn scan(&mut self, now: Instant, initial: bool) {
         let (found, skipped) = discover(&self.cfg.sources);
+        // Anything left to retry (unreadable, failing, waiting for a
+        // handle) or a symlink (its target can change elsewhere) needs the
+        // next periodic rescan even if no glob directory changes.
+        let mut needs_rescan = !skipped.is_empty();
         for s in skipped {
             if self.warned.insert((s.path.clone(), s.reason.clone())) {
                 tracing::warn!(path = %s.path.display(), reason = %s.reason, "cannot tail matched path; skipping it");
@@ -33,6 +37,7 @@ impl FileServer {
         let mut waiting = 0;
         let heads = if initial { LiveHeads::new() } else { self.live_heads() };
         for f in found {
+            needs_rescan |= f.via_symlink;
             let key = FileKey::of(&f.meta);
             if !seen.insert(key) {
                 continue; // the same file through another path (a symlink)
@@ -55,6 +60,7 @@ impl FileServer {
             let file = match File::open(&f.path) {
                 Ok(file) => file,
                 Err(e) => {
+                    needs_rescan = true;
                     if self.warned.insert((f.path.clone(), e.to_string())) {
                         tracing::warn!(path = %f.path.display(), error = %e, "cannot open file; will retry");
                     }
@@ -62,7 +68,10 @@ impl FileServer {
                 }
             };
             // Identify by the handle: the path may have been replaced since the stat.
-            let Ok(meta) = file.metadata() else { continue };
+            let Ok(meta) = file.metadata() else {
+                needs_rescan = true;
+                continue;
+            };
             let key = FileKey::of(&meta);
             if self.files.contains_key(&key) {
                 continue;
@@ -90,8 +99,14 @@ impl FileServer {
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
                     self.insert_tracked(f.path, t);
                 }
-                Err(e) => tracing::warn!(path = %f.path.display(), error = %e, "cannot read file head; will retry"),
+                Err(e) => {
+                    needs_rescan = true;
+                    tracing::warn!(path = %f.path.display(), error = %e, "cannot read file head; will retry");
+                }
             }
+        }
+        if needs_rescan || waiting > 0 {
+            self.dir_stamps.invalidate();
         }
         for (key, t) in &mut self.files {
             if !seen.contains(key) && !t.gone {
