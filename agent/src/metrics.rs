@@ -57,7 +57,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     );
     describe_gauge!(
         "logpost_agent_files_waiting",
-        "New files waiting for a handle under the cap."
+        "Files with unread data waiting for a handle (the max_open_files cap)."
     );
     describe_gauge!(
         "logpost_agent_bytes_behind",

@@ -252,10 +252,34 @@ fn issue_4_ten_thousand_files() {
     let config =
         agent_config(&c, &glob, "many").replace("[tail]", "[tail]\nmax_open_files = 256\nclose_idle_after = \"1s\"\n");
     let agent = Agent::start(&tmp.path().join("agent"), &config);
+    let pid = agent.pid();
+    // The cap holds while all 10,000 are new: the most descriptors seen
+    // while they are shipped (the cap plus the agent's own sockets, pipes
+    // and inotify).
+    let shipping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let shipping = std::sync::Arc::clone(&shipping);
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while shipping.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                    most = most.max(dir.count());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
     let written: BTreeMap<u32, u64> = (0..FILES).map(|i| (i, 1)).collect();
     let r = wait_delivered(&c, "many", &written);
+    shipping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most_fds = sampler.join().unwrap();
     assert_clean(&r, false);
-    let pid = agent.pid();
+    eprintln!("most descriptors while shipping {most_fds}");
+    assert!(
+        most_fds <= 256 + 40,
+        "{most_fds} descriptors open with max_open_files = 256"
+    );
     let fds = wait_for("idle handles to be closed", PATIENCE, || {
         let n = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
         (n < 300).then_some(n)

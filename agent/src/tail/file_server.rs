@@ -48,8 +48,6 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
-/// Rescan delay while matched files wait for a handle (the cap was reached).
-const WAITING_RESCAN: Duration = Duration::from_millis(200);
 /// Delay of a rescan triggered by an event on an untracked path.
 const UNKNOWN_PATH_RESCAN: Duration = Duration::from_millis(50);
 /// A file that grew this recently is read every tick even without an
@@ -283,9 +281,6 @@ impl FileServer {
         self.scan(now, true);
         self.recover_dormant(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
-        if self.stats.files_waiting > 0 {
-            next_scan = now + WAITING_RESCAN;
-        }
         let mut next_poll = now;
         let mut next_metrics = now;
         let mut woken = Woken::default();
@@ -302,20 +297,13 @@ impl FileServer {
             }
             if woken.rescan || now >= next_scan {
                 // A periodic rescan over directories that have not changed
-                // since the last one (and with no file waiting for a
-                // handle) would find the same files: skipped.
-                let unchanged = !woken.rescan && self.stats.files_waiting == 0 && self.dir_stamps.unchanged();
+                // since the last one would find the same files: skipped.
+                let unchanged = !woken.rescan && self.dir_stamps.unchanged();
                 if !unchanged {
                     self.dir_stamps = DirStamps::record(&self.cfg.sources);
                     self.scan(now, false);
                 }
                 next_scan = now + self.cfg.tail.glob_interval;
-                if self.stats.files_waiting > 0 {
-                    // Files beyond the handle cap get a handle as soon as
-                    // others are read to their end and idle, not a whole
-                    // glob_interval later.
-                    next_scan = next_scan.min(now + WAITING_RESCAN);
-                }
             }
             for (from, to) in woken.renames.drain(..) {
                 self.renamed_unseen(&from, &to, now);
@@ -427,10 +415,12 @@ impl FileServer {
     /// Publishes counters and gauges (once a second, from the loop).
     fn publish_metrics(&mut self) {
         let mut behind = vec![0u64; self.cfg.sources.len()];
-        let mut open = 0;
+        let (mut open, mut waiting) = (0, 0);
         for f in self.files.values() {
             if f.file.is_some() {
                 open += 1;
+            } else if !f.at_eof {
+                waiting += 1;
             }
             let size = if f.file.is_some() {
                 f.size().unwrap_or(0)
@@ -446,6 +436,7 @@ impl FileServer {
         }
         self.stats.files_tracked = self.files.len();
         self.stats.files_open = open;
+        self.stats.files_waiting = waiting;
         let names: Vec<String> = self.cfg.sources.iter().map(|s| s.name.clone()).collect();
         crate::metrics::publish(&self.stats, &names, self.last_checkpoint_write.elapsed());
     }
@@ -458,7 +449,7 @@ impl FileServer {
         let mut heads = None;
         for key in keys {
             if !self.files.get(&key).is_some_and(|f| f.synced)
-                || !self.ensure_open(key, now)
+                || !self.ensure_open(key)
                 || !self.copy_check_passed(key, now, &mut heads)
                 || !self.original_acked(key)
             {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::checkpoint::{Continues, Entry};
 use super::copies::{COPY_DECISION, LiveHeads};
@@ -34,7 +34,7 @@ impl FileServer {
             }
         }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
-        let mut waiting = 0;
+        let mut no_idle = false;
         let heads = if initial { LiveHeads::new() } else { self.live_heads() };
         for f in found {
             needs_rescan |= f.via_symlink;
@@ -53,10 +53,12 @@ impl FileServer {
                 }
                 continue;
             }
-            if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle(now) {
-                waiting += 1;
-                continue; // retried at the next scan
-            }
+            // Past the handle cap a new file is still tracked (head read,
+            // checkpointed, looked up), only without a handle: the read
+            // loop opens it as open files reach their end. One failed
+            // eviction per scan is enough to know none is idle.
+            let over_cap = self.open_handles >= self.cfg.tail.max_open_files && (no_idle || !self.evict_idle());
+            no_idle |= over_cap;
             let file = match File::open(&f.path) {
                 Ok(file) => file,
                 Err(e) => {
@@ -97,6 +99,9 @@ impl FileServer {
                         t.copy_check_until = Some(now + COPY_DECISION);
                     }
                     tracing::debug!(path = %f.path.display(), pos = start.pos, "tailing file");
+                    if over_cap {
+                        t.file = None;
+                    }
                     self.insert_tracked(f.path, t);
                 }
                 Err(e) => {
@@ -105,7 +110,7 @@ impl FileServer {
                 }
             }
         }
-        if needs_rescan || waiting > 0 {
+        if needs_rescan {
             self.dir_stamps.invalidate();
         }
         for (key, t) in &mut self.files {
@@ -114,7 +119,6 @@ impl FileServer {
                 t.gone = true;
             }
         }
-        self.stats.files_waiting = waiting;
     }
 
     /// A file renamed from a path a source matches to one it does not,
@@ -138,7 +142,7 @@ impl FileServer {
         if !meta.is_file() || self.files.contains_key(&key) {
             return;
         }
-        if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle(now) {
+        if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle() {
             return;
         }
         let start = self.start_for(key, source, to, &file, &meta, false, now);
@@ -246,8 +250,10 @@ impl FileServer {
     /// finds it by inode even if rotation renames it away in between.
     pub(super) fn insert_tracked(&mut self, path: PathBuf, t: TrackedFile) {
         self.by_path.insert(path, t.key);
+        if t.file.is_some() {
+            self.open_handles += 1;
+        }
         self.files.insert(t.key, Box::new(t));
-        self.open_handles += 1;
         self.untracked_by_checkpoint = true;
     }
 
@@ -300,13 +306,13 @@ impl FileServer {
 
     /// Makes sure `key` has an open handle, reopening an idle file; false if
     /// it cannot be read now (handle cap reached, or it vanished).
-    pub(super) fn ensure_open(&mut self, key: FileKey, now: Instant) -> bool {
+    pub(super) fn ensure_open(&mut self, key: FileKey) -> bool {
         match self.files.get(&key) {
             None => return false,
             Some(f) if f.file.is_some() => return true,
             Some(_) => {}
         }
-        if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle(now) {
+        if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle() {
             return false;
         }
         let Some(f) = self.files.get_mut(&key) else {
@@ -339,27 +345,32 @@ impl FileServer {
         true
     }
 
-    /// Closes the least recently active idle handle; false if none is idle.
-    fn evict_idle(&mut self, now: Instant) -> bool {
-        let victim = self
+    /// Closes the handles of the files read to their end that grew least
+    /// recently, an eighth of the cap at a time (one pass over the files
+    /// pays for many evictions: 10,000 new files over a cap of 256 made a
+    /// pass per eviction quadratic); false if no open file is at its end.
+    fn evict_idle(&mut self) -> bool {
+        let batch = (self.cfg.tail.max_open_files as usize / 8).max(1);
+        let mut idle: Vec<(Instant, FileKey)> = self
             .files
             .values()
-            .filter(|f| {
-                f.file.is_some()
-                    && f.at_eof
-                    && !f.gone
-                    && now.duration_since(f.last_growth) >= Duration::from_millis(100)
-            })
-            .min_by_key(|f| f.last_growth)
-            .map(|f| f.key);
-        match victim.and_then(|k| self.files.get_mut(&k)) {
-            Some(f) => {
+            .filter(|f| f.file.is_some() && f.at_eof && !f.gone)
+            .map(|f| (f.last_growth, f.key))
+            .collect();
+        if idle.is_empty() {
+            return false;
+        }
+        if idle.len() > batch {
+            idle.select_nth_unstable(batch - 1);
+            idle.truncate(batch);
+        }
+        for (_, key) in idle {
+            if let Some(f) = self.files.get_mut(&key) {
                 f.file = None;
                 self.open_handles -= 1;
-                true
             }
-            None => false,
         }
+        true
     }
 
     /// Closes handles of files idle for `close_idle_after`, and forgets
