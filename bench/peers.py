@@ -12,16 +12,20 @@ Scenarios (as in bench/pipeline.py and bench/agent.py):
 logpost-agent ships RecordBatch bodies (gzip 1) to /v1/ingest; Fluent Bit
 (`fluent-bit` on PATH; it is not packaged for Debian, so build it outside
 the project) ships with its `loki` output (JSON, gzip) to the collector's
-Loki push API, which stores every line as a record just the same. Each run
+Loki push API, which stores every line as a record just the same
+(`fluent-bit`), and, as the issue's peer figures were measured, with its
+`http` output (json_lines, gzip) to a sink in this script that only counts
+lines (`fluent-bit-http`: no collector work on the shared cores). Each run
 starts a fresh collector; throughput counts raw bytes from agent start
 until the collector holds every line. Fluent Bit's settings are its
 documented tuning for throughput: 1 MiB tail buffers, an in-memory buffer
 limit, `Refresh_Interval 5` as logpost's `glob_interval`.
 
-usage: bench/peers.py [big] [many] [idle10k] [idle1] [--only logpost|fluent-bit] [--idle-seconds N]
+usage: bench/peers.py [big] [many] [idle10k] [idle1] [--only logpost|fluent-bit|fluent-bit-http]
+                     [--idle-seconds N]
        (build first: cargo build --release)
 """
-import argparse, os, shutil, subprocess, sys, tempfile, time
+import argparse, gzip, http.server, os, shutil, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pipeline import BIN, HERE, bigfile, count_lines, cpu_seconds, http_json, peak_rss_mib, rss_mib  # noqa: E402
@@ -84,14 +88,76 @@ def start_fluent_bit(work, glob, url):
                             stderr=open(os.path.join(work, "fluent-bit.log"), "w"))
 
 
-def wait_stored(url, agent, lines, work):
+class CountingSink(http.server.ThreadingHTTPServer):
+    """Takes Fluent Bit's http output (gzip json_lines) and counts lines."""
+
+    def __init__(self):
+        self.lines = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(h):
+                body = h.rfile.read(int(h.headers.get("Content-Length", 0)))
+                if h.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                with self.lock:
+                    self.lines += body.count(b"\n")
+                h.send_response(200)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+
+            def log_message(h, *a):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def start_fluent_bit_http(work, glob, url):
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    cfg = os.path.join(work, "fluent-bit.conf")
+    with open(cfg, "w") as f:
+        f.write(f"""[SERVICE]
+    flush        1
+    log_level    warn
+    http_server  off
+[INPUT]
+    name              tail
+    path              {glob}
+    read_from_head    true
+    db                {work}/fluent-bit.db
+    refresh_interval  5
+    buffer_chunk_size 1MB
+    buffer_max_size   1MB
+    mem_buf_limit     64MB
+[OUTPUT]
+    name      http
+    match     *
+    host      {host}
+    port      {port}
+    uri       /
+    format    json_lines
+    compress  gzip
+    workers   1
+""")
+    return subprocess.Popen(["fluent-bit", "-c", cfg], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, "fluent-bit.log"), "w"))
+
+
+def wait_stored(url, agent, lines, work, sink=None):
     stored = 0
     while stored < lines:
         time.sleep(0.05)
-        try:
-            stored = http_json(f"{url}/v1/topics/bench")["records"]
-        except Exception:
-            pass
+        if sink is not None:
+            stored = sink.lines
+        else:
+            try:
+                stored = http_json(f"{url}/v1/topics/bench")["records"]
+            except Exception:
+                pass
         if agent.poll() is not None:
             sys.exit(f"agent exited early; see {work}")
     return stored
@@ -135,17 +201,19 @@ def run(kind, scenario, idle_seconds):
     work = tempfile.mkdtemp(prefix=f"peers-{kind}-{scenario}-", dir=os.path.join(HERE, "out"))
     try:
         glob, size, lines = prepare(scenario, os.path.join(work, "logs"))
+        sink = CountingSink() if kind == "fluent-bit-http" else None
         coll, url = start_collector(work)
         t0 = time.monotonic()
-        agent = (start_logpost if kind == "logpost" else start_fluent_bit)(work, glob, url)
-        wait_stored(url, agent, lines, work)
+        start = {"logpost": start_logpost, "fluent-bit": start_fluent_bit, "fluent-bit-http": start_fluent_bit_http}[kind]
+        agent = start(work, glob, sink.url if sink else url)
+        wait_stored(url, agent, lines, work, sink)
         elapsed = time.monotonic() - t0
         a_cpu, a_peak = cpu_seconds(agent.pid), peak_rss_mib(agent.pid)
         c_cpu = cpu_seconds(coll.pid)
         if scenario in ("big", "many"):
             gib = size / (1 << 30)
             row = (f"{size / (1 << 20) / elapsed:.1f} MiB/s; agent {a_cpu / gib:.2f} CPU-s/GiB, peak RSS {a_peak:.1f} MiB; "
-                   f"collector {c_cpu / gib:.2f} CPU-s/GiB")
+                   + ("sink: counts lines only" if sink else f"collector {c_cpu / gib:.2f} CPU-s/GiB"))
         else:
             time.sleep(35)  # past idle-handle closing (logpost: 30 s)
             cpu0 = cpu_seconds(agent.pid)
@@ -155,6 +223,8 @@ def run(kind, scenario, idle_seconds):
             row = (f"shipped {lines} lines in {elapsed:.1f} s; idle: RSS {rss_mib(agent.pid):.1f} MiB (peak {a_peak:.1f}), "
                    f"{fds} descriptors, {threads(agent.pid)} threads, CPU {100 * cpu / idle_seconds:.2f}% of a core")
         stop(agent, coll)
+        if sink:
+            sink.shutdown()
         return row
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -163,15 +233,15 @@ def run(kind, scenario, idle_seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenarios", nargs="*", default=["big", "many", "idle10k", "idle1"])
-    ap.add_argument("--only", choices=["logpost", "fluent-bit"])
+    ap.add_argument("--only", choices=["logpost", "fluent-bit", "fluent-bit-http"])
     ap.add_argument("--idle-seconds", type=int, default=30)
     args = ap.parse_args()
-    kinds = [args.only] if args.only else ["logpost", "fluent-bit"]
-    if "fluent-bit" in kinds and not shutil.which("fluent-bit"):
+    kinds = [args.only] if args.only else ["logpost", "fluent-bit", "fluent-bit-http"]
+    if not shutil.which("fluent-bit"):
         print("fluent-bit is not on PATH: logpost only", file=sys.stderr)
-        kinds = [k for k in kinds if k != "fluent-bit"]
+        kinds = [k for k in kinds if k == "logpost"]
     version = ""
-    if "fluent-bit" in kinds:
+    if any(k != "logpost" for k in kinds):
         version = subprocess.run(["fluent-bit", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     commit = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()

@@ -350,7 +350,7 @@ impl FileServer {
     /// pays for many evictions: 10,000 new files over a cap of 256 made a
     /// pass per eviction quadratic); false if no open file is at its end.
     fn evict_idle(&mut self) -> bool {
-        let batch = (self.cfg.tail.max_open_files as usize / 8).max(1);
+        let batch = (self.cfg.tail.max_open_files / 8).max(1);
         let mut idle: Vec<(Instant, FileKey)> = self
             .files
             .values()

@@ -381,7 +381,7 @@ pub fn newest_records<T>(
         }
     })?;
     let mut kept: Vec<Kept<T>> = heap.into_iter().map(|Reverse(k)| k).collect();
-    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     Ok(kept.into_iter().map(|k| (k.0.0, k.1)).collect())
 }
 
