@@ -41,7 +41,7 @@ echo "==> starting the collector (data in $dir/collector)"
 "$bin/logpost-collector" --config "$dir/collector.toml" > "$dir/collector.out" 2> "$dir/collector.log" &
 pids+=($!)
 url=""
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do # up to a minute on a busy machine
   url=$(sed -n 's/^logpost-collector listening on //p' "$dir/collector.out" 2>/dev/null || true)
   [ -n "$url" ] && break
   sleep 0.05
@@ -76,11 +76,14 @@ echo "==> starting the agent (tailing $dir/logs)"
 pids+=($!)
 
 echo "==> waiting for lines to arrive"
-for _ in $(seq 1 200); do
+n=0
+deadline=$((SECONDS + 90))
+while [ "$SECONDS" -lt "$deadline" ]; do
   n=$("$bin/logpost" query app --limit 0 --output raw 2>/dev/null | wc -l || true)
   [ "${n:-0}" -ge 200 ] && break
   sleep 0.1
 done
+[ "${n:-0}" -ge 200 ] || { echo "only ${n:-0} of 200 lines arrived in 90 s; agent log:" >&2; cat "$dir/agent.log" >&2; exit 1; }
 echo
 echo "\$ logpost topics"
 "$bin/logpost" topics

@@ -15,15 +15,19 @@ use std::time::{Duration, Instant};
 
 /// Polls `probe` until it yields a value. The deadline only detects hangs
 /// and is generous (shared CI machines are slow); the short interval keeps a
-/// passing test fast. Never a performance assertion.
+/// passing test fast; a probe that is expensive itself (reading back tens
+/// of MiB) waits as long as it took, so polling never takes more than half
+/// of the machine from the processes under test. Never a performance
+/// assertion.
 pub fn wait_for<T>(what: &str, within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
+        let started = Instant::now();
         if let Some(value) = probe() {
             return value;
         }
         assert!(Instant::now() < deadline, "gave up after {within:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(started.elapsed().max(Duration::from_millis(20)));
     }
 }
 
@@ -37,6 +41,16 @@ pub fn http() -> reqwest::blocking::Client {
 
 /// The default deadline for conditions in these tests.
 pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Serialises the heaviest tests (thousands of files, crash loops, tens of
+/// MiB read back, four client processes): two of them at once on a 2-core
+/// CI machine starve each other's processes. Held for the whole test; the
+/// other test thread goes on with light tests meanwhile.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed heavy test poisons the lock; the next may still run.
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Sleeps for `d`: only for pacing writers, never for letting the system
 /// settle (that is what [`wait_for`] is for).

@@ -391,7 +391,9 @@ max_wait = "100ms"
 [tail]
 poll_interval = "20ms"
 glob_interval = "100ms"
-partial_line_timeout = "300ms"
+# Long enough that a writer stalled between the halves of a line (a
+# busy CI machine) does not see it flushed in two pieces.
+partial_line_timeout = "2s"
 rotated_file_idle = "500ms"
 checkpoint_interval = "100ms"
 [[sources]]

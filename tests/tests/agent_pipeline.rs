@@ -22,7 +22,7 @@ urls = ["{url}"]
 max_wait = "100ms"
 [tail]
 poll_interval = "20ms"
-partial_line_timeout = "300ms"
+partial_line_timeout = "2s"
 max_line_bytes = "1KiB"
 long_lines = "truncate"
 [[sources]]
@@ -56,10 +56,9 @@ timestamp_format = "unix_ms"
     );
     let _agent = Agent::start(&tmp.path().join("agent"), &config);
 
-    let mut app = std::fs::File::create(logs.join("app.log")).unwrap();
     let long = "x".repeat(5000);
-    write!(
-        app,
+    // One write: a line split over several could be flushed in pieces.
+    let text = format!(
         "2024-05-01 12:00:00.250 ERROR com.example.Pay payment failed\n\
          java.lang.IllegalStateException: card declined\n\
          \tat com.example.Pay.charge(Pay.java:42)\n\
@@ -67,8 +66,8 @@ timestamp_format = "unix_ms"
          2024-05-01 12:00:01 INFO com.example.Api healthcheck ok\n\
          2024-05-01 12:00:02 WARN com.example.Api slow {long}\n\
          2024-05-01 12:00:03 INFO com.example.Api done\n"
-    )
-    .unwrap();
+    );
+    std::fs::write(logs.join("app.log"), text).unwrap();
     let mut events = std::fs::File::create(logs.join("events.json")).unwrap();
     writeln!(
         events,

@@ -121,9 +121,15 @@ fn issue_6_group_members_split_partitions_and_take_over_from_committed_offsets()
         "b printed records of partitions it was not assigned: {b_printed:?}"
     );
 
+    // Members commit right after they print: wait for those commits, or
+    // the kill below races a commit b already sent (the collector still
+    // applies it) and the offset read at the kill is stale.
+    let at_kill = wait_for("both members to commit what they printed", PATIENCE, || {
+        let now = committed(&c);
+        (now == (0..PARTITIONS).map(|p| (p, 35)).collect()).then_some(now)
+    });
     // b dies without leaving; its session times out and a takes over.
     b.kill9();
-    let at_kill = committed(&c);
     append(&c, 10, 3);
     wait_for("member a to take over every partition", PATIENCE, || {
         (assigned(&a).as_deref() == Some(&[0, 1, 2, 3][..])).then_some(())
@@ -147,7 +153,6 @@ fn issue_6_group_members_split_partitions_and_take_over_from_committed_offsets()
             at_kill.get(p).copied(),
             "partition {p}: committed at b's death {at_kill:?}"
         );
-        assert!(at_kill[p] > 25, "b committed nothing on partition {p}: {at_kill:?}");
     }
     // The collector is killed and restarted: a waits it out, joins the
     // (now empty) group again and goes on from the durable commits. (What

@@ -388,15 +388,16 @@ fn values(range: std::ops::Range<i32>) -> BTreeSet<String> {
 /// survivor takes over all partitions from the committed offsets: nothing
 /// lost, and nothing the dead member committed is read again.
 fn takeover(lib_a: &str, lib_b: &str) {
+    let _heavy = logpost_e2e::heavy();
     let tmp = tempfile::tempdir().unwrap();
-    // Kafka's default initial delay (3 s): both members, started together,
-    // land in the first generation however long Python takes to start.
+    // A long initial delay (Kafka's default is 3 s): both members, started
+    // together, land in the first generation however long Python takes to
+    // start on a busy machine.
     let c = Collector::start(
         tmp.path(),
-        "[kafka]\nlisten = \"127.0.0.1:0\"\n[groups]\ninitial_rebalance_delay = \"3s\"\n[topics.grp]\npartitions = 4\n",
+        "[kafka]\nlisten = \"127.0.0.1:0\"\n[groups]\ninitial_rebalance_delay = \"10s\"\n[topics.grp]\npartitions = 4\n",
     );
     let (topic, group) = ("grp", "takeover");
-    run_py("produce.py", &[c.kafka(), topic, "0", "400", "4"], LONG);
 
     let a = Member::start(lib_a, c.kafka(), topic, group);
     let b = Member::start(lib_b, c.kafka(), topic, group);
@@ -407,6 +408,9 @@ fn takeover(lib_a: &str, lib_b: &str) {
         }
     });
     let a_parts = a.assignment().unwrap();
+    // Produced only once the split is settled: should one member still
+    // join late, nothing was read (and committed) in a one-member round.
+    run_py("produce.py", &[c.kafka(), topic, "0", "400", "4"], LONG);
     wait_for("the first 400 messages to be consumed and committed", LONG, || {
         let mut seen: BTreeSet<String> = a.messages().into_keys().collect();
         seen.extend(b.messages().into_keys());

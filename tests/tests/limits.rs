@@ -97,9 +97,10 @@ fn issue_8_slow_clients_are_disconnected() {
     let c = Collector::start(tmp.path(), "[http]\nheader_timeout = \"1s\"\n");
     // Slowloris: a request head that never ends, trickled a byte at a time
     // (each byte well within any per-read timeout).
+    // Timed from before the connect: the collector's clock starts at accept.
+    let started = Instant::now();
     let slow = TcpStream::connect(&c.addr).unwrap();
     let mut writer = slow.try_clone().unwrap();
-    let started = Instant::now();
     writer.write_all(b"GET /v1/topics HTTP/1.1\r\nHost: x\r\n").unwrap();
     let trickle = std::thread::spawn(move || {
         for _ in 0..150 {

@@ -43,6 +43,7 @@ impl Xorshift {
 /// number of kills; `scripts/soak-collector` runs it for a set duration.
 #[test]
 fn issue_5_collector_sigkill_loses_no_acknowledged_record() {
+    let _heavy = logpost_e2e::heavy();
     let cycles: u32 = std::env::var("LOGPOST_CRASH_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())

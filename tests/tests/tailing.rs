@@ -239,6 +239,7 @@ fn issue_4_inode_reuse_reads_new_file_from_start() {
 /// file; idle files whose handles were closed are read again when they grow.
 #[test]
 fn issue_4_ten_thousand_files() {
+    let _heavy = logpost_e2e::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let (c, logs, glob) = setup(tmp.path(), "*.log");
     const FILES: u32 = 10_000;

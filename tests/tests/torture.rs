@@ -132,6 +132,7 @@ fn check_streaming(collector: &Collector, written: &BTreeMap<u32, u64>) -> Repor
 
 /// Runs the torture; returns the final report and the number of kills.
 fn torture(dedup: bool, lines_per_writer: u64, min_kills: u32, soak: Option<Duration>) -> (Report, u32) {
+    let _heavy = logpost_e2e::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let collector_extra = format!(
         "[storage]\ndefault_partitions = 3\ncheckpoint_interval = \"500ms\"\n[ingest]\ndeduplicate = {dedup}\n"
