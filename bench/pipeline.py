@@ -92,12 +92,14 @@ def main():
             f.write(f'data_dir = "{work}/collector"\n[http]\nlisten = "127.0.0.1:0"\n')
             if args.no_dedup:
                 f.write("[ingest]\ndeduplicate = false\n")
-        # PERF=agent or PERF=collector records a cpu-clock profile into bench/out/<which>.perf.
+        # PERF=agent or PERF=collector records a cpu-clock profile into bench/out/<which>.perf;
+        # PERF_CALL_GRAPH=dwarf for callers (release builds have no frame pointers).
         perf = os.environ.get("PERF", "")
         def wrap(which, cmd):
             if perf != which:
                 return cmd
-            return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o",
+            return ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000",
+                    "--call-graph", os.environ.get("PERF_CALL_GRAPH", "fp"), "-o",
                     os.path.join(HERE, "out", which + ".perf"), "--"] + cmd
         coll = subprocess.Popen(wrap("collector", [os.path.join(BIN, "logpost-collector"), "--config", coll_cfg]),
                                 stdout=subprocess.PIPE, stderr=open(os.path.join(work, "collector.log"), "w"), text=True)

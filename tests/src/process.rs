@@ -131,7 +131,7 @@ impl Collector {
         let data = dir.join("data");
         let mut f = File::create(&config).unwrap();
         writeln!(f, "data_dir = {:?}\n{extra}", data.display().to_string()).unwrap();
-        Self::launch(dir, config, "127.0.0.1:0", None)
+        Self::launch_on_stable_port(dir, config, None)
     }
 
     /// As [`start`](Self::start), logging with `rust_log` (an `EnvFilter`
@@ -143,7 +143,24 @@ impl Collector {
         let data = dir.join("data");
         let mut f = File::create(&config).unwrap();
         writeln!(f, "data_dir = {:?}\n{extra}", data.display().to_string()).unwrap();
-        Self::launch(dir, config, "127.0.0.1:0", Some(rust_log.to_owned()))
+        Self::launch_on_stable_port(dir, config, Some(rust_log.to_owned()))
+    }
+
+    /// Launches on a port below the kernel's ephemeral range, so that once
+    /// a test kills the collector, no other test's `:0` bind and no
+    /// outgoing connection can take the port before the restart rebinds it
+    /// (restarts keep the address: agents and clients must find it again).
+    fn launch_on_stable_port(dir: &Path, config: PathBuf, rust_log: Option<String>) -> Collector {
+        for _ in 0..5 {
+            let Some(port) = stable_port() else { break };
+            let listen = format!("127.0.0.1:{port}");
+            // Someone may bind the probed port before the collector does.
+            let attempt = std::panic::catch_unwind(|| Self::launch(dir, config.clone(), &listen, rust_log.clone()));
+            if let Ok(c) = attempt {
+                return c;
+            }
+        }
+        Self::launch(dir, config, "127.0.0.1:0", rust_log)
     }
 
     fn launch(dir: &Path, config: PathBuf, listen: &str, rust_log: Option<String>) -> Collector {
@@ -408,4 +425,31 @@ topic = "{topic}"
 /// with its first batch.
 fn not_created_yet(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("does not exist")
+}
+
+/// A free port below `ip_local_port_range` (where the kernel never picks
+/// ports for `:0` binds or outgoing connections), distinct for every call
+/// in this process; `None` if that range leaves no room.
+fn stable_port() -> Option<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = 8000;
+    let base = low.checked_sub(span + 1000)?;
+    if base < 1024 {
+        return None;
+    }
+    // Start where another test process (a second `cargo test`) is unlikely to.
+    let offset = std::process::id() % span;
+    for _ in 0..span {
+        let port = base + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).ok()?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Some(port);
+        }
+    }
+    None
 }
