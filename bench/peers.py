@@ -56,7 +56,23 @@ def start_logpost(work, glob, url):
                             stderr=open(os.path.join(work, "agent.log"), "w"))
 
 
-def start_fluent_bit(work, glob, url):
+# The two Fluent Bit setups differ only in their [OUTPUT] section.
+FLUENT_BIT_OUTPUTS = {
+    # to the collector's Loki push API
+    "loki": """    name            loki
+    labels          job=fluent-bit
+    line_format     key_value
+    drop_single_key raw
+""",
+    # to CountingSink, as the issue's peer figures were measured
+    "http": """    name      http
+    uri       /
+    format    json_lines
+""",
+}
+
+
+def start_fluent_bit(work, glob, url, output="loki"):
     host, port = url.removeprefix("http://").rsplit(":", 1)
     cfg = os.path.join(work, "fluent-bit.conf")
     with open(cfg, "w") as f:
@@ -74,15 +90,11 @@ def start_fluent_bit(work, glob, url):
     buffer_max_size   1MB
     mem_buf_limit     64MB
 [OUTPUT]
-    name            loki
-    match           *
-    host            {host}
-    port            {port}
-    labels          job=fluent-bit
-    line_format     key_value
-    drop_single_key raw
-    compress        gzip
-    workers         1
+{FLUENT_BIT_OUTPUTS[output]}    match    *
+    host     {host}
+    port     {port}
+    compress gzip
+    workers  1
 """)
     return subprocess.Popen(["fluent-bit", "-c", cfg], stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(work, "fluent-bit.log"), "w"))
@@ -117,34 +129,7 @@ class CountingSink(http.server.ThreadingHTTPServer):
 
 
 def start_fluent_bit_http(work, glob, url):
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    cfg = os.path.join(work, "fluent-bit.conf")
-    with open(cfg, "w") as f:
-        f.write(f"""[SERVICE]
-    flush        1
-    log_level    warn
-    http_server  off
-[INPUT]
-    name              tail
-    path              {glob}
-    read_from_head    true
-    db                {work}/fluent-bit.db
-    refresh_interval  5
-    buffer_chunk_size 1MB
-    buffer_max_size   1MB
-    mem_buf_limit     64MB
-[OUTPUT]
-    name      http
-    match     *
-    host      {host}
-    port      {port}
-    uri       /
-    format    json_lines
-    compress  gzip
-    workers   1
-""")
-    return subprocess.Popen(["fluent-bit", "-c", cfg], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(work, "fluent-bit.log"), "w"))
+    return start_fluent_bit(work, glob, url, output="http")
 
 
 def wait_stored(url, agent, lines, work, sink=None):
