@@ -21,6 +21,7 @@ pub mod file_server;
 pub mod fingerprint;
 pub mod framing;
 pub mod lifecycle;
+pub mod reading;
 pub mod sync;
 pub mod tracked;
 pub mod watch;

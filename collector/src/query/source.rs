@@ -27,8 +27,12 @@ use super::prefilter::Prefilter;
 use crate::ingest::loki::records::exact_ns;
 use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
 use crate::store::scan::{ScanError, SegmentScanner};
-use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes, StreamLabels};
+use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes};
 use crate::store::{Store, Topic};
+
+mod plan;
+
+use plan::{Range, plan_segment};
 
 const NS_PER_MS: i64 = 1_000_000;
 
@@ -122,86 +126,6 @@ pub fn labels_of(topic: &str, stream: &[(String, String)]) -> Labels {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain(std::iter::once((TOPIC_LABEL, topic)))
         .collect()
-}
-
-/// A byte range of a segment to scan, and the newest record time (ms) it
-/// can hold (`i64::MAX`: unknown).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Range {
-    pos: u64,
-    end: u64,
-    newest_ms: i64,
-}
-
-/// The ranges of `seg` that may hold entries of `topic` matching
-/// `selector` in `[start_ms, end_ms]`, one per summary block (adjacent
-/// ones merged when `merge`); counts skipped blocks.
-fn plan_segment(
-    seg: &SegmentView,
-    topic: &str,
-    selector: &Selector,
-    (start_ms, end_ms): (i64, i64),
-    merge: bool,
-    stats: &mut ScanStats,
-) -> Vec<Range> {
-    let summary = seg.summary.read().unwrap_or_else(|e| e.into_inner());
-    let seg_newest = if seg.max_timestamp < 0 {
-        i64::MAX
-    } else {
-        seg.max_timestamp
-    };
-    if !summary.is_valid() {
-        return vec![Range {
-            pos: 0,
-            end: seg.len,
-            newest_ms: seg_newest,
-        }];
-    }
-    let stream_ok: Vec<bool> = summary
-        .streams()
-        .iter()
-        .map(|s: &StreamLabels| selector.matches(&labels_of(topic, s)))
-        .collect();
-    let mut out: Vec<Range> = Vec::new();
-    for b in summary.blocks() {
-        if b.pos >= seg.len {
-            break;
-        }
-        let time_ok = b.max_timestamp >= start_ms && b.min_timestamp <= end_ms;
-        let streams_ok = b.streams.as_ref().is_none_or(|ids| {
-            ids.iter()
-                .any(|&id| stream_ok.get(id as usize).copied().unwrap_or(true))
-        });
-        if !(time_ok && streams_ok) {
-            stats.blocks_skipped += 1;
-            continue;
-        }
-        let range = Range {
-            pos: b.pos,
-            end: b.end.min(seg.len),
-            newest_ms: b.max_timestamp,
-        };
-        push_range(&mut out, range, merge);
-    }
-    if summary.covered() < seg.len {
-        let tail = Range {
-            pos: summary.covered(),
-            end: seg.len,
-            newest_ms: seg_newest,
-        };
-        push_range(&mut out, tail, merge);
-    }
-    out
-}
-
-fn push_range(out: &mut Vec<Range>, range: Range, merge: bool) {
-    match out.last_mut() {
-        Some(last) if merge && last.end == range.pos => {
-            last.end = range.end;
-            last.newest_ms = last.newest_ms.max(range.newest_ms);
-        }
-        _ => out.push(range),
-    }
 }
 
 /// A record a scan found, before any pipeline stage: where it is stored,
