@@ -36,6 +36,7 @@ use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::batcher::{Batcher, Limits, ShipRequest};
 use crate::ship::client::{SharedUrls, StreamLookup};
+
 /// Bytes read per read call: large enough for few syscalls on a busy file,
 /// small enough that one shared buffer serves every file.
 const READ_CHUNK: usize = 256 << 10;
