@@ -364,6 +364,7 @@ impl FileServer {
                 released = false;
             } else if !released && now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE {
                 crate::memory::release_free_memory();
+                crate::memory::release_code_pages();
                 released = true;
             }
             self.flush_idle_partials(now);
@@ -389,6 +390,11 @@ impl FileServer {
                 }
                 if let Some(due) = self.batcher.next_due() {
                     wake_at = wake_at.min(due);
+                }
+                if !released {
+                    // Memory is released on time even when nothing else
+                    // would wake the loop before the next scan.
+                    wake_at = wake_at.min(last_busy + QUIET_BEFORE_RELEASE);
                 }
                 let pause = wake_at
                     .saturating_duration_since(Instant::now())
