@@ -88,7 +88,6 @@ fn clean_read_only_mappings(smaps: &str, path: &str) -> Vec<(usize, usize)> {
         if let Some((start, end, true)) = current.take() {
             found.push((start, end));
         }
-        *current = None;
     };
     for line in smaps.lines() {
         if let Some((range, rest)) = line.split_once(' ')

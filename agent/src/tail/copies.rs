@@ -267,20 +267,16 @@ impl FileServer {
             old.and_then(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
         let adopted = copy.is_some();
         let Some(f) = self.files.get_mut(&key) else { return };
-        let Some(source) = self.cfg.sources.get(f.source) else {
-            return;
-        };
-        let Some(source_headers) = self.source_headers.get(f.source) else {
-            return;
-        };
-        let ctx = EmitCtx {
-            topic: self.batcher.topic_index(&source.topic),
-            source_index: f.source,
-            source,
-            source_headers,
-            flags: &self.flags,
-            now_ms: unix_ms(),
+        let Some(ctx) = EmitCtx::for_source(
+            &self.cfg,
+            &self.source_headers,
+            &self.flags,
+            &mut self.batcher,
+            f.source,
+            unix_ms(),
             now,
+        ) else {
+            return;
         };
         let mut sink = Sink {
             batcher: &mut self.batcher,

@@ -10,7 +10,7 @@ use super::file_server::Stats;
 use super::fingerprint::{FileKey, Head};
 use super::framing::{Line, LineFramer};
 use super::tracked::TrackedFile;
-use crate::config::Source;
+use crate::config::{AgentConfig, Source};
 use crate::pipeline::parse::parse;
 use crate::ship::batcher::{Batcher, ShipRequest, Slot, StreamPos};
 
@@ -40,6 +40,31 @@ pub struct EmitCtx<'a> {
     pub flags: &'a Flags,
     pub now_ms: i64,
     pub now: Instant,
+}
+
+impl<'a> EmitCtx<'a> {
+    /// The context for the files of source `source_index`; `None` for an
+    /// index no source has (a reload removed it).
+    pub fn for_source(
+        cfg: &'a AgentConfig,
+        source_headers: &'a [HeaderSet],
+        flags: &'a Flags,
+        batcher: &mut Batcher,
+        source_index: usize,
+        now_ms: i64,
+        now: Instant,
+    ) -> Option<Self> {
+        let source = cfg.sources.get(source_index)?;
+        Some(EmitCtx {
+            topic: batcher.topic_index(&source.topic),
+            source_index,
+            source,
+            source_headers: source_headers.get(source_index)?,
+            flags,
+            now_ms,
+            now,
+        })
+    }
 }
 
 /// Where records go: the batcher, with sealed requests collected.

@@ -52,21 +52,16 @@ impl FileServer {
                     s.bytes += n as u64;
                 }
                 let data = self.read_buf.get(..n).unwrap_or_default();
-                let Some(source) = self.cfg.sources.get(f.source) else {
-                    break;
-                };
-                let topic = self.batcher.topic_index(&source.topic);
-                let Some(source_headers) = self.source_headers.get(f.source) else {
-                    break;
-                };
-                let ctx = EmitCtx {
-                    topic,
-                    source_index: f.source,
-                    source,
-                    source_headers,
-                    flags: &self.flags,
+                let Some(ctx) = EmitCtx::for_source(
+                    &self.cfg,
+                    &self.source_headers,
+                    &self.flags,
+                    &mut self.batcher,
+                    f.source,
                     now_ms,
                     now,
+                ) else {
+                    break;
                 };
                 let mut sink = Sink {
                     batcher: &mut self.batcher,
@@ -97,20 +92,16 @@ impl FileServer {
             if !partial_due && f.multiline.pending_bytes() == 0 {
                 continue;
             }
-            let Some(source) = self.cfg.sources.get(f.source) else {
-                continue;
-            };
-            let Some(source_headers) = self.source_headers.get(f.source) else {
-                continue;
-            };
-            let ctx = EmitCtx {
-                topic: self.batcher.topic_index(&source.topic),
-                source_index: f.source,
-                source,
-                source_headers,
-                flags: &self.flags,
+            let Some(ctx) = EmitCtx::for_source(
+                &self.cfg,
+                &self.source_headers,
+                &self.flags,
+                &mut self.batcher,
+                f.source,
                 now_ms,
                 now,
+            ) else {
+                continue;
             };
             let mut sink = Sink {
                 batcher: &mut self.batcher,
