@@ -60,7 +60,14 @@ fn records_from_json(v: &Value) -> Vec<Record> {
 
 #[test]
 fn we_decode_kafka_python_batches() {
-    for name in ["kafka_python_none", "kafka_python_gzip", "kafka_python_gzip_1000"] {
+    for name in [
+        "kafka_python_none",
+        "kafka_python_gzip",
+        "kafka_python_gzip_1000",
+        "kafka_python_snappy_1000",
+        "kafka_python_lz4_1000",
+        "kafka_python_zstd_1000",
+    ] {
         let dir = here().join("fixtures");
         let frame = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
         let expected: Value =
@@ -119,6 +126,9 @@ fn kafka_python_decodes_our_batches() {
         Compression::None,
         Compression::Gzip { level: 1 },
         Compression::Gzip { level: 9 },
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
     ]
     .into_iter()
     .enumerate()

@@ -4,7 +4,10 @@ and prints one line per delivery report, then OK.
 
   DELIVERED partition offset value
 
-usage: confluent_produce.py BOOTSTRAP TOPIC N VALUE_PREFIX
+usage: confluent_produce.py BOOTSTRAP TOPIC N VALUE_PREFIX [COMPRESSION]
+
+COMPRESSION is librdkafka's compression.type (none, gzip, snappy, lz4,
+zstd); default none.
 """
 import sys
 
@@ -13,6 +16,7 @@ from confluent_kafka import Producer
 
 def main():
     bootstrap, topic, n, prefix = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    compression = sys.argv[5] if len(sys.argv) > 5 else "none"
     errors = []
 
     def on_delivery(err, msg):
@@ -28,6 +32,7 @@ def main():
         "linger.ms": 20,
         "batch.num.messages": 100,
         "message.timeout.ms": 60000,
+        "compression.type": compression,
     })
     for i in range(n):
         p.produce(topic, key=f"k{i % 7}".encode(), value=f"{prefix}-{i}".encode(), on_delivery=on_delivery)

@@ -83,3 +83,27 @@ fn shipped_example_config_loads() {
     assert!(c.metrics_listen.is_some());
     assert_eq!(c.collector_urls, vec!["http://127.0.0.1:7070".to_owned()]);
 }
+
+#[test]
+fn codecs_are_chosen_by_name_and_unknown_ones_named() {
+    for (name, expected) in [
+        ("gzip", Compression::Gzip { level: 1 }),
+        ("lz4", Compression::Lz4),
+        ("snappy", Compression::Snappy),
+        ("none", Compression::None),
+    ] {
+        let c = load(&format!("{GOOD}[batch]\ncompression = \"{name}\"\n")).unwrap();
+        assert_eq!(c.batch.compression, expected, "{name}");
+    }
+    let err = load(&format!("{GOOD}[batch]\ncompression = \"zstd\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("agent.toml:11:15: batch.compression: the agent does not write zstd"),
+        "{err}"
+    );
+    let err = load(&format!("{GOOD}[batch]\ncompression = \"brotli\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch.compression: unknown codec \"brotli\""), "{err}");
+}

@@ -171,9 +171,5 @@ pub fn trim_batch(frame: &[u8], skip: i32) -> Result<Vec<u8>, BatchError> {
     for r in records.iter().skip(usize::try_from(skip).unwrap_or(usize::MAX)) {
         b.append_record(r);
     }
-    let compression = match header.codec() {
-        Some(Codec::Gzip) => Compression::Gzip { level: 1 },
-        _ => Compression::None,
-    };
-    b.finish(compression)
+    b.finish(header.codec().map_or(Compression::None, Codec::fastest))
 }

@@ -68,7 +68,7 @@ pub enum BatchError {
     BadMagic(i8),
     #[error("CRC mismatch: batch says {stored:#010x}, content has {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
-    #[error("unsupported compression codec {0} (supported: 0 none, 1 gzip)")]
+    #[error("unsupported compression codec {0} (supported: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")]
     UnsupportedCompression(u8),
     #[error("negative record count {0}")]
     NegativeCount(i32),

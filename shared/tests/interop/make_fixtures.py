@@ -12,7 +12,7 @@ import json, os, sys
 
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-GZIP = 1
+GZIP, SNAPPY, LZ4, ZSTD = 1, 2, 3, 4
 
 
 def hexify(b):
@@ -61,6 +61,11 @@ def main():
     many = [(1700000000000 + i, None, ("line %06d " % i).encode() + b"x" * (i % 97), [("n", str(i).encode())])
             for i in range(1000)]
     build("kafka_python_gzip_1000", GZIP, (4242, 7, 123456), many, outdir)
+    # Kafka's other codecs (kafka-python needs python-snappy, lz4 and
+    # zstandard): snappy in xerial's framing, as Java clients write it.
+    build("kafka_python_snappy_1000", SNAPPY, (4242, 7, 0), many, outdir)
+    build("kafka_python_lz4_1000", LZ4, (4242, 7, 1000), many, outdir)
+    build("kafka_python_zstd_1000", ZSTD, (4242, 7, 2000), many, outdir)
 
 
 if __name__ == "__main__":
