@@ -9,7 +9,7 @@ bench/out/. Prints lines/s, MiB/s of raw log end to end, CPU seconds and
 peak RSS of agent and collector, and the compression ratio, as one
 markdown table row for bench/RESULTS.md.
 
-usage: bench/pipeline.py [--bytes N] [--keep]
+usage: bench/pipeline.py [--bytes N] [--keep] [--compression gzip|lz4|snappy|none]
        (build first: cargo build --release)
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--bytes", type=int, default=1 << 30)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--batch-bytes", default="2MiB")
+    ap.add_argument("--compression", default="gzip", help="the agent's batch.compression (gzip, lz4, snappy, none)")
     ap.add_argument("--no-dedup", action="store_true", help="collector [ingest] deduplicate = false (at-least-once)")
     args = ap.parse_args()
 
@@ -116,6 +117,7 @@ def main():
 urls = ["{url}"]
 [batch]
 max_bytes = "{args.batch_bytes}"
+compression = "{args.compression}"
 [[sources]]
 name = "bench"
 paths = ["{logs}/*.log"]
@@ -146,7 +148,7 @@ topic = "bench"
     mib = size / (1 << 20)
     gib = size / (1 << 30)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"input: {size} bytes, {lines} lines; elapsed {elapsed:.2f} s")
+    print(f"input: {size} bytes, {lines} lines; agent compression {args.compression}; elapsed {elapsed:.2f} s")
     print(f"throughput: {lines / elapsed:,.0f} lines/s, {mib / elapsed:.1f} MiB/s")
     print(f"agent: {a_cpu:.2f} CPU-s ({a_cpu / gib:.2f} per GiB), peak RSS {a_rss:.1f} MiB")
     print(f"collector: {c_cpu:.2f} CPU-s ({c_cpu / gib:.2f} per GiB), peak RSS {c_rss:.1f} MiB")

@@ -428,6 +428,7 @@ pub fn anonymous_remote(listen: SocketAddr, auth: &auth::AuthSettings) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logpost_shared::compression::Compression;
 
     fn load(text: &str) -> Result<CollectorConfig, ConfigError> {
         CollectorConfig::from_source(&SourceText {
@@ -491,7 +492,17 @@ mod tests {
         assert_eq!(k.listen.to_string(), "127.0.0.1:0");
         assert_eq!((k.advertised, k.max_request_bytes), (None, 1 << 20));
         assert_eq!(c.loki.route_by, loki::RouteBy::Tenant);
+        assert_eq!(c.loki.compression, Compression::Gzip { level: 1 });
         assert_eq!(c.groups.initial_rebalance_delay, Duration::ZERO);
+        let c = load("data_dir = \"/x\"\n[loki]\ncompression = \"lz4\"\n").unwrap();
+        assert_eq!(c.loki.compression, Compression::Lz4);
+        let err = load("data_dir = \"/x\"\n[loki]\ncompression = \"lzma\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("collector.toml:3:15: loki.compression: unknown codec \"lzma\""),
+            "{err}"
+        );
         let err = load("data_dir = \"/x\"\n[kafka]\nlisten = \"0.0.0.0:9092\"\n")
             .unwrap_err()
             .to_string();

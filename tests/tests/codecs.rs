@@ -185,3 +185,29 @@ fn agents_ship_lz4_and_snappy_byte_exact() {
         );
     }
 }
+
+#[test]
+fn loki_pushes_are_stored_in_the_configured_codec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(tmp.path(), "[loki]\ncompression = \"lz4\"\n");
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let values: Vec<serde_json::Value> = (0..500)
+        .map(|i| serde_json::json!([(now_ns + i).to_string(), format!("pushed line {i} of a Loki stream")]))
+        .collect();
+    let body = serde_json::json!({"streams": [{"stream": {"job": "lz4"}, "values": values}]});
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/loki/api/v1/push", c.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204, "{}", resp.text().unwrap_or_default());
+    let lines = c.lines("loki");
+    let expected: Vec<Vec<u8>> = (0..500)
+        .map(|i| format!("pushed line {i} of a Loki stream").into_bytes())
+        .collect();
+    assert!(sorted(lines) == sorted(expected), "pushed lines differ");
+    assert_eq!(stored_codecs(&c, "loki"), BTreeMap::from([(3, 1)]));
+}

@@ -420,32 +420,10 @@ fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
             format!("{level} is out of range (1 to 9)"),
         );
     }
-    let compression = match raw.compression.get_ref().as_str() {
-        "gzip" => Compression::Gzip {
-            level: level.clamp(1, 9),
-        },
-        "lz4" => Compression::Lz4,
-        "snappy" => Compression::Snappy,
-        "none" => Compression::None,
-        "zstd" => {
-            // The collector reads zstd from Kafka producers; the only
-            // pure-Rust encoder compresses slower than gzip does here.
-            p.at(
-                raw.compression.span(),
-                "batch.compression",
-                "the agent does not write zstd (use \"lz4\" for speed or \"gzip\" for size)",
-            );
-            Compression::None
-        }
-        other => {
-            p.at(
-                raw.compression.span(),
-                "batch.compression",
-                format!("unknown codec {other:?} (use \"gzip\", \"lz4\", \"snappy\" or \"none\")"),
-            );
-            Compression::None
-        }
-    };
+    let compression = Compression::from_config_name(raw.compression.get_ref(), level.clamp(1, 9)).unwrap_or_else(|e| {
+        p.at(raw.compression.span(), "batch.compression", e);
+        Compression::None
+    });
     BatchConfig {
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         max_records: (*raw.max_records.get_ref()).max(1),

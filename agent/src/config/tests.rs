@@ -99,7 +99,7 @@ fn codecs_are_chosen_by_name_and_unknown_ones_named() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("agent.toml:11:15: batch.compression: the agent does not write zstd"),
+        err.starts_with("agent.toml:11:15: batch.compression: zstd is not written by logpost"),
         "{err}"
     );
     let err = load(&format!("{GOOD}[batch]\ncompression = \"brotli\"\n"))

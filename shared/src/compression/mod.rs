@@ -99,6 +99,27 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The codec a config names for batches logpost writes itself (the
+    /// agent's `batch.compression`, the collector's `loki.compression`);
+    /// `gzip_level` applies to gzip.
+    ///
+    /// # Errors
+    /// An unknown name, or zstd (read from Kafka producers, but the
+    /// pure-Rust encoder compresses slower than gzip here): a message for
+    /// the config error.
+    pub fn from_config_name(name: &str, gzip_level: u32) -> Result<Compression, String> {
+        match name {
+            "gzip" => Ok(Compression::Gzip { level: gzip_level }),
+            "lz4" => Ok(Compression::Lz4),
+            "snappy" => Ok(Compression::Snappy),
+            "none" => Ok(Compression::None),
+            "zstd" => Err("zstd is not written by logpost (use \"lz4\" for speed or \"gzip\" for size)".to_owned()),
+            other => Err(format!(
+                "unknown codec {other:?} (use \"gzip\", \"lz4\", \"snappy\" or \"none\")"
+            )),
+        }
+    }
+
     /// The codec, without the level.
     pub fn codec(self) -> Codec {
         match self {

@@ -53,6 +53,7 @@ fn settings(route_by: RouteBy) -> LokiSettings {
         topic_label: "app".into(),
         topic_prefix: "l-".into(),
         max_decompressed_bytes: LIMIT,
+        compression: logpost_shared::compression::Compression::Gzip { level: 1 },
     }
 }
 
