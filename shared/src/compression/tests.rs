@@ -224,6 +224,80 @@ fn lz4_frames_are_what_kafka_clients_read() {
     assert!(decompress_into(Codec::Lz4, &trailing, &mut out, 1 << 20).is_err());
 }
 
+/// An LZ4 frame with the given settings, through lz4_flex's encoder.
+fn lz4_frame(input: &[u8], block: lz4_flex::frame::BlockSize, linked: bool, size: bool, checksums: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut info = lz4_flex::frame::FrameInfo::new();
+    info.block_size = block;
+    if linked {
+        info.block_mode = lz4_flex::frame::BlockMode::Linked;
+    }
+    if size {
+        info.content_size = Some(input.len() as u64);
+    }
+    info.block_checksums = checksums;
+    info.content_checksum = checksums;
+    let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+    e.write_all(input).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn lz4_fast_path_matches_the_streaming_decoder() {
+    use lz4_flex::frame::BlockSize;
+    // Log text with an incompressible stretch (stored as a raw block).
+    let mut input = log_text(6_000);
+    let mut x = 0x2545_f491_u32;
+    input.extend((0..200_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as u8
+    }));
+    input.extend(log_text(100));
+    for block in [
+        BlockSize::Max64KB,
+        BlockSize::Max256KB,
+        BlockSize::Max1MB,
+        BlockSize::Max4MB,
+    ] {
+        for (linked, size, checksums) in [
+            (false, false, false),
+            (false, true, false),
+            (true, false, false),
+            (false, false, true),
+        ] {
+            let frame = lz4_frame(&input, block, linked, size, checksums);
+            let mut out = b"stale".repeat(1000);
+            decompress_verified_into(Codec::Lz4, &frame, &mut out, input.len()).unwrap();
+            assert!(
+                out == input,
+                "{block:?} linked {linked} size {size} checksums {checksums}"
+            );
+            let fast = lz4::decompress_plain(&frame, &mut out, input.len());
+            assert_eq!(
+                fast,
+                !linked && !checksums,
+                "{block:?} linked {linked} checksums {checksums}: fast path taken?"
+            );
+            let err = decompress_verified_into(Codec::Lz4, &frame, &mut out, input.len() - 1).unwrap_err();
+            assert!(matches!(err, CompressionError::TooLarge { .. }), "{err}");
+        }
+    }
+    // A wrong header checksum is refused, as Kafka clients refuse it.
+    let mut frame = lz4_frame(b"some bytes", BlockSize::Max64KB, false, false, false);
+    frame[6] ^= 1;
+    let mut out = Vec::new();
+    assert!(!lz4::decompress_plain(&frame, &mut out, 1 << 20));
+    let err = decompress_into(Codec::Lz4, &frame, &mut out, 1 << 20).unwrap_err();
+    assert!(matches!(err, CompressionError::Corrupt { codec: "lz4", .. }), "{err}");
+    // A content size that does not match is left to the streaming decoder's error.
+    let mut frame = lz4_frame(b"twelve bytes", BlockSize::Max64KB, false, true, false);
+    frame[6] = 13;
+    assert!(!lz4::decompress_plain(&frame, &mut out, 1 << 20));
+    assert!(decompress_verified_into(Codec::Lz4, &frame, &mut out, 1 << 20).is_err());
+}
+
 #[test]
 fn snappy_reads_xerial_framing_of_java_clients() {
     let (a, b) = (log_text(300), b"and a second chunk".to_vec());
