@@ -15,6 +15,22 @@ fn batch(lines: &[&str]) -> Vec<u8> {
     b.finish(Compression::Gzip { level: 1 }).unwrap()
 }
 
+/// `frame` with its codec bits set to `codec` and its CRC-32C made valid
+/// again: a well-framed batch whose records section the codec must judge.
+fn with_codec(mut frame: Vec<u8>, codec: u8) -> Vec<u8> {
+    frame[22] = (frame[22] & !7) | codec;
+    let crc = crc32c::crc32c(&frame[21..]);
+    frame[17..21].copy_from_slice(&crc.to_be_bytes());
+    frame
+}
+
+/// A batch of one record whose value is `value` bytes of zeros, in `compression`.
+fn zeros(value: usize, compression: Compression) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    b.append(1_700_000_000_000, None, Some(&vec![0; value]), &[]);
+    b.finish(compression).unwrap()
+}
+
 fn post(c: &Collector, content_type: &str, body: Vec<u8>) -> (u16, String) {
     let resp = logpost_e2e::http()
         .post(format!("{}/v1/ingest/bad", c.url))
@@ -41,7 +57,10 @@ fn state(c: &Collector) -> (String, Vec<Vec<u8>>) {
 #[test]
 fn issue_3_bad_bodies_get_4xx_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(tmp.path(), "[http]\nmax_body_bytes = \"64KiB\"\n");
+    let c = Collector::start(
+        tmp.path(),
+        "[http]\nmax_body_bytes = \"64KiB\"\nmax_uncompressed_bytes = \"1MiB\"\n",
+    );
     let (status, body) = post(&c, CT, batch(&["kept 1", "kept 2"]));
     assert_eq!(status, 200, "{body}");
     let before = state(&c);
@@ -77,8 +96,44 @@ fn issue_3_bad_bodies_get_4xx_and_change_nothing() {
             415,
             "content type \"text/plain\" is not supported",
         ),
-        ("no content type", "", good, 415, "content type"),
+        ("no content type", "", good.clone(), 415, "content type"),
+        (
+            "codec id past Kafka's five",
+            CT,
+            with_codec(good.clone(), 5),
+            400,
+            "unsupported compression codec 5",
+        ),
+        // gzip bytes labelled lz4, snappy, zstd: each decoder names itself.
+        (
+            "gzip labelled lz4",
+            CT,
+            with_codec(good.clone(), 3),
+            400,
+            "corrupt lz4 data",
+        ),
+        (
+            "gzip labelled snappy",
+            CT,
+            with_codec(good.clone(), 2),
+            400,
+            "corrupt snappy data",
+        ),
+        ("gzip labelled zstd", CT, with_codec(good, 4), 400, "corrupt zstd data"),
     ];
+    let mut cases = cases;
+    // Bombs: just over 1 MiB (the limit) of zeros packs into under 64 KiB
+    // (the body limit) in every codec, snappy (about 21x at best) included.
+    for compression in [
+        Compression::Gzip { level: 9 },
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
+        let bomb = zeros((1 << 20) + 4096, compression);
+        assert!(bomb.len() < 64 << 10, "{compression:?}: {} bytes", bomb.len());
+        cases.push(("bomb", CT, bomb, 413, "limit of 1048576 bytes"));
+    }
     for (what, ct, body, want_status, want_text) in cases {
         let (status, text) = post(&c, ct, body);
         assert_eq!(status, want_status, "{what}: {text}");
