@@ -36,6 +36,8 @@ def start(work, logs_glob):
         f.write(f'''data_dir = "{work}/agent"
 [collector]
 urls = ["{url}"]
+[batch]
+compression = "{COMPRESSION}"
 [[sources]]
 name = "bench"
 paths = ["{logs_glob}"]
@@ -45,6 +47,10 @@ topic = "bench"
     agent = subprocess.Popen([os.path.join(BIN, "logpost-agent"), "--config", agent_cfg],
                              stderr=open(os.path.join(work, "agent.log"), "w"))
     return coll, agent, url, t0
+
+
+# The agent's batch.compression (--compression).
+COMPRESSION = "gzip"
 
 
 def wait_stored(url, agent, lines):
@@ -121,7 +127,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenarios", nargs="*", default=["many", "idle10k", "idle1"])
     ap.add_argument("--idle-seconds", type=int, default=30)
+    ap.add_argument("--compression", default="gzip", help="the agent's batch.compression (gzip, lz4, snappy, none)")
     args = ap.parse_args()
+    global COMPRESSION
+    COMPRESSION = args.compression
     for s in args.scenarios:
         work = tempfile.mkdtemp(prefix=f"agent-{s}-", dir=os.path.join(HERE, "out"))
         try:

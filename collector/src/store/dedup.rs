@@ -173,3 +173,43 @@ pub fn trim_batch(frame: &[u8], skip: i32) -> Result<Vec<u8>, BatchError> {
     }
     b.finish(header.codec().map_or(Compression::None, Codec::fastest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A retried batch that overlaps what is stored is re-encoded without
+    /// its first records, in the codec its producer chose.
+    #[test]
+    fn trimmed_batches_keep_their_codec_and_the_records_after_the_skip() {
+        for compression in [
+            Compression::None,
+            Compression::Gzip { level: 6 },
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut b = BatchBuilder::new();
+            b.set_producer(ProducerInfo {
+                producer_id: 42,
+                producer_epoch: 3,
+                base_sequence: 100,
+            });
+            for i in 0..5 {
+                b.append(1_700_000_000_000 + i, None, Some(format!("line {i}").as_bytes()), &[]);
+            }
+            let frame = b.finish(compression).unwrap();
+            let trimmed = trim_batch(&frame, 2).unwrap();
+            let header = check(&trimmed).unwrap();
+            assert_eq!(header.codec(), Some(compression.codec()), "{compression:?}");
+            assert_eq!(header.producer.base_sequence, 102);
+            assert_eq!(header.producer.producer_epoch, 3);
+            let values: Vec<Vec<u8>> = records_to_owned(&trimmed, 1 << 20)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.value.unwrap())
+                .collect();
+            assert_eq!(values, [b"line 2".to_vec(), b"line 3".to_vec(), b"line 4".to_vec()]);
+        }
+    }
+}
