@@ -219,6 +219,24 @@ fn lz4_frames_are_what_kafka_clients_read() {
     let mut out = Vec::new();
     decompress_into(Codec::Lz4, &two, &mut out, 1 << 20).unwrap();
     assert_eq!(out, b"first frame, second frame");
+    // Incompressible bytes: blocks stored as they are, read back exactly.
+    let mut x = 0x9e37_79b9_u32;
+    let noise: Vec<u8> = (0..150_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let packed = pack(Codec::Lz4, &noise);
+    assert!(packed.len() < noise.len() + 64, "{} bytes", packed.len());
+    decompress_into(Codec::Lz4, &packed, &mut out, noise.len()).unwrap();
+    assert!(out == noise);
+    // The streaming decoder reads our frames too (the path errors take).
+    let mut streamed = Vec::new();
+    std::io::Read::read_to_end(&mut lz4_flex::frame::FrameDecoder::new(&packed[..]), &mut streamed).unwrap();
+    assert!(streamed == noise);
     let mut trailing = pack(Codec::Lz4, b"a frame");
     trailing.extend_from_slice(b"junk");
     assert!(decompress_into(Codec::Lz4, &trailing, &mut out, 1 << 20).is_err());
