@@ -48,6 +48,24 @@ pub fn expected_lines(data: &[u8]) -> Vec<Vec<u8>> {
     lines
 }
 
+/// Appends each of `files` to the file of the same name in `dir`, as a
+/// program writing its log would; the lines an agent must deliver, in order.
+pub fn append_to(dir: &std::path::Path, files: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    use std::io::Write;
+    let mut lines = Vec::new();
+    for (name, data) in files {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+        lines.extend(expected_lines(data));
+    }
+    lines
+}
+
 /// One corpus file as stored by [`load`]: its `source` label and its
 /// lines with their timestamps (ms).
 #[derive(Debug, Clone)]

@@ -5,7 +5,6 @@
 //! batches as a Kafka consumer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -149,17 +148,7 @@ fn agents_ship_lz4_and_snappy_byte_exact() {
             agent_config(&c, &glob, codec).replace("[batch]\n", &format!("[batch]\ncompression = \"{codec}\"\n"));
         agents.push(Agent::start(&tmp.path().join(format!("agent-{codec}")), &config));
         // Corpus files (CRLF, invalid UTF-8), appended as a program would.
-        let mut lines = Vec::new();
-        for (name, data) in files.iter().take(3) {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(logs.join(name))
-                .unwrap()
-                .write_all(data)
-                .unwrap();
-            lines.extend(corpus::expected_lines(data));
-        }
+        let lines = corpus::append_to(&logs, &files[..3]);
         expected.insert((codec, id), lines);
     }
     for ((codec, id), lines) in &expected {

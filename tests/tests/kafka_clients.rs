@@ -66,17 +66,7 @@ fn issue_9_kcat_lists_metadata_and_reads_what_an_agent_wrote() {
     let _agent = Agent::start(&tmp.path().join("agent"), &agent_config(&c, &glob, "tailed"));
     // Two corpus files (CRLF, odd bytes), appended as a program would.
     let files = corpus::files();
-    let mut expected: Vec<Vec<u8>> = Vec::new();
-    for (name, data) in files.iter().take(2) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join(name))
-            .unwrap()
-            .write_all(data)
-            .unwrap();
-        expected.extend(corpus::expected_lines(data));
-    }
+    let expected = corpus::append_to(&logs, &files[..2]);
     wait_for("the agent's lines to be stored", PATIENCE, || {
         (c.lines("tailed").len() >= expected.len()).then_some(())
     });
