@@ -159,7 +159,7 @@ impl BatchBuilder {
         if self.count == 0 {
             return;
         }
-        let Ok((view, _)) = super::decode::parse_record(&self.records, self.last_start, self.count - 1) else {
+        let Ok((view, _)) = super::decode::parse_record(&self.records, self.last_start, self.count - 1, None) else {
             return; // cannot happen: we encoded it
         };
         let timestamp_ms = self.base_timestamp.wrapping_add(view.timestamp_delta);

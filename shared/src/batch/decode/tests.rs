@@ -286,3 +286,54 @@ fn header_added_to_last_record() {
         None
     );
 }
+
+/// One record encoded by hand: no key, `value`, `header_count` and raw header bytes.
+fn raw_record(offset_delta: u8, value: &[u8], header_count: u8, headers: &[u8]) -> Vec<u8> {
+    let zigzag = |n: u8| n * 2; // small non-negative varints
+    let mut body = vec![0, 0, zigzag(offset_delta), 1, zigzag(value.len() as u8)];
+    body.extend_from_slice(value);
+    body.push(zigzag(header_count));
+    body.extend_from_slice(headers);
+    let mut out = vec![zigzag(body.len() as u8)];
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn repeated_headers_are_trusted_only_when_count_and_bytes_match() {
+    // `host=h` as one header: [len 4]"host"[len 1]"h".
+    let host = [8, b'h', b'o', b's', b't', 2, b'h'];
+    let mut section = raw_record(0, b"one", 1, &host);
+    section.extend(raw_record(1, b"two", 1, &host));
+    let views: Vec<_> = RecordIter::new(&section, 2).map(Result::unwrap).collect();
+    for view in &views {
+        let headers: Vec<_> = view.headers.iter().map(|h| (h.key, h.value)).collect();
+        assert_eq!(headers, vec![(&b"host"[..], Some(&b"h"[..]))]);
+    }
+    // Same header bytes, but the count claims two headers: walked and refused.
+    let mut section = raw_record(0, b"one", 1, &host);
+    section.extend(raw_record(1, b"two", 2, &host));
+    let results: Vec<_> = RecordIter::new(&section, 2).collect();
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(results[1], Err(BatchError::BadRecord { index: 1, .. })),
+        "{:?}",
+        results[1]
+    );
+    // A null key after a valid record with other headers is still caught.
+    let null_key = [1, 2, b'h'];
+    let mut section = raw_record(0, b"one", 1, &host);
+    section.extend(raw_record(1, b"two", 1, &null_key));
+    let results: Vec<_> = RecordIter::new(&section, 2).collect();
+    assert!(
+        matches!(
+            results[1],
+            Err(BatchError::BadRecord {
+                what: "null header key",
+                ..
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+}
