@@ -443,6 +443,16 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
         assert_eq!(c.store.default_partitions, 1);
         assert_eq!(c.store.fsync, FsyncPolicy::Always);
+        assert!(c.http.query_threads >= 1, "one per CPU");
+        let c = load("data_dir = \"/tmp/x\"\n[http]\nquery_threads = 3\n").unwrap();
+        assert_eq!(c.http.query_threads, 3);
+        let err = load("data_dir = \"/tmp/x\"\n[http]\nquery_threads = 1000\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "collector.toml:3:17: http.query_threads: 1000 is out of range (0 for one per CPU, or 1 to 64)"
+        );
     }
 
     #[test]

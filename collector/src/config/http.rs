@@ -46,6 +46,10 @@ pub struct HttpToml {
     /// Default 1024.
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<u32>,
+    /// Threads that inflate stored batches for one query's scan, ahead of
+    /// it. Default 0: one per CPU. 1: the query's own thread only.
+    #[serde(default = "default_query_threads")]
+    pub query_threads: Spanned<u32>,
     /// TLS on the listener; plain HTTP without it.
     pub tls: Option<TlsToml>,
 }
@@ -74,6 +78,7 @@ impl Default for HttpToml {
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
             max_connections: default_max_connections(),
+            query_threads: default_query_threads(),
             tls: None,
         }
     }
@@ -100,6 +105,9 @@ fn default_header_timeout() -> HumanDuration {
 fn default_body_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
+fn default_query_threads() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
+}
 fn default_max_connections() -> Spanned<u32> {
     Spanned::new(0..0, 1024)
 }
@@ -123,8 +131,13 @@ pub struct HttpSettings {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// `query_threads` resolved: at least 1.
+    pub query_threads: usize,
     pub tls: Option<TlsSettings>,
 }
+
+/// Most `query_threads`: more helpers than this only wait on one another.
+const MAX_QUERY_THREADS: u32 = 64;
 
 /// Batches larger than this are refused whatever the body limit: RecordBatch
 /// lengths are i32 and a segment must hold at least one batch.
@@ -167,6 +180,18 @@ pub fn validate_http(raw: &HttpToml, problems: &mut Problems<'_>) -> HttpSetting
     if *raw.max_connections.get_ref() == 0 {
         problems.at(raw.max_connections.span(), "http.max_connections", "must be at least 1");
     }
+    let query_threads = *raw.query_threads.get_ref();
+    if query_threads > MAX_QUERY_THREADS {
+        problems.at(
+            raw.query_threads.span(),
+            "http.query_threads",
+            format!("{query_threads} is out of range (0 for one per CPU, or 1 to {MAX_QUERY_THREADS})"),
+        );
+    }
+    let query_threads = match query_threads.min(MAX_QUERY_THREADS) {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n as usize,
+    };
     let tls = raw.tls.as_ref().and_then(|t| {
         let client_ca = t.client_ca.as_ref().map(|c| c.get_ref().clone());
         match logpost_shared::tls::server_config(t.cert.get_ref(), t.key.get_ref(), client_ca.as_deref()) {
@@ -192,6 +217,7 @@ pub fn validate_http(raw: &HttpToml, problems: &mut Problems<'_>) -> HttpSetting
         header_timeout: raw.header_timeout.get().max(Duration::from_millis(1)),
         body_timeout: raw.body_timeout.get().max(Duration::from_millis(1)),
         max_connections: (*raw.max_connections.get_ref()).max(1) as usize,
+        query_threads,
         tls,
     }
 }

@@ -177,7 +177,7 @@ pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
     let max_uncompressed = app.config.max_uncompressed_bytes;
     let data = blocking(move || {
         let started = Instant::now();
-        let mut src = StoreSource::new(&app.store, max_uncompressed);
+        let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
         let (result_type, result, entries) = match &expr {
             Expr::Log(log) => {
                 // Loki's range is [start, end) for logs; end is inclusive
@@ -216,7 +216,7 @@ pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
     let max_uncompressed = app.config.max_uncompressed_bytes;
     let data = blocking(move || {
         let started = Instant::now();
-        let mut src = StoreSource::new(&app.store, max_uncompressed);
+        let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
         let value = eval_instant(&m, time, &mut src).map_err(eval_error)?;
         let (result_type, result) = match value {
             Value::Scalar(v) => ("scalar", json!([seconds(time), sample(v)])),

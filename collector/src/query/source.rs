@@ -20,21 +20,26 @@
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use logpost_shared::batch::{RecordView, check, stored_records_section};
+use logpost_shared::batch::RecordView;
 
 use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
 use crate::ingest::loki::records::exact_ns;
-use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
-use crate::store::scan::{ScanError, SegmentScanner};
+use crate::store::scan::ScanError;
 use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes};
 use crate::store::{Store, Topic};
 
+mod ahead;
+mod batches;
 mod plan;
 
-use plan::{Range, plan_segment};
+use plan::plan_segment;
 
 const NS_PER_MS: i64 = 1_000_000;
+/// Segment ranges shorter than this are inflated on the scan's own thread:
+/// starting helpers costs more than a few batches take (narrow time ranges
+/// read one summary block).
+const MIN_PARALLEL_BYTES: u64 = 4 << 20;
 
 /// Why a scan failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +158,8 @@ pub enum Found<'a> {
 pub struct StoreSource<'a> {
     store: &'a Store,
     max_uncompressed: usize,
+    helper_threads: usize,
+    min_parallel_bytes: u64,
     /// What the scans so far read and skipped.
     pub stats: ScanStats,
 }
@@ -164,8 +171,26 @@ impl<'a> StoreSource<'a> {
         StoreSource {
             store,
             max_uncompressed,
+            helper_threads: 0,
+            min_parallel_bytes: MIN_PARALLEL_BYTES,
             stats: ScanStats::default(),
         }
+    }
+
+    /// Scans with `threads` helpers inflating batches ahead (the
+    /// collector's `[http] query_threads`); 0 or 1: none, everything on
+    /// the calling thread.
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.helper_threads = if threads > 1 { threads } else { 0 };
+        self
+    }
+
+    /// Helpers on ranges of any size (tests, whose stores are small).
+    #[cfg(test)]
+    fn with_helpers_always(mut self) -> Self {
+        self.min_parallel_bytes = 0;
+        self
     }
 }
 
@@ -183,6 +208,8 @@ impl EntrySource for StoreSource<'_> {
             start_ns,
             end_ns,
             max_uncompressed: self.max_uncompressed,
+            helper_threads: self.helper_threads,
+            min_parallel_bytes: self.min_parallel_bytes,
         };
         let mut hit = |h: Hit<'_>| {
             f(Entry {
@@ -218,6 +245,8 @@ impl EntrySource for StoreSource<'_> {
             start_ns,
             end_ns,
             max_uncompressed: self.max_uncompressed,
+            helper_threads: self.helper_threads,
+            min_parallel_bytes: self.min_parallel_bytes,
         };
         let topics = topics_for(self.store, &log.selector);
         scan.newest_first(&topics, &mut self.stats, &mut |found| match found {
@@ -276,6 +305,9 @@ pub fn newest_records<T>(
         start_ns,
         end_ns,
         max_uncompressed,
+        // Newest first usually stops after a few blocks: no read-ahead.
+        helper_threads: 0,
+        min_parallel_bytes: MIN_PARALLEL_BYTES,
     };
     let topics = topics_for(store, &log.selector);
     let mut stats = ScanStats::default();
@@ -316,6 +348,11 @@ struct ScanRequest<'q> {
     start_ns: i64,
     end_ns: i64,
     max_uncompressed: usize,
+    /// Threads that inflate batches ahead of the scan; 0 inflates on the
+    /// scan's own thread.
+    helper_threads: usize,
+    /// Ranges shorter than this get no helpers.
+    min_parallel_bytes: u64,
 }
 
 /// The labels of the previous record, reused while its headers repeat (a
@@ -437,91 +474,6 @@ impl ScanRequest<'_> {
             }
         }
         Ok(())
-    }
-
-    /// One range of a segment, batch by batch.
-    #[allow(clippy::too_many_arguments)]
-    fn range(
-        &self,
-        topic: &Topic,
-        partition: u32,
-        seg: &SegmentView,
-        range: Range,
-        state: &mut ScanState,
-        stats: &mut ScanStats,
-        f: &mut dyn FnMut(Hit<'_>) -> ControlFlow<()>,
-    ) -> Result<ControlFlow<()>, SourceError> {
-        let (start_ms, end_ms) = self.bounds_ms();
-        let ScanState { scratch, cache } = state;
-        let mut scanner = SegmentScanner::new(Arc::clone(&seg.file), range.pos, range.end, MAX_FRAME_BYTES);
-        loop {
-            let (pos, frame) = match scanner.next_frame() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(ControlFlow::Continue(())),
-                Err(source) => {
-                    return Err(SourceError::Scan {
-                        topic: topic.name.to_string(),
-                        partition,
-                        base_offset: seg.base_offset,
-                        source,
-                    });
-                }
-            };
-            stats.stored_bytes_read += frame.len() as u64;
-            let corrupt = |source| SourceError::Batch {
-                topic: topic.name.to_string(),
-                partition,
-                base_offset: seg.base_offset,
-                pos,
-                source,
-            };
-            let header = check(frame).map_err(corrupt)?;
-            if header.max_timestamp < start_ms || header.base_timestamp > end_ms {
-                continue;
-            }
-            let records = stored_records_section(frame, &header, self.max_uncompressed, scratch).map_err(corrupt)?;
-            stats.batches_read += 1;
-            stats.raw_bytes_scanned += records.len() as u64;
-            let mut candidates = 0u64;
-            let flow = self
-                .prefilter
-                .for_each_candidate(records, header.records_count, |record| {
-                    candidates += 1;
-                    let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                    if timestamp_ms < start_ms || timestamp_ms > end_ms {
-                        return ControlFlow::Continue(());
-                    }
-                    if !self.prefilter.may_match(record.value.unwrap_or_default()) {
-                        return ControlFlow::Continue(());
-                    }
-                    let timestamp_ns = record_ns(&record, timestamp_ms);
-                    if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
-                        return ControlFlow::Continue(());
-                    }
-                    let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                    if !selected {
-                        return ControlFlow::Continue(());
-                    }
-                    stats.records_matched_selector += 1;
-                    f(Hit {
-                        topic: &topic.name,
-                        partition,
-                        offset: header.base_offset + i64::from(record.offset_delta),
-                        producer_id: header.producer.producer_id,
-                        timestamp_ms,
-                        timestamp_ns,
-                        labels,
-                        record: &record,
-                    })
-                })
-                .map_err(corrupt)?;
-            if candidates == 0 {
-                stats.batches_prefiltered += 1;
-            }
-            if flow.is_break() {
-                return Ok(ControlFlow::Break(()));
-            }
-        }
     }
 }
 
