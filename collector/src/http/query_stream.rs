@@ -213,6 +213,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
     let log = Arc::new(log);
     let cancelled = Arc::new(AtomicBool::new(false));
     let max_uncompressed = app.config.max_uncompressed_bytes;
+    let query_threads = app.config.http.query_threads;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let filter = Arc::new(LogqlFilter {
         prefilter: Prefilter::new(&log.pipeline),
@@ -238,7 +239,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
             let result = if backward {
                 // Every topic at once: `newest_records` merges them.
                 let range = (start_ns, end_ns.saturating_add(1));
-                let newest = newest_records(&app.store, &log, range, limit, max_uncompressed, |hit| {
+                let newest = newest_records(&app.store, &log, range, limit, max_uncompressed, query_threads, |hit| {
                     let line = hit.record.value.unwrap_or_default();
                     if filter.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
                         return None;

@@ -31,8 +31,10 @@ use crate::store::{Store, Topic};
 
 mod ahead;
 mod batches;
+mod newest;
 mod plan;
 
+use newest::Part;
 use plan::plan_segment;
 
 const NS_PER_MS: i64 = 1_000_000;
@@ -40,6 +42,9 @@ const NS_PER_MS: i64 = 1_000_000;
 /// starting helpers costs more than a few batches take (narrow time ranges
 /// read one summary block).
 const MIN_PARALLEL_BYTES: u64 = 4 << 20;
+/// Stored bytes a newest-first scan reads on its own thread before it
+/// takes helpers.
+const NEWEST_ON_ONE_THREAD: u64 = 8 << 20;
 
 /// Why a scan failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +165,7 @@ pub struct StoreSource<'a> {
     max_uncompressed: usize,
     helper_threads: usize,
     min_parallel_bytes: u64,
+    newest_alone_bytes: u64,
     /// What the scans so far read and skipped.
     pub stats: ScanStats,
 }
@@ -173,6 +179,7 @@ impl<'a> StoreSource<'a> {
             max_uncompressed,
             helper_threads: 0,
             min_parallel_bytes: MIN_PARALLEL_BYTES,
+            newest_alone_bytes: NEWEST_ON_ONE_THREAD,
             stats: ScanStats::default(),
         }
     }
@@ -190,6 +197,14 @@ impl<'a> StoreSource<'a> {
     #[cfg(test)]
     fn with_helpers_always(mut self) -> Self {
         self.min_parallel_bytes = 0;
+        self.newest_alone_bytes = 0;
+        self
+    }
+
+    /// A newest-first scan takes helpers after `bytes` (tests).
+    #[cfg(test)]
+    fn with_newest_alone_bytes(mut self, bytes: u64) -> Self {
+        self.newest_alone_bytes = bytes;
         self
     }
 }
@@ -210,6 +225,7 @@ impl EntrySource for StoreSource<'_> {
             max_uncompressed: self.max_uncompressed,
             helper_threads: self.helper_threads,
             min_parallel_bytes: self.min_parallel_bytes,
+            newest_alone_bytes: self.newest_alone_bytes,
         };
         let mut hit = |h: Hit<'_>| {
             f(Entry {
@@ -247,6 +263,7 @@ impl EntrySource for StoreSource<'_> {
             max_uncompressed: self.max_uncompressed,
             helper_threads: self.helper_threads,
             min_parallel_bytes: self.min_parallel_bytes,
+            newest_alone_bytes: self.newest_alone_bytes,
         };
         let topics = topics_for(self.store, &log.selector);
         scan.newest_first(&topics, &mut self.stats, &mut |found| match found {
@@ -265,6 +282,7 @@ impl EntrySource for StoreSource<'_> {
 /// turns into an item (`None`: not wanted), newest first, as `(timestamp
 /// ns, item)`: the records of `/v1/query?direction=backward`. Reads summary
 /// blocks newest first and stops once older ones cannot hold one of them.
+/// `threads`: helpers inflating ahead, as [`StoreSource::with_threads`].
 ///
 /// # Errors
 /// A read error or a corrupt batch.
@@ -274,6 +292,7 @@ pub fn newest_records<T>(
     (start_ns, end_ns): (i64, i64),
     limit: usize,
     max_uncompressed: usize,
+    threads: usize,
     mut keep: impl FnMut(&Hit<'_>) -> Option<T>,
 ) -> Result<Vec<(i64, T)>, SourceError> {
     use std::cmp::Reverse;
@@ -305,9 +324,9 @@ pub fn newest_records<T>(
         start_ns,
         end_ns,
         max_uncompressed,
-        // Newest first usually stops after a few blocks: no read-ahead.
-        helper_threads: 0,
+        helper_threads: if threads > 1 { threads } else { 0 },
         min_parallel_bytes: MIN_PARALLEL_BYTES,
+        newest_alone_bytes: NEWEST_ON_ONE_THREAD,
     };
     let topics = topics_for(store, &log.selector);
     let mut stats = ScanStats::default();
@@ -353,6 +372,8 @@ struct ScanRequest<'q> {
     helper_threads: usize,
     /// Ranges shorter than this get no helpers.
     min_parallel_bytes: u64,
+    /// Stored bytes a newest-first scan reads before it takes helpers.
+    newest_alone_bytes: u64,
 }
 
 /// The labels of the previous record, reused while its headers repeat (a
@@ -428,7 +449,6 @@ impl ScanRequest<'_> {
         stats: &mut ScanStats,
         f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
     ) -> Result<(), SourceError> {
-        // (newest possible ns, topic, partition id, view, segment, range)
         let mut parts = Vec::new();
         for (t, topic) in topics.iter().enumerate() {
             for partition in &topic.partitions {
@@ -444,28 +464,42 @@ impl ScanRequest<'_> {
                         } else {
                             range.newest_ms.saturating_mul(NS_PER_MS).saturating_add(NS_PER_MS - 1)
                         };
-                        parts.push((newest_ns, t, partition.id, Arc::clone(&view), i, range));
+                        parts.push(Part {
+                            newest_ns,
+                            topic: t,
+                            partition: partition.id,
+                            view: Arc::clone(&view),
+                            segment: i,
+                            range,
+                        });
                     }
                 }
             }
         }
-        parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+        parts.sort_by_key(|p| std::cmp::Reverse(p.newest_ns));
         let mut state = ScanState::default();
         let mut state_topic = usize::MAX;
-        for (newest_ns, t, partition, view, i, range) in parts {
-            if f(Found::NoneNewerThan(newest_ns)).is_break() {
+        // The newest blocks are read here: most such scans (Grafana's
+        // newest 100 lines) stop within them, before helpers would pay.
+        let mut read = 0u64;
+        for (k, part) in parts.iter().enumerate() {
+            if self.helper_threads > 0 && read >= self.newest_alone_bytes {
+                return self.newest_first_ahead(topics, parts.get(k..).unwrap_or_default(), stats, f);
+            }
+            read += part.range.end.saturating_sub(part.range.pos);
+            if f(Found::NoneNewerThan(part.newest_ns)).is_break() {
                 break;
             }
-            let (Some(topic), Some(seg)) = (topics.get(t), view.segments.get(i)) else {
+            let (Some(topic), Some(seg)) = (topics.get(part.topic), part.view.segments.get(part.segment)) else {
                 continue;
             };
-            if state_topic != t {
+            if state_topic != part.topic {
                 // Cached labels carry the topic.
                 state.cache = LabelCache::default();
-                state_topic = t;
+                state_topic = part.topic;
             }
             if self
-                .range(topic, partition, seg, range, &mut state, stats, &mut |h| {
+                .range(topic, part.partition, seg, part.range, &mut state, stats, &mut |h| {
                     f(Found::Hit(h))
                 })?
                 .is_break()

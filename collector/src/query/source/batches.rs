@@ -100,7 +100,7 @@ impl ScanRequest<'_> {
 
     /// The range's next frame, checked, with its position, unless the
     /// time range cannot use it.
-    fn next_frame<'s>(
+    pub(super) fn next_frame<'s>(
         &self,
         at: &Place<'_>,
         scanner: &'s mut SegmentScanner,
@@ -129,7 +129,7 @@ impl ScanRequest<'_> {
 
     /// The hits of one batch's inflated `records`.
     #[allow(clippy::too_many_arguments)]
-    fn batch(
+    pub(super) fn batch(
         &self,
         at: &Place<'_>,
         pos: u64,
@@ -184,7 +184,7 @@ impl ScanRequest<'_> {
 }
 
 /// What the next frame of a range is.
-enum Next<'s> {
+pub(super) enum Next<'s> {
     Frame(u64, &'s [u8], BatchHeader),
     /// Its records are all outside the time range.
     OutOfRange,
@@ -192,14 +192,14 @@ enum Next<'s> {
 }
 
 /// Where a batch is, for errors.
-struct Place<'t> {
-    topic: &'t Topic,
-    partition: u32,
-    base_offset: i64,
+pub(super) struct Place<'t> {
+    pub topic: &'t Topic,
+    pub partition: u32,
+    pub base_offset: i64,
 }
 
 impl Place<'_> {
-    fn corrupt(&self, pos: u64, source: logpost_shared::batch::BatchError) -> SourceError {
+    pub(super) fn corrupt(&self, pos: u64, source: logpost_shared::batch::BatchError) -> SourceError {
         SourceError::Batch {
             topic: self.topic.name.to_string(),
             partition: self.partition,

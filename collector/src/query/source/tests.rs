@@ -210,6 +210,7 @@ fn newest_records_are_the_newest_of_a_full_scan() {
             (start * NS_PER_MS, end * NS_PER_MS),
             limit,
             64 << 20,
+            1,
             |h| {
                 let line = h.record.value.unwrap_or_default();
                 log.pipeline
@@ -232,6 +233,17 @@ fn newest_records_are_the_newest_of_a_full_scan() {
     }
 }
 
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// (ts ns, source, line) of each hit, in scan order.
 type Hits = Vec<(i64, String, String)>;
 
@@ -252,16 +264,7 @@ fn hits_in_order(src: &mut StoreSource<'_>, q: &str, stop_after: usize) -> (Hits
             ControlFlow::Continue(())
         }
     });
-    let chain = |e: &dyn std::error::Error| {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
-    };
-    (got, result.map_err(|e| chain(&e)))
+    (got, result.map_err(|e| error_chain(&e)))
 }
 
 #[test]
@@ -358,4 +361,61 @@ fn a_batch_that_does_not_inflate_fails_a_helped_scan_in_order() {
     assert_eq!(rb.expect_err("and with helpers too"), err);
     assert_eq!(a.len(), 6 * 50, "the six batches before it");
     assert_eq!(a, b);
+    // Newest first: the active segment has no summary yet, so it is one
+    // range read in file order: the same six batches, then the same error.
+    let (a, ra) = newest_first_calls(&mut StoreSource::new(&store, 64 << 20), q, usize::MAX);
+    let mut helped = StoreSource::new(&store, 64 << 20).with_threads(2).with_helpers_always();
+    let (b, rb) = newest_first_calls(&mut helped, q, usize::MAX);
+    assert_eq!(ra.expect_err("newest first meets it too"), err);
+    assert_eq!(rb.expect_err("and with helpers"), err);
+    assert_eq!(a.iter().filter(|c| c.1.is_some()).count(), 6 * 50);
+    assert_eq!(a, b);
+}
+
+/// Every call a newest-first scan makes, in order: `None` for "nothing
+/// newer than ns", else the hit; the scan is stopped after `stop_after`.
+fn newest_first_calls(src: &mut StoreSource<'_>, q: &str, stop_after: usize) -> (NewestCalls, Result<(), String>) {
+    use crate::query::logql::Scanned;
+    let Ok(Expr::Log(log)) = parse(q) else { panic!("{q}") };
+    let mut calls = Vec::new();
+    let result = src.scan_newest_first(&log, 0, i64::MAX, &mut |s| {
+        calls.push(match s {
+            Scanned::NoneNewerThan(ns) => (ns, None),
+            Scanned::Entry(e) => (e.timestamp_ns, Some(String::from_utf8_lossy(e.line).into_owned())),
+        });
+        if calls.len() >= stop_after {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    (calls, result.map_err(|e| error_chain(&e)))
+}
+
+/// (ns, line) of each call of a newest-first scan; no line: an announcement.
+type NewestCalls = Vec<(i64, Option<String>)>;
+
+#[test]
+fn newest_first_with_helpers_makes_the_same_calls() {
+    let fx = fixture();
+    for q in [r#"{topic="app"}"#, r#"app |= "ERROR""#, r#"app |= "no such text""#] {
+        for stop_after in [usize::MAX, 1, 2, 50, 999] {
+            let (alone, ra) = newest_first_calls(&mut StoreSource::new(&fx.store, 64 << 20), q, stop_after);
+            assert!(ra.is_ok(), "{q}: {ra:?}");
+            assert!(alone.iter().any(|c| c.1.is_none()), "{q}: blocks are announced");
+            // Helpers from the start, and after the first 20 KiB on one thread.
+            for alone_bytes in [0, 20 << 10] {
+                let mut helped = StoreSource::new(&fx.store, 64 << 20)
+                    .with_threads(2)
+                    .with_helpers_always()
+                    .with_newest_alone_bytes(alone_bytes);
+                let (with_helpers, rb) = newest_first_calls(&mut helped, q, stop_after);
+                assert!(rb.is_ok(), "{q}: {rb:?}");
+                assert_eq!(
+                    alone, with_helpers,
+                    "{q}, stop after {stop_after}, helpers after {alone_bytes}"
+                );
+            }
+        }
+    }
 }
