@@ -102,9 +102,18 @@ impl Ahead {
     /// Queues `frame` (found at file position `pos`) for inflating.
     pub(super) fn submit(&mut self, pos: u64, header: BatchHeader, frame: &[u8]) {
         self.recycle();
-        let (mut buf, out) = self.spare.pop().unwrap_or_default();
+        let (mut buf, mut out) = self.spare.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
+        // Sized here, on the scan's thread, so that the sections live in its
+        // malloc arena: grown by the helpers, each helper's arena kept up
+        // to a few sections after the scan (about 10 MiB of RSS on 2 CPUs).
+        if header.codec() == Some(Codec::Gzip)
+            && let Some(size) = frame.last_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize)
+        {
+            out.clear();
+            out.reserve(size.min(self.max_uncompressed));
+        }
         let (reply, done) = sync_channel(1);
         let job = Job {
             frame: buf,
