@@ -483,8 +483,11 @@ impl ScanRequest<'_> {
         // newest 100 lines) stop within them, before helpers would pay.
         let mut read = 0u64;
         for (k, part) in parts.iter().enumerate() {
-            if self.helper_threads > 0 && read >= self.newest_alone_bytes {
-                return self.newest_first_ahead(topics, parts.get(k..).unwrap_or_default(), stats, f);
+            if self.helper_threads > 0
+                && read >= self.newest_alone_bytes
+                && let Some(done) = self.newest_first_ahead(topics, parts.get(k..).unwrap_or_default(), stats, f)
+            {
+                return done;
             }
             read += part.range.end.saturating_sub(part.range.pos);
             if f(Found::NoneNewerThan(part.newest_ns)).is_break() {

@@ -53,40 +53,47 @@ pub(super) struct Ahead {
 }
 
 impl Ahead {
-    /// Starts `threads` helpers in `scope`; dropping this closes their
-    /// queue, and each stops after the job it is on.
-    pub(super) fn start<'scope>(scope: &'scope Scope<'scope, '_>, threads: usize, max_uncompressed: usize) -> Self {
-        let depth = threads.max(1) * DEPTH_PER_THREAD;
-        let (jobs, queue) = sync_channel::<Job>(depth);
+    /// Starts up to `threads` helpers in `scope`; dropping this closes
+    /// their queue, and each stops after the job it is on. `None` when no
+    /// thread could be started (a process or system thread limit): the
+    /// caller then inflates on its own thread.
+    pub(super) fn start<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        threads: usize,
+        max_uncompressed: usize,
+    ) -> Option<Self> {
+        #[cfg(test)]
+        if tests::NO_THREADS.get() {
+            return None;
+        }
+        let (jobs, queue) = sync_channel::<Job>(threads.max(1) * DEPTH_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
+        let mut started = 0;
         for _ in 0..threads.max(1) {
             let queue = Arc::clone(&queue);
-            scope.spawn(move || {
-                loop {
-                    // The lock is held only while waiting for a job.
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(job) = next else { return };
-                    let Job {
-                        frame,
-                        header,
-                        mut out,
-                        max_uncompressed,
-                        reply,
-                    } = job;
-                    let result = inflate(&frame, &header, max_uncompressed, &mut out);
-                    // The scan may have stopped early and dropped the receiver.
-                    let _ = reply.send(Done { frame, out, result });
+            let helper = std::thread::Builder::new()
+                .name("query-inflate".to_owned())
+                .spawn_scoped(scope, move || help(&queue));
+            match helper {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, started, "cannot start a query helper thread");
+                    break;
                 }
-            });
+            }
         }
-        Ahead {
+        if started == 0 {
+            return None;
+        }
+        let depth = started * DEPTH_PER_THREAD;
+        Some(Ahead {
             jobs,
             pending: VecDeque::with_capacity(depth),
             current: None,
             spare: Vec::new(),
             depth,
             max_uncompressed,
-        }
+        })
     }
 
     /// Whether as many frames as allowed are in flight.
@@ -111,8 +118,9 @@ impl Ahead {
         if header.codec() == Some(Codec::Gzip)
             && let Some(size) = frame.last_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize)
         {
-            out.clear();
-            out.reserve(size.min(self.max_uncompressed));
+            // Keeping its length: inflating zeroes only what a buffer grows by.
+            let size = size.min(self.max_uncompressed);
+            out.reserve(size.saturating_sub(out.len()));
         }
         let (reply, done) = sync_channel(1);
         let job = Job {
@@ -157,6 +165,25 @@ impl Ahead {
     }
 }
 
+/// A helper: inflates jobs until the queue closes.
+fn help(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for a job.
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = next else { return };
+        let Job {
+            frame,
+            header,
+            mut out,
+            max_uncompressed,
+            reply,
+        } = job;
+        let result = inflate(&frame, &header, max_uncompressed, &mut out);
+        // The scan may have stopped early and dropped the receiver.
+        let _ = reply.send(Done { frame, out, result });
+    }
+}
+
 /// The records section of `frame` into `out`.
 fn inflate(frame: &[u8], header: &BatchHeader, max_uncompressed: usize, out: &mut Vec<u8>) -> Result<(), BatchError> {
     if header.codec() == Some(Codec::None) {
@@ -171,4 +198,15 @@ fn inflate(frame: &[u8], header: &BatchHeader, max_uncompressed: usize, out: &mu
     // Compressed: the section is inflated into `out` itself.
     stored_records_section(frame, header, max_uncompressed, out)?;
     Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes [`super::Ahead::start`] fail on this thread, as when the
+        /// system refuses new threads.
+        pub static NO_THREADS: Cell<bool> = const { Cell::new(false) };
+    }
 }

@@ -35,21 +35,35 @@ impl ScanRequest<'_> {
             base_offset: seg.base_offset,
         };
         if self.helper_threads > 0 && range.end.saturating_sub(range.pos) >= self.min_parallel_bytes {
-            return std::thread::scope(|scope| {
-                let mut ahead = Ahead::start(scope, self.helper_threads, self.max_uncompressed);
-                self.range_ahead(&at, &mut scanner, &mut ahead, state, stats, f)
-            });
+            return std::thread::scope(
+                |scope| match Ahead::start(scope, self.helper_threads, self.max_uncompressed) {
+                    Some(mut ahead) => self.range_ahead(&at, &mut scanner, &mut ahead, state, stats, f),
+                    None => self.range_alone(&at, &mut scanner, state, stats, f),
+                },
+            );
         }
+        self.range_alone(&at, &mut scanner, state, stats, f)
+    }
+
+    /// As [`range`](Self::range), inflating on this thread.
+    fn range_alone(
+        &self,
+        at: &Place<'_>,
+        scanner: &mut SegmentScanner,
+        state: &mut ScanState,
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Hit<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SourceError> {
         let ScanState { scratch, cache } = state;
         loop {
-            let (pos, frame, header) = match self.next_frame(&at, &mut scanner, stats)? {
+            let (pos, frame, header) = match self.next_frame(at, scanner, stats)? {
                 Next::Frame(pos, frame, header) => (pos, frame, header),
                 Next::OutOfRange => continue,
                 Next::End => return Ok(ControlFlow::Continue(())),
             };
             let records = stored_records_section(frame, &header, self.max_uncompressed, scratch)
                 .map_err(|source| at.corrupt(pos, source))?;
-            if self.batch(&at, pos, &header, records, cache, stats, f)?.is_break() {
+            if self.batch(at, pos, &header, records, cache, stats, f)?.is_break() {
                 return Ok(ControlFlow::Break(()));
             }
         }

@@ -40,90 +40,103 @@ impl Part {
 }
 
 impl ScanRequest<'_> {
-    /// Reads `parts` (already in order) with helpers inflating ahead.
+    /// Reads `parts` (already in order) with helpers inflating ahead;
+    /// `None`, having read nothing, when no helper could be started.
     pub(super) fn newest_first_ahead(
         &self,
         topics: &[Arc<Topic>],
         parts: &[Part],
         stats: &mut ScanStats,
         f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
-    ) -> Result<(), SourceError> {
+    ) -> Option<Result<(), SourceError>> {
         std::thread::scope(|scope| {
-            let mut ahead = Ahead::start(scope, self.helper_threads, self.max_uncompressed);
-            // The part of each frame in flight, oldest first.
-            let mut in_flight: VecDeque<usize> = VecDeque::new();
-            let mut feeding: Option<(usize, SegmentScanner)> = None;
-            let mut next_part = 0;
-            let mut read_error: Option<(usize, SourceError)> = None;
-            let mut announced = 0;
-            let mut state = ScanState::default();
-            let mut state_topic = usize::MAX;
-            loop {
-                while read_error.is_none() && !ahead.is_full() {
-                    if feeding.is_none() {
-                        let Some(part) = parts.get(next_part) else { break };
-                        let file = part.view.segments.get(part.segment).map(|s| Arc::clone(&s.file));
-                        if let Some(file) = file {
-                            feeding = Some((
-                                next_part,
-                                SegmentScanner::new(file, part.range.pos, part.range.end, MAX_FRAME_BYTES),
-                            ));
-                        }
-                        next_part += 1;
-                        continue;
+            let mut ahead = Ahead::start(scope, self.helper_threads, self.max_uncompressed)?;
+            Some(self.newest_with(&mut ahead, topics, parts, stats, f))
+        })
+    }
+
+    /// The body of [`newest_first_ahead`](Self::newest_first_ahead).
+    fn newest_with(
+        &self,
+        ahead: &mut Ahead,
+        topics: &[Arc<Topic>],
+        parts: &[Part],
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
+    ) -> Result<(), SourceError> {
+        // The part of each frame in flight, oldest first.
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let mut feeding: Option<(usize, SegmentScanner)> = None;
+        let mut next_part = 0;
+        let mut read_error: Option<(usize, SourceError)> = None;
+        let mut announced = 0;
+        let mut state = ScanState::default();
+        let mut state_topic = usize::MAX;
+        loop {
+            while read_error.is_none() && !ahead.is_full() {
+                if feeding.is_none() {
+                    let Some(part) = parts.get(next_part) else { break };
+                    let file = part.view.segments.get(part.segment).map(|s| Arc::clone(&s.file));
+                    if let Some(file) = file {
+                        feeding = Some((
+                            next_part,
+                            SegmentScanner::new(file, part.range.pos, part.range.end, MAX_FRAME_BYTES),
+                        ));
                     }
-                    let Some((k, scanner)) = feeding.as_mut() else { break };
-                    let Some(at) = parts.get(*k).and_then(|p| p.place(topics)) else {
-                        feeding = None;
-                        continue;
-                    };
-                    match self.next_frame(&at, scanner, stats) {
-                        Ok(Next::Frame(pos, frame, header)) => {
-                            ahead.submit(pos, header, frame);
-                            in_flight.push_back(*k);
-                        }
-                        Ok(Next::OutOfRange) => {}
-                        Ok(Next::End) => feeding = None,
-                        Err(e) => read_error = Some((*k, e)),
-                    }
+                    next_part += 1;
+                    continue;
                 }
-                let Some(k) = in_flight.pop_front() else { break };
+                let Some((k, scanner)) = feeding.as_mut() else { break };
+                let Some(at) = parts.get(*k).and_then(|p| p.place(topics)) else {
+                    feeding = None;
+                    continue;
+                };
+                match self.next_frame(&at, scanner, stats) {
+                    Ok(Next::Frame(pos, frame, header)) => {
+                        ahead.submit(pos, header, frame);
+                        in_flight.push_back(*k);
+                    }
+                    Ok(Next::OutOfRange) => {}
+                    Ok(Next::End) => feeding = None,
+                    Err(e) => read_error = Some((*k, e)),
+                }
+            }
+            let Some(k) = in_flight.pop_front() else { break };
+            if announce(parts, k + 1, &mut announced, f).is_break() {
+                return Ok(());
+            }
+            let Some((pos, header, records)) = ahead.next() else {
+                break;
+            };
+            let (Some(part), Some(at)) = (parts.get(k), parts.get(k).and_then(|p| p.place(topics))) else {
+                continue;
+            };
+            if state_topic != part.topic {
+                // Cached labels carry the topic.
+                state.cache = LabelCache::default();
+                state_topic = part.topic;
+            }
+            let records = records.map_err(|source| at.corrupt(pos, source))?;
+            let hits = self.batch(&at, pos, &header, records, &mut state.cache, stats, &mut |h| {
+                f(Found::Hit(h))
+            })?;
+            if hits.is_break() {
+                return Ok(());
+            }
+        }
+        match read_error {
+            Some((k, e)) => {
                 if announce(parts, k + 1, &mut announced, f).is_break() {
                     return Ok(());
                 }
-                let Some((pos, header, records)) = ahead.next() else {
-                    break;
-                };
-                let (Some(part), Some(at)) = (parts.get(k), parts.get(k).and_then(|p| p.place(topics))) else {
-                    continue;
-                };
-                if state_topic != part.topic {
-                    // Cached labels carry the topic.
-                    state.cache = LabelCache::default();
-                    state_topic = part.topic;
-                }
-                let records = records.map_err(|source| at.corrupt(pos, source))?;
-                let hits = self.batch(&at, pos, &header, records, &mut state.cache, stats, &mut |h| {
-                    f(Found::Hit(h))
-                })?;
-                if hits.is_break() {
-                    return Ok(());
-                }
+                Err(e)
             }
-            match read_error {
-                Some((k, e)) => {
-                    if announce(parts, k + 1, &mut announced, f).is_break() {
-                        return Ok(());
-                    }
-                    Err(e)
-                }
-                None => {
-                    // Blocks with no frame left to read are announced too.
-                    let _ = announce(parts, parts.len(), &mut announced, f);
-                    Ok(())
-                }
+            None => {
+                // Blocks with no frame left to read are announced too.
+                let _ = announce(parts, parts.len(), &mut announced, f);
+                Ok(())
             }
-        })
+        }
     }
 }
 

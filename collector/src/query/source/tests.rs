@@ -419,3 +419,27 @@ fn newest_first_with_helpers_makes_the_same_calls() {
         }
     }
 }
+
+#[test]
+fn without_threads_a_helped_scan_runs_alone() {
+    let fx = fixture();
+    super::ahead::tests::NO_THREADS.set(true);
+    for q in [r#"{topic="app"}"#, r#"app |= "ERROR""#] {
+        let (a, ra) = hits_in_order(&mut StoreSource::new(&fx.store, 64 << 20), q, usize::MAX);
+        let mut helped = StoreSource::new(&fx.store, 64 << 20)
+            .with_threads(4)
+            .with_helpers_always();
+        let (b, rb) = hits_in_order(&mut helped, q, usize::MAX);
+        assert!(ra.is_ok() && rb.is_ok(), "{ra:?} {rb:?}");
+        assert_eq!(a, b, "{q}");
+        let (a, _) = newest_first_calls(&mut StoreSource::new(&fx.store, 64 << 20), q, usize::MAX);
+        let mut helped = StoreSource::new(&fx.store, 64 << 20)
+            .with_threads(4)
+            .with_helpers_always()
+            .with_newest_alone_bytes(20 << 10);
+        let (b, rb) = newest_first_calls(&mut helped, q, usize::MAX);
+        assert!(rb.is_ok(), "{rb:?}");
+        assert_eq!(a, b, "{q}: newest first");
+    }
+    super::ahead::tests::NO_THREADS.set(false);
+}
