@@ -163,9 +163,7 @@ pub enum Found<'a> {
 pub struct StoreSource<'a> {
     store: &'a Store,
     max_uncompressed: usize,
-    helper_threads: usize,
-    min_parallel_bytes: u64,
-    newest_alone_bytes: u64,
+    helpers: Helpers,
     /// What the scans so far read and skipped.
     pub stats: ScanStats,
 }
@@ -177,9 +175,7 @@ impl<'a> StoreSource<'a> {
         StoreSource {
             store,
             max_uncompressed,
-            helper_threads: 0,
-            min_parallel_bytes: MIN_PARALLEL_BYTES,
-            newest_alone_bytes: NEWEST_ON_ONE_THREAD,
+            helpers: Helpers::new(1),
             stats: ScanStats::default(),
         }
     }
@@ -189,22 +185,22 @@ impl<'a> StoreSource<'a> {
     /// the calling thread.
     #[must_use]
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.helper_threads = if threads > 1 { threads } else { 0 };
+        self.helpers = Helpers::new(threads);
         self
     }
 
     /// Helpers on ranges of any size (tests, whose stores are small).
     #[cfg(test)]
     fn with_helpers_always(mut self) -> Self {
-        self.min_parallel_bytes = 0;
-        self.newest_alone_bytes = 0;
+        self.helpers.min_range_bytes = 0;
+        self.helpers.newest_alone_bytes = 0;
         self
     }
 
     /// A newest-first scan takes helpers after `bytes` (tests).
     #[cfg(test)]
     fn with_newest_alone_bytes(mut self, bytes: u64) -> Self {
-        self.newest_alone_bytes = bytes;
+        self.helpers.newest_alone_bytes = bytes;
         self
     }
 }
@@ -223,9 +219,7 @@ impl EntrySource for StoreSource<'_> {
             start_ns,
             end_ns,
             max_uncompressed: self.max_uncompressed,
-            helper_threads: self.helper_threads,
-            min_parallel_bytes: self.min_parallel_bytes,
-            newest_alone_bytes: self.newest_alone_bytes,
+            helpers: self.helpers,
         };
         let mut hit = |h: Hit<'_>| {
             f(Entry {
@@ -261,9 +255,7 @@ impl EntrySource for StoreSource<'_> {
             start_ns,
             end_ns,
             max_uncompressed: self.max_uncompressed,
-            helper_threads: self.helper_threads,
-            min_parallel_bytes: self.min_parallel_bytes,
-            newest_alone_bytes: self.newest_alone_bytes,
+            helpers: self.helpers,
         };
         let topics = topics_for(self.store, &log.selector);
         scan.newest_first(&topics, &mut self.stats, &mut |found| match found {
@@ -324,9 +316,7 @@ pub fn newest_records<T>(
         start_ns,
         end_ns,
         max_uncompressed,
-        helper_threads: if threads > 1 { threads } else { 0 },
-        min_parallel_bytes: MIN_PARALLEL_BYTES,
-        newest_alone_bytes: NEWEST_ON_ONE_THREAD,
+        helpers: Helpers::new(threads),
     };
     let topics = topics_for(store, &log.selector);
     let mut stats = ScanStats::default();
@@ -367,13 +357,29 @@ struct ScanRequest<'q> {
     start_ns: i64,
     end_ns: i64,
     max_uncompressed: usize,
-    /// Threads that inflate batches ahead of the scan; 0 inflates on the
-    /// scan's own thread.
-    helper_threads: usize,
+    helpers: Helpers,
+}
+
+/// When a scan takes helper threads to inflate batches ahead of it.
+#[derive(Debug, Clone, Copy)]
+struct Helpers {
+    /// 0: none, everything on the scan's own thread.
+    threads: usize,
     /// Ranges shorter than this get no helpers.
-    min_parallel_bytes: u64,
+    min_range_bytes: u64,
     /// Stored bytes a newest-first scan reads before it takes helpers.
     newest_alone_bytes: u64,
+}
+
+impl Helpers {
+    /// `threads` helpers (0 or 1: none) with the default thresholds.
+    fn new(threads: usize) -> Self {
+        Helpers {
+            threads: if threads > 1 { threads } else { 0 },
+            min_range_bytes: MIN_PARALLEL_BYTES,
+            newest_alone_bytes: NEWEST_ON_ONE_THREAD,
+        }
+    }
 }
 
 /// The labels of the previous record, reused while its headers repeat (a
@@ -483,8 +489,8 @@ impl ScanRequest<'_> {
         // newest 100 lines) stop within them, before helpers would pay.
         let mut read = 0u64;
         for (k, part) in parts.iter().enumerate() {
-            if self.helper_threads > 0
-                && read >= self.newest_alone_bytes
+            if self.helpers.threads > 0
+                && read >= self.helpers.newest_alone_bytes
                 && let Some(done) = self.newest_first_ahead(topics, parts.get(k..).unwrap_or_default(), stats, f)
             {
                 return done;

@@ -34,7 +34,7 @@ pub mod varint;
 
 pub use decode::{
     HeaderView, Headers, RecordIter, RecordView, decode_records, last_record_header, records_section, records_to_owned,
-    stored_records_section,
+    stored_records_section, stored_records_section_into,
 };
 pub use encode::{BatchBuilder, HeaderSet};
 pub use header::{BatchHeader, ProducerInfo, check, frame_len, set_base_offset};

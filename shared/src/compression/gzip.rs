@@ -51,7 +51,7 @@ pub(super) fn inflate_verified(input: &[u8], out: &mut Vec<u8>, limit: usize) ->
 }
 
 /// The size a gzip stream's trailer states (its last member's, modulo 2^32).
-fn stated_size(input: &[u8]) -> Option<usize> {
+pub(super) fn stated_size(input: &[u8]) -> Option<usize> {
     let at = input.len().checked_sub(4)?;
     let word: [u8; 4] = input.get(at..)?.try_into().ok()?;
     usize::try_from(u32::from_le_bytes(word)).ok()

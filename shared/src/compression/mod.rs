@@ -204,6 +204,17 @@ pub fn decompress_into(codec: Codec, input: &[u8], out: &mut Vec<u8>, limit: usi
     }
 }
 
+/// The decompressed size `input` states, where its codec's format says it
+/// up front or in a trailer (gzip's ISIZE, modulo 2^32): a hint for sizing
+/// the output buffer, not a promise.
+pub fn stated_size(codec: Codec, input: &[u8]) -> Option<usize> {
+    match codec {
+        Codec::Gzip => gzip::stated_size(input),
+        Codec::None => Some(input.len()),
+        Codec::Snappy | Codec::Lz4 | Codec::Zstd => None,
+    }
+}
+
 /// As [`decompress_into`], for data whose integrity is already known:
 /// records sections of stored batches, whose frame CRC-32C (covering the
 /// compressed bytes) was checked on the way in and is checked on every

@@ -14,8 +14,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::Scope;
 
-use logpost_shared::batch::{BatchError, BatchHeader, HEADER_LEN, stored_records_section};
-use logpost_shared::compression::Codec;
+use logpost_shared::batch::{BatchError, BatchHeader, HEADER_LEN, stored_records_section_into};
+use logpost_shared::compression::stated_size;
 
 /// Frames in flight per helper: enough that a helper never waits for the
 /// scan to hand it the next one.
@@ -112,11 +112,14 @@ impl Ahead {
         let (mut buf, mut out) = self.spare.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
-        // Sized here, on the scan's thread, so that the sections live in its
-        // malloc arena: grown by the helpers, each helper's arena kept up
-        // to a few sections after the scan (about 10 MiB of RSS on 2 CPUs).
-        if header.codec() == Some(Codec::Gzip)
-            && let Some(size) = frame.last_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize)
+        // Sized here, on the scan's thread, where the codec states the size
+        // (gzip), so that the sections live in its malloc arena: grown by
+        // the helpers, each helper's arena kept up to a few sections after
+        // the scan (about 10 MiB of RSS on 2 CPUs).
+        if let Some(codec) = header.codec()
+            && let Some(size) = frame
+                .get(HEADER_LEN..header.frame_len())
+                .and_then(|section| stated_size(codec, section))
         {
             // Keeping its length: inflating zeroes only what a buffer grows by.
             let size = size.min(self.max_uncompressed);
@@ -178,26 +181,10 @@ fn help(queue: &Mutex<Receiver<Job>>) {
             max_uncompressed,
             reply,
         } = job;
-        let result = inflate(&frame, &header, max_uncompressed, &mut out);
+        let result = stored_records_section_into(&frame, &header, max_uncompressed, &mut out);
         // The scan may have stopped early and dropped the receiver.
         let _ = reply.send(Done { frame, out, result });
     }
-}
-
-/// The records section of `frame` into `out`.
-fn inflate(frame: &[u8], header: &BatchHeader, max_uncompressed: usize, out: &mut Vec<u8>) -> Result<(), BatchError> {
-    if header.codec() == Some(Codec::None) {
-        let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
-            needed: header.frame_len(),
-            available: frame.len(),
-        })?;
-        out.clear();
-        out.extend_from_slice(section);
-        return Ok(());
-    }
-    // Compressed: the section is inflated into `out` itself.
-    stored_records_section(frame, header, max_uncompressed, out)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -34,13 +34,13 @@ impl ScanRequest<'_> {
             partition,
             base_offset: seg.base_offset,
         };
-        if self.helper_threads > 0 && range.end.saturating_sub(range.pos) >= self.min_parallel_bytes {
-            return std::thread::scope(
-                |scope| match Ahead::start(scope, self.helper_threads, self.max_uncompressed) {
+        if self.helpers.threads > 0 && range.end.saturating_sub(range.pos) >= self.helpers.min_range_bytes {
+            return std::thread::scope(|scope| {
+                match Ahead::start(scope, self.helpers.threads, self.max_uncompressed) {
                     Some(mut ahead) => self.range_ahead(&at, &mut scanner, &mut ahead, state, stats, f),
                     None => self.range_alone(&at, &mut scanner, state, stats, f),
-                },
-            );
+                }
+            });
         }
         self.range_alone(&at, &mut scanner, state, stats, f)
     }

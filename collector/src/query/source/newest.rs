@@ -50,7 +50,7 @@ impl ScanRequest<'_> {
         f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
     ) -> Option<Result<(), SourceError>> {
         std::thread::scope(|scope| {
-            let mut ahead = Ahead::start(scope, self.helper_threads, self.max_uncompressed)?;
+            let mut ahead = Ahead::start(scope, self.helpers.threads, self.max_uncompressed)?;
             Some(self.newest_with(&mut ahead, topics, parts, stats, f))
         })
     }
@@ -108,7 +108,7 @@ impl ScanRequest<'_> {
             let Some((pos, header, records)) = ahead.next() else {
                 break;
             };
-            let (Some(part), Some(at)) = (parts.get(k), parts.get(k).and_then(|p| p.place(topics))) else {
+            let Some((part, at)) = parts.get(k).and_then(|p| Some((p, p.place(topics)?))) else {
                 continue;
             };
             if state_topic != part.topic {

@@ -231,10 +231,7 @@ pub fn records_section<'a>(
     max_records_bytes: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Result<&'a [u8], BatchError> {
-    let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
-        needed: header.frame_len(),
-        available: frame.len(),
-    })?;
+    let section = section_of(frame, header)?;
     let records: &'a [u8] = match header.codec() {
         Some(Codec::None) => section,
         Some(codec) => {
@@ -259,18 +256,44 @@ pub fn stored_records_section<'a>(
     max_records_bytes: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Result<&'a [u8], BatchError> {
-    let section = frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
-        needed: header.frame_len(),
-        available: frame.len(),
-    })?;
+    if header.codec() == Some(Codec::None) {
+        return section_of(frame, header);
+    }
+    stored_records_section_into(frame, header, max_records_bytes, scratch)?;
+    Ok(scratch.as_slice())
+}
+
+/// As [`stored_records_section`], always into `out` (an uncompressed
+/// section is copied): for a section that must outlive the frame's buffer,
+/// such as one inflated on another thread.
+///
+/// # Errors
+/// As [`records_section`].
+pub fn stored_records_section_into(
+    frame: &[u8],
+    header: &BatchHeader,
+    max_records_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BatchError> {
+    let section = section_of(frame, header)?;
     match header.codec() {
-        Some(Codec::None) => Ok(section),
-        Some(codec) => {
-            decompress_verified_into(codec, section, scratch, max_records_bytes).map_err(BatchError::Decompress)?;
-            Ok(scratch.as_slice())
+        // As stored_records_section hands it out: no limit on stored bytes.
+        Some(Codec::None) => {
+            out.clear();
+            out.extend_from_slice(section);
+            Ok(())
         }
+        Some(codec) => decompress_verified_into(codec, section, out, max_records_bytes).map_err(BatchError::Decompress),
         None => Err(BatchError::UnsupportedCompression(header.codec_id())),
     }
+}
+
+/// The records section of a frame, as stored (compressed or not).
+fn section_of<'a>(frame: &'a [u8], header: &BatchHeader) -> Result<&'a [u8], BatchError> {
+    frame.get(HEADER_LEN..header.frame_len()).ok_or(BatchError::Truncated {
+        needed: header.frame_len(),
+        available: frame.len(),
+    })
 }
 
 /// The value of header `key` on the last record of a checked `frame`, if
