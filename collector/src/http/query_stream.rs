@@ -34,7 +34,7 @@ use super::error::{ApiError, chain};
 use super::loki_params::parse_time;
 use crate::query::cursor::{RecordFilter, StoredRecord};
 use crate::query::exec::scan_topic;
-use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, parse};
+use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, found, parse};
 use crate::query::output::RecordJson;
 use crate::query::prefilter::Prefilter;
 use crate::query::source::newest_records;
@@ -99,7 +99,7 @@ impl RecordFilter for LogqlFilter {
             return false;
         }
         let line = record.value.unwrap_or_default();
-        if !self.prefilter.may_match(line) || self.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
+        if !self.prefilter.may_match(line) || self.grep.as_ref().is_some_and(|g| !found(g, line)) {
             return false;
         }
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -241,7 +241,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                 let range = (start_ns, end_ns.saturating_add(1));
                 let newest = newest_records(&app.store, &log, range, limit, max_uncompressed, query_threads, |hit| {
                     let line = hit.record.value.unwrap_or_default();
-                    if filter.grep.as_ref().is_some_and(|g| !g.is_match(line)) {
+                    if filter.grep.as_ref().is_some_and(|g| !found(g, line)) {
                         return None;
                     }
                     // Whether the pipeline keeps it; rendering waits until

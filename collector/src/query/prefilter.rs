@@ -14,11 +14,17 @@
 //! - per candidate line, the *conditions*: one literal set per filter,
 //!   each a set the line must contain a member of.
 //!
-//! The searches are `regex::bytes` regexes of literal alternations: its
+//! The searches are `regex::bytes` regexes: for literal alternations its
 //! literal searchers (memchr, Teddy) run several times faster than an
 //! Aho-Corasick automaton over these sets (bench/RESULTS.md, "Queries").
+//! A driver without literals (`\d+\.\d+\.\d+\.\d+`) still runs 2-4x
+//! faster over a section than line by line, as long as it prunes; one that
+//! makes most records candidates (`|= "INFO"`, `|~ "\w+"`) costs up to 4x
+//! more than decoding every record, so a scan measures its driver's yield
+//! on its first sections and stops using one that does not prune.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use logpost_shared::batch::{BatchError, RecordIter, RecordView};
 use regex::bytes::Regex;
@@ -32,7 +38,40 @@ pub struct Prefilter {
     conditions: Vec<Regex>,
     /// The search over whole sections; `None`: every record is a candidate.
     driver: Option<Regex>,
+    /// How the driver has done in this scan so far.
+    driver_yield: DriverYield,
 }
+
+/// Records searched with the driver and candidates it made, over a scan
+/// (atomics: a filter may be shared by the threads of one query).
+#[derive(Debug, Default)]
+struct DriverYield {
+    records: AtomicU64,
+    candidates: AtomicU64,
+}
+
+/// Records a scan's driver is tried on before its yield is judged: a few
+/// sections, so one odd section does not decide.
+const DRIVER_TRIAL_RECORDS: u64 = 20_000;
+
+impl DriverYield {
+    /// Whether the driver still pays: on trial, or making candidates of
+    /// at most half the records it searched. (Past that, decoding every
+    /// record is cheaper than searching first; once off, it stays off.)
+    fn pays(&self) -> bool {
+        let records = self.records.load(Ordering::Relaxed);
+        records < DRIVER_TRIAL_RECORDS || self.candidates.load(Ordering::Relaxed) * 2 <= records
+    }
+
+    fn add(&self, records: u64, candidates: u64) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.candidates.fetch_add(candidates, Ordering::Relaxed);
+    }
+}
+
+/// Fewest bytes in each literal of a condition that drives a scan (as in
+/// `LineFilter::section_pattern`: shorter ones are in nearly every record).
+const MIN_DRIVER_LITERAL: usize = 3;
 
 /// A regex matching any of `literals`, byte for byte.
 fn any_of(literals: &[Vec<u8>]) -> Option<Regex> {
@@ -47,16 +86,37 @@ fn any_of(literals: &[Vec<u8>]) -> Option<Regex> {
 impl Prefilter {
     /// The prefilter implied by `pipeline` (empty when it implies nothing).
     pub fn new(pipeline: &Pipeline) -> Self {
-        let conditions: Vec<Regex> = pipeline
+        let conditions: Vec<(Vec<Vec<u8>>, Regex)> = pipeline
             .required_literal_sets()
-            .iter()
-            .filter_map(|set| any_of(set))
+            .into_iter()
+            .filter_map(|set| {
+                let search = any_of(&set)?;
+                Some((set, search))
+            })
             .collect();
+        // Else a condition's literals, where they are long enough to prune
+        // (`^error` has no section pattern, but every passing line holds "error").
         let driver = pipeline
             .section_pattern()
             .and_then(|p| Regex::new(&p).ok())
-            .or_else(|| conditions.first().cloned());
-        Prefilter { conditions, driver }
+            .or_else(|| {
+                conditions
+                    .iter()
+                    .find(|(set, _)| set.iter().all(|l| l.len() >= MIN_DRIVER_LITERAL))
+                    .map(|(_, search)| search.clone())
+            });
+        let conditions = conditions.into_iter().map(|(_, search)| search).collect();
+        Prefilter {
+            conditions,
+            driver,
+            driver_yield: DriverYield::default(),
+        }
+    }
+
+    /// Whether the next section is searched with a driver (there is one,
+    /// and it has pruned so far).
+    pub fn drives(&self) -> bool {
+        self.driver.is_some() && self.driver_yield.pays()
     }
 
     /// Whether it can reject anything.
@@ -71,7 +131,8 @@ impl Prefilter {
 
     /// Calls `f` with every record of a decompressed records section (of
     /// `count` records) that may hold a passing line, in order: all of
-    /// them without a driver, else those its matches touch.
+    /// them without a driver (or one that stopped paying), else those its
+    /// matches touch.
     ///
     /// # Errors
     /// A corrupt record (including a length prefix skipped over).
@@ -82,7 +143,7 @@ impl Prefilter {
         mut f: impl FnMut(RecordView<'a>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>, BatchError> {
         let mut records = RecordIter::new(section, count);
-        let Some(driver) = &self.driver else {
+        let Some(driver) = self.driver.as_ref().filter(|_| self.driver_yield.pays()) else {
             for record in records {
                 if f(record?).is_break() {
                     return Ok(ControlFlow::Break(()));
@@ -90,6 +151,20 @@ impl Prefilter {
             }
             return Ok(ControlFlow::Continue(()));
         };
+        let mut candidates = 0u64;
+        let flow = Self::drive(driver, section, &mut records, &mut candidates, f);
+        self.driver_yield.add(u64::try_from(count).unwrap_or(0), candidates);
+        flow
+    }
+
+    /// The driver's walk: the records its matches in `section` touch.
+    fn drive<'a>(
+        driver: &Regex,
+        section: &'a [u8],
+        records: &mut RecordIter<'a>,
+        candidates: &mut u64,
+        mut f: impl FnMut(RecordView<'a>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, BatchError> {
         let mut from = 0;
         while from < section.len() {
             let Some(hit) = driver.find_at(section, from) else {
@@ -101,14 +176,15 @@ impl Prefilter {
                 let Some(record) = records.next() else {
                     return Ok(ControlFlow::Continue(()));
                 };
+                *candidates += 1;
                 if f(record?).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
-                if records.position() >= hit.end() {
+                if RecordIter::position(records) >= hit.end() {
                     break;
                 }
             }
-            from = records.position();
+            from = RecordIter::position(records);
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -126,6 +202,30 @@ mod tests {
             panic!("not a log query: {q}")
         };
         (Prefilter::new(&log.pipeline), log.pipeline)
+    }
+
+    #[test]
+    fn the_driver_is_the_filter_with_the_longest_literals() {
+        let driver = |q| prefilter(q).0.driver.map(|d| d.as_str().to_owned());
+        assert_eq!(
+            driver(r#"{topic="a"} |~ "[0-9]+ x" |= "error""#).as_deref(),
+            Some("error")
+        );
+        assert_eq!(
+            driver(r#"{topic="a"} |= "ab" |= "xyz" |= "cd""#).as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(
+            driver(r#"{topic="a"} |~ "^x" |~ "[0-9]+ x""#).as_deref(),
+            Some("(?:[0-9]+ x)"),
+            "the first sound one"
+        );
+        // No sound section pattern: the first condition's literals drive,
+        // if long enough to prune.
+        assert_eq!(driver(r#"{topic="a"} |~ "^xyz" != "y""#).as_deref(), Some("xyz"));
+        assert_eq!(driver(r#"{topic="a"} |~ "^xy" != "y""#), None);
+        assert_eq!(driver(r#"{topic="a"} |~ "^[a-z]\\d" != "y""#), None);
+        assert_eq!(driver(r#"{topic="a"} | line_format "{{.x}}" |~ "[0-9]+ x""#), None);
     }
 
     #[test]
@@ -177,8 +277,10 @@ mod tests {
             r#"{topic="a"} |~ "(?i)error.*timeout""#,
             r#"{topic="a"} |~ "(?i)timeout" |= "ERROR""#,
             r#"{topic="a"} |= "nothing matches this""#,
-            r#"{topic="a"} |= "x" or "line 1""#,
+            r#"{topic="a"} |= "xxx" or "line 1""#,
             r#"{topic="a"} |~ "line [0-9]+ x""#,
+            r#"{topic="a"} |~ "[0-9]+ x{150}""#,
+            r#"{topic="a"} |~ "\\d[05] x""#,
         ] {
             let (p, pipeline) = prefilter(q);
             let mut candidates = Vec::new();
@@ -203,6 +305,58 @@ mod tests {
                 assert!(candidates.len() < lines.len(), "{q}: the driver pruned nothing");
             }
         }
+    }
+
+    /// A section of `n` records, every `every`-th holding "needle".
+    fn needles(n: i64, every: i64) -> (Vec<u8>, i32) {
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            let line = if i % every == 0 {
+                format!("{i} a needle")
+            } else {
+                format!("{i} hay")
+            };
+            b.append(i, None, Some(line.as_bytes()), &[]);
+        }
+        let frame = b.finish(Compression::None).unwrap();
+        let header = check(&frame).unwrap();
+        let mut scratch = Vec::new();
+        let section = records_section(&frame, &header, 1 << 24, &mut scratch)
+            .unwrap()
+            .to_vec();
+        (section, header.records_count)
+    }
+
+    /// The records a prefilter offers from one section.
+    fn candidates(p: &Prefilter, section: &[u8], count: i32) -> usize {
+        let mut n = 0;
+        let flow = p.for_each_candidate(section, count, |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        });
+        assert!(flow.unwrap().is_continue());
+        n
+    }
+
+    #[test]
+    fn a_driver_that_does_not_prune_is_dropped_after_its_trial() {
+        let (section, count) = needles(4_000, 100);
+        let (p, _) = prefilter(r#"{topic="a"} |~ "nee+dle|hay""#);
+        let mut sections = 0;
+        while p.drives() {
+            assert_eq!(candidates(&p, &section, count), 4_000, "on trial, the driver picks");
+            sections += 1;
+            assert!(sections < 100, "never dropped");
+        }
+        assert_eq!(sections, 5, "tried on the first 20,000 records");
+        // Without it every record is offered, and the lines are checked later.
+        assert_eq!(candidates(&p, &section, count), 4_000);
+
+        let (p, _) = prefilter(r#"{topic="a"} |~ "nee+dle""#);
+        for _ in 0..20 {
+            assert_eq!(candidates(&p, &section, count), 40);
+        }
+        assert!(p.drives(), "a driver that prunes stays");
     }
 
     #[test]

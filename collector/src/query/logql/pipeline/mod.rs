@@ -24,7 +24,7 @@ mod template;
 
 use std::borrow::Cow;
 
-pub use filter::{LineFilter, LineFilterOp};
+pub use filter::{LineFilter, LineFilterOp, found};
 pub use format::{Decolorize, DropLabels, KeepLabels, LabelFormat, LabelFormatKind, LineFormat};
 pub use json::{JsonParser, UnpackParser};
 pub use label_filter::{CmpOp, LabelFilter};
@@ -223,22 +223,26 @@ impl Pipeline {
         out
     }
 
-    /// For the first line filter that implies a literal set: a regex whose
-    /// matches in a whole decompressed records section overlap every line
-    /// the filter passes (see [`LineFilter::section_pattern`]), so a scan
-    /// decodes only the records those matches touch.
+    /// A regex whose matches in a whole decompressed records section
+    /// overlap every line the pipeline passes (see
+    /// [`LineFilter::section_pattern`]), so a scan decodes only the records
+    /// those matches touch: of the line filters that offer one, that with
+    /// the longest literals to search for (`LineFilter::literal_strength`),
+    /// the first of equals.
     pub fn section_pattern(&self) -> Option<String> {
+        let mut best: Option<(usize, String)> = None;
         for stage in &self.stages {
             if stage.rewrites_line() {
-                return None;
+                break;
             }
-            if let Stage::LineFilter(f) = stage
-                && f.required_any_of().is_some()
-            {
-                return f.section_pattern();
+            let Stage::LineFilter(f) = stage else { continue };
+            let Some(pattern) = f.section_pattern() else { continue };
+            let strength = f.literal_strength();
+            if best.as_ref().is_none_or(|(best, _)| strength > *best) {
+                best = Some((strength, pattern));
             }
         }
-        None
+        best.map(|(_, pattern)| pattern)
     }
 }
 
