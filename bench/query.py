@@ -144,6 +144,9 @@ def main():
             ("literal `|= \"Exception\"`", 'sum(count_over_time({job="bench"} |= "Exception" [1h]))'),
             ("regex with a literal `|~ \"(?i)error.*timeout\"`", 'sum(count_over_time({job="bench"} |~ "(?i)error.*timeout" [1h]))'),
             ("regex without one `|~ \"[0-9]{3}-[0-9]{4}\"`", 'sum(count_over_time({job="bench"} |~ "[0-9]{3}-[0-9]{4}" [1h]))'),
+            ("regex with an inner literal `|~ \"\\\\d+\\\\.\\\\d+\\\\.\\\\d+\\\\.\\\\d+:\\\\d+\"`",
+             r'sum(count_over_time({job="bench"} |~ "\\d+\\.\\d+\\.\\d+\\.\\d+:\\d+" [1h]))'),
+            ("regex ending in a literal `|~ \"\\\\w+ failed\"`", r'sum(count_over_time({job="bench"} |~ "\\w+ failed" [1h]))'),
         ]:
             # PERF=1: a cpu-clock profile of the collector during each scan
             # into bench/out/query-scan-N.perf.

@@ -28,6 +28,13 @@ impl Labels {
         Labels::default()
     }
 
+    /// Whether `other` is this very set (a clone of it, not changed since):
+    /// equal without comparing. Scans hand out one clone per stream, so a
+    /// per-record check can be done once per stream.
+    pub fn is_same_set(&self, other: &Labels) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

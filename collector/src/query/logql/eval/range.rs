@@ -240,15 +240,28 @@ fn collect(
     let log = &agg.range.log;
     let unwrap = agg.range.unwrap.as_ref();
     let keep_values = agg.op == RangeOp::Quantile;
-    let mut series: HashMap<Labels, BTreeMap<usize, Acc>> = HashMap::new();
+    // Each series' index in `accumulators`, which holds its intervals.
+    let mut series: HashMap<Labels, usize> = HashMap::new();
+    let mut accumulators: Vec<(Labels, BTreeMap<usize, Acc>)> = Vec::new();
+    let mut last_series: Option<(Labels, usize)> = None;
     let mut failure: Option<EvalError> = None;
     let mut seq: u64 = 0;
+    let mut last_selected: Option<(Labels, bool)> = None;
     src.scan(log, scan_start, scan_end, &mut |entry| {
         let ts = entry.timestamp_ns;
         let Some(interval) = iv.locate(ts) else {
             return ControlFlow::Continue(());
         };
-        if !log.selector.matches(&entry.labels) {
+        // Sources hand out one label set per stream: match it once.
+        let selected = match &last_selected {
+            Some((labels, selected)) if labels.is_same_set(&entry.labels) => *selected,
+            _ => {
+                let selected = log.selector.matches(&entry.labels);
+                last_selected = Some((entry.labels.clone(), selected));
+                selected
+            }
+        };
+        if !selected {
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
@@ -263,31 +276,52 @@ fn collect(
                 None => return ControlFlow::Continue(()),
             },
         };
-        let key = series_labels(labels, agg.grouping.as_ref(), unwrap.map(|u| u.label.as_str()));
-        if let Some(kind) = key.get(ERROR_LABEL) {
-            failure = Some(EvalError::Pipeline {
-                error_type: kind.to_string(),
-                series: key.to_string(),
-            });
-            return ControlFlow::Break(());
+        // Lines of one stream whose labels no stage changed share a series:
+        // it is looked up once per stream, not hashed per line.
+        let index = match &last_series {
+            Some((from, index)) if from.is_same_set(&labels) => *index,
+            _ => {
+                let from = labels.clone();
+                let key = series_labels(labels, agg.grouping.as_ref(), unwrap.map(|u| u.label.as_str()));
+                if let Some(kind) = key.get(ERROR_LABEL) {
+                    failure = Some(EvalError::Pipeline {
+                        error_type: kind.to_string(),
+                        series: key.to_string(),
+                    });
+                    return ControlFlow::Break(());
+                }
+                let index = match series.get(&key) {
+                    Some(&index) => index,
+                    None if series.len() >= opts.max_series => {
+                        failure = Some(EvalError::TooManySeries { limit: opts.max_series });
+                        return ControlFlow::Break(());
+                    }
+                    None => {
+                        accumulators.push((key.clone(), BTreeMap::new()));
+                        series.insert(key, accumulators.len() - 1);
+                        accumulators.len() - 1
+                    }
+                };
+                last_series = Some((from, index));
+                index
+            }
+        };
+        if let Some((_, intervals)) = accumulators.get_mut(index) {
+            intervals
+                .entry(interval)
+                .or_insert_with(Acc::new)
+                .add(ts, seq, value, bytes, keep_values);
         }
-        if !series.contains_key(&key) && series.len() >= opts.max_series {
-            failure = Some(EvalError::TooManySeries { limit: opts.max_series });
-            return ControlFlow::Break(());
-        }
-        series
-            .entry(key)
-            .or_default()
-            .entry(interval)
-            .or_insert_with(Acc::new)
-            .add(ts, seq, value, bytes, keep_values);
         seq += 1;
         ControlFlow::Continue(())
     })?;
     if let Some(e) = failure {
         return Err(e);
     }
-    let mut sorted: Buckets = series.into_iter().map(|(l, m)| (l, m.into_iter().collect())).collect();
+    let mut sorted: Buckets = accumulators
+        .into_iter()
+        .map(|(l, m)| (l, m.into_iter().collect()))
+        .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(sorted)
 }

@@ -237,7 +237,11 @@ impl LineFilter {
 
 /// `pattern` parsed as the filter's `regex::bytes` regex is.
 fn parse_bytes_regex(pattern: &str) -> Option<regex_syntax::hir::Hir> {
-    regex_syntax::ParserBuilder::new().utf8(false).build().parse(pattern).ok()
+    regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()
 }
 
 /// The finite set of literals every match of `pattern` starts with.
@@ -317,7 +321,10 @@ mod tests {
             Some("(?:(?i)error.*timeout)")
         );
         // A literal at the end serves too: the engine searches for it and looks back.
-        assert_eq!(sp(LineFilterOp::Regex, &[r"\w+ failed"]).as_deref(), Some(r"(?:\w+ failed)"));
+        assert_eq!(
+            sp(LineFilterOp::Regex, &[r"\w+ failed"]).as_deref(),
+            Some(r"(?:\w+ failed)")
+        );
         // Assertions see a line's edges, which a section search does not.
         assert_eq!(sp(LineFilterOp::Regex, &["^error"]), None);
         assert_eq!(sp(LineFilterOp::Regex, &[r"\berror\b"]), None);
@@ -325,7 +332,11 @@ mod tests {
         // No literal of three bytes at either end: line by line is faster.
         assert_eq!(sp(LineFilterOp::Regex, &["[0-9]{3}-[0-9]{4}"]), None);
         assert_eq!(sp(LineFilterOp::Regex, &[r"\d+\.\d+\.\d+\.\d+:\d+"]), None);
-        assert_eq!(sp(LineFilterOp::Contains, &["xyz", "ab"]), None, "the weakest alternative decides");
+        assert_eq!(
+            sp(LineFilterOp::Contains, &["xyz", "ab"]),
+            None,
+            "the weakest alternative decides"
+        );
         assert_eq!(sp(LineFilterOp::Regex, &["xyz", "a*"]), None);
         assert_eq!(sp(LineFilterOp::Contains, &[""]), None);
         assert_eq!(sp(LineFilterOp::NotContains, &["xyz"]), None);

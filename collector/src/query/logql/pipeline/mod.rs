@@ -23,6 +23,7 @@ mod regexp;
 mod template;
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 pub use filter::{LineFilter, LineFilterOp, found};
 pub use format::{Decolorize, DropLabels, KeepLabels, LabelFormat, LabelFormatKind, LineFormat};
@@ -38,6 +39,9 @@ pub(crate) use json::JsonPath;
 pub(crate) use label_filter::{convert_bytes, convert_duration_secs, convert_float};
 
 use crate::query::logql::labels::Labels;
+
+/// The stream labels of stages that do not read them.
+static NO_LABELS: LazyLock<Labels> = LazyLock::new(Labels::new);
 
 /// Suffix Loki appends to an extracted label whose name is already a stream label.
 const DUPLICATE_SUFFIX: &str = "_extracted";
@@ -126,11 +130,14 @@ impl Pipeline {
     /// `line` unless a stage rewrote it. Lines may be invalid UTF-8: filters
     /// work on bytes, parsers read the line lossily.
     pub fn process<'a>(&self, line: &'a [u8], labels: &mut Labels) -> Option<Cow<'a, [u8]>> {
-        // An `Arc` clone: the stream labels as they were before any stage.
-        let stream = if self.needs_stream_labels {
-            labels.clone()
+        // An `Arc` clone: the stream labels as they were before any stage
+        // (none needed: a shared empty set, not an allocation per line).
+        let stream_labels;
+        let stream: &Labels = if self.needs_stream_labels {
+            stream_labels = labels.clone();
+            &stream_labels
         } else {
-            Labels::new()
+            &NO_LABELS
         };
         let mut line: Cow<'a, [u8]> = Cow::Borrowed(line);
         for stage in &self.stages {
@@ -140,12 +147,12 @@ impl Pipeline {
                         return None;
                     }
                 }
-                Stage::Json(p) => p.process(&line, labels, &stream),
-                Stage::Logfmt(p) => p.process(&line, labels, &stream),
-                Stage::Regexp(p) => p.process(&line, labels, &stream),
-                Stage::Pattern(p) => p.process(&line, labels, &stream),
+                Stage::Json(p) => p.process(&line, labels, stream),
+                Stage::Logfmt(p) => p.process(&line, labels, stream),
+                Stage::Regexp(p) => p.process(&line, labels, stream),
+                Stage::Pattern(p) => p.process(&line, labels, stream),
                 Stage::Unpack(p) => {
-                    if let Some(entry) = p.process(&line, labels, &stream) {
+                    if let Some(entry) = p.process(&line, labels, stream) {
                         line = Cow::Owned(entry);
                     }
                 }
