@@ -142,6 +142,7 @@ def main():
         # Scan speed: metric queries read every line of the day.
         for name, q in [
             ("literal `|= \"Exception\"`", 'sum(count_over_time({job="bench"} |= "Exception" [1h]))'),
+            ("common literal `|= \"INFO\"`", 'sum(count_over_time({job="bench"} |= "INFO" [1h]))'),
             ("regex with a literal `|~ \"(?i)error.*timeout\"`", 'sum(count_over_time({job="bench"} |~ "(?i)error.*timeout" [1h]))'),
             ("regex without one `|~ \"[0-9]{3}-[0-9]{4}\"`", 'sum(count_over_time({job="bench"} |~ "[0-9]{3}-[0-9]{4}" [1h]))'),
             ("regex with an inner literal `|~ \"\\\\d+\\\\.\\\\d+\\\\.\\\\d+\\\\.\\\\d+:\\\\d+\"`",
