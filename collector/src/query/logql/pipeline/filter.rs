@@ -11,6 +11,7 @@
 //! `!= "a" or "b"` drops lines containing either, as in Loki.
 
 use regex::bytes::Regex;
+use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::query::logql::pipeline::pattern::PatternFilter;
@@ -193,21 +194,24 @@ impl LineFilter {
         if self.op.negated() || self.literal_strength() < MIN_SECTION_LITERAL {
             return None;
         }
+        // Joined as parsed patterns, not as text: a verbose-mode comment
+        // (`(?x)abc#...`) would swallow the text that follows it.
         let mut parts = Vec::with_capacity(self.alternatives.len());
         for alt in &self.alternatives {
             match alt {
-                Alternative::Literal { text, .. } => parts.push(regex::escape(std::str::from_utf8(text).ok()?)),
+                Alternative::Literal { text, .. } => parts.push(Hir::literal(text.as_slice())),
                 Alternative::Regex(re) => {
-                    let props = parse_bytes_regex(re.as_str())?.properties().clone();
+                    let hir = parse_bytes_regex(re.as_str())?;
+                    let props = hir.properties();
                     if !props.look_set().is_empty() || props.minimum_len().unwrap_or(0) == 0 {
                         return None;
                     }
-                    parts.push(format!("(?:{})", re.as_str()));
+                    parts.push(hir);
                 }
                 Alternative::Pattern(_) => return None,
             }
         }
-        Some(parts.join("|"))
+        Some(Hir::alternation(parts).to_string())
     }
 
     /// How well a literal search can find this filter's matches: over its
@@ -236,7 +240,7 @@ impl LineFilter {
 }
 
 /// `pattern` parsed as the filter's `regex::bytes` regex is.
-fn parse_bytes_regex(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+fn parse_bytes_regex(pattern: &str) -> Option<Hir> {
     regex_syntax::ParserBuilder::new()
         .utf8(false)
         .build()
@@ -314,17 +318,34 @@ mod tests {
     #[test]
     fn section_patterns() {
         let sp = |op, vals: &[&str]| f(op, vals).section_pattern();
-        assert_eq!(sp(LineFilterOp::Contains, &["a.b"]).as_deref(), Some(r"a\.b"));
-        assert_eq!(sp(LineFilterOp::Contains, &["xyz", "abc"]).as_deref(), Some("xyz|abc"));
-        assert_eq!(
-            sp(LineFilterOp::Regex, &["(?i)error.*timeout"]).as_deref(),
-            Some("(?:(?i)error.*timeout)")
-        );
+        // What a section search with the filter's pattern finds in `hay`.
+        let finds = |op, vals: &[&str], hay: &str| {
+            let pattern = sp(op, vals).expect("a section pattern");
+            Regex::new(&pattern).unwrap().is_match(hay.as_bytes())
+        };
+        assert!(finds(LineFilterOp::Contains, &["a.b"], "xa.by") && !finds(LineFilterOp::Contains, &["a.b"], "axb"));
+        assert!(finds(LineFilterOp::Contains, &["xyz", "abc"], "-abc-"));
+        assert!(finds(
+            LineFilterOp::Regex,
+            &["(?i)error.*timeout"],
+            "ERROR: read TimeOut"
+        ));
         // A literal at the end serves too: the engine searches for it and looks back.
-        assert_eq!(
-            sp(LineFilterOp::Regex, &[r"\w+ failed"]).as_deref(),
-            Some(r"(?:\w+ failed)")
+        assert!(finds(LineFilterOp::Regex, &[r"\w+ failed"], "job failed"));
+        // Alternatives are joined as parsed: a verbose-mode comment in one
+        // does not swallow the next (as joining the texts did).
+        let verbose = ["(?x)abc#c", "x\ny+z"];
+        assert!(
+            finds(LineFilterOp::Regex, &verbose, "abc"),
+            "{:?}",
+            sp(LineFilterOp::Regex, &verbose)
         );
+        assert!(finds(LineFilterOp::Regex, &verbose, "x\nyyz") && !finds(LineFilterOp::Regex, &verbose, "abyz"));
+        assert!(
+            finds(LineFilterOp::Regex, &["(?i)abc", "XYZ"], "ABC")
+                && !finds(LineFilterOp::Regex, &["(?i)abc", "XYZ"], "xyz")
+        );
+        assert!(finds(LineFilterOp::Regex, &["caf\u{e9}s+"], "cafés"));
         // Assertions see a line's edges, which a section search does not.
         assert_eq!(sp(LineFilterOp::Regex, &["^error"]), None);
         assert_eq!(sp(LineFilterOp::Regex, &[r"\berror\b"]), None);
