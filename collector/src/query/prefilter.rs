@@ -5,8 +5,8 @@
 //! fast, but only per line and after the record's labels are built. Two
 //! searches here come first:
 //! - over a whole decompressed records section, the *driver*: a regex whose
-//!   matches overlap every record whose line can pass (the first positive
-//!   line filter with a literal set, `LineFilter::section_pattern`). Only
+//!   matches overlap every record whose line can pass (the line filter
+//!   with the longest literals to search for, `Pipeline::section_pattern`). Only
 //!   the records a match touches are decoded; the rest are skipped by
 //!   their length prefixes, and a section without a match costs one
 //!   search. A match in a key or header may make a record a candidate
@@ -17,11 +17,12 @@
 //! The searches are `regex::bytes` regexes: for literal alternations its
 //! literal searchers (memchr, Teddy) run several times faster than an
 //! Aho-Corasick automaton over these sets (bench/RESULTS.md, "Queries").
-//! A driver without literals (`\d+\.\d+\.\d+\.\d+`) still runs 2-4x
-//! faster over a section than line by line, as long as it prunes; one that
-//! makes most records candidates (`|= "INFO"`, `|~ "\w+"`) costs up to 4x
-//! more than decoding every record, so a scan measures its driver's yield
-//! on its first sections and stops using one that does not prune.
+//! A filter drives only where it has a literal of 3 bytes or more to
+//! search for; without one (`\d+\.\d+\.\d+\.\d+`) a section search is
+//! slower than the regex line by line. One that makes most records
+//! candidates (`|= "INFO"`) costs up to 2x more than decoding every
+//! record, so a scan measures its driver's yield on its first sections
+//! and stops using one that does not prune.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use logpost_shared::batch::{BatchError, RecordIter, RecordView};
 use regex::bytes::Regex;
 
-use super::logql::Pipeline;
+use super::logql::{MIN_SECTION_LITERAL, Pipeline};
 
 /// All conditions of one query; a line must meet every one.
 #[derive(Debug, Default)]
@@ -69,10 +70,6 @@ impl DriverYield {
     }
 }
 
-/// Fewest bytes in each literal of a condition that drives a scan (as in
-/// `LineFilter::section_pattern`: shorter ones are in nearly every record).
-const MIN_DRIVER_LITERAL: usize = 3;
-
 /// A regex matching any of `literals`, byte for byte.
 fn any_of(literals: &[Vec<u8>]) -> Option<Regex> {
     let alternatives: Option<Vec<String>> = literals
@@ -102,7 +99,7 @@ impl Prefilter {
             .or_else(|| {
                 conditions
                     .iter()
-                    .find(|(set, _)| set.iter().all(|l| l.len() >= MIN_DRIVER_LITERAL))
+                    .find(|(set, _)| set.iter().all(|l| l.len() >= MIN_SECTION_LITERAL))
                     .map(|(_, search)| search.clone())
             });
         let conditions = conditions.into_iter().map(|(_, search)| search).collect();

@@ -138,8 +138,8 @@ pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};
 pub use parser::{MAX_DEPTH, MAX_NODES, parse};
 pub use pipeline::{
     CmpOp, Decolorize, DropLabels, JsonParser, KeepLabels, LabelFilter, LabelFormat, LabelFormatKind, LineFilter,
-    LineFilterOp, LineFormat, LogfmtParser, PatternParser, Pipeline, RegexpParser, Stage, Template, UnpackParser,
-    found,
+    LineFilterOp, LineFormat, LogfmtParser, MIN_SECTION_LITERAL, PatternParser, Pipeline, RegexpParser, Stage,
+    Template, UnpackParser, found,
 };
 pub use selector::{MatchOp, Matcher, Selector, TOPIC_LABEL};
 pub use units::{parse_bytes, parse_go_duration, parse_prometheus_duration};

@@ -165,11 +165,12 @@ impl LineFilter {
     }
 }
 
-/// Fewest bytes in the shortest literal a filter's regex search must be
-/// anchored on for a search over whole sections to pay: the engine
-/// searches one- and two-byte sets (`[0-9]`, `\d+\.`) no faster than it
-/// runs the regex line by line, and usually finds them in every record.
-const MIN_SECTION_LITERAL: usize = 3;
+/// Fewest bytes in the shortest literal a search over whole sections
+/// must be anchored on to pay (a filter's section pattern, or the
+/// prefilter's fallback to a literal set): the engine searches one- and
+/// two-byte sets (`[0-9]`, `\d+\.`) no faster than it runs the regex line
+/// by line, and usually finds them in every record.
+pub const MIN_SECTION_LITERAL: usize = 3;
 
 impl LineFilter {
     /// A regex whose matches, searched over any bytes that contain a line

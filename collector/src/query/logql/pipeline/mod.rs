@@ -25,7 +25,7 @@ mod template;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-pub use filter::{LineFilter, LineFilterOp, found};
+pub use filter::{LineFilter, LineFilterOp, MIN_SECTION_LITERAL, found};
 pub use format::{Decolorize, DropLabels, KeepLabels, LabelFormat, LabelFormatKind, LineFormat};
 pub use json::{JsonParser, UnpackParser};
 pub use label_filter::{CmpOp, LabelFilter};
