@@ -171,6 +171,16 @@ def main():
         found = sum(len(r["values"]) for r in json.loads(body)["data"]["result"])
         rows.append((f"needle search, newest first, `|= \"no-such-request-id\"` (limit 100): {found} lines",
                      f"{raw_mib / wall:,.0f} MiB/s wall, {raw_mib / cpu:,.0f} MiB/s per core ({cpu:.2f} CPU-s, {wall:.2f} s)"))
+        # The same needle through /v1/query oldest first (what `logpost query
+        # --output raw` into a pipe asks for): every partition merged by time.
+        def needle_forward():
+            q = urllib.parse.urlencode({"query": '{job="bench"} |= "no-such-request-id"', "limit": 0})
+            with urllib.request.urlopen(f"{url}/v1/query?{q}", timeout=600) as r:
+                return r.read()
+        body, wall, cpu = timed(pid, needle_forward)
+        found = body.count(b"\n")
+        rows.append((f"needle search, oldest first, `/v1/query` `|= \"no-such-request-id\"`: {found} lines",
+                     f"{raw_mib / wall:,.0f} MiB/s wall, {raw_mib / cpu:,.0f} MiB/s per core ({cpu:.2f} CPU-s, {wall:.2f} s)"))
         if args.scans_only:
             coll.terminate()
             coll.wait()

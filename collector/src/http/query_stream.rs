@@ -272,6 +272,7 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                     from_ms,
                     usize::MAX,
                     max_uncompressed,
+                    query_threads,
                     |record| {
                         let Some(json) = render(&topic.name, &log.pipeline, &record) else {
                             return ControlFlow::Continue(());

@@ -7,9 +7,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use logpost_shared::batch::{BatchError, RecordView, check, stored_records_section};
+use logpost_shared::batch::{BatchError, BatchHeader, RecordView, check, stored_records_section};
 
 use super::prefilter::Prefilter;
+use super::source::ahead::Ahead;
 use crate::store::PartitionView;
 use crate::store::partition::MAX_FRAME_BYTES;
 use crate::store::read::seek_position;
@@ -90,14 +91,116 @@ pub trait RecordFilter {
 /// Matching records of one partition, from an offset, in offset order.
 pub struct PartitionCursor<F> {
     partition: u32,
-    view: Arc<PartitionView>,
     filter: Arc<F>,
+    /// Records below this are not yielded (the first batch read may
+    /// start before the cursor's offset).
     next_offset: i64,
-    segment: usize,
-    scanner: Option<SegmentScanner>,
+    frames: FrameReader,
+    /// Helpers the scan offers for inflating the next frames.
+    ahead: Option<Ahead>,
+    /// Whether they are used: decided once [`DECIDE_AFTER_BYTES`] were
+    /// read, by how many of the records read matched.
+    helped: bool,
+    records_read: u64,
+    records_matched: u64,
+    /// A read error met ahead of the frames in `ahead`: returned once
+    /// they are consumed, so that records come up to the same point as
+    /// without helpers.
+    read_error: Option<ReadError>,
     pending: VecDeque<StoredRecord>,
     scratch: Vec<u8>,
     max_uncompressed: usize,
+}
+
+/// A partition's frames in offset order, from an offset, with their
+/// headers checked, skipping batches the filter rules out.
+struct FrameReader {
+    partition: u32,
+    view: Arc<PartitionView>,
+    segment: usize,
+    scanner: Option<SegmentScanner>,
+    /// Offset after the last frame read (or where reading starts).
+    offset: i64,
+    /// Bytes of the frames returned.
+    bytes_read: u64,
+    exhausted: bool,
+}
+
+/// Stored bytes a cursor reads on its own thread before it decides
+/// whether the scan's helpers pay. (Tests decide after one batch.)
+#[cfg(not(test))]
+const DECIDE_AFTER_BYTES: u64 = 4 << 20;
+#[cfg(test)]
+const DECIDE_AFTER_BYTES: u64 = 1;
+
+/// Helpers pay when at most one record in this many matches: else
+/// rendering and sending the matches bounds the scan, on its own thread,
+/// and handing batches to helpers only adds to the CPU it competes for.
+const HELPED_MAX_MATCH_RATIO: u64 = 4;
+
+impl FrameReader {
+    /// Moves to the next frame whose batch may match and returns its
+    /// header ([`frame`](Self::frame) has its bytes); `None` at the end of
+    /// the view.
+    fn next<F: RecordFilter>(&mut self, filter: &F) -> Result<Option<BatchHeader>, ReadError> {
+        if self.exhausted {
+            return Ok(None);
+        }
+        loop {
+            let Some(seg) = self.view.segments.get(self.segment) else {
+                self.exhausted = true;
+                return Ok(None);
+            };
+            let from = self.offset;
+            let scanner = self.scanner.get_or_insert_with(|| {
+                let start = if seg.base_offset <= from {
+                    seek_position(seg, from)
+                } else {
+                    0
+                };
+                SegmentScanner::new(Arc::clone(&seg.file), start, seg.len, MAX_FRAME_BYTES)
+            });
+            // Checked here, returned below: the borrow of the scanner
+            // must end before the next segment is taken.
+            let header = match scanner.next_frame() {
+                Ok(Some((_, frame))) => check(frame).map_err(|source| ReadError::Batch {
+                    partition: self.partition,
+                    offset: from,
+                    source,
+                })?,
+                Ok(None) => {
+                    self.segment += 1;
+                    self.scanner = None;
+                    continue;
+                }
+                Err(source) => {
+                    self.exhausted = true;
+                    return Err(ReadError::Scan {
+                        partition: self.partition,
+                        base_offset: seg.base_offset,
+                        source,
+                    });
+                }
+            };
+            if header.last_offset() < self.offset {
+                continue;
+            }
+            self.offset = header.last_offset() + 1;
+            if !filter.may_match_batch(header.base_timestamp, header.max_timestamp) {
+                continue;
+            }
+            self.bytes_read += header.frame_len() as u64;
+            return Ok(Some(header));
+        }
+    }
+
+    /// The position and bytes of the frame [`next`](Self::next) moved to.
+    fn frame(&self) -> (u64, &[u8]) {
+        self.scanner
+            .as_ref()
+            .and_then(SegmentScanner::last_frame)
+            .unwrap_or_default()
+    }
 }
 
 impl<F: RecordFilter> PartitionCursor<F> {
@@ -117,15 +220,50 @@ impl<F: RecordFilter> PartitionCursor<F> {
             .unwrap_or(0);
         Self {
             partition,
-            view,
             filter,
             next_offset: from_offset,
-            segment,
-            scanner: None,
+            frames: FrameReader {
+                partition,
+                view,
+                segment,
+                scanner: None,
+                offset: from_offset,
+                bytes_read: 0,
+                exhausted: false,
+            },
+            ahead: None,
+            helped: false,
+            records_read: 0,
+            records_matched: 0,
+            read_error: None,
             pending: VecDeque::new(),
             scratch: Vec::new(),
             max_uncompressed,
         }
+    }
+
+    /// Offers `ahead`'s helpers: after its first [`DECIDE_AFTER_BYTES`],
+    /// a selective cursor inflates its next batches on them instead of on
+    /// the calling thread. The records yielded are the same.
+    #[must_use]
+    pub(crate) fn with_ahead(mut self, ahead: Option<Ahead>) -> Self {
+        self.ahead = ahead;
+        self
+    }
+
+    /// Whether the helpers offered are in use.
+    pub fn is_helped(&self) -> bool {
+        self.helped
+    }
+
+    /// Stored bytes from the cursor's first segment to the end of the
+    /// view: about what reading it all costs.
+    pub fn bytes_left(&self) -> u64 {
+        self.frames
+            .view
+            .segments
+            .get(self.frames.segment..)
+            .map_or(0, |segs| segs.iter().map(|s| s.len).sum())
     }
 
     /// The next matching record, or `None` at the end of the view.
@@ -156,80 +294,124 @@ impl<F: RecordFilter> PartitionCursor<F> {
         Ok(self.pending.front())
     }
 
-    /// Decodes the next batch into `pending`; false at the end.
+    /// Decodes batches into `pending` until one yields a record; false at the end.
     fn fill(&mut self) -> Result<bool, ReadError> {
-        let no_prefilter = Prefilter::default();
         loop {
-            let Some(seg) = self.view.segments.get(self.segment) else {
+            if self.helped {
+                return self.fill_ahead();
+            }
+            let Some(header) = self.frames.next(&*self.filter)? else {
                 return Ok(false);
             };
-            let from = self.next_offset;
-            let scanner = self.scanner.get_or_insert_with(|| {
-                let start = if seg.base_offset <= from {
-                    seek_position(seg, from)
-                } else {
-                    0
-                };
-                SegmentScanner::new(Arc::clone(&seg.file), start, seg.len, MAX_FRAME_BYTES)
-            });
-            let frame = match scanner.next_frame() {
-                Ok(Some((_, frame))) => frame,
-                Ok(None) => {
-                    self.segment += 1;
-                    self.scanner = None;
-                    continue;
-                }
-                Err(source) => {
-                    return Err(ReadError::Scan {
-                        partition: self.partition,
-                        base_offset: seg.base_offset,
-                        source,
-                    });
-                }
-            };
-            let partition = self.partition;
-            let header = check(frame).map_err(|source| ReadError::Batch {
-                partition,
-                offset: self.next_offset,
-                source,
-            })?;
-            if header.last_offset() < self.next_offset {
-                continue;
-            }
-            if !self.filter.may_match_batch(header.base_timestamp, header.max_timestamp) {
-                self.next_offset = header.last_offset() + 1;
-                continue;
-            }
-            let corrupt = |source| ReadError::Batch {
-                partition,
-                offset: header.base_offset,
-                source,
-            };
-            let records =
-                stored_records_section(frame, &header, self.max_uncompressed, &mut self.scratch).map_err(corrupt)?;
-            let prefilter = self.filter.prefilter().unwrap_or(&no_prefilter);
-            let (filter, next_offset, pending) = (&self.filter, self.next_offset, &mut self.pending);
-            // The closure never breaks: the whole batch is gathered.
-            let _ = prefilter
-                .for_each_candidate(records, header.records_count, |record| {
-                    let offset = header.base_offset + i64::from(record.offset_delta);
-                    let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
-                    if offset >= next_offset && filter.matches(timestamp_ms, &record) {
-                        pending.push_back(StoredRecord::from_view(
-                            partition,
-                            offset,
-                            header.producer.producer_id,
-                            timestamp_ms,
-                            &record,
-                        ));
-                    }
-                    std::ops::ControlFlow::Continue(())
-                })
-                .map_err(corrupt)?;
+            let (_, frame) = self.frames.frame();
+            let records = stored_records_section(frame, &header, self.max_uncompressed, &mut self.scratch)
+                .map_err(|source| corrupt(self.partition, &header, source))?;
+            let before = self.pending.len();
+            Self::gather(
+                &self.filter,
+                self.partition,
+                self.next_offset,
+                &header,
+                records,
+                &mut self.pending,
+            )?;
             self.next_offset = header.last_offset() + 1;
+            self.records_read += u64::try_from(header.records_count).unwrap_or(0);
+            self.records_matched += (self.pending.len() - before) as u64;
+            if self.ahead.is_some() && self.frames.bytes_read >= DECIDE_AFTER_BYTES {
+                self.helped = self.records_matched * HELPED_MAX_MATCH_RATIO <= self.records_read;
+                if !self.helped {
+                    self.ahead = None;
+                }
+            }
             if !self.pending.is_empty() {
                 return Ok(true);
             }
         }
+    }
+
+    /// As [`fill`](Self::fill), with the helpers inflating: frames are read
+    /// until the queue is full, then taken back oldest first.
+    fn fill_ahead(&mut self) -> Result<bool, ReadError> {
+        let Some(mut ahead) = self.ahead.take() else {
+            return Ok(false);
+        };
+        let result = loop {
+            while self.read_error.is_none() && !ahead.is_full() {
+                match self.frames.next(&*self.filter) {
+                    Ok(Some(header)) => {
+                        let (pos, frame) = self.frames.frame();
+                        ahead.submit(pos, header, frame);
+                    }
+                    Ok(None) => break,
+                    Err(e) => self.read_error = Some(e),
+                }
+            }
+            let Some((_, header, records)) = ahead.next() else {
+                break self.read_error.take().map_or(Ok(false), Err);
+            };
+            let matched = records
+                .map_err(|source| corrupt(self.partition, &header, source))
+                .and_then(|records| {
+                    Self::gather(
+                        &self.filter,
+                        self.partition,
+                        self.next_offset,
+                        &header,
+                        records,
+                        &mut self.pending,
+                    )
+                });
+            match matched {
+                Ok(()) => {
+                    self.next_offset = header.last_offset() + 1;
+                    if !self.pending.is_empty() {
+                        break Ok(true);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.ahead = Some(ahead);
+        result
+    }
+
+    /// Gathers the matches of one batch's inflated `records` into `pending`.
+    fn gather(
+        filter: &F,
+        partition: u32,
+        next_offset: i64,
+        header: &BatchHeader,
+        records: &[u8],
+        pending: &mut VecDeque<StoredRecord>,
+    ) -> Result<(), ReadError> {
+        let no_prefilter = Prefilter::default();
+        let prefilter = filter.prefilter().unwrap_or(&no_prefilter);
+        // The closure never breaks: the whole batch is gathered.
+        let _ = prefilter
+            .for_each_candidate(records, header.records_count, |record| {
+                let offset = header.base_offset + i64::from(record.offset_delta);
+                let timestamp_ms = header.base_timestamp.wrapping_add(record.timestamp_delta);
+                if offset >= next_offset && filter.matches(timestamp_ms, &record) {
+                    pending.push_back(StoredRecord::from_view(
+                        partition,
+                        offset,
+                        header.producer.producer_id,
+                        timestamp_ms,
+                        &record,
+                    ));
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .map_err(|source| corrupt(partition, header, source))?;
+        Ok(())
+    }
+}
+
+fn corrupt(partition: u32, header: &BatchHeader, source: BatchError) -> ReadError {
+    ReadError::Batch {
+        partition,
+        offset: header.base_offset,
+        source,
     }
 }

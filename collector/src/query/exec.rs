@@ -7,6 +7,10 @@
 //! the merge keeps offset order whenever timestamps tie or go backwards,
 //! so a file's lines come out in file order. (The newest records first:
 //! `source::newest_records`.)
+//!
+//! With helper threads, every cursor's next batches are inflated on them
+//! (one pool shared by the partitions), while the merge and the filter
+//! stay on the calling thread: the records delivered are the same.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,12 +18,22 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::cursor::{PartitionCursor, ReadError, RecordFilter, StoredRecord};
+use super::source::ahead::Ahead;
 use crate::store::Topic;
 use crate::store::read::offset_for_time;
+
+/// Stored bytes below which a scan inflates on its own thread: starting
+/// helpers costs more than a few batches take. (Tests' stores are small.)
+#[cfg(not(test))]
+const MIN_PARALLEL_BYTES: u64 = 4 << 20;
+#[cfg(test)]
+const MIN_PARALLEL_BYTES: u64 = 1;
 
 /// Scans every partition of `topic` from `from_ms` (or its start), oldest
 /// first, calling `sink` with each matching record until `limit` records
 /// were delivered or `sink` breaks. Returns how many were delivered.
+/// `threads` (the collector's `[http] query_threads`; 0 or 1: none):
+/// helpers inflating batches ahead of the scan.
 ///
 /// # Errors
 /// The first read error of any partition.
@@ -29,7 +43,8 @@ pub fn scan_topic<F: RecordFilter>(
     from_ms: Option<i64>,
     limit: usize,
     max_uncompressed: usize,
-    mut sink: impl FnMut(StoredRecord) -> ControlFlow<()>,
+    threads: usize,
+    sink: impl FnMut(StoredRecord) -> ControlFlow<()>,
 ) -> Result<usize, ReadError> {
     let mut cursors: Vec<PartitionCursor<F>> = Vec::with_capacity(topic.partitions.len());
     for p in &topic.partitions {
@@ -52,6 +67,31 @@ pub fn scan_topic<F: RecordFilter>(
             ));
         }
     }
+    let to_read: u64 = cursors.iter().map(PartitionCursor::bytes_left).sum();
+    if threads > 1 && to_read >= MIN_PARALLEL_BYTES && !cursors.is_empty() {
+        return std::thread::scope(|scope| {
+            if let Some(pool) = Ahead::start(scope, threads, max_uncompressed) {
+                // The pool's frames in flight, shared among the partitions;
+                // the queues (and so the helpers) end with the cursors, here.
+                let share = pool.depth() / cursors.len();
+                cursors = cursors
+                    .into_iter()
+                    .map(|c| c.with_ahead(Some(pool.sibling(share))))
+                    .collect();
+                drop(pool);
+            }
+            merge(cursors, limit, sink)
+        });
+    }
+    merge(cursors, limit, sink)
+}
+
+/// Delivers the cursors' records merged by timestamp.
+fn merge<F: RecordFilter>(
+    mut cursors: Vec<PartitionCursor<F>>,
+    limit: usize,
+    mut sink: impl FnMut(StoredRecord) -> ControlFlow<()>,
+) -> Result<usize, ReadError> {
     // Heap of (timestamp, partition index); a partition is in the heap at
     // most once, keyed by its head record. Within a partition, records are
     // taken strictly in offset order; the head's timestamp orders partitions.
@@ -134,10 +174,18 @@ mod tests {
         let (_dir, store, all) = store();
         let topic = store.topic("t").unwrap();
         let mut got = Vec::new();
-        scan_topic(&topic, Arc::new(Lines("keep")), Some(2500), usize::MAX, 1 << 20, |r| {
-            got.push(r.timestamp_ms);
-            ControlFlow::Continue(())
-        })
+        scan_topic(
+            &topic,
+            Arc::new(Lines("keep")),
+            Some(2500),
+            usize::MAX,
+            1 << 20,
+            1,
+            |r| {
+                got.push(r.timestamp_ms);
+                ControlFlow::Continue(())
+            },
+        )
         .unwrap();
         // The time index seeks to the first batch that reaches 2500; late
         // batches with older timestamps after it are still read, as Kafka's
@@ -148,5 +196,115 @@ mod tests {
             assert!(got.contains(w), "{w} missing");
         }
         assert!(got.len() < all.len(), "nothing skipped");
+    }
+
+    /// A record's partition, offset and timestamp.
+    type Delivered = (u32, i64, i64);
+
+    /// What a scan delivers, in order, and its error.
+    fn delivered(
+        topic: &Topic,
+        prefix: &'static str,
+        from_ms: Option<i64>,
+        limit: usize,
+        threads: usize,
+    ) -> (Vec<Delivered>, Result<usize, String>) {
+        let mut got = Vec::new();
+        let result = scan_topic(topic, Arc::new(Lines(prefix)), from_ms, limit, 1 << 20, threads, |r| {
+            got.push((r.partition, r.offset, r.timestamp_ms));
+            ControlFlow::Continue(())
+        });
+        (got, result.map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn helper_threads_deliver_what_one_thread_does() {
+        let (_dir, store, all) = store();
+        let topic = store.topic("t").unwrap();
+        // "keep": 4 records of 10 match, so the cursors keep to their own
+        // thread; "keep 1" and "keep 2" are selective, and take helpers.
+        for prefix in ["keep", "keep 1", "keep 2"] {
+            for from_ms in [None, Some(1500)] {
+                for limit in [usize::MAX, 1, 7, 333] {
+                    let (alone, ra) = delivered(&topic, prefix, from_ms, limit, 1);
+                    assert_eq!(ra, Ok(alone.len()));
+                    assert!(!alone.is_empty());
+                    if prefix == "keep" && from_ms.is_none() && limit == usize::MAX {
+                        assert_eq!(alone.len(), all.len(), "every kept line");
+                    }
+                    for threads in [2, 3] {
+                        let (helped, rh) = delivered(&topic, prefix, from_ms, limit, threads);
+                        assert_eq!(rh, ra);
+                        assert_eq!(
+                            helped, alone,
+                            "{prefix}, from {from_ms:?}, limit {limit}, {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_selective_cursor_takes_the_helpers_and_an_unselective_one_does_not() {
+        let (_dir, store, _) = store();
+        let topic = store.topic("t").unwrap();
+        for (prefix, helped) in [("keep 2", true), ("keep", false)] {
+            std::thread::scope(|scope| {
+                let pool = Ahead::start(scope, 2, 1 << 20).expect("helper threads");
+                let p = &topic.partitions[0];
+                let mut cursor = PartitionCursor::new(p.id, p.view(), 0, Arc::new(Lines(prefix)), 1 << 20)
+                    .with_ahead(Some(pool.sibling(2)));
+                drop(pool);
+                let mut n = 0;
+                while cursor.next_record().unwrap().is_some() {
+                    n += 1;
+                }
+                assert!(n > 0, "{prefix}");
+                assert_eq!(cursor.is_helped(), helped, "{prefix}");
+            });
+        }
+    }
+
+    #[test]
+    fn a_corrupt_batch_stops_a_helped_scan_where_it_stops_a_plain_one() {
+        let (dir, store, _) = store();
+        let mut logs: Vec<_> = walk(dir.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "log") && std::fs::metadata(p).unwrap().len() > 4 << 10)
+            .collect();
+        logs.sort();
+        // The newest of a partition, so that matches come before it.
+        let victim = logs.last().expect("segments with several batches");
+        let mut bytes = std::fs::read(victim).unwrap();
+        // In the last batch's records: under its CRC.
+        let at = bytes.len() - 5;
+        bytes[at] ^= 0x55;
+        std::fs::write(victim, &bytes).unwrap();
+        let topic = store.topic("t").unwrap();
+        let (alone, ra) = delivered(&topic, "keep 2", None, usize::MAX, 1);
+        let err = ra.expect_err("the corrupt batch is an error");
+        assert!(!alone.is_empty(), "records before the corrupt batch");
+        for threads in [2, 3] {
+            let (helped, rh) = delivered(&topic, "keep 2", None, usize::MAX, threads);
+            assert_eq!(rh.expect_err("and with helpers too"), err);
+            assert_eq!(helped, alone, "the same records before it");
+        }
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
     }
 }

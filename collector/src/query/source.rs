@@ -29,7 +29,7 @@ use crate::store::scan::ScanError;
 use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes};
 use crate::store::{Store, Topic};
 
-mod ahead;
+pub(crate) mod ahead;
 mod batches;
 mod newest;
 mod plan;

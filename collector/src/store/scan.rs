@@ -54,6 +54,8 @@ pub struct SegmentScanner {
     buf: Vec<u8>,
     /// Bytes of `buf` already handed out.
     consumed: usize,
+    /// Where in `buf` the frame handed out last is, and its length.
+    last: Option<(usize, usize)>,
     end: u64,
     max_batch_bytes: usize,
 }
@@ -66,6 +68,7 @@ impl SegmentScanner {
             buf_pos: start,
             buf: Vec::new(),
             consumed: 0,
+            last: None,
             end,
             max_batch_bytes,
         }
@@ -91,6 +94,7 @@ impl SegmentScanner {
                 Ok(Some(len)) => {
                     let start = self.consumed;
                     self.consumed += len;
+                    self.last = Some((start, len));
                     let frame = self.buf.get(start..start + len).unwrap_or_default();
                     return Ok(Some((pos, frame)));
                 }
@@ -110,8 +114,16 @@ impl SegmentScanner {
         }
     }
 
+    /// The frame [`next_frame`](Self::next_frame) returned last, and its
+    /// file position, again: for a caller that had to let go of it.
+    pub fn last_frame(&self) -> Option<(u64, &[u8])> {
+        let (start, len) = self.last?;
+        Some((self.buf_pos + start as u64, self.buf.get(start..start + len)?))
+    }
+
     /// Moves the unread tail to the front and reads more; false at `end`.
     fn fill(&mut self, pos: u64, missing: usize) -> Result<bool, ScanError> {
+        self.last = None;
         self.buf.drain(..self.consumed);
         self.buf_pos += self.consumed as u64;
         self.consumed = 0;

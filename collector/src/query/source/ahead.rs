@@ -38,10 +38,10 @@ struct Done {
 }
 
 /// A frame's file position, header and records section (or why it has none).
-pub(super) type Section<'a> = (u64, BatchHeader, Result<&'a [u8], BatchError>);
+pub(crate) type Section<'a> = (u64, BatchHeader, Result<&'a [u8], BatchError>);
 
 /// Frames submitted in order, records sections taken back in that order.
-pub(super) struct Ahead {
+pub(crate) struct Ahead {
     jobs: SyncSender<Job>,
     pending: VecDeque<(u64, BatchHeader, Receiver<Done>)>,
     /// The section handed out last: its buffers are reused once the scan
@@ -57,7 +57,7 @@ impl Ahead {
     /// their queue, and each stops after the job it is on. `None` when no
     /// thread could be started (a process or system thread limit): the
     /// caller then inflates on its own thread.
-    pub(super) fn start<'scope>(
+    pub(crate) fn start<'scope>(
         scope: &'scope Scope<'scope, '_>,
         threads: usize,
         max_uncompressed: usize,
@@ -96,18 +96,38 @@ impl Ahead {
         })
     }
 
+    /// Another queue of frames on the same helpers, with at most `depth`
+    /// of its own in flight: one per partition of a scan that merges them.
+    /// The helpers stop once this and every other queue are dropped.
+    pub(crate) fn sibling(&self, depth: usize) -> Self {
+        Ahead {
+            jobs: self.jobs.clone(),
+            pending: VecDeque::with_capacity(depth.max(1)),
+            current: None,
+            spare: Vec::new(),
+            depth: depth.max(1),
+            max_uncompressed: self.max_uncompressed,
+        }
+    }
+
+    /// Frames in flight that the helpers started with: what a scan's
+    /// queues share between them.
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
     /// Whether as many frames as allowed are in flight.
-    pub(super) fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.pending.len() >= self.depth
     }
 
     /// Whether no frame is in flight.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
 
     /// Queues `frame` (found at file position `pos`) for inflating.
-    pub(super) fn submit(&mut self, pos: u64, header: BatchHeader, frame: &[u8]) {
+    pub(crate) fn submit(&mut self, pos: u64, header: BatchHeader, frame: &[u8]) {
         self.recycle();
         let (mut buf, mut out) = self.spare.pop().unwrap_or_default();
         buf.clear();
@@ -141,7 +161,7 @@ impl Ahead {
 
     /// The oldest frame's position, header and records section, waiting
     /// for it; `None` when nothing is in flight.
-    pub(super) fn next(&mut self) -> Option<Section<'_>> {
+    pub(crate) fn next(&mut self) -> Option<Section<'_>> {
         self.recycle();
         let (pos, header, done) = self.pending.pop_front()?;
         // No reply only if the helper panicked (decoding does not panic on
