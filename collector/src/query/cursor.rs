@@ -92,24 +92,30 @@ pub trait RecordFilter {
 pub struct PartitionCursor<F> {
     partition: u32,
     filter: Arc<F>,
-    /// Records below this are not yielded (the first batch read may
-    /// start before the cursor's offset).
-    next_offset: i64,
     frames: FrameReader,
+    out: Gathered,
     /// Helpers the scan offers for inflating the next frames.
     ahead: Option<Ahead>,
     /// Whether they are used: decided once [`DECIDE_AFTER_BYTES`] were
     /// read, by how many of the records read matched.
     helped: bool,
-    records_read: u64,
-    records_matched: u64,
     /// A read error met ahead of the frames in `ahead`: returned once
     /// they are consumed, so that records come up to the same point as
     /// without helpers.
     read_error: Option<ReadError>,
-    pending: VecDeque<StoredRecord>,
     scratch: Vec<u8>,
     max_uncompressed: usize,
+}
+
+/// What a cursor's batches yielded so far.
+struct Gathered {
+    /// Matches not yet taken, in offset order.
+    pending: VecDeque<StoredRecord>,
+    /// Records below this are not yielded (the first batch read may
+    /// start before the cursor's offset).
+    next_offset: i64,
+    records_read: u64,
+    records_matched: u64,
 }
 
 /// A partition's frames in offset order, from an offset, with their
@@ -221,7 +227,6 @@ impl<F: RecordFilter> PartitionCursor<F> {
         Self {
             partition,
             filter,
-            next_offset: from_offset,
             frames: FrameReader {
                 partition,
                 view,
@@ -231,12 +236,15 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 bytes_read: 0,
                 exhausted: false,
             },
+            out: Gathered {
+                pending: VecDeque::new(),
+                next_offset: from_offset,
+                records_read: 0,
+                records_matched: 0,
+            },
             ahead: None,
             helped: false,
-            records_read: 0,
-            records_matched: 0,
             read_error: None,
-            pending: VecDeque::new(),
             scratch: Vec::new(),
             max_uncompressed,
         }
@@ -272,7 +280,7 @@ impl<F: RecordFilter> PartitionCursor<F> {
     /// An i/o error or a corrupt batch.
     pub fn next_record(&mut self) -> Result<Option<StoredRecord>, ReadError> {
         loop {
-            if let Some(r) = self.pending.pop_front() {
+            if let Some(r) = self.out.pending.pop_front() {
                 return Ok(Some(r));
             }
             if !self.fill()? {
@@ -286,12 +294,12 @@ impl<F: RecordFilter> PartitionCursor<F> {
     /// # Errors
     /// An i/o error or a corrupt batch.
     pub fn peek(&mut self) -> Result<Option<&StoredRecord>, ReadError> {
-        while self.pending.is_empty() {
+        while self.out.pending.is_empty() {
             if !self.fill()? {
                 return Ok(None);
             }
         }
-        Ok(self.pending.front())
+        Ok(self.out.pending.front())
     }
 
     /// Decodes batches into `pending` until one yields a record; false at the end.
@@ -306,25 +314,14 @@ impl<F: RecordFilter> PartitionCursor<F> {
             let (_, frame) = self.frames.frame();
             let records = stored_records_section(frame, &header, self.max_uncompressed, &mut self.scratch)
                 .map_err(|source| corrupt(self.partition, &header, source))?;
-            let before = self.pending.len();
-            Self::gather(
-                &self.filter,
-                self.partition,
-                self.next_offset,
-                &header,
-                records,
-                &mut self.pending,
-            )?;
-            self.next_offset = header.last_offset() + 1;
-            self.records_read += u64::try_from(header.records_count).unwrap_or(0);
-            self.records_matched += (self.pending.len() - before) as u64;
+            self.out.take(&*self.filter, self.partition, &header, records)?;
             if self.ahead.is_some() && self.frames.bytes_read >= DECIDE_AFTER_BYTES {
-                self.helped = self.records_matched * HELPED_MAX_MATCH_RATIO <= self.records_read;
+                self.helped = self.out.records_matched * HELPED_MAX_MATCH_RATIO <= self.out.records_read;
                 if !self.helped {
                     self.ahead = None;
                 }
             }
-            if !self.pending.is_empty() {
+            if !self.out.pending.is_empty() {
                 return Ok(true);
             }
         }
@@ -350,43 +347,33 @@ impl<F: RecordFilter> PartitionCursor<F> {
             let Some((_, header, records)) = ahead.next() else {
                 break self.read_error.take().map_or(Ok(false), Err);
             };
-            let matched = records
+            let taken = records
                 .map_err(|source| corrupt(self.partition, &header, source))
-                .and_then(|records| {
-                    Self::gather(
-                        &self.filter,
-                        self.partition,
-                        self.next_offset,
-                        &header,
-                        records,
-                        &mut self.pending,
-                    )
-                });
-            match matched {
-                Ok(()) => {
-                    self.next_offset = header.last_offset() + 1;
-                    if !self.pending.is_empty() {
-                        break Ok(true);
-                    }
-                }
+                .and_then(|records| self.out.take(&*self.filter, self.partition, &header, records));
+            match taken {
+                Ok(()) if !self.out.pending.is_empty() => break Ok(true),
+                Ok(()) => {}
                 Err(e) => break Err(e),
             }
         };
         self.ahead = Some(ahead);
         result
     }
+}
 
-    /// Gathers the matches of one batch's inflated `records` into `pending`.
-    fn gather(
+impl Gathered {
+    /// Gathers the matches of one batch's inflated `records`.
+    fn take<F: RecordFilter>(
+        &mut self,
         filter: &F,
         partition: u32,
-        next_offset: i64,
         header: &BatchHeader,
         records: &[u8],
-        pending: &mut VecDeque<StoredRecord>,
     ) -> Result<(), ReadError> {
         let no_prefilter = Prefilter::default();
         let prefilter = filter.prefilter().unwrap_or(&no_prefilter);
+        let (next_offset, pending) = (self.next_offset, &mut self.pending);
+        let before = pending.len();
         // The closure never breaks: the whole batch is gathered.
         let _ = prefilter
             .for_each_candidate(records, header.records_count, |record| {
@@ -404,6 +391,9 @@ impl<F: RecordFilter> PartitionCursor<F> {
                 std::ops::ControlFlow::Continue(())
             })
             .map_err(|source| corrupt(partition, header, source))?;
+        self.records_matched += (self.pending.len() - before) as u64;
+        self.records_read += u64::try_from(header.records_count).unwrap_or(0);
+        self.next_offset = header.last_offset() + 1;
         Ok(())
     }
 }
