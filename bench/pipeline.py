@@ -9,10 +9,10 @@ bench/out/. Prints lines/s, MiB/s of raw log end to end, CPU seconds and
 peak RSS of agent and collector, and the compression ratio, as one
 markdown table row for bench/RESULTS.md.
 
-usage: bench/pipeline.py [--bytes N] [--keep] [--compression gzip|lz4|snappy|none]
+usage: bench/pipeline.py [--bytes N] [--keep] [--compression gzip|lz4|snappy|none] [--max-in-flight N]
        (build first: cargo build --release)
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -71,12 +71,36 @@ def count_lines(path):
     return n
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def agent_counters(port):
+    """Requests sent (retries included), acknowledged, and resent in order
+    after being sent ahead (batch.max_in_flight), from the agent's metrics."""
+    wanted = {"logpost_agent_batches_sent_total": "sent", "logpost_agent_batches_acked_total": "acked",
+              "logpost_agent_requests_resent_in_order_total": "resent in order"}
+    found = {v: 0.0 for v in wanted.values()}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name in wanted:
+                    found[wanted[name]] = float(value)
+    except OSError:
+        pass
+    return found
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bytes", type=int, default=1 << 30)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--batch-bytes", default="2MiB")
     ap.add_argument("--compression", default="gzip", help="the agent's batch.compression (gzip, lz4, snappy, none)")
+    ap.add_argument("--max-in-flight", type=int, default=None, help="the agent's batch.max_in_flight (default: the agent's)")
     ap.add_argument("--no-dedup", action="store_true", help="collector [ingest] deduplicate = false (at-least-once)")
     args = ap.parse_args()
 
@@ -110,6 +134,7 @@ def main():
             url = line.split()[-1]
         if not url:
             sys.exit("collector did not start; see " + work)
+        metrics_port = free_port()
         agent_cfg = os.path.join(work, "agent.toml")
         with open(agent_cfg, "w") as f:
             f.write(f'''data_dir = "{work}/agent"
@@ -118,6 +143,9 @@ urls = ["{url}"]
 [batch]
 max_bytes = "{args.batch_bytes}"
 compression = "{args.compression}"
+{f"max_in_flight = {args.max_in_flight}" if args.max_in_flight else ""}
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 [[sources]]
 name = "bench"
 paths = ["{logs}/*.log"]
@@ -139,6 +167,7 @@ topic = "bench"
         a_cpu, c_cpu = cpu_seconds(agent.pid), cpu_seconds(coll.pid)
         a_rss, c_rss = peak_rss_mib(agent.pid), peak_rss_mib(coll.pid)
         stored_bytes = http_json(f"{url}/v1/topics/bench")["size_bytes"]
+        requests = agent_counters(metrics_port)
         agent.terminate(); agent.wait()
         coll.terminate(); coll.wait()
     finally:
@@ -153,6 +182,7 @@ topic = "bench"
     print(f"agent: {a_cpu:.2f} CPU-s ({a_cpu / gib:.2f} per GiB), peak RSS {a_rss:.1f} MiB")
     print(f"collector: {c_cpu:.2f} CPU-s ({c_cpu / gib:.2f} per GiB), peak RSS {c_rss:.1f} MiB")
     print(f"stored: {stored_bytes} bytes, compression ratio {size / stored_bytes:.2f}")
+    print("agent requests: " + ", ".join(f"{k} {v:.0f}" for k, v in requests.items()))
     print()
     print("| date | commit | MiB/s | lines/s | agent CPU-s/GiB | agent RSS MiB | collector CPU-s/GiB | collector RSS MiB | ratio |")
     print(f"| {time.strftime('%Y-%m-%d')} | {commit} | {mib / elapsed:.1f} | {lines / elapsed:,.0f} | {a_cpu / gib:.2f} | "

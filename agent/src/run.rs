@@ -93,6 +93,7 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
     let shipper_config = ShipperConfig {
         urls: Arc::clone(&urls),
         compression: config.batch.compression,
+        max_in_flight: config.batch.max_in_flight,
         request_timeout: config.request_timeout,
         auth: config.collector_auth.clone(),
     };

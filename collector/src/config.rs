@@ -67,12 +67,25 @@ pub struct IngestToml {
     /// deduplication is what prevents duplicates.
     #[serde(default = "default_true")]
     pub deduplicate: bool,
+    /// How long a batch of a pipelined request (an agent's
+    /// `batch.max_in_flight` above 1) that arrived before its stream's
+    /// previous batch waits for it before it is refused and sent again.
+    /// Default 2s.
+    #[serde(default = "default_predecessor_wait")]
+    pub predecessor_wait: Spanned<HumanDuration>,
 }
 
 impl Default for IngestToml {
     fn default() -> Self {
-        Self { deduplicate: true }
+        Self {
+            deduplicate: true,
+            predecessor_wait: default_predecessor_wait(),
+        }
     }
+}
+
+fn default_predecessor_wait() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration(Duration::from_secs(2)))
 }
 
 /// `[topics.<name>]`: overrides of `[storage]` for one topic.
@@ -256,6 +269,9 @@ fn default_producer_expiry() -> HumanDuration {
     HumanDuration(Duration::from_secs(7 * 86_400))
 }
 
+/// Longest `[ingest] predecessor_wait`.
+const MAX_PREDECESSOR_WAIT: Duration = Duration::from_secs(60);
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -267,6 +283,8 @@ pub struct CollectorConfig {
     pub http: http::HttpSettings,
     pub auth: auth::AuthSettings,
     pub deduplicate: bool,
+    /// `[ingest] predecessor_wait`.
+    pub predecessor_wait: Duration,
     pub store: StoreConfig,
     /// `None`: no Kafka listener.
     pub kafka: Option<kafka::KafkaSettings>,
@@ -372,6 +390,13 @@ impl CollectorConfig {
                 format!("{writer_threads} is out of range (1 to 64)"),
             );
         }
+        if raw.ingest.predecessor_wait.get_ref().get() > MAX_PREDECESSOR_WAIT {
+            problems.at(
+                raw.ingest.predecessor_wait.span(),
+                "ingest.predecessor_wait",
+                "is out of range (at most 1m: a longer wait only holds requests the agent sends again anyway)",
+            );
+        }
         let kafka = kafka::validate_kafka(&raw.kafka, &mut problems);
         let groups = kafka::validate_groups(&raw.groups, &mut problems);
         let loki = loki::validate_loki(&raw.loki, &mut problems);
@@ -383,6 +408,7 @@ impl CollectorConfig {
             http,
             auth,
             deduplicate: raw.ingest.deduplicate,
+            predecessor_wait: raw.ingest.predecessor_wait.get_ref().get().min(MAX_PREDECESSOR_WAIT),
             store: StoreConfig {
                 data_dir: raw.data_dir,
                 default_partitions: partitions.clamp(1, MAX_PARTITIONS),

@@ -57,6 +57,14 @@ fn describe() {
         "logpost_collector_duplicate_batches_total",
         "Batches dropped as already stored (deduplication), per topic."
     );
+    describe_gauge!(
+        "logpost_collector_batches_waiting_for_predecessor",
+        "Batches of pipelined ingest requests waiting for their stream's previous batch (agents' batch.max_in_flight)."
+    );
+    describe_counter!(
+        "logpost_collector_predecessor_waits_total",
+        "Batches of pipelined ingest requests that arrived before their stream's previous batch and waited for it."
+    );
     describe_histogram!(
         "logpost_collector_append_seconds",
         "Time to write one group of batches to a partition, fsync included when fsync = always."
@@ -110,6 +118,16 @@ pub fn ingested(topic: &str, batches: u64, records: u64, bytes: u64, duplicates:
     counter!("logpost_collector_ingested_bytes_total", "topic" => topic.clone()).increment(bytes);
     if duplicates > 0 {
         counter!("logpost_collector_duplicate_batches_total", "topic" => topic).increment(duplicates);
+    }
+}
+
+/// A pipelined batch starts (`true`) or ends waiting for its predecessor.
+pub fn waiting_for_predecessor(starts: bool) {
+    if starts {
+        counter!("logpost_collector_predecessor_waits_total").increment(1);
+        gauge!("logpost_collector_batches_waiting_for_predecessor").increment(1.0);
+    } else {
+        gauge!("logpost_collector_batches_waiting_for_predecessor").decrement(1.0);
     }
 }
 

@@ -22,6 +22,7 @@ mod loki_push;
 mod metrics;
 mod packaging;
 mod pipeline;
+mod pipelined;
 mod quickstart;
 mod security;
 mod store;

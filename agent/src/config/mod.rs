@@ -98,6 +98,10 @@ pub struct BatchToml {
     /// gzip level 1 (fastest, default) to 9 (smallest).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: Spanned<u32>,
+    /// Requests on the wire at once, 1 to 8. Default 2: the next request
+    /// travels and is checked while the collector stores the previous one.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<u32>,
 }
 
 impl Default for BatchToml {
@@ -108,6 +112,7 @@ impl Default for BatchToml {
             max_wait: default_batch_wait(),
             compression: default_compression(),
             gzip_level: default_gzip_level(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
@@ -193,6 +198,9 @@ fn default_compression() -> Spanned<String> {
 fn default_gzip_level() -> Spanned<u32> {
     Spanned::new(0..0, 1)
 }
+fn default_max_in_flight() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
 fn default_poll_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(250))
 }
@@ -230,6 +238,8 @@ pub struct BatchConfig {
     pub max_records: u32,
     pub max_wait: Duration,
     pub compression: Compression,
+    /// Requests sent before the oldest is answered.
+    pub max_in_flight: usize,
 }
 
 /// Tailing settings.
@@ -424,13 +434,26 @@ fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
         p.at(raw.compression.span(), "batch.compression", e);
         Compression::None
     });
+    let in_flight = *raw.max_in_flight.get_ref();
+    if !(1..=MAX_IN_FLIGHT).contains(&in_flight) {
+        p.at(
+            raw.max_in_flight.span(),
+            "batch.max_in_flight",
+            format!("{in_flight} is out of range (1 to {MAX_IN_FLIGHT})"),
+        );
+    }
     BatchConfig {
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         max_records: (*raw.max_records.get_ref()).max(1),
         max_wait: raw.max_wait.get(),
         compression,
+        max_in_flight: in_flight.clamp(1, MAX_IN_FLIGHT) as usize,
     }
 }
+
+/// More requests in flight buy nothing once compression and the
+/// collector's checks overlap, and each holds a request's memory.
+const MAX_IN_FLIGHT: u32 = 8;
 
 fn check_url(url: &str) -> Result<String, String> {
     let rest = url

@@ -2,11 +2,18 @@
 //! blocking pool, POST them in order, retry with backoff and failover, and
 //! record acknowledged positions.
 //!
-//! Two stages joined by a one-slot channel, so that the next request is
-//! compressed while the current one is on the wire; requests leave in the
-//! order the tailer sealed them, so one file's batches arrive in order.
+//! Two stages: compression, up to `max_in_flight` requests at once, and
+//! the sender, which keeps up to `max_in_flight` requests on the wire.
+//! Requests leave in the order the tailer sealed them and their answers
+//! are taken in that order, so acknowledgements move each file forward in
+//! order. Only the oldest request retries; one sent behind it makes one
+//! attempt marked `pipelined`, for which the collector stores a stream's
+//! batch only after its predecessor. If that attempt is refused or fails,
+//! the request is sent again, alone, once it is the oldest.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +21,8 @@ use logpost_shared::compression::Compression;
 use logpost_shared::record::CURSOR_HEADER;
 use metrics::counter;
 use reqwest::StatusCode;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckBoard, Acked};
@@ -55,6 +63,8 @@ pub struct ShipperConfig {
     /// Collector URLs, shared so that a reload (SIGHUP) can change them.
     pub urls: SharedUrls,
     pub compression: Compression,
+    /// Requests on the wire (and compressions running) at once, at least 1.
+    pub max_in_flight: usize,
     pub request_timeout: Duration,
     /// Token and TLS settings.
     pub auth: crate::config::CollectorAuth,
@@ -101,33 +111,69 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
     })
 }
 
-/// Runs both stages until `requests` closes (graceful) or `hard_stop` fires.
-pub async fn run(
-    config: ShipperConfig,
+/// A compression running on the blocking pool; `None` if it failed.
+type Compressing = JoinHandle<Option<Payload>>;
+
+/// Starts the compression stage: sealed requests in, compressions (in
+/// sealing order) out, at most `parallel` running at once.
+fn start_compression(
     mut requests: mpsc::Receiver<ShipRequest>,
-    acks: Arc<AckBoard>,
-    hard_stop: CancellationToken,
-) -> ShipperStats {
-    let (tx, mut payloads) = mpsc::channel::<Payload>(1);
-    let compression = config.compression;
-    let compress_stage = tokio::spawn(async move {
+    compression: Compression,
+    parallel: usize,
+) -> (JoinHandle<()>, mpsc::Receiver<Compressing>) {
+    let (tx, compressing) = mpsc::channel::<Compressing>(1);
+    let slots = Arc::new(Semaphore::new(parallel.max(1)));
+    let stage = tokio::spawn(async move {
         while let Some(req) = requests.recv().await {
-            let payload = match tokio::task::spawn_blocking(move || compress(req, compression)).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot encode batch; dropping it");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "compression task failed");
-                    continue;
-                }
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break;
             };
-            if tx.send(payload).await.is_err() {
+            let task = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                compress(req, compression)
+                    .map_err(|e| tracing::error!(error = %e, "cannot encode batch; dropping it"))
+                    .ok()
+            });
+            if tx.send(task).await.is_err() {
                 break;
             }
         }
     });
+    (stage, compressing)
+}
+
+/// A request on the wire.
+struct InFlight {
+    payload: Arc<Payload>,
+    /// Sent while an older request was unanswered.
+    pipelined: bool,
+    attempt: JoinHandle<Outcome>,
+}
+
+/// The answer of the oldest request on the wire (pending while none is).
+async fn oldest_answer(window: &mut VecDeque<InFlight>) -> Outcome {
+    match window.front_mut() {
+        // A task that panicked counts as unsent: it is sent again.
+        Some(f) => (&mut f.attempt).await.unwrap_or(Outcome::Unsent { client_errors: 0 }),
+        None => std::future::pending().await,
+    }
+}
+
+enum Event {
+    Answered(Outcome),
+    Compressed(Option<Compressing>),
+    Stop,
+}
+
+/// Runs both stages until `requests` closes (graceful) or `hard_stop` fires.
+pub async fn run(
+    config: ShipperConfig,
+    requests: mpsc::Receiver<ShipRequest>,
+    acks: Arc<AckBoard>,
+    hard_stop: CancellationToken,
+) -> ShipperStats {
+    let max_in_flight = config.max_in_flight.max(1);
+    let (compress_stage, mut compressed) = start_compression(requests, config.compression, max_in_flight);
     let builder = match super::http::client_builder(&config.auth) {
         Ok(b) => b,
         Err(e) => {
@@ -149,50 +195,123 @@ pub async fn run(
             return ShipperStats::default();
         }
     };
-    let mut sender = Sender {
+    let sender = Arc::new(Sender {
         config,
         http,
-        url_index: 0,
-        stats: ShipperStats::default(),
-        seed: seed(),
-    };
-    while let Some(payload) = payloads.recv().await {
-        match sender.send(&payload, &hard_stop).await {
-            Outcome::Acked => {
-                for (file, acked) in &payload.acks {
-                    acks.record(*file, *acked);
-                }
-                sender.stats.requests += 1;
-                sender.stats.records += payload.records;
-                counter!("logpost_agent_batches_acked_total").increment(1);
-                counter!("logpost_agent_records_shipped_total").increment(payload.records);
-                counter!("logpost_agent_bytes_shipped_total").increment(payload.body.len() as u64);
-            }
-            Outcome::Partly(refused) => {
-                for ((file, acked), refused) in payload.acks.iter().zip(refused) {
-                    if refused {
-                        acks.request_resync(*file);
-                    } else {
-                        acks.record(*file, *acked);
-                    }
-                }
-                sender.stats.requests += 1;
-            }
-            Outcome::Rejected => {
-                // The collector refused these lines for good; moving on is
-                // the only way the files behind them get shipped.
-                for (file, acked) in &payload.acks {
-                    acks.record(*file, *acked);
-                }
-                sender.stats.rejected_records += payload.records;
-                counter!("logpost_agent_batches_failed_total").increment(1);
-            }
-            Outcome::Stopped => break,
+        url_index: AtomicUsize::new(0),
+        retries: AtomicU64::new(0),
+        seed: AtomicU64::new(seed()),
+    });
+    let mut stats = ShipperStats::default();
+    let mut window: VecDeque<InFlight> = VecDeque::with_capacity(max_in_flight);
+    let mut open = true;
+    loop {
+        if !open && window.is_empty() {
+            break;
         }
+        let room = open && window.len() < max_in_flight;
+        let event = tokio::select! {
+            biased;
+            () = hard_stop.cancelled() => Event::Stop,
+            outcome = oldest_answer(&mut window), if !window.is_empty() => Event::Answered(outcome),
+            next = compressed.recv(), if room => Event::Compressed(next),
+        };
+        match event {
+            Event::Stop => break,
+            Event::Compressed(None) => open = false,
+            Event::Compressed(Some(task)) => {
+                let Ok(Some(payload)) = task.await else { continue };
+                let payload = Arc::new(payload);
+                let pipelined = !window.is_empty();
+                let attempt = tokio::spawn({
+                    let sender = Arc::clone(&sender);
+                    let payload = Arc::clone(&payload);
+                    let hard_stop = hard_stop.clone();
+                    async move {
+                        if pipelined {
+                            match sender.attempt(&payload, true).await {
+                                Attempt::Done(outcome) => outcome,
+                                Attempt::Retry(_) => Outcome::Unsent { client_errors: 0 },
+                                Attempt::ClientError => Outcome::Unsent { client_errors: 1 },
+                            }
+                        } else {
+                            sender.send(&payload, &hard_stop, 0).await
+                        }
+                    }
+                });
+                window.push_back(InFlight {
+                    payload,
+                    pipelined,
+                    attempt,
+                });
+            }
+            Event::Answered(outcome) => {
+                let Some(done) = window.pop_front() else { continue };
+                let outcome = match outcome {
+                    // Sent ahead and not stored whole: now that everything
+                    // older is answered, send it again in order.
+                    Outcome::Partly(_) if done.pipelined => {
+                        counter!("logpost_agent_requests_resent_in_order_total").increment(1);
+                        sender.send(&done.payload, &hard_stop, 0).await
+                    }
+                    Outcome::Unsent { client_errors } => {
+                        counter!("logpost_agent_requests_resent_in_order_total").increment(1);
+                        sender.send(&done.payload, &hard_stop, client_errors).await
+                    }
+                    other => other,
+                };
+                if !settle(&done.payload, outcome, &acks, &mut stats) {
+                    break;
+                }
+            }
+        }
+    }
+    for f in window {
+        f.attempt.abort();
     }
     compress_stage.abort();
     let _ = compress_stage.await;
-    sender.stats
+    stats.retries = sender.retries.load(Ordering::Relaxed);
+    stats
+}
+
+/// Applies a request's final outcome to the acknowledgements; false when
+/// the shipper was stopped.
+fn settle(payload: &Payload, outcome: Outcome, acks: &AckBoard, stats: &mut ShipperStats) -> bool {
+    match outcome {
+        Outcome::Acked => {
+            for (file, acked) in &payload.acks {
+                acks.record(*file, *acked);
+            }
+            stats.requests += 1;
+            stats.records += payload.records;
+            counter!("logpost_agent_batches_acked_total").increment(1);
+            counter!("logpost_agent_records_shipped_total").increment(payload.records);
+            counter!("logpost_agent_bytes_shipped_total").increment(payload.body.len() as u64);
+        }
+        Outcome::Partly(refused) => {
+            for ((file, acked), refused) in payload.acks.iter().zip(refused) {
+                if refused {
+                    acks.request_resync(*file);
+                } else {
+                    acks.record(*file, *acked);
+                }
+            }
+            stats.requests += 1;
+        }
+        Outcome::Rejected => {
+            // The collector refused these lines for good; moving on is
+            // the only way the files behind them get shipped.
+            for (file, acked) in &payload.acks {
+                acks.record(*file, *acked);
+            }
+            stats.rejected_records += payload.records;
+            counter!("logpost_agent_batches_failed_total").increment(1);
+        }
+        // `send` retries until one of the above; unsent here means stopped.
+        Outcome::Unsent { .. } | Outcome::Stopped => return false,
+    }
+    true
 }
 
 enum Outcome {
@@ -201,102 +320,139 @@ enum Outcome {
     /// says which, in request order.
     Partly(Vec<bool>),
     Rejected,
+    /// One attempt that did not get an answer to act on, after
+    /// `client_errors` refusals of the request itself.
+    Unsent {
+        client_errors: u32,
+    },
     Stopped,
+}
+
+/// What one attempt asks of the caller.
+enum Attempt {
+    Done(Outcome),
+    /// Retry, after at least this long if the collector said so.
+    Retry(Option<Duration>),
+    /// The collector refused the request itself (a 4xx).
+    ClientError,
 }
 
 struct Sender {
     config: ShipperConfig,
     http: reqwest::Client,
-    url_index: usize,
-    stats: ShipperStats,
-    seed: u64,
+    url_index: AtomicUsize,
+    retries: AtomicU64,
+    seed: AtomicU64,
 }
 
 impl Sender {
-    async fn send(&mut self, payload: &Payload, hard_stop: &CancellationToken) -> Outcome {
-        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX, self.seed);
-        let mut client_errors = 0;
+    /// Sends `payload` until it is answered, refused for good or the
+    /// shipper stops, with backoff between attempts; `client_errors`
+    /// counts refusals of earlier attempts.
+    async fn send(&self, payload: &Payload, hard_stop: &CancellationToken, mut client_errors: u32) -> Outcome {
+        let seed = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX, seed);
         loop {
             if hard_stop.is_cancelled() {
                 return Outcome::Stopped;
             }
-            let urls = current(&self.config.urls);
-            let base = urls
-                .get(self.url_index % urls.len().max(1))
-                .cloned()
-                .unwrap_or_default();
-            let url = format!("{base}/v1/ingest/{}", payload.topic);
-            counter!("logpost_agent_batches_sent_total").increment(1);
-            let sent = self
-                .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
-                .body(payload.body.clone())
-                .send()
-                .await;
-            let retry_after = match sent {
-                Ok(resp) if resp.status().is_success() => return Outcome::Acked,
-                Ok(resp) if resp.status() == StatusCode::CONFLICT => {
-                    // Per-batch outcomes: some were refused for a sequence gap.
-                    let body = resp.text().await.unwrap_or_default();
-                    match refused_batches(&body, payload.acks.len()) {
-                        Some(refused) => {
-                            tracing::warn!(topic = %payload.topic, refused = refused.iter().filter(|r| **r).count(),
-                                "collector refused batches (sequence gap); resynchronising those files");
-                            return Outcome::Partly(refused);
-                        }
-                        None => {
-                            tracing::error!(%url, body = %body.trim(), "unexpected conflict answer");
-                            None
-                        }
-                    }
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let message = resp.text().await.unwrap_or_default();
-                    if is_permanent(status) {
-                        client_errors += 1;
-                        tracing::error!(%url, status = status.as_u16(), message = %message.trim(), attempt = client_errors,
-                            "collector refused batch");
-                        if client_errors >= MAX_CLIENT_ERROR_ATTEMPTS {
-                            tracing::error!(topic = %payload.topic, records = payload.records,
-                                "giving up on a batch the collector keeps refusing; its lines are dropped");
-                            return Outcome::Rejected;
-                        }
-                    } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        if backoff.attempts().is_multiple_of(10) {
-                            tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
-                                "collector refused the agent's token (check [collector] token/token_file); retrying");
-                        }
-                    } else if backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = backoff.attempts() + 1,
-                            "collector busy or failing; retrying");
-                    }
-                    retry_after
-                }
-                Err(e) => {
-                    if backoff.attempts().is_multiple_of(10) {
-                        tracing::warn!(%url, error = %error_chain(&e), attempt = backoff.attempts() + 1, "cannot reach collector; retrying");
-                    }
-                    // Fail over to the next URL on connection problems.
-                    if !urls.is_empty() {
-                        self.url_index = (self.url_index + 1) % urls.len();
+            let retry_after = match self.attempt(payload, false).await {
+                Attempt::Done(outcome) => return outcome,
+                Attempt::Retry(after) => after,
+                Attempt::ClientError => {
+                    client_errors += 1;
+                    if client_errors >= MAX_CLIENT_ERROR_ATTEMPTS {
+                        tracing::error!(topic = %payload.topic, records = payload.records,
+                            "giving up on a batch the collector keeps refusing; its lines are dropped");
+                        return Outcome::Rejected;
                     }
                     None
                 }
             };
-            self.stats.retries += 1;
+            self.retries.fetch_add(1, Ordering::Relaxed);
             counter!("logpost_agent_retries_total").increment(1);
             let delay = backoff.next_delay(retry_after);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = hard_stop.cancelled() => return Outcome::Stopped,
+            }
+        }
+    }
+
+    /// One POST of `payload`, `pipelined` if an older request is unanswered.
+    async fn attempt(&self, payload: &Payload, pipelined: bool) -> Attempt {
+        let urls = current(&self.config.urls);
+        let index = self.url_index.load(Ordering::Relaxed);
+        let base = urls.get(index % urls.len().max(1)).cloned().unwrap_or_default();
+        let url = format!("{base}/v1/ingest/{}", payload.topic);
+        counter!("logpost_agent_batches_sent_total").increment(1);
+        let sent = self
+            .http
+            .post(if pipelined {
+                format!("{url}?pipelined=true")
+            } else {
+                url.clone()
+            })
+            .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
+            .body(payload.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => Attempt::Done(Outcome::Acked),
+            Ok(resp) if resp.status() == StatusCode::CONFLICT => {
+                // Per-batch outcomes: some were refused for a sequence gap.
+                let body = resp.text().await.unwrap_or_default();
+                match refused_batches(&body, payload.acks.len()) {
+                    Some(refused) => {
+                        if !pipelined {
+                            tracing::warn!(topic = %payload.topic, refused = refused.iter().filter(|r| **r).count(),
+                                "collector refused batches (sequence gap); resynchronising those files");
+                        }
+                        Attempt::Done(Outcome::Partly(refused))
+                    }
+                    None => {
+                        tracing::error!(%url, body = %body.trim(), "unexpected conflict answer");
+                        Attempt::Retry(None)
+                    }
+                }
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let message = resp.text().await.unwrap_or_default();
+                let attempts = self.retries.load(Ordering::Relaxed);
+                if is_permanent(status) {
+                    tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
+                        "collector refused batch");
+                    return Attempt::ClientError;
+                } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    if attempts.is_multiple_of(10) {
+                        tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
+                            "collector refused the agent's token (check [collector] token/token_file); retrying");
+                    }
+                } else if attempts.is_multiple_of(10) {
+                    tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = attempts + 1,
+                        "collector busy or failing; retrying");
+                }
+                Attempt::Retry(retry_after)
+            }
+            Err(e) => {
+                if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
+                    tracing::warn!(%url, error = %error_chain(&e), "cannot reach collector; retrying");
+                }
+                // Fail over to the next URL on connection problems; two
+                // requests failing on the same URL move on once.
+                if !urls.is_empty() {
+                    let next = (index + 1) % urls.len();
+                    let _ = self
+                        .url_index
+                        .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                Attempt::Retry(None)
             }
         }
     }

@@ -222,12 +222,19 @@ impl FileServer {
     /// files of unchanged and changed sources keep their positions; files
     /// of removed sources stop being tailed; new sources are picked up by
     /// the next scan. Settings read only at start (data_dir, watch mode,
-    /// metrics address) need a restart.
+    /// metrics address, the shipper's codec and requests in flight) need a
+    /// restart.
     fn apply_reload(&mut self, new: AgentConfig) {
         let old = Arc::clone(&self.cfg);
-        if new.data_dir != old.data_dir || new.tail.watch != old.tail.watch || new.metrics_listen != old.metrics_listen
+        if new.data_dir != old.data_dir
+            || new.tail.watch != old.tail.watch
+            || new.metrics_listen != old.metrics_listen
+            || new.batch.compression != old.batch.compression
+            || new.batch.max_in_flight != old.batch.max_in_flight
         {
-            tracing::warn!("data_dir, tail.watch and metrics.listen change only at a restart");
+            tracing::warn!(
+                "data_dir, tail.watch, metrics.listen, batch.compression, batch.gzip_level and batch.max_in_flight change only at a restart"
+            );
         }
         let index: HashMap<&str, usize> = new
             .sources

@@ -10,8 +10,17 @@
 //! and not stored again. A batch whose sequence leaves a gap, or whose
 //! producer epoch is fenced, is refused: the response is then 409, lists
 //! each batch's outcome, and the other batches are stored.
+//!
+//! `?pipelined=true` marks a request sent while the client's previous one
+//! was unanswered (the agent's `batch.max_in_flight`): it may overtake its
+//! predecessor on the way. Each producer's batch then waits (up to
+//! `[ingest] predecessor_wait`) until it continues what is stored, and the store
+//! refuses it if it still does not, rather than appending it first and
+//! taking the predecessor for a duplicate.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -24,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use crate::ingest::BATCH_CONTENT_TYPE;
-use crate::ingest::validate::split_and_check;
-use crate::store::{AppendItem, BatchOutcome, StoreError};
+use crate::ingest::validate::{CheckedBatch, split_and_check};
+use crate::store::producer_state::decidable_ahead;
+use crate::store::{AppendItem, BatchOutcome, Partition, StoreError};
 
 /// Query parameters of an ingest request.
 #[derive(Debug, Deserialize)]
@@ -33,6 +43,12 @@ use crate::store::{AppendItem, BatchOutcome, StoreError};
 pub struct IngestParams {
     /// Append every batch to this partition instead of routing by key.
     pub partition: Option<u32>,
+    /// The client sent this request while its previous one was still
+    /// unanswered (the agent's `max_in_flight`). Each producer's batch then
+    /// waits briefly for its predecessor and is refused (409) if it would
+    /// otherwise be stored out of order; the client sends it again.
+    #[serde(default)]
+    pub pipelined: bool,
 }
 
 /// What happened to one batch.
@@ -116,6 +132,18 @@ pub async fn ingest(
         }
     }
 
+    if params.pipelined {
+        let shares: Vec<(&Arc<Partition>, Vec<&CheckedBatch>)> = per_partition
+            .iter()
+            .enumerate()
+            .filter_map(|(p, indexes)| {
+                let partition = topic.partition(p as u32)?;
+                Some((partition, indexes.iter().filter_map(|&i| batches.get(i)).collect()))
+            })
+            .collect();
+        wait_for_predecessors(&shares, app.config.predecessor_wait).await;
+    }
+
     // Submit every partition's share before awaiting any, so that they are
     // written (and fsynced) concurrently.
     let mut pending = Vec::new();
@@ -133,6 +161,7 @@ pub async fn ingest(
                 frame: b.frame.clone(),
                 cursor: b.cursor.clone(),
                 stats: Some(Arc::clone(&b.stats)),
+                ahead: params.pipelined,
             })
             .collect();
         pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), items).await));
@@ -180,6 +209,61 @@ pub async fn ingest(
         StatusCode::OK
     };
     Ok((status, Json(response)).into_response())
+}
+
+/// Waits, up to `wait` in all (`[ingest] predecessor_wait`; a predecessor
+/// is normally milliseconds behind, on another connection), until each
+/// producer's first batch in `shares` can be decided without a predecessor
+/// still on its way. The store re-checks under its lock and refuses what
+/// still cannot.
+async fn wait_for_predecessors(shares: &[(&Arc<Partition>, Vec<&CheckedBatch>)], wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (partition, batches) in shares {
+        let mut seen = HashSet::new();
+        for b in batches {
+            let p = b.header.producer;
+            // A producer's later batches in this request follow its first.
+            if p.producer_id < 0 || !seen.insert(p.producer_id) {
+                continue;
+            }
+            // Subscribed before the check, so an append in between wakes us.
+            let mut appended = partition.watch_high_watermark();
+            let decidable = || {
+                decidable_ahead(
+                    partition.producer(p.producer_id).as_ref(),
+                    p.producer_epoch,
+                    p.base_sequence,
+                    b.header.records_count,
+                )
+            };
+            if decidable() {
+                continue;
+            }
+            let _waiting = Waiting::start();
+            while !decidable() {
+                if !matches!(tokio::time::timeout_at(deadline, appended.changed()).await, Ok(Ok(()))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A batch counted as waiting for its predecessor until dropped (also
+/// when the client goes away meanwhile).
+struct Waiting;
+
+impl Waiting {
+    fn start() -> Self {
+        crate::metrics::waiting_for_predecessor(true);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        crate::metrics::waiting_for_predecessor(false);
+    }
 }
 
 fn describe(partition: u32, outcome: BatchOutcome) -> AppendedBatch {

@@ -219,6 +219,7 @@ pub fn check_produce(
             frame: batch.frame,
             cursor: batch.cursor,
             stats: Some(batch.stats),
+            ahead: false,
         },
     })
 }
@@ -272,7 +273,7 @@ pub async fn outcome(partition: &Partition, rx: oneshot::Receiver<AppendResult>)
             KafkaError::DUPLICATE_SEQUENCE_NUMBER,
             "batch was stored before, beyond the last five batches remembered",
         )),
-        Some(BatchOutcome::Refused(r @ Refusal::Gap { .. })) => {
+        Some(BatchOutcome::Refused(r @ (Refusal::Gap { .. } | Refusal::AheadOfPredecessor { .. }))) => {
             Err(Failure::with(KafkaError::OUT_OF_ORDER_SEQUENCE_NUMBER, r.to_string()))
         }
         Some(BatchOutcome::Refused(r @ Refusal::Fenced { .. })) => {

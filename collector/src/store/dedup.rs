@@ -12,7 +12,7 @@ use logpost_shared::batch::{BatchBuilder, BatchError, BatchHeader, ProducerInfo,
 use logpost_shared::compression::{Codec, Compression};
 
 use super::partition::MAX_FRAME_BYTES;
-use super::producer_state::{ProducerEntry, ProducerState, SequenceCheck, classify};
+use super::producer_state::{ProducerEntry, ProducerState, SequenceCheck, classify, decidable_ahead};
 use super::segment::BatchSummary;
 
 /// What happened to one batch.
@@ -43,6 +43,14 @@ pub enum Refusal {
         expected_seq: i32,
         base_seq: i32,
     },
+    #[error(
+        "producer {producer_id} epoch {epoch}: batch at sequence {base_seq} was sent before its predecessor was answered and arrived first; send it again after the predecessor"
+    )]
+    AheadOfPredecessor {
+        producer_id: i64,
+        epoch: i16,
+        base_seq: i32,
+    },
     #[error("producer {producer_id} is fenced: batch epoch {epoch} is older than the current {current_epoch}")]
     Fenced {
         producer_id: i64,
@@ -70,7 +78,9 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// Decides for one frame of producer `header.producer`.
+    /// Decides for one frame of producer `header.producer`. A frame sent
+    /// `ahead` (its predecessor unanswered when it left) is refused unless
+    /// it can be decided without that predecessor ([`decidable_ahead`]).
     ///
     /// # Errors
     /// A frame that must be trimmed but cannot be decoded.
@@ -79,9 +89,17 @@ impl Overlay {
         state: &ProducerState,
         frame: &'a [u8],
         header: BatchHeader,
+        ahead: bool,
     ) -> Result<Plan<'a>, BatchError> {
         let p = header.producer;
         let entry = self.entries.get(&p.producer_id).or_else(|| state.get(p.producer_id));
+        if ahead && !decidable_ahead(entry, p.producer_epoch, p.base_sequence, header.records_count) {
+            return Ok(Plan::Done(BatchOutcome::Refused(Refusal::AheadOfPredecessor {
+                producer_id: p.producer_id,
+                epoch: p.producer_epoch,
+                base_seq: p.base_sequence,
+            })));
+        }
         Ok(
             match classify(entry, p.producer_epoch, p.base_sequence, header.records_count) {
                 SequenceCheck::Append => Plan::Write {

@@ -93,6 +93,9 @@ pub struct AppendItem {
     pub frame: Bytes,
     pub cursor: Option<String>,
     pub stats: Option<Arc<BatchStats>>,
+    /// Sent while its producer's previous request was unanswered: stored
+    /// only if it follows what is stored (see `dedup::Overlay::plan`).
+    pub ahead: bool,
 }
 
 /// Which segments retention may delete.
@@ -271,7 +274,7 @@ impl Partition {
                 .map_err(|e| StoreError::Internal(format!("unchecked batch reached the store: {e}")))?;
             let plan = if dedup && header.producer.producer_id >= 0 {
                 overlay
-                    .plan(&log.producers, &item.frame, header)
+                    .plan(&log.producers, &item.frame, header, item.ahead)
                     .map_err(|e| StoreError::Internal(format!("cannot trim an overlapping batch: {e}")))?
             } else {
                 Plan::Write {

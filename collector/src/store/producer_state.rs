@@ -150,6 +150,24 @@ pub fn classify(entry: Option<&ProducerEntry>, epoch: i16, base_seq: i32, count:
     }
 }
 
+/// Whether a batch sent while its producer's previous request was still
+/// unanswered (an agent with several requests in flight) can be decided
+/// now. It can when it continues what is stored, is stored already, or is
+/// refused either way (fenced). A gap, or a batch that would start an
+/// unknown producer or a new epoch anywhere but at the stream's very first
+/// record, may have its predecessor still on the way: appending it first
+/// would make the predecessor look like a duplicate.
+pub fn decidable_ahead(entry: Option<&ProducerEntry>, epoch: i16, base_seq: i32, count: i32) -> bool {
+    match classify(entry, epoch, base_seq, count) {
+        SequenceCheck::Append => match entry {
+            Some(p) => p.epoch == epoch,
+            None => epoch == 0 && base_seq == 0,
+        },
+        SequenceCheck::Duplicate { .. } | SequenceCheck::Overlap { .. } | SequenceCheck::Fenced { .. } => true,
+        SequenceCheck::Gap { .. } => false,
+    }
+}
+
 /// How a new batch relates to what is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceCheck {

@@ -348,6 +348,7 @@ fn item(frame: Vec<u8>, cursor: Option<&str>) -> super::AppendItem {
         frame: bytes::Bytes::from(frame),
         cursor: cursor.map(str::to_owned),
         stats: None,
+        ahead: false,
     }
 }
 
@@ -439,4 +440,70 @@ fn cursors_survive_crashes_through_snapshot_and_log() {
         )
         .unwrap();
     assert!(matches!(out[0], super::BatchOutcome::Duplicate { .. }));
+}
+
+fn ahead(frame: Vec<u8>) -> super::AppendItem {
+    super::AppendItem {
+        ahead: true,
+        ..item(frame, None)
+    }
+}
+
+#[test]
+fn a_batch_sent_ahead_is_stored_only_after_its_predecessor() {
+    use super::{BatchOutcome, Refusal};
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path(), 1 << 20, None);
+    let refused_ahead = |o: &BatchOutcome| matches!(o, BatchOutcome::Refused(Refusal::AheadOfPredecessor { .. }));
+    // Unknown producer: sequence 10 may have 0..10 still on the way. Sent
+    // in order, the same batch would start the producer.
+    let out = p
+        .append(&[&ahead(producer_batch(3, 0, 10, 5, None))], true, true)
+        .unwrap();
+    assert!(refused_ahead(&out[0]), "{out:?}");
+    assert_eq!(p.view().high_watermark, 0, "nothing stored");
+    // The stream's very first batch has no predecessor.
+    let out = p
+        .append(&[&ahead(producer_batch(3, 0, 0, 10, None))], true, true)
+        .unwrap();
+    assert!(matches!(out[0], BatchOutcome::Appended(_)), "{out:?}");
+    // Continuing what is stored, and a batch behind it in the same group.
+    let out = p
+        .append(
+            &[
+                &ahead(producer_batch(3, 0, 10, 5, None)),
+                &ahead(producer_batch(3, 0, 15, 5, None)),
+            ],
+            true,
+            true,
+        )
+        .unwrap();
+    assert!(out.iter().all(|o| matches!(o, BatchOutcome::Appended(_))), "{out:?}");
+    // A gap sent ahead is "wait for the predecessor", not a gap to resync.
+    let out = p
+        .append(&[&ahead(producer_batch(3, 0, 30, 5, None))], true, true)
+        .unwrap();
+    assert!(refused_ahead(&out[0]), "{out:?}");
+    // Stored already: answered as a duplicate either way.
+    let out = p
+        .append(&[&ahead(producer_batch(3, 0, 10, 5, None))], true, true)
+        .unwrap();
+    assert!(matches!(out[0], BatchOutcome::Duplicate { .. }), "{out:?}");
+    // A new epoch starts at 0, but the old epoch's last batch may be on the
+    // way: ahead, it waits; in order, it is appended.
+    let out = p
+        .append(&[&ahead(producer_batch(3, 1, 0, 5, None))], true, true)
+        .unwrap();
+    assert!(refused_ahead(&out[0]), "{out:?}");
+    let out = p
+        .append(&[&item(producer_batch(3, 1, 0, 5, None), None)], true, true)
+        .unwrap();
+    assert!(matches!(out[0], BatchOutcome::Appended(_)), "{out:?}");
+    let values: Vec<String> = read_all(&p)
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect();
+    let want: Vec<String> = (0..20).chain(0..5).map(|s| format!("p3 s{s}")).collect();
+    assert_eq!(values, want, "each record once, in sequence order");
 }
