@@ -394,7 +394,7 @@ impl CollectorConfig {
             problems.at(
                 raw.ingest.predecessor_wait.span(),
                 "ingest.predecessor_wait",
-                "is out of range (at most 1m: a longer wait only holds requests the agent sends again anyway)",
+                "is longer than the limit of 1m (a longer wait only holds requests that the agent sends again anyway)",
             );
         }
         let kafka = kafka::validate_kafka(&raw.kafka, &mut problems);
@@ -478,6 +478,16 @@ mod tests {
         assert_eq!(
             err,
             "collector.toml:3:17: http.query_threads: 1000 is out of range (0 for one per CPU, or 1 to 64)"
+        );
+        assert_eq!(c.predecessor_wait, Duration::from_secs(2), "the default");
+        let c = load("data_dir = \"/tmp/x\"\n[ingest]\npredecessor_wait = \"250ms\"\n").unwrap();
+        assert_eq!(c.predecessor_wait, Duration::from_millis(250));
+        let err = load("data_dir = \"/tmp/x\"\n[ingest]\npredecessor_wait = \"5m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("collector.toml:3:20: ingest.predecessor_wait: is longer than the limit of 1m"),
+            "{err}"
         );
     }
 

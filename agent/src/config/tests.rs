@@ -107,3 +107,19 @@ fn codecs_are_chosen_by_name_and_unknown_ones_named() {
         .to_string();
     assert!(err.contains("batch.compression: unknown codec \"brotli\""), "{err}");
 }
+
+#[test]
+fn requests_in_flight_default_to_two_and_are_bounded() {
+    assert_eq!(load(GOOD).unwrap().batch.max_in_flight, 2);
+    let c = load(&format!("{GOOD}[batch]\nmax_in_flight = 1\n")).unwrap();
+    assert_eq!(c.batch.max_in_flight, 1, "one at a time, as before");
+    for bad in [0, 9] {
+        let err = load(&format!("{GOOD}[batch]\nmax_in_flight = {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("agent.toml:11:17: batch.max_in_flight: {bad} is out of range (1 to 8)")
+        );
+    }
+}
