@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
-use crate::ship::client::{self, SharedUrls, ShipperConfig, ShipperStats, StreamLookup};
+use crate::ship::client::{self, SharedUrls, ShipperConfig, ShipperStats};
+use crate::ship::lookup::StreamLookup;
 use crate::tail::file_server::FileServer;
 
 /// Sealed requests queued between the tailer and the shipper. With the

@@ -7,6 +7,7 @@
 //! - [`client`]: the async shell: compresses sealed requests off the
 //!   runtime, POSTs them with retries and failover, and records
 //!   acknowledged positions on the [`acks::AckBoard`].
+//! - [`lookup`]: asks the collector where streams stand.
 //! - [`acks`]: acknowledged positions, shared between shipper and tailer.
 //! - [`http`]: the token and TLS settings every client to the collector uses.
 
@@ -14,4 +15,5 @@ pub mod acks;
 pub mod batcher;
 pub mod client;
 pub mod http;
+pub mod lookup;
 pub mod retry;

@@ -35,7 +35,8 @@ use super::watch::{self, Wake, Watcher, Woken};
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::batcher::{Batcher, Limits, ShipRequest};
-use crate::ship::client::{SharedUrls, StreamLookup};
+use crate::ship::client::SharedUrls;
+use crate::ship::lookup::StreamLookup;
 
 /// Bytes read per read call: large enough for few syscalls on a busy file,
 /// small enough that one shared buffer serves every file.

@@ -16,7 +16,7 @@ use super::checkpoint::Continues;
 use super::file_server::FileServer;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use crate::ship::acks::Acked;
-use crate::ship::client::StreamState;
+use crate::ship::lookup::StreamState;
 
 /// Streams asked about in one request.
 const LOOKUP_BATCH: usize = 5_000;

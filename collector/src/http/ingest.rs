@@ -34,7 +34,6 @@ use super::AppState;
 use super::error::ApiError;
 use crate::ingest::BATCH_CONTENT_TYPE;
 use crate::ingest::validate::{CheckedBatch, split_and_check};
-use crate::store::producer_state::decidable_ahead;
 use crate::store::{AppendItem, BatchOutcome, Partition, StoreError};
 
 /// Query parameters of an ingest request.
@@ -228,19 +227,11 @@ async fn wait_for_predecessors(shares: &[(&Arc<Partition>, Vec<&CheckedBatch>)],
             }
             // Subscribed before the check, so an append in between wakes us.
             let mut appended = partition.watch_high_watermark();
-            let decidable = || {
-                decidable_ahead(
-                    partition.producer(p.producer_id).as_ref(),
-                    p.producer_epoch,
-                    p.base_sequence,
-                    b.header.records_count,
-                )
-            };
-            if decidable() {
+            if partition.decidable_ahead(&b.header) {
                 continue;
             }
             let _waiting = Waiting::start();
-            while !decidable() {
+            while !partition.decidable_ahead(&b.header) {
                 if !matches!(tokio::time::timeout_at(deadline, appended.changed()).await, Ok(Ok(()))) {
                     return;
                 }

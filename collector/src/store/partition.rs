@@ -211,6 +211,19 @@ impl Partition {
         self.lock().producers.get(producer_id).cloned()
     }
 
+    /// Whether a batch with `header` sent ahead of its predecessor can be
+    /// decided now ([`decidable_ahead`](super::producer_state::decidable_ahead)),
+    /// without copying the producer's entry.
+    pub fn decidable_ahead(&self, header: &BatchHeader) -> bool {
+        let p = header.producer;
+        super::producer_state::decidable_ahead(
+            self.lock().producers.get(p.producer_id),
+            p.producer_epoch,
+            p.base_sequence,
+            header.records_count,
+        )
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
