@@ -18,7 +18,7 @@ use crate::tail::file_server::FileServer;
 /// Sealed requests queued between the tailer and the shipper. With the
 /// default 2 MiB batches this bounds queued data to a few MiB; a full queue
 /// stops reading (backpressure).
-const QUEUE_DEPTH: usize = 4;
+const QUEUE_DEPTH: usize = 2;
 /// Worker threads of the shipper's runtime: HTTP and waiting only;
 /// compression runs on the blocking pool.
 const RUNTIME_WORKERS: usize = 2;
@@ -123,7 +123,14 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
                 .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?,
         )
     };
-    let mut server = FileServer::new(Arc::clone(&config), agent_id, tx, acks, lookup);
+    let mut server = FileServer::new(
+        Arc::clone(&config),
+        agent_id,
+        tx,
+        runtime.handle().clone(),
+        acks,
+        lookup,
+    );
     server.set_dry_run(options.dry_run);
     if let Some(reloads) = options.reloads {
         server.set_reloads(reloads, urls);

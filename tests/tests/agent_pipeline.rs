@@ -124,3 +124,51 @@ timestamp_format = "unix_ms"
     assert_eq!(record_line(&json[1]), b"not json at all");
     assert_eq!(json[1]["headers"]["logpost.parse_error"], "json");
 }
+
+/// `batch.linger`: once the agent has read everything and has no request
+/// outstanding, a batch goes out after the linger, not after `max_wait`.
+/// With `max_wait` at ten minutes, lines arriving within the test's
+/// patience (two minutes) can only have been sent by the linger rule.
+#[test]
+fn issue_4_a_caught_up_agent_sends_without_waiting_for_max_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(&tmp.path().join("collector"), "");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = format!(
+        r#"data_dir = "{{data_dir}}"
+[collector]
+urls = ["{url}"]
+[batch]
+max_wait = "10m"
+[tail]
+poll_interval = "20ms"
+[[sources]]
+name = "app"
+paths = ["{logs}/*.log"]
+topic = "app"
+"#,
+        url = c.url,
+        logs = logs.display()
+    );
+    let _agent = Agent::start(&tmp.path().join("agent"), &config);
+    let mut file = std::fs::File::create(logs.join("app.log")).unwrap();
+    let mut expected = Vec::new();
+    // A burst, then, once it is stored, a single line: each is sent as
+    // soon as the agent is caught up.
+    for (round, count) in [(0, 2000), (1, 1)] {
+        let mut text = String::new();
+        for i in 0..count {
+            let line = format!("round {round} line {i}");
+            text.push_str(&line);
+            text.push('\n');
+            expected.push(line.into_bytes());
+        }
+        file.write_all(text.as_bytes()).unwrap();
+        let lines = wait_for("the lines, well before max_wait", PATIENCE, || {
+            let lines = c.lines("app");
+            (lines.len() >= expected.len()).then_some(lines)
+        });
+        assert_eq!(lines, expected, "every line once, in order");
+    }
+}

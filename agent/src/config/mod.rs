@@ -91,6 +91,12 @@ pub struct BatchToml {
     /// Longest a line waits before its batch is sent. Default 1s.
     #[serde(default = "default_batch_wait")]
     pub max_wait: HumanDuration,
+    /// Once every file is read to its end and nothing is on its way to the
+    /// collector, a batch is sent when its oldest line has waited this
+    /// long, instead of `max_wait`. Default 100ms (or `max_wait` if that
+    /// is shorter); at most `max_wait`.
+    #[serde(default)]
+    pub linger: Option<Spanned<HumanDuration>>,
     /// `"gzip"` (default), `"lz4"` (faster, larger), `"snappy"` or `"none"`:
     /// Kafka's codecs, which the collector stores as they arrive.
     #[serde(default = "default_compression")]
@@ -110,6 +116,7 @@ impl Default for BatchToml {
             max_bytes: default_batch_bytes(),
             max_records: default_batch_records(),
             max_wait: default_batch_wait(),
+            linger: None,
             compression: default_compression(),
             gzip_level: default_gzip_level(),
             max_in_flight: default_max_in_flight(),
@@ -192,6 +199,7 @@ fn default_batch_records() -> Spanned<u32> {
 fn default_batch_wait() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
+const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(100);
 fn default_compression() -> Spanned<String> {
     Spanned::new(0..0, "gzip".to_owned())
 }
@@ -237,6 +245,9 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     pub max_records: u32,
     pub max_wait: Duration,
+    /// How long a batch waits while the tailer has caught up and the
+    /// shipper is idle (at most `max_wait`).
+    pub linger: Duration,
     pub compression: Compression,
     /// Requests sent before the oldest is answered.
     pub max_in_flight: usize,
@@ -442,10 +453,26 @@ fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
             format!("{in_flight} is out of range (1 to {MAX_IN_FLIGHT})"),
         );
     }
+    let max_wait = raw.max_wait.get();
+    let linger = match &raw.linger {
+        Some(linger) => {
+            let value = linger.get_ref().get();
+            if value > max_wait {
+                p.at(
+                    linger.span(),
+                    "batch.linger",
+                    format!("{value:?} is longer than batch.max_wait ({max_wait:?})"),
+                );
+            }
+            value
+        }
+        None => DEFAULT_BATCH_LINGER,
+    };
     BatchConfig {
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         max_records: (*raw.max_records.get_ref()).max(1),
-        max_wait: raw.max_wait.get(),
+        max_wait,
+        linger: linger.min(max_wait),
         compression,
         max_in_flight: in_flight.clamp(1, MAX_IN_FLIGHT) as usize,
     }

@@ -123,3 +123,24 @@ fn requests_in_flight_default_to_two_and_are_bounded() {
         );
     }
 }
+
+#[test]
+fn batch_linger() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.batch.linger, Duration::from_millis(100));
+    let c = load(&format!("{GOOD}[batch]\nlinger = \"0s\"\n")).unwrap();
+    assert_eq!(c.batch.linger, Duration::ZERO, "send as soon as the pipeline is idle");
+    let c = load(&format!("{GOOD}[batch]\nmax_wait = \"50ms\"\n")).unwrap();
+    assert_eq!(
+        c.batch.linger,
+        Duration::from_millis(50),
+        "the default never exceeds max_wait"
+    );
+    let err = load(&format!("{GOOD}[batch]\nmax_wait = \"500ms\"\nlinger = \"2s\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "agent.toml:12:10: batch.linger: 2s is longer than batch.max_wait (500ms)"
+    );
+}

@@ -4,6 +4,7 @@
 //! tailer may be waiting to hand the shipper a batch at that moment).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::tail::fingerprint::FileKey;
@@ -28,6 +29,22 @@ pub struct AckBoard {
     resync: Mutex<HashSet<FileKey>>,
     /// Woken when something arrives, so an idle tailer need not poll.
     waker: OnceLock<Arc<Wake>>,
+    /// Requests handed to the shipper and not yet settled.
+    unsettled: AtomicUsize,
+}
+
+/// A request handed to the shipper, counted until it is settled
+/// (acknowledged, refused for good, or dropped in any other way): the
+/// count falls when this is dropped, and the tailer is woken, since an
+/// idle shipper may make a lingering batch due (`batch.linger`).
+#[derive(Debug)]
+pub struct Unsettled(Arc<AckBoard>);
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        self.0.unsettled.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake();
+    }
 }
 
 impl AckBoard {
@@ -67,6 +84,17 @@ impl AckBoard {
     pub fn request_resync(&self, file: FileKey) {
         self.resync.lock().unwrap_or_else(|e| e.into_inner()).insert(file);
         self.wake();
+    }
+
+    /// Counts a request handed to the shipper until the returned token is dropped.
+    pub fn hand_over(self: &Arc<Self>) -> Unsettled {
+        self.unsettled.fetch_add(1, Ordering::AcqRel);
+        Unsettled(Arc::clone(self))
+    }
+
+    /// Whether every request handed to the shipper is settled.
+    pub fn all_settled(&self) -> bool {
+        self.unsettled.load(Ordering::Acquire) == 0
     }
 
     /// Takes the streams to resynchronise.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use logpost_shared::batch::{BatchBuilder, HeaderSet, ProducerInfo};
 
+use super::acks::Unsettled;
 use crate::tail::fingerprint::{FileKey, Head};
 
 /// Sequence numbers per producer epoch: Kafka's base sequence is an i32.
@@ -50,6 +51,9 @@ pub struct ShipRequest {
     pub records: u64,
     /// Uncompressed record bytes.
     pub raw_bytes: usize,
+    /// Counts the request as unsettled from its hand-over to the shipper
+    /// until it is dropped.
+    pub unsettled: Option<Unsettled>,
 }
 
 /// Where one line comes from, for the batcher.
@@ -85,6 +89,8 @@ pub struct Limits {
     pub max_bytes: usize,
     pub max_records: u32,
     pub max_wait: Duration,
+    /// The wait instead of `max_wait` once the pipeline is caught up.
+    pub linger: Duration,
 }
 
 /// A cached position of one stream's open batch, so that a run of lines
@@ -217,26 +223,37 @@ impl Batcher {
         None
     }
 
-    /// Seals and returns every topic whose oldest record has waited `max_wait`.
-    pub fn due(&mut self, now: Instant) -> Vec<ShipRequest> {
+    /// Seals and returns every topic whose oldest record has waited
+    /// `max_wait`, or `linger` when `caught_up` (every file read to its
+    /// end and every request settled: sending now delays nothing else).
+    pub fn due(&mut self, now: Instant, caught_up: bool) -> Vec<ShipRequest> {
+        let wait = self.wait(caught_up);
         let due: Vec<usize> = (0..self.topics.len())
             .filter(|&i| {
                 self.topics
                     .get(i)
                     .and_then(|t| t.opened_at)
-                    .is_some_and(|at| now.duration_since(at) >= self.limits.max_wait)
+                    .is_some_and(|at| now.duration_since(at) >= wait)
             })
             .collect();
         due.into_iter().filter_map(|i| self.seal(i)).collect()
     }
 
-    /// When the next topic falls due, if any is pending.
-    pub fn next_due(&self) -> Option<Instant> {
+    /// When the next topic falls due, if any is pending (see [`due`](Self::due)).
+    pub fn next_due(&self, caught_up: bool) -> Option<Instant> {
         self.topics
             .iter()
             .filter_map(|t| t.opened_at)
             .min()
-            .map(|at| at + self.limits.max_wait)
+            .map(|at| at + self.wait(caught_up))
+    }
+
+    fn wait(&self, caught_up: bool) -> Duration {
+        if caught_up {
+            self.limits.linger.min(self.limits.max_wait)
+        } else {
+            self.limits.max_wait
+        }
     }
 
     /// Seals every pending topic (shutdown).
@@ -269,6 +286,7 @@ impl Batcher {
             batches,
             records,
             raw_bytes,
+            unsettled: None,
         })
     }
 }
@@ -293,6 +311,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_records: 3,
             max_wait: Duration::from_secs(1),
+            linger: Duration::from_millis(100),
         }
     }
 
@@ -332,10 +351,32 @@ mod tests {
         let mut b = Batcher::new(limits());
         let t0 = Instant::now();
         add(&mut b, pos(1, 0, 1), b"a", t0);
-        assert!(b.due(t0 + Duration::from_millis(999)).is_empty());
-        assert_eq!(b.next_due(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(b.due(t0 + Duration::from_secs(1)).len(), 1);
-        assert!(b.next_due().is_none());
+        assert!(b.due(t0 + Duration::from_millis(999), false).is_empty());
+        assert_eq!(b.next_due(false), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(b.due(t0 + Duration::from_secs(1), false).len(), 1);
+        assert!(b.next_due(false).is_none());
+    }
+
+    #[test]
+    fn a_caught_up_pipeline_waits_only_the_linger() {
+        let mut b = Batcher::new(limits());
+        let t0 = Instant::now();
+        add(&mut b, pos(1, 0, 1), b"a", t0);
+        assert_eq!(b.next_due(true), Some(t0 + Duration::from_millis(100)));
+        assert!(b.due(t0 + Duration::from_millis(99), true).is_empty());
+        // Still busy: the linger does not apply, the batch keeps filling.
+        assert!(b.due(t0 + Duration::from_millis(500), false).is_empty());
+        add(&mut b, pos(1, 1, 2), b"b", t0 + Duration::from_millis(500));
+        let sealed = b.due(t0 + Duration::from_millis(500), true);
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].records, 2, "aged from its oldest record");
+        // A linger above max_wait never delays a batch past max_wait.
+        let mut b = Batcher::new(Limits {
+            linger: Duration::from_secs(5),
+            ..limits()
+        });
+        add(&mut b, pos(1, 2, 3), b"c", t0);
+        assert_eq!(b.next_due(true), Some(t0 + Duration::from_secs(1)));
     }
 
     #[test]

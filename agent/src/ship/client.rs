@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::acks::{AckBoard, Acked};
+use super::acks::{AckBoard, Acked, Unsettled};
 use super::batcher::ShipRequest;
 use super::retry::{Backoff, parse_retry_after};
 use crate::tail::fingerprint::FileKey;
@@ -48,6 +48,8 @@ pub struct Payload {
     pub acks: Vec<(FileKey, Acked)>,
     pub records: u64,
     pub raw_bytes: usize,
+    /// The request's count as unsettled, released with the payload.
+    pub unsettled: Option<Unsettled>,
 }
 
 /// Collector URLs, replaced on reload.
@@ -87,6 +89,7 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
     // Room for the compressed body up front: growing it would copy it.
     let mut body = Vec::with_capacity(req.raw_bytes / 3 + 256 * req.batches.len());
     let mut acks = Vec::with_capacity(req.batches.len());
+    let unsettled = req.unsettled;
     for mut b in req.batches {
         // The collector keeps the last record's cursor per stream: where to
         // resume after a crash without sending anything twice.
@@ -108,6 +111,7 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
         acks,
         records: req.records,
         raw_bytes: req.raw_bytes,
+        unsettled,
     })
 }
 
@@ -121,7 +125,9 @@ fn start_compression(
     compression: Compression,
     parallel: usize,
 ) -> (JoinHandle<()>, mpsc::Receiver<Compressing>) {
-    let (tx, compressing) = mpsc::channel::<Compressing>(1);
+    // Up to `parallel` compressions may finish ahead of the window: the
+    // next request is then ready the moment an answer frees a place.
+    let (tx, compressing) = mpsc::channel::<Compressing>(parallel.max(1));
     let slots = Arc::new(Semaphore::new(parallel.max(1)));
     let stage = tokio::spawn(async move {
         while let Some(req) = requests.recv().await {

@@ -41,8 +41,9 @@ use crate::ship::lookup::StreamLookup;
 /// Bytes read per read call: large enough for few syscalls on a busy file,
 /// small enough that one shared buffer serves every file.
 const READ_CHUNK: usize = 256 << 10;
-/// How long to wait between attempts to hand a full queue a request.
-const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+/// How long to wait at once for room in a full queue before writing a
+/// checkpoint and waiting again. The wait ends as soon as there is room.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 /// Quiet time after work before freed memory is returned to the OS: long
 /// enough not to trim between the reads of one burst.
 const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
@@ -70,6 +71,9 @@ pub struct FileServer {
     pub(super) dormant: HashMap<FileKey, Entry>,
     pub(super) batcher: Batcher,
     pub(super) tx: Option<mpsc::Sender<ShipRequest>>,
+    /// The shipper's runtime: waiting for room in a full queue there
+    /// wakes the tailer the moment the shipper takes a request.
+    pub(super) runtime: tokio::runtime::Handle,
     pub(super) acks: Arc<AckBoard>,
     pub(super) checkpointer: Checkpointer,
     /// Digest of the entries last written: a checkpoint is skipped when
@@ -139,6 +143,7 @@ impl FileServer {
         cfg: Arc<AgentConfig>,
         agent_id: u64,
         tx: mpsc::Sender<ShipRequest>,
+        runtime: tokio::runtime::Handle,
         acks: Arc<AckBoard>,
         lookup: Option<StreamLookup>,
     ) -> FileServer {
@@ -152,6 +157,7 @@ impl FileServer {
             max_bytes: cfg.batch.max_bytes,
             max_records: cfg.batch.max_records,
             max_wait: cfg.batch.max_wait,
+            linger: cfg.batch.linger,
         };
         let wake = Arc::new(Wake::default());
         acks.set_waker(Arc::clone(&wake));
@@ -182,6 +188,7 @@ impl FileServer {
             dormant: loaded.entries.into_iter().map(|e| (e.key, e)).collect(),
             batcher: Batcher::new(limits),
             tx: Some(tx),
+            runtime,
             acks,
             checkpointer,
             agent_id,
@@ -267,6 +274,7 @@ impl FileServer {
             max_bytes: new.batch.max_bytes,
             max_records: new.batch.max_records,
             max_wait: new.batch.max_wait,
+            linger: new.batch.linger,
         });
         if let Some((_, urls)) = &self.reloads {
             *urls.write().unwrap_or_else(|e| e.into_inner()) = new.collector_urls.clone();
@@ -376,7 +384,10 @@ impl FileServer {
                 released = true;
             }
             self.flush_idle_partials(now);
-            for req in self.batcher.due(now) {
+            // Caught up: nothing was read this pass and the shipper has
+            // nothing left to do, so a batch need not wait for more lines.
+            let caught_up = read == 0 && self.acks.all_settled();
+            for req in self.batcher.due(now, caught_up) {
                 self.send(req);
             }
             self.close_idle(now);
@@ -396,7 +407,7 @@ impl FileServer {
                 if needs_ticks {
                     wake_at = wake_at.min(next_poll);
                 }
-                if let Some(due) = self.batcher.next_due() {
+                if let Some(due) = self.batcher.next_due(self.acks.all_settled()) {
                     wake_at = wake_at.min(due);
                 }
                 if !released {
@@ -456,25 +467,31 @@ impl FileServer {
 
     /// Hands a request to the shipper, waiting while the queue is full
     /// (backpressure). Checkpoints keep being written while waiting.
-    pub(super) fn send(&mut self, req: ShipRequest) {
-        let mut req = req;
-        loop {
-            let Some(tx) = &self.tx else { return };
+    pub(super) fn send(&mut self, mut req: ShipRequest) {
+        req.unsettled.get_or_insert_with(|| self.acks.hand_over());
+        while let Some(tx) = self.tx.clone() {
             match tx.try_send(req) {
                 Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(r)) => {
-                    req = r;
-                    std::thread::sleep(QUEUE_FULL_WAIT);
-                    self.maybe_checkpoint(Instant::now());
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    // The shipper was stopped (drain deadline): the lines stay
-                    // unacknowledged and are read again at the next start.
-                    self.tx = None;
+                Err(mpsc::error::TrySendError::Full(r)) => req = r,
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+            // Woken by the shipper taking a request: a fixed sleep here
+            // left the shipper idle with an empty queue.
+            let room = self
+                .runtime
+                .block_on(async { tokio::time::timeout(QUEUE_FULL_WAIT, tx.reserve()).await });
+            match room {
+                Ok(Ok(permit)) => {
+                    permit.send(req);
                     return;
                 }
+                Ok(Err(_closed)) => break,
+                Err(_elapsed) => self.maybe_checkpoint(Instant::now()),
             }
         }
+        // The shipper was stopped (drain deadline): the lines stay
+        // unacknowledged and are read again at the next start.
+        self.tx = None;
     }
 }
 
