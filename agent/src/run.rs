@@ -19,6 +19,8 @@ use crate::tail::file_server::FileServer;
 /// default 2 MiB batches this bounds queued data to a few MiB; a full queue
 /// stops reading (backpressure).
 const QUEUE_DEPTH: usize = 2;
+/// How long an idle compression thread is kept (tokio's default: 10 s).
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// Worker threads of the shipper's runtime: HTTP and waiting only;
 /// compression runs on the blocking pool.
 const RUNTIME_WORKERS: usize = 2;
@@ -82,6 +84,10 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
     let agent_id = load_or_create_agent_id(&config.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKERS)
+        // Compression threads end before the tailer releases the code
+        // pages of a quiet agent (crate::memory), not after it: a thread's
+        // exit runs code that would be faulted back in.
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .thread_name("agent-ship")
         .enable_all()
         .build()

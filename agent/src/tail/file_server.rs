@@ -378,10 +378,6 @@ impl FileServer {
             if read > 0 || self.batcher.pending_bytes() > 0 {
                 last_busy = now;
                 released = false;
-            } else if !released && now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE {
-                crate::memory::release_free_memory();
-                crate::memory::release_code_pages();
-                released = true;
             }
             self.flush_idle_partials(now);
             // Caught up: nothing was read this pass and the shipper has
@@ -414,6 +410,16 @@ impl FileServer {
                     // Memory is released on time even when nothing else
                     // would wake the loop before the next scan.
                     wake_at = wake_at.min(last_busy + QUIET_BEFORE_RELEASE);
+                }
+                if now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE {
+                    if !released {
+                        crate::memory::release_free_memory();
+                        released = true;
+                    }
+                    // Before every sleep of a quiet agent, not only the
+                    // first: code this pass or another thread ran since
+                    // (a rescan, a connection closing) would stay mapped.
+                    crate::memory::release_code_pages();
                 }
                 let pause = wake_at
                     .saturating_duration_since(Instant::now())

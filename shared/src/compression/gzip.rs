@@ -1,5 +1,8 @@
 //! gzip, Kafka's codec 1 and the agent's default.
 //!
+//! Level 1 (the default everywhere) is our own encoder ([`super::fast_gzip`]);
+//! levels 2 to 9 are zlib-rs's, through flate2.
+//!
 //! # Performance
 //! Inflating is most of what a query scan and ingest verification cost.
 //! A batch's gzip data is almost always one member whose trailer states its
@@ -20,6 +23,10 @@ use super::libdeflate;
 use super::{Codec, CompressionError, read_limited};
 
 pub(super) fn compress_into(level: u32, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    if level <= 1 && input.len() <= super::fast_gzip::MAX_INPUT {
+        super::fast_gzip::compress_into(input, out);
+        return Ok(());
+    }
     let mut encoder = GzEncoder::new(out, Level::new(level.min(9)));
     encoder.write_all(input)?;
     encoder.finish()?;

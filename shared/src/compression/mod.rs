@@ -11,12 +11,15 @@
 //! re-encoded in its own codec (zstd's pure-Rust encoder is slow).
 //!
 //! # Layout
-//! - [`gzip`]: flate2 (zlib-rs) to compress, libdeflate in one call to
-//!   inflate, flate2's streaming decoder as the fallback.
+//! - [`gzip`]: [`fast_gzip`] to compress at level 1, flate2 (zlib-rs) at
+//!   2-9, libdeflate in one call to inflate, flate2's streaming decoder as
+//!   the fallback.
+//! - [`fast_gzip`]: a one-pass deflate encoder for whole records sections.
 //! - [`lz4`]: the LZ4 frame format, as Kafka (KIP-57) and librdkafka use it.
 //! - [`snappy`]: raw snappy blocks and the xerial framing of Java clients.
 //! - [`zstd`]: zstd frames (ruzstd).
 
+mod fast_gzip;
 mod gzip;
 mod libdeflate;
 mod lz4;
