@@ -104,8 +104,8 @@ pub struct BatchToml {
     /// gzip level 1 (fastest, default) to 9 (smallest).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: Spanned<u32>,
-    /// Requests on the wire at once, 1 to 8. Default 2: the next request
-    /// travels and is checked while the collector stores the previous one.
+    /// Requests on the wire at once, 1 to 8. Default 4: the next requests
+    /// travel and are checked while the collector stores the previous one.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: Spanned<u32>,
 }
@@ -207,7 +207,7 @@ fn default_gzip_level() -> Spanned<u32> {
     Spanned::new(0..0, 1)
 }
 fn default_max_in_flight() -> Spanned<u32> {
-    Spanned::new(0..0, 2)
+    Spanned::new(0..0, 4)
 }
 fn default_poll_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(250))

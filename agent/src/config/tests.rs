@@ -109,8 +109,8 @@ fn codecs_are_chosen_by_name_and_unknown_ones_named() {
 }
 
 #[test]
-fn requests_in_flight_default_to_two_and_are_bounded() {
-    assert_eq!(load(GOOD).unwrap().batch.max_in_flight, 2);
+fn requests_in_flight_default_to_four_and_are_bounded() {
+    assert_eq!(load(GOOD).unwrap().batch.max_in_flight, 4);
     let c = load(&format!("{GOOD}[batch]\nmax_in_flight = 1\n")).unwrap();
     assert_eq!(c.batch.max_in_flight, 1, "one at a time, as before");
     for bad in [0, 9] {
