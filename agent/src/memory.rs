@@ -14,9 +14,10 @@
 //! ("fault-around"), so start-up (config parsing, regex compilation, TLS
 //! set-up) leaves most of the executable's 5 MiB of code mapped. Those
 //! pages are clean copies of the file; [`release_code_pages`] drops the
-//! mappings before every sleep of a quiet agent (what a rescan or a
-//! closing connection ran is dropped again too), and what the idle loop
-//! runs comes back on its next fault, from the page cache.
+//! mappings when the agent goes quiet and again every so often while it
+//! stays quiet (what a rescan or a closing connection ran is dropped too),
+//! and what the idle loop runs comes back on its next fault, from the
+//! page cache.
 //!
 //! Why unsafe here, against the workspace's `unsafe_code = "deny"`: these are
 //! calls into the C library the process already runs on; `mallopt` and
@@ -56,22 +57,17 @@ pub fn release_free_memory() {
 pub fn release_code_pages() {
     #[cfg(target_os = "linux")]
     {
-        // Found once: the executable's mappings do not change after
-        // start-up, and reading smaps costs more than the release itself
-        // (a quiet agent releases before every sleep).
-        static RANGES: std::sync::OnceLock<Vec<(usize, usize)>> = std::sync::OnceLock::new();
-        let ranges = RANGES.get_or_init(|| {
-            let (Ok(exe), Ok(smaps)) = (
-                std::fs::read_link("/proc/self/exe"),
-                std::fs::read_to_string("/proc/self/smaps"),
-            ) else {
-                return Vec::new();
-            };
-            exe.to_str()
-                .map(|exe| clean_read_only_mappings(&smaps, exe))
-                .unwrap_or_default()
-        });
-        for &(start, end) in ranges {
+        // Read each time, not cached: a debugger's breakpoint or a uprobe
+        // makes a private copy of a code page later, which must not be
+        // dropped. The loop calls this at most every few seconds.
+        let (Ok(exe), Ok(smaps)) = (
+            std::fs::read_link("/proc/self/exe"),
+            std::fs::read_to_string("/proc/self/smaps"),
+        ) else {
+            return;
+        };
+        let Some(exe) = exe.to_str() else { return };
+        for (start, end) in clean_read_only_mappings(&smaps, exe) {
             // SAFETY: [start, end) is a whole mapping of the executable that
             // is not writable and holds no private copy of a page, so
             // MADV_DONTNEED discards nothing the file does not hold; the

@@ -47,6 +47,8 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 /// Quiet time after work before freed memory is returned to the OS: long
 /// enough not to trim between the reads of one burst.
 const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
+/// While quiet, code pages are released again at most this often.
+const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(20);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Delay of a rescan triggered by an event on an untracked path.
@@ -303,6 +305,7 @@ impl FileServer {
         // returned since (see `crate::memory`).
         let mut last_busy = now;
         let mut released = false;
+        let mut last_release = now;
         while !stop.is_cancelled() {
             let now = Instant::now();
             let reloaded = self.reloads.as_ref().and_then(|(rx, _)| rx.try_recv().ok());
@@ -348,6 +351,8 @@ impl FileServer {
             // (and inotify works), the loop sleeps until an event, a scan
             // or a checkpoint, not four times a second over every file.
             let mut needs_ticks = polling;
+            // Whether some file has data left (or was never read to its end).
+            let mut unread = false;
             for (key, f) in &self.files {
                 // A file with data left is read every iteration; one that
                 // grew recently (or was rotated away) at every poll tick.
@@ -356,6 +361,7 @@ impl FileServer {
                     to_read.insert(*key);
                 }
                 needs_ticks |= !f.at_eof || hot || f.framer.partial_len() > 0 || f.multiline.pending_bytes() > 0;
+                unread |= !f.at_eof;
             }
             if polling && poll_due {
                 self.poll_closed_files(&mut to_read);
@@ -380,9 +386,10 @@ impl FileServer {
                 released = false;
             }
             self.flush_idle_partials(now);
-            // Caught up: nothing was read this pass and the shipper has
-            // nothing left to do, so a batch need not wait for more lines.
-            let caught_up = read == 0 && self.acks.all_settled();
+            // Caught up: every file is read to its end, nothing was read
+            // this pass and the shipper has nothing left to do, so a batch
+            // need not wait for more lines.
+            let caught_up = read == 0 && !unread && self.acks.all_settled();
             for req in self.batcher.due(now, caught_up) {
                 self.send(req);
             }
@@ -403,7 +410,9 @@ impl FileServer {
                 if needs_ticks {
                     wake_at = wake_at.min(next_poll);
                 }
-                if let Some(due) = self.batcher.next_due(self.acks.all_settled()) {
+                // The same condition as the `due` above: a linger that is
+                // past but does not apply would wake the loop at once.
+                if let Some(due) = self.batcher.next_due(caught_up) {
                     wake_at = wake_at.min(due);
                 }
                 if !released {
@@ -411,15 +420,18 @@ impl FileServer {
                     // would wake the loop before the next scan.
                     wake_at = wake_at.min(last_busy + QUIET_BEFORE_RELEASE);
                 }
-                if now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE {
+                // Released at the first quiet sleep, then again now and
+                // then: code a rescan or another thread ran since (a
+                // connection closing) is dropped too, without a release
+                // (and refaults) at every wake of a polling loop.
+                let quiet = now.duration_since(last_busy) >= QUIET_BEFORE_RELEASE;
+                if quiet && (!released || now.duration_since(last_release) >= RELEASE_AGAIN_AFTER) {
                     if !released {
                         crate::memory::release_free_memory();
-                        released = true;
                     }
-                    // Before every sleep of a quiet agent, not only the
-                    // first: code this pass or another thread ran since
-                    // (a rescan, a connection closing) would stay mapped.
                     crate::memory::release_code_pages();
+                    released = true;
+                    last_release = now;
                 }
                 let pause = wake_at
                     .saturating_duration_since(Instant::now())

@@ -23,7 +23,7 @@ use super::libdeflate;
 use super::{Codec, CompressionError, read_limited};
 
 pub(super) fn compress_into(level: u32, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-    if level <= 1 && input.len() <= super::fast_gzip::MAX_INPUT {
+    if level == 1 && input.len() <= super::fast_gzip::MAX_INPUT {
         super::fast_gzip::compress_into(input, out);
         return Ok(());
     }
