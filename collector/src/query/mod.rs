@@ -11,9 +11,11 @@
 //! - [`logql`]: the query language (pure, no store).
 //! - [`source`]: the store as LogQL's entry source, with pruning by time,
 //!   summaries and [`prefilter`] literals.
+//! - [`folded_literal`]: the prefilter's search for `(?i)` literals.
 
 pub mod cursor;
 pub mod exec;
+pub mod folded_literal;
 pub mod logql;
 pub mod output;
 pub mod prefilter;

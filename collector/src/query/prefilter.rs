@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use logpost_shared::batch::{BatchError, RecordIter, RecordView};
 use regex::bytes::Regex;
 
+use super::folded_literal::FoldedLiteral;
 use super::logql::{MIN_SECTION_LITERAL, Pipeline};
 
 /// All conditions of one query; a line must meet every one.
@@ -38,9 +39,28 @@ pub struct Prefilter {
     /// One regex per literal set: matches when the bytes contain a member.
     conditions: Vec<Regex>,
     /// The search over whole sections; `None`: every record is a candidate.
-    driver: Option<Regex>,
+    driver: Option<Driver>,
     /// How the driver has done in this scan so far.
     driver_yield: DriverYield,
+}
+
+/// The search over whole sections.
+#[derive(Debug)]
+enum Driver {
+    /// A regex (see `Pipeline::section_pattern`) or a literal set.
+    Regex(Regex),
+    /// Bytes ignoring ASCII case in places (`Pipeline::folded_section_literal`).
+    Folded(FoldedLiteral),
+}
+
+impl Driver {
+    /// Where the first match at or after `from` starts and ends.
+    fn find_at(&self, haystack: &[u8], from: usize) -> Option<(usize, usize)> {
+        match self {
+            Driver::Regex(re) => re.find_at(haystack, from).map(|m| (m.start(), m.end())),
+            Driver::Folded(f) => f.find_at(haystack, from).map(|at| (at, at + f.len())),
+        }
+    }
 }
 
 /// Records searched with the driver and candidates it made, over a scan
@@ -93,15 +113,22 @@ impl Prefilter {
             .collect();
         // Else a condition's literals, where they are long enough to prune
         // (`^error` has no section pattern, but every passing line holds "error").
-        let driver = pipeline
-            .section_pattern()
-            .and_then(|p| Regex::new(&p).ok())
-            .or_else(|| {
-                conditions
-                    .iter()
-                    .find(|(set, _)| set.iter().all(|l| l.len() >= MIN_SECTION_LITERAL))
-                    .map(|(_, search)| search.clone())
-            });
+        let folded = pipeline
+            .folded_section_literal()
+            .and_then(|run| FoldedLiteral::new(&run))
+            .map(Driver::Folded);
+        let driver = folded.or_else(|| {
+            pipeline
+                .section_pattern()
+                .and_then(|p| Regex::new(&p).ok())
+                .or_else(|| {
+                    conditions
+                        .iter()
+                        .find(|(set, _)| set.iter().all(|l| l.len() >= MIN_SECTION_LITERAL))
+                        .map(|(_, search)| search.clone())
+                })
+                .map(Driver::Regex)
+        });
         let conditions = conditions.into_iter().map(|(_, search)| search).collect();
         Prefilter {
             conditions,
@@ -156,7 +183,7 @@ impl Prefilter {
 
     /// The driver's walk: the records its matches in `section` touch.
     fn drive<'a>(
-        driver: &Regex,
+        driver: &Driver,
         section: &'a [u8],
         records: &mut RecordIter<'a>,
         candidates: &mut u64,
@@ -164,10 +191,10 @@ impl Prefilter {
     ) -> Result<ControlFlow<()>, BatchError> {
         let mut from = 0;
         while from < section.len() {
-            let Some(hit) = driver.find_at(section, from) else {
+            let Some((hit_start, hit_end)) = driver.find_at(section, from) else {
                 break;
             };
-            records.skip_before(hit.start())?;
+            records.skip_before(hit_start)?;
             // The record holding the match's start, and any the match runs into.
             loop {
                 let Some(record) = records.next() else {
@@ -177,7 +204,7 @@ impl Prefilter {
                 if f(record?).is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
-                if RecordIter::position(records) >= hit.end() {
+                if RecordIter::position(records) >= hit_end {
                     break;
                 }
             }
@@ -203,7 +230,12 @@ mod tests {
 
     #[test]
     fn the_driver_is_the_filter_with_the_longest_literals() {
-        let driver = |q| prefilter(q).0.driver.map(|d| d.as_str().to_owned());
+        let driver = |q| {
+            prefilter(q).0.driver.map(|d| match d {
+                Driver::Regex(re) => re.as_str().to_owned(),
+                Driver::Folded(f) => format!("folded {f:?}"),
+            })
+        };
         assert_eq!(
             driver(r#"{topic="a"} |~ "[0-9]+ x" |= "error""#).as_deref(),
             Some("(?:error)")
@@ -214,13 +246,34 @@ mod tests {
         );
         // `^x` offers no section pattern (an assertion): the next filter drives.
         let sound = prefilter(r#"{topic="a"} |~ "^x" |~ "[0-9]+ x""#).0.driver.unwrap();
-        assert!(sound.is_match(b"12 x") && !sound.is_match(b"x y"), "{sound:?}");
+        assert!(
+            sound.find_at(b"12 x", 0).is_some() && sound.find_at(b"x y", 0).is_none(),
+            "{sound:?}"
+        );
         // No sound section pattern: the first condition's literals drive,
         // if long enough to prune.
         assert_eq!(driver(r#"{topic="a"} |~ "^xyz" != "y""#).as_deref(), Some("xyz"));
         assert_eq!(driver(r#"{topic="a"} |~ "^xy" != "y""#), None);
         assert_eq!(driver(r#"{topic="a"} |~ "^[a-z]\\d" != "y""#), None);
         assert_eq!(driver(r#"{topic="a"} | line_format "{{.x}}" |~ "[0-9]+ x""#), None);
+    }
+
+    #[test]
+    fn a_case_insensitive_literal_drives_when_no_shorter_than_the_rest() {
+        let folded = |q| match prefilter(q).0.driver {
+            Some(Driver::Folded(f)) => Some(f.len()),
+            _ => None,
+        };
+        assert_eq!(folded(r#"{topic="a"} |~ "(?i)error.*timeout""#), Some(7));
+        // Anchors do not matter to a plain substring search.
+        assert_eq!(folded(r#"{topic="a"} |~ "(?i)^error: read""#), Some(11));
+        assert_eq!(
+            folded(r#"{topic="a"} |~ "(?i)err" |= "Exception""#),
+            None,
+            "9 bytes beat 3"
+        );
+        assert_eq!(folded(r#"{topic="a"} |~ "(?i)er""#), None, "too short to prune");
+        assert_eq!(folded(r#"{topic="a"} | line_format "{{.x}}" |~ "(?i)timeout""#), None);
     }
 
     #[test]
@@ -271,6 +324,8 @@ mod tests {
             r#"{topic="a"} |= "error""#,
             r#"{topic="a"} |~ "(?i)error.*timeout""#,
             r#"{topic="a"} |~ "(?i)timeout" |= "ERROR""#,
+            r#"{topic="a"} |~ "(?i)^line \\d+ x+ error""#,
+            r#"{topic="a"} |~ "(?i)read t(?-i:imeout)""#,
             r#"{topic="a"} |= "nothing matches this""#,
             r#"{topic="a"} |= "xxx" or "line 1""#,
             r#"{topic="a"} |~ "line [0-9]+ x""#,

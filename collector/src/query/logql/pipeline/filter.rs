@@ -11,8 +11,8 @@
 //! `!= "a" or "b"` drops lines containing either, as in Loki.
 
 use regex::bytes::Regex;
-use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 use crate::query::logql::pipeline::pattern::PatternFilter;
 use crate::query::logql::selector::is_plain_literal;
@@ -240,6 +240,73 @@ impl LineFilter {
     }
 }
 
+impl LineFilter {
+    /// The longest run of bytes every line this filter passes contains,
+    /// when that run ignores ASCII case somewhere (`|~ "(?i)error.*timeout"`:
+    /// "timeout", any case): each byte with whether it matches in either
+    /// case. For a positive filter whose one alternative is a regex; other
+    /// filters' literals are the regex engine's to search.
+    pub(crate) fn required_folded_run(&self) -> Option<Vec<(u8, bool)>> {
+        if self.op.negated() {
+            return None;
+        }
+        let [Alternative::Regex(re)] = self.alternatives.as_slice() else {
+            return None;
+        };
+        let mut pieces = Vec::new();
+        flatten_required(&parse_bytes_regex(re.as_str())?, &mut pieces);
+        let mut best: Vec<(u8, bool)> = Vec::new();
+        let mut run: Vec<(u8, bool)> = Vec::new();
+        for piece in pieces.into_iter().chain([None]) {
+            match piece {
+                Some(bytes) => run.extend(bytes),
+                None => {
+                    if run.len() > best.len() {
+                        best = std::mem::take(&mut run);
+                    }
+                    run.clear();
+                }
+            }
+        }
+        best.iter().any(|&(_, fold)| fold).then_some(best)
+    }
+}
+
+/// `hir` as the sequence its every match is made of, in order: `Some`
+/// bytes that each match contains there (a literal, or a class that is
+/// one ASCII letter in both cases), `None` for anything else (which ends a
+/// run of adjacent required bytes). Zero-width items (`\b`, `^`) add
+/// nothing: the bytes around them are still adjacent.
+fn flatten_required(hir: &Hir, out: &mut Vec<Option<Vec<(u8, bool)>>>) {
+    match hir.kind() {
+        HirKind::Concat(subs) => subs.iter().for_each(|sub| flatten_required(sub, out)),
+        HirKind::Capture(capture) => flatten_required(&capture.sub, out),
+        HirKind::Literal(literal) => out.push(Some(literal.0.iter().map(|&b| (b, false)).collect())),
+        HirKind::Class(class) => out.push(ascii_letter_in_both_cases(class).map(|b| vec![(b, true)])),
+        HirKind::Look(_) | HirKind::Empty => {}
+        HirKind::Repetition(_) | HirKind::Alternation(_) => out.push(None),
+    }
+}
+
+/// The lowercase letter a class is exactly, in both ASCII cases (`(?i)t`
+/// is `[Tt]`). Not `(?i)k` or `(?i)s`: Unicode adds the Kelvin sign and
+/// the long s, which an ASCII search would miss.
+fn ascii_letter_in_both_cases(class: &Class) -> Option<u8> {
+    let (a, b) = match class {
+        Class::Unicode(c) => match c.ranges() {
+            [a, b] if a.start() == a.end() && b.start() == b.end() => {
+                (u8::try_from(a.start()).ok()?, u8::try_from(b.start()).ok()?)
+            }
+            _ => return None,
+        },
+        Class::Bytes(c) => match c.ranges() {
+            [a, b] if a.start() == a.end() && b.start() == b.end() => (a.start(), b.start()),
+            _ => return None,
+        },
+    };
+    (a.is_ascii_uppercase() && b == a.to_ascii_lowercase()).then_some(b)
+}
+
 /// `pattern` parsed as the filter's `regex::bytes` regex is.
 fn parse_bytes_regex(pattern: &str) -> Option<Hir> {
     regex_syntax::ParserBuilder::new()
@@ -279,6 +346,52 @@ mod tests {
 
     fn f(op: LineFilterOp, vals: &[&str]) -> LineFilter {
         LineFilter::new(op, &vals.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn folded_runs() {
+        let run = |op, v: &str| {
+            f(op, &[v]).required_folded_run().map(|r| {
+                r.iter()
+                    .map(|&(b, fold)| {
+                        if fold {
+                            b as char
+                        } else {
+                            (b as char).to_ascii_uppercase()
+                        }
+                    })
+                    .collect::<String>()
+            })
+        };
+        // Folding bytes print lowercase, exact ones uppercase.
+        assert_eq!(
+            run(LineFilterOp::Regex, "(?i)error.*timeout").as_deref(),
+            Some("timeout")
+        );
+        assert_eq!(
+            run(LineFilterOp::Regex, "(?i)(time)out=\\d+").as_deref(),
+            Some("timeout=")
+        );
+        assert_eq!(
+            run(LineFilterOp::Regex, "(?i)\\bread time(?-i:OUT)").as_deref(),
+            Some("read timeOUT")
+        );
+        // The Kelvin sign folds to k: the run stops there.
+        assert_eq!(
+            run(LineFilterOp::Regex, "(?i)lock-timeout").as_deref(),
+            Some("-timeout")
+        );
+        // Alternations and repetitions end a run.
+        assert_eq!(run(LineFilterOp::Regex, "(?i)(ab|cd)ef").as_deref(), Some("ef"));
+        assert_eq!(run(LineFilterOp::Regex, "(?i)xy?z").as_deref(), Some("x"));
+        // Case-sensitive literals are the regex engine's; so are negations.
+        assert_eq!(run(LineFilterOp::Regex, "error.*timeout"), None);
+        assert_eq!(run(LineFilterOp::NotRegex, "(?i)timeout"), None);
+        assert_eq!(
+            f(LineFilterOp::Regex, &["(?i)timeout", "(?i)error"]).required_folded_run(),
+            None,
+            "alternatives"
+        );
     }
 
     #[test]

@@ -253,6 +253,38 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The bytes, some matching in either ASCII case, a scan should search
+    /// whole sections for rather than [`section_pattern`](Self::section_pattern):
+    /// of the `(?i)` regex filters that run before anything rewrites the
+    /// line, the longest run of bytes every passing line contains (see
+    /// `LineFilter::required_folded_run`), where it has at least
+    /// `MIN_SECTION_LITERAL` bytes and is no shorter than the literals the
+    /// section pattern would be searched by. `(?i)error.*timeout` gives
+    /// "timeout": one search for 7 bytes instead of Teddy over the 32 case
+    /// variants of "error", each followed by the regex.
+    pub fn folded_section_literal(&self) -> Option<Vec<(u8, bool)>> {
+        let mut best: Option<Vec<(u8, bool)>> = None;
+        let mut strongest_pattern = 0;
+        for stage in &self.stages {
+            if stage.rewrites_line() {
+                break;
+            }
+            let Stage::LineFilter(f) = stage else { continue };
+            if f.section_pattern().is_some() {
+                strongest_pattern = strongest_pattern.max(f.literal_strength());
+            }
+            if let Some(run) = f.required_folded_run()
+                && run.len() >= MIN_SECTION_LITERAL
+                && best.as_ref().is_none_or(|b| run.len() > b.len())
+            {
+                best = Some(run);
+            }
+        }
+        best.filter(|run| run.len() >= strongest_pattern)
+    }
+}
+
 /// Sets a label a parser extracted; Loki renames it `<name>_extracted` when
 /// a stream label already has that name, so stream labels are never lost.
 pub(crate) fn set_extracted(labels: &mut Labels, stream: &Labels, name: &str, value: String) {
