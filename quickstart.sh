@@ -16,7 +16,7 @@ once=0
 bin="$root/target/release"
 if [ "${LOGPOST_SKIP_BUILD:-0}" != 1 ]; then
   echo "==> building (cargo build --release; the first build takes a few minutes)"
-  cargo build --release -p logpost-agent -p logpost-collector
+  cargo build --release
 fi
 for b in logpost-agent logpost-collector logpost; do
   [ -x "$bin/$b" ] || { echo "missing $bin/$b: run cargo build --release" >&2; exit 1; }
