@@ -77,11 +77,12 @@ fn issue_9_loki_push_protobuf_and_json_land_with_labels_and_exact_timestamps() {
         let r = by_line.remove(*line).unwrap();
         assert_eq!(r["timestamp_ms"].as_i64(), Some(*ms), "{line}: {r}");
         // The exact nanoseconds: as a number in the output, and as the
-        // nanoseconds past the millisecond in the `logpost.ns` header.
+        // nanoseconds past the millisecond in the `logpost.ns_be` header
+        // (stored as three bytes, shown in decimal).
         let exact: Option<i64> = ns.map(|n| n.parse().unwrap());
         assert_eq!(r["timestamp_ns"].as_i64(), exact, "{line}: {r}");
         let sub_ms = exact.map(|n| (n % 1_000_000).to_string());
-        assert_eq!(r["headers"]["logpost.ns"].as_str(), sub_ms.as_deref(), "{line}: {r}");
+        assert_eq!(r["headers"]["logpost.ns_be"].as_str(), sub_ms.as_deref(), "{line}: {r}");
         assert!(r.get("key").is_none(), "{line}: Loki entries have no key: {r}");
         for (k, v) in *headers {
             assert_eq!(r["headers"][k].as_str(), Some(*v), "{line}: header {k}: {r}");

@@ -89,14 +89,15 @@ fn labels_and_ns(topic: &str, r: &StoredRecord) -> (Labels, i64) {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut ns = r.timestamp_ms.saturating_mul(1_000_000);
     for (k, v) in &r.headers {
-        let value = String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned();
-        if let Some(exact) = crate::ingest::loki::records::exact_ns(r.timestamp_ms, k.as_bytes(), value.as_bytes()) {
+        let raw = v.as_deref().unwrap_or_default();
+        // From the raw bytes: `logpost.ns_be` is binary.
+        if let Some(exact) = crate::ingest::loki::records::exact_ns(r.timestamp_ms, k.as_bytes(), raw) {
             ns = exact;
         }
         if k.starts_with(INTERNAL_HEADER_PREFIX) || pairs.iter().any(|(n, _)| n == k) {
             continue;
         }
-        pairs.push((k.clone(), value));
+        pairs.push((k.clone(), String::from_utf8_lossy(raw).into_owned()));
     }
     (labels_of(topic, &pairs), ns)
 }
@@ -231,5 +232,41 @@ async fn run(app: Arc<AppState>, log: Arc<LogExpr>, start_ns: i64, limit: usize,
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::loki::records::{DECIMAL_SUB_MS_HEADER, SUB_MS_HEADER, sub_ms_bytes};
+
+    fn record(headers: &[(&str, &[u8])]) -> StoredRecord {
+        StoredRecord {
+            partition: 0,
+            offset: 7,
+            producer_id: -1,
+            timestamp_ms: 1_700_000_000_123,
+            key: None,
+            value: Some(b"line".to_vec()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Some(v.to_vec())))
+                .collect(),
+        }
+    }
+
+    /// The binary sub-millisecond header is read from its bytes (a lossy
+    /// UTF-8 copy of them would lose the time) and is not a label.
+    #[test]
+    fn a_loki_push_keeps_its_nanoseconds_in_the_tail() {
+        let (labels, ns) = labels_and_ns("t", &record(&[("job", b"a"), (SUB_MS_HEADER, &sub_ms_bytes(456_789))]));
+        assert_eq!(ns, 1_700_000_000_123_456_789);
+        assert_eq!(labels.get("job"), Some("a"));
+        assert_eq!(labels.get("topic"), Some("t"));
+        assert_eq!(labels.len(), 2, "logpost's own headers are not labels");
+        let (_, ns) = labels_and_ns("t", &record(&[(DECIMAL_SUB_MS_HEADER, b"7")]));
+        assert_eq!(ns, 1_700_000_000_123_000_007);
+        let (_, ns) = labels_and_ns("t", &record(&[("job", b"a")]));
+        assert_eq!(ns, 1_700_000_000_123_000_000);
     }
 }

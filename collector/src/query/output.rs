@@ -12,14 +12,16 @@
 //! A line that is not valid UTF-8 comes as `"line_base64"` instead of
 //! `"line"`, so that `--output raw` can restore it byte-exactly. A null
 //! value (possible from Kafka producers) has neither. Header values that are
-//! not UTF-8 are shown lossily; the first of repeated header names wins.
+//! not UTF-8 are shown lossily, except `logpost.ns_be`, whose three bytes
+//! are shown as the decimal number they hold; the first of repeated header
+//! names wins.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::cursor::StoredRecord;
-use crate::ingest::loki::records::exact_ns;
+use crate::ingest::loki::records::{SUB_MS_HEADER, exact_ns, sub_ms_of_bytes};
 
 /// A record as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +31,7 @@ pub struct RecordJson {
     pub offset: i64,
     pub timestamp_ms: i64,
     /// The exact time, for records that keep one finer than the
-    /// millisecond (Loki pushes: the `logpost.ns` header).
+    /// millisecond (Loki pushes: the `logpost.ns_be` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_ns: Option<i64>,
     /// The stream (producer id) the record came from, when it has one.
@@ -49,6 +51,15 @@ pub struct RecordJson {
     pub line_base64: Option<String>,
 }
 
+/// A header's value as text: binary sub-millisecond nanoseconds in
+/// decimal, anything else as (lossy) UTF-8.
+fn header_text(key: &str, value: &[u8]) -> String {
+    match sub_ms_of_bytes(value).filter(|_| key == SUB_MS_HEADER) {
+        Some(ns) => ns.to_string(),
+        None => String::from_utf8_lossy(value).into_owned(),
+    }
+}
+
 impl RecordJson {
     /// Renders a stored record of `topic`.
     pub fn new(topic: &str, r: &StoredRecord) -> Self {
@@ -59,9 +70,7 @@ impl RecordJson {
                 timestamp_ns = exact_ns(r.timestamp_ms, k.as_bytes(), v.as_deref().unwrap_or_default());
             }
             if !headers.contains_key(k) {
-                let v = v
-                    .as_deref()
-                    .map_or(Value::Null, |v| Value::String(String::from_utf8_lossy(v).into_owned()));
+                let v = v.as_deref().map_or(Value::Null, |v| Value::String(header_text(k, v)));
                 headers.insert(k.clone(), v);
             }
         }

@@ -15,7 +15,8 @@
 //!
 //! Labels: a record's headers minus logpost's own (`logpost.*`), plus
 //! `topic`. Timestamps: the record's milliseconds, or the exact
-//! nanoseconds of a Loki push (`logpost.ns`, or `logpost.ts_ns` in older records).
+//! nanoseconds of a Loki push (`logpost.ns_be`; `logpost.ns` or
+//! `logpost.ts_ns` in older records).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! gzip, bombs, garbage; and what the records carry.
 
 use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
-use super::records::{LEGACY_TS_NS_HEADER, SUB_MS_HEADER, exact_ns, to_batches};
+use super::records::{DECIMAL_SUB_MS_HEADER, LEGACY_TS_NS_HEADER, SUB_MS_HEADER, exact_ns, sub_ms_bytes, to_batches};
 use super::*;
 use crate::config::loki::{LokiSettings, RouteBy};
 use logpost_shared::batch::records_to_owned;
@@ -198,7 +198,8 @@ fn records_carry_labels_metadata_and_exact_nanoseconds() {
     assert_eq!(records[0].value.as_deref(), Some(&b"first line"[..]));
     assert_eq!(records[0].header("app"), Some(&b"web"[..]));
     assert_eq!(records[0].header("trace_id"), Some(&b"abc"[..]));
-    assert_eq!(records[0].header(SUB_MS_HEADER), Some(&b"456789"[..]));
+    // 456789 = 0x06f855, big-endian.
+    assert_eq!(records[0].header(SUB_MS_HEADER), Some(&[0x06, 0xf8, 0x55][..]));
     assert_eq!(records[1].timestamp_ms, 1_700_000_001_000);
     assert_eq!(
         records[1].header(SUB_MS_HEADER),
@@ -208,14 +209,27 @@ fn records_carry_labels_metadata_and_exact_nanoseconds() {
 }
 
 #[test]
-fn exact_nanoseconds_from_either_header() {
+fn exact_nanoseconds_from_each_header() {
     let ms = 1_700_000_000_123;
     assert_eq!(
-        exact_ns(ms, SUB_MS_HEADER.as_bytes(), b"456789"),
+        exact_ns(ms, SUB_MS_HEADER.as_bytes(), &[0x06, 0xf8, 0x55]),
+        Some(1_700_000_000_123_456_789)
+    );
+    for sub_ms in [1, 7, 255, 256, 65_536, 999_999] {
+        assert_eq!(
+            exact_ns(ms, SUB_MS_HEADER.as_bytes(), &sub_ms_bytes(sub_ms)),
+            Some(1_700_000_000_123_000_000 + i64::from(sub_ms)),
+            "{sub_ms}"
+        );
+    }
+    // Stores written before the binary header: decimal digits, and the
+    // whole time in the oldest.
+    assert_eq!(
+        exact_ns(ms, DECIMAL_SUB_MS_HEADER.as_bytes(), b"456789"),
         Some(1_700_000_000_123_456_789)
     );
     assert_eq!(
-        exact_ns(ms, SUB_MS_HEADER.as_bytes(), b"7"),
+        exact_ns(ms, DECIMAL_SUB_MS_HEADER.as_bytes(), b"7"),
         Some(1_700_000_000_123_000_007)
     );
     assert_eq!(
@@ -223,6 +237,10 @@ fn exact_nanoseconds_from_either_header() {
         Some(1_700_000_000_123_456_789)
     );
     for bad in [&b"1000000"[..], b"-1", b"x", b""] {
+        assert_eq!(exact_ns(ms, DECIMAL_SUB_MS_HEADER.as_bytes(), bad), None, "{bad:?}");
+    }
+    // 1,000,000 and more is not a sub-millisecond part; nor is any other length.
+    for bad in [&[0x0f, 0x42, 0x40][..], &[0xff; 3], &[0x01], &[0, 0, 0, 1], b""] {
         assert_eq!(exact_ns(ms, SUB_MS_HEADER.as_bytes(), bad), None, "{bad:?}");
     }
     assert_eq!(exact_ns(ms, b"app", b"1"), None);
