@@ -12,7 +12,7 @@ with timestamps spread evenly over 24 hours (through Loki's push API, eight
 - the collector's RSS while it streams every record to a client that reads
   them all (memory must not grow with the result).
 
-usage: bench/query.py [--bytes N] [--keep] [--reuse DIR] [--compression gzip|lz4]
+usage: bench/query.py [--bytes N] [--keep] [--reuse DIR] [--compression gzip|lz4] [--gzip-level N]
        (build first: cargo build --release)
 
 --reuse DIR keeps the store in DIR and, when DIR already holds one from an
@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--reuse", metavar="DIR", help="store in DIR, or query the store already there")
     ap.add_argument("--scans-only", action="store_true", help="only the scan-speed rows (quick before/after runs)")
     ap.add_argument("--compression", default="gzip", help="[loki] compression of a new store (gzip, lz4, snappy, none)")
+    ap.add_argument("--gzip-level", type=int, default=1, help="[loki] gzip_level of a new store (1-9)")
     args = ap.parse_args()
     src = bigfile(args.bytes)
     if args.reuse:
@@ -116,7 +117,7 @@ def main():
         cfg = os.path.join(work, "collector.toml")
         with open(cfg, "w") as f:
             f.write(f'data_dir = "{work}/data"\n[http]\nlisten = "127.0.0.1:0"\n'
-                    f'[loki]\ncompression = "{args.compression}"\n')
+                    f'[loki]\ncompression = "{args.compression}"\ngzip_level = {args.gzip_level}\n')
         coll = subprocess.Popen([os.path.join(BIN, "logpost-collector"), "--config", cfg],
                                 stdout=subprocess.PIPE, stderr=open(os.path.join(work, "collector.log"), "w"), text=True)
         line = coll.stdout.readline()

@@ -542,6 +542,15 @@ mod tests {
         assert_eq!(c.groups.initial_rebalance_delay, Duration::ZERO);
         let c = load("data_dir = \"/x\"\n[loki]\ncompression = \"lz4\"\n").unwrap();
         assert_eq!(c.loki.compression, Compression::Lz4);
+        let c = load("data_dir = \"/x\"\n[loki]\ngzip_level = 6\n").unwrap();
+        assert_eq!(c.loki.compression, Compression::Gzip { level: 6 });
+        let err = load("data_dir = \"/x\"\n[loki]\ngzip_level = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("collector.toml:3:14: loki.gzip_level: 10 is out of range (1 to 9)"),
+            "{err}"
+        );
         let err = load("data_dir = \"/x\"\n[loki]\ncompression = \"lzma\"\n")
             .unwrap_err()
             .to_string();
