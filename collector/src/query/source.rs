@@ -523,6 +523,14 @@ impl ScanRequest<'_> {
 
 /// A record's time in nanoseconds: Loki's exact value when it was kept.
 pub fn record_ns(record: &RecordView<'_>, ts_ms: i64) -> i64 {
+    // A Loki push writes it as the last header: looked at first.
+    let last = record
+        .headers
+        .last()
+        .filter(|h| h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()));
+    if let Some(ns) = last.and_then(|h| exact_ns(ts_ms, h.key, h.value.unwrap_or_default())) {
+        return ns;
+    }
     record
         .headers
         .iter()

@@ -81,7 +81,16 @@ pub struct LabelBytes {
     encoded: Vec<u8>,
     /// Its label headers as `[key len][key][value len][value]...`.
     labels: Vec<u8>,
+    /// Its header count, and how many bytes of `encoded` precede its last
+    /// header when that one is logpost's own (a Loki push's nanoseconds,
+    /// different in every record): `None` otherwise.
+    count: usize,
+    before_internal_last: Option<usize>,
     set: bool,
+}
+
+fn is_internal(key: &[u8]) -> bool {
+    key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes())
 }
 
 /// Takes `[len][bytes]` equal to `bytes` off the front of `rest`.
@@ -106,12 +115,21 @@ impl LabelBytes {
         if !self.set {
             return false;
         }
-        if record.headers.encoded() == self.encoded.as_slice() {
+        let headers = &record.headers;
+        if headers.encoded() == self.encoded.as_slice() {
+            return true;
+        }
+        // The same headers but for a last one of logpost's own.
+        if let Some(len) = self.before_internal_last
+            && headers.len() == self.count
+            && self.encoded.get(..len) == Some(headers.before_last())
+            && headers.last().is_some_and(|h| is_internal(h.key))
+        {
             return true;
         }
         let mut rest = self.labels.as_slice();
-        for h in record.headers.iter() {
-            if h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+        for h in headers.iter() {
+            if is_internal(h.key) {
                 continue;
             }
             if !(take_field(&mut rest, h.key) && take_field(&mut rest, h.value.unwrap_or_default())) {
@@ -125,9 +143,15 @@ impl LabelBytes {
     pub fn keep(&mut self, record: &RecordView<'_>) {
         self.encoded.clear();
         self.encoded.extend_from_slice(record.headers.encoded());
+        self.count = record.headers.len();
+        self.before_internal_last = record
+            .headers
+            .last()
+            .filter(|h| is_internal(h.key))
+            .map(|_| record.headers.before_last().len());
         self.labels.clear();
         for h in record.headers.iter() {
-            if !h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()) {
+            if !is_internal(h.key) {
                 put_field(&mut self.labels, h.key);
                 put_field(&mut self.labels, h.value.unwrap_or_default());
             }
@@ -274,5 +298,37 @@ mod tests {
         let s = BatchStats::from_frame(&f, &check(&f).unwrap(), 1 << 20).unwrap();
         assert_eq!(s.streams, None);
         assert_eq!(s.records, MAX_BATCH_STREAMS as u64 + 1);
+    }
+
+    #[test]
+    fn labels_are_the_same_whatever_a_last_internal_header_holds() {
+        let f = frame(&[
+            (1, &[("host", "h"), ("logpost.ns_be", "a")], "kept"),
+            (1, &[("host", "h"), ("logpost.ns_be", "b")], "same labels"),
+            (1, &[("host", "h"), ("logpost.ns", "b")], "same labels"),
+            (1, &[("host", "h"), ("job", "b")], "a label last"),
+            (1, &[("host", "g"), ("logpost.ns_be", "a")], "another host"),
+            (1, &[("host", "h")], "no internal header"),
+            (1, &[("logpost.ns_be", "a"), ("host", "h")], "internal first"),
+            (
+                1,
+                &[("host", "h"), ("logpost.x", "1"), ("logpost.ns_be", "c")],
+                "two internal",
+            ),
+        ]);
+        let header = check(&f).unwrap();
+        let mut scratch = Vec::new();
+        let records: Vec<_> = decode_records(&f, &header, 1 << 20, &mut scratch)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut kept = LabelBytes::default();
+        kept.keep(&records[0]);
+        let same: Vec<bool> = records.iter().map(|r| kept.same(r)).collect();
+        assert_eq!(same, [true, true, true, false, false, true, true, true]);
+        // Kept from a record whose last header is a label: the walk decides.
+        kept.keep(&records[3]);
+        let same: Vec<bool> = records.iter().map(|r| kept.same(r)).collect();
+        assert_eq!(same, [false, false, false, true, false, false, false, false]);
     }
 }

@@ -55,6 +55,8 @@ impl<'a> RecordView<'a> {
 pub struct Headers<'a> {
     raw: &'a [u8],
     count: usize,
+    /// Where the last header starts in `raw` (0 without headers).
+    last_start: usize,
 }
 
 /// One header, borrowed. Keys are bytes here; Kafka says they are UTF-8.
@@ -79,6 +81,23 @@ impl<'a> Headers<'a> {
     /// for "the same headers as the previous record").
     pub fn encoded(&self) -> &'a [u8] {
         self.raw
+    }
+
+    /// The encoded bytes of every header but the last: records of one
+    /// stream that differ only in a last per-record header (a Loki push's
+    /// nanoseconds) share them.
+    pub fn before_last(&self) -> &'a [u8] {
+        self.raw.get(..self.last_start).unwrap_or_default()
+    }
+
+    /// The last header.
+    pub fn last(&self) -> Option<HeaderView<'a>> {
+        if self.count == 0 {
+            return None;
+        }
+        let (key, next) = get_bytes(self.raw, self.last_start).ok()?;
+        let (value, _) = get_bytes(self.raw, next).ok()?;
+        Some(HeaderView { key: key?, value })
     }
 
     /// The headers in order.
@@ -370,17 +389,28 @@ pub(crate) fn parse_record<'a>(
     let header_count = usize::try_from(header_count).map_err(|_| bad(pos, "negative header count"))?;
     let headers_start = pos;
     let mut pos = pos;
-    if known.is_some_and(|k| k.count == header_count && body.get(pos..end) == Some(k.raw)) {
-        pos = end;
-    } else {
-        for _ in 0..header_count {
-            let (key, next) = get_bytes(body, pos).map_err(|(p, what)| bad(p, what))?;
-            if key.is_none() {
-                return Err(bad(pos, "null header key"));
-            }
-            let (_, next) = get_bytes(body, next).map_err(|(p, what)| bad(p, what))?;
-            pos = next;
+    let mut last_start = 0;
+    // Headers equal to the previous record's need no second validation,
+    // nor do all but the last when only the last differs.
+    let mut to_validate = header_count;
+    if let Some(k) = known.filter(|k| k.count == header_count && k.count > 0) {
+        if body.get(pos..end) == Some(k.raw) {
+            pos = end;
+            last_start = k.last_start;
+            to_validate = 0;
+        } else if body.get(pos..pos + k.last_start) == Some(k.before_last()) {
+            pos += k.last_start;
+            to_validate = 1;
         }
+    }
+    for _ in 0..to_validate {
+        let (key, next) = get_bytes(body, pos).map_err(|(p, what)| bad(p, what))?;
+        if key.is_none() {
+            return Err(bad(pos, "null header key"));
+        }
+        let (_, next) = get_bytes(body, next).map_err(|(p, what)| bad(p, what))?;
+        last_start = pos - headers_start;
+        pos = next;
     }
     if pos != end {
         return Err(bad(pos, "record length does not match its fields"));
@@ -388,6 +418,7 @@ pub(crate) fn parse_record<'a>(
     let headers = Headers {
         raw: body.get(headers_start..end).unwrap_or_default(),
         count: header_count,
+        last_start,
     };
     Ok((
         RecordView {

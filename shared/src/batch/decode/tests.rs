@@ -337,3 +337,57 @@ fn repeated_headers_are_trusted_only_when_count_and_bytes_match() {
         results[1]
     );
 }
+
+#[test]
+fn headers_that_differ_only_in_the_last_are_validated_there() {
+    let host = [8, b'h', b'o', b's', b't', 2, b'h'];
+    let ns = |v: u8| [4, b'n', b's', 2, v];
+    let both = |v: u8| [&host[..], &ns(v)[..]].concat();
+    let mut section = raw_record(0, b"one", 2, &both(b'1'));
+    section.extend(raw_record(1, b"two", 2, &both(b'2')));
+    section.extend(raw_record(2, b"three", 2, &both(b'2')));
+    let views: Vec<_> = RecordIter::new(&section, 3).map(Result::unwrap).collect();
+    for (view, v) in views.iter().zip([b'1', b'2', b'2']) {
+        let headers: Vec<_> = view.headers.iter().map(|h| (h.key, h.value)).collect();
+        assert_eq!(
+            headers,
+            vec![(&b"host"[..], Some(&b"h"[..])), (&b"ns"[..], Some(&[v][..]))]
+        );
+        assert_eq!(view.headers.before_last(), &host[..]);
+        let last = view.headers.last().unwrap();
+        assert_eq!((last.key, last.value), (&b"ns"[..], Some(&[v][..])));
+    }
+    // The same first header, then a last one with a null key: refused.
+    let mut section = raw_record(0, b"one", 2, &both(b'1'));
+    section.extend(raw_record(1, b"two", 2, &[&host[..], &[1, 2, b'h'][..]].concat()));
+    let results: Vec<_> = RecordIter::new(&section, 2).collect();
+    assert!(
+        matches!(
+            results[1],
+            Err(BatchError::BadRecord {
+                what: "null header key",
+                ..
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+    // The same first header, then a last one running past the record.
+    let mut section = raw_record(0, b"one", 2, &both(b'1'));
+    section.extend(raw_record(
+        1,
+        b"two",
+        2,
+        &[&host[..], &[4, b'n', b's', 20, b'x'][..]].concat(),
+    ));
+    let results: Vec<_> = RecordIter::new(&section, 2).collect();
+    assert!(
+        matches!(results[1], Err(BatchError::BadRecord { index: 1, .. })),
+        "{:?}",
+        results[1]
+    );
+    // No headers: nothing before the last, no last.
+    let section = raw_record(0, b"one", 0, &[]);
+    let view = RecordIter::new(&section, 1).next().unwrap().unwrap();
+    assert_eq!((view.headers.before_last(), view.headers.last()), (&[][..], None));
+}
