@@ -246,7 +246,9 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
                     }
                     // Whether the pipeline keeps it; rendering waits until
                     // the newest `limit` are known.
-                    log.pipeline.process(line, &mut hit.labels.clone())?;
+                    // (The scan ran the leading line filters.)
+                    log.pipeline
+                        .process_after_leading_filters(line, &mut hit.labels.clone())?;
                     let record = StoredRecord::from_view(
                         hit.partition,
                         hit.offset,

@@ -31,7 +31,7 @@ use logpost_shared::batch::{BatchError, RecordIter, RecordView};
 use regex::bytes::Regex;
 
 use super::folded_literal::FoldedLiteral;
-use super::logql::{MIN_SECTION_LITERAL, Pipeline};
+use super::logql::{LineFilter, MIN_SECTION_LITERAL, Pipeline};
 
 /// All conditions of one query; a line must meet every one.
 #[derive(Debug, Default)]
@@ -42,6 +42,9 @@ pub struct Prefilter {
     driver: Option<Driver>,
     /// How the driver has done in this scan so far.
     driver_yield: DriverYield,
+    /// The pipeline's leading line filters, run by the scan before it
+    /// builds an entry (`Pipeline::leading_line_filters`).
+    leading_filters: Vec<LineFilter>,
 }
 
 /// The search over whole sections.
@@ -134,6 +137,7 @@ impl Prefilter {
             conditions,
             driver,
             driver_yield: DriverYield::default(),
+            leading_filters: pipeline.leading_line_filters().cloned().collect(),
         }
     }
 
@@ -151,6 +155,12 @@ impl Prefilter {
     /// Whether `line` may pass the pipeline.
     pub fn may_match(&self, line: &[u8]) -> bool {
         self.conditions.iter().all(|c| c.is_match(line))
+    }
+
+    /// Whether `line` passes the pipeline's leading line filters: exact,
+    /// where `may_match` is a quick necessary condition.
+    pub fn passes_leading_filters(&self, line: &[u8]) -> bool {
+        self.leading_filters.iter().all(|f| f.matches(line))
     }
 
     /// Calls `f` with every record of a decompressed records section (of

@@ -139,8 +139,9 @@ pub fn labels_of(topic: &str, stream: &[(String, String)]) -> Labels {
         .collect()
 }
 
-/// A record a scan found, before any pipeline stage: where it is stored,
-/// its time and its labels (`topic` included).
+/// A record a scan found, having passed the pipeline's leading line
+/// filters and no other stage: where it is stored, its time and its
+/// labels (`topic` included).
 pub struct Hit<'a> {
     pub topic: &'a str,
     pub partition: u32,
@@ -227,6 +228,7 @@ impl EntrySource for StoreSource<'_> {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
                 line: h.record.value.unwrap_or_default(),
+                leading_filters_passed: true,
             })
         };
         for topic in topics_for(self.store, &log.selector) {
@@ -264,6 +266,7 @@ impl EntrySource for StoreSource<'_> {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
                 line: h.record.value.unwrap_or_default(),
+                leading_filters_passed: true,
             })),
             Found::NoneNewerThan(ns) => f(Scanned::NoneNewerThan(ns)),
         })

@@ -174,7 +174,8 @@ impl ScanRequest<'_> {
                     return ControlFlow::Continue(());
                 }
                 let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                if !selected {
+                // The leading line filters last, as the dearest check.
+                if !selected || !self.prefilter.passes_leading_filters(record.value.unwrap_or_default()) {
                     return ControlFlow::Continue(());
                 }
                 stats.records_matched_selector += 1;

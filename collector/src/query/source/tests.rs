@@ -443,3 +443,30 @@ fn without_threads_a_helped_scan_runs_alone() {
     }
     super::ahead::tests::NO_THREADS.set(false);
 }
+
+#[test]
+fn the_scan_hands_over_only_lines_that_pass_the_leading_filters() {
+    let fx = fixture();
+    // No literal of 3 bytes to drive with: every record is decoded, and
+    // the scan runs the regex itself.
+    let q = r#"app |~ "took [0-9]{2}ms" != "ERROR""#;
+    let Ok(Expr::Log(log)) = parse(q) else { panic!("{q}") };
+    let re = regex::Regex::new("took [0-9]{2}ms").unwrap();
+    let want = fx
+        .all
+        .iter()
+        .filter(|r| re.is_match(&r.2) && !r.2.contains("ERROR"))
+        .count();
+    assert!(want > 0 && want < fx.all.len(), "{want}");
+    let mut src = StoreSource::new(&fx.store, 64 << 20);
+    let mut handed = 0;
+    src.scan(&log, 0, i64::MAX, &mut |e| {
+        let line = std::str::from_utf8(e.line).unwrap();
+        assert!(e.leading_filters_passed);
+        assert!(re.is_match(line) && !line.contains("ERROR"), "{line}");
+        handed += 1;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(handed, want);
+}

@@ -115,7 +115,10 @@ pub fn eval_logs(
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
-        let Some(line) = expr.pipeline.process(entry.line, &mut labels) else {
+        let Some(line) = expr
+            .pipeline
+            .process_entry(entry.line, &mut labels, entry.leading_filters_passed)
+        else {
             return ControlFlow::Continue(());
         };
         let line = match line {

@@ -36,6 +36,9 @@ pub struct Entry<'a> {
     pub labels: Labels,
     /// The line as stored (any bytes).
     pub line: &'a [u8],
+    /// Whether the source ran the pipeline's leading line filters on the
+    /// line already (it passed them); the engine then runs the rest.
+    pub leading_filters_passed: bool,
 }
 
 /// What the engine needs from storage.

@@ -265,7 +265,10 @@ fn collect(
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
-        let Some(line) = log.pipeline.process(entry.line, &mut labels) else {
+        let Some(line) = log
+            .pipeline
+            .process_entry(entry.line, &mut labels, entry.leading_filters_passed)
+        else {
             return ControlFlow::Continue(());
         };
         let bytes = line.len() as u64;

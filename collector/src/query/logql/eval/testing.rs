@@ -66,6 +66,7 @@ impl EntrySource for MemSource {
                 timestamp_ns: e.timestamp_ns,
                 labels: e.labels.clone(),
                 line: &e.line,
+                leading_filters_passed: false,
             };
             if in_range && (self.ignore_selector || selector.matches(&e.labels)) && f(entry).is_break() {
                 break;

@@ -100,16 +100,31 @@ impl Stage {
 pub struct Pipeline {
     stages: Vec<Stage>,
     needs_stream_labels: bool,
+    /// How many line filters come before any other stage.
+    leading_filters: usize,
 }
 
 impl Pipeline {
     /// A pipeline from its stages.
     pub fn new(stages: Vec<Stage>) -> Self {
         let needs_stream_labels = stages.iter().any(Stage::needs_stream_labels);
+        let leading_filters = stages.iter().take_while(|s| s.is_line_filter()).count();
         Pipeline {
             stages,
             needs_stream_labels,
+            leading_filters,
         }
+    }
+
+    /// The line filters before any other stage: they see the stored line
+    /// and nothing else, so a source may run them itself before it builds
+    /// an entry (and then [`Pipeline::process_after_leading_filters`]).
+    pub fn leading_line_filters(&self) -> impl Iterator<Item = &LineFilter> {
+        let leading = self.stages.get(..self.leading_filters).unwrap_or_default();
+        leading.iter().filter_map(|s| match s {
+            Stage::LineFilter(f) => Some(f),
+            _ => None,
+        })
     }
 
     /// The stages in order.
@@ -130,6 +145,32 @@ impl Pipeline {
     /// `line` unless a stage rewrote it. Lines may be invalid UTF-8: filters
     /// work on bytes, parsers read the line lossily.
     pub fn process<'a>(&self, line: &'a [u8], labels: &mut Labels) -> Option<Cow<'a, [u8]>> {
+        self.process_stages(&self.stages, line, labels)
+    }
+
+    /// [`Pipeline::process`] for a line known to pass the leading line
+    /// filters: the rest of the stages.
+    pub fn process_after_leading_filters<'a>(&self, line: &'a [u8], labels: &mut Labels) -> Option<Cow<'a, [u8]>> {
+        let rest = self.stages.get(self.leading_filters..).unwrap_or_default();
+        self.process_stages(rest, line, labels)
+    }
+
+    /// [`Pipeline::process`], or [`Pipeline::process_after_leading_filters`]
+    /// when `leading_filters_passed`.
+    pub fn process_entry<'a>(
+        &self,
+        line: &'a [u8],
+        labels: &mut Labels,
+        leading_filters_passed: bool,
+    ) -> Option<Cow<'a, [u8]>> {
+        if leading_filters_passed {
+            self.process_after_leading_filters(line, labels)
+        } else {
+            self.process(line, labels)
+        }
+    }
+
+    fn process_stages<'a>(&self, stages: &[Stage], line: &'a [u8], labels: &mut Labels) -> Option<Cow<'a, [u8]>> {
         // An `Arc` clone: the stream labels as they were before any stage
         // (none needed: a shared empty set, not an allocation per line).
         let stream_labels;
@@ -140,7 +181,7 @@ impl Pipeline {
             &NO_LABELS
         };
         let mut line: Cow<'a, [u8]> = Cow::Borrowed(line);
-        for stage in &self.stages {
+        for stage in stages {
             match stage {
                 Stage::LineFilter(f) => {
                     if !f.matches(&line) {

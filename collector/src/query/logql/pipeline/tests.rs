@@ -170,3 +170,37 @@ fn decolorize_then_filter() {
     let (line, _) = run(r#"{app="api"} | decolorize |= "red text""#, "\x1b[31mred\x1b[0m text").unwrap();
     assert_eq!(line, "red text");
 }
+
+#[test]
+fn leading_line_filters_and_the_stages_after_them() {
+    let p = pipeline(r#"{app="api"} |= "error" != "debug" |~ "code=\\d+" | logfmt | code >= 500 |= "timeout""#);
+    // The three filters before the parser, not the one after it.
+    assert_eq!(p.leading_line_filters().count(), 3);
+    for line in [
+        "level=error code=503 msg=timeout",
+        "level=error code=404 msg=timeout",
+        "level=error code=503 msg=fine",
+        "level=error code=x msg=timeout",
+        "level=debug code=503 msg=timeout error",
+        "nothing",
+    ] {
+        let passes_leading = p.leading_line_filters().all(|f| f.matches(line.as_bytes()));
+        let mut full = stream();
+        let expected = p.process(line.as_bytes(), &mut full);
+        if passes_leading {
+            let mut rest = stream();
+            let got = p.process_after_leading_filters(line.as_bytes(), &mut rest);
+            assert_eq!((got, rest), (expected.clone(), full.clone()), "{line}");
+            let mut entry = stream();
+            assert_eq!(p.process_entry(line.as_bytes(), &mut entry, true), expected, "{line}");
+        } else {
+            assert_eq!(expected, None, "{line}");
+        }
+        let mut entry = stream();
+        assert_eq!(p.process_entry(line.as_bytes(), &mut entry, false), expected, "{line}");
+    }
+    // A filter after line_format sees the new line: not leading.
+    let p = pipeline(r#"{app="api"} | line_format "x" |= "x""#);
+    assert_eq!(p.leading_line_filters().count(), 0);
+    assert!(p.process_after_leading_filters(b"y", &mut stream()).is_some());
+}
