@@ -433,15 +433,8 @@ fn validate_batch(raw: &BatchToml, p: &mut Problems<'_>) -> BatchConfig {
     if *raw.max_records.get_ref() == 0 {
         p.at(raw.max_records.span(), "batch.max_records", "must be at least 1");
     }
-    let level = *raw.gzip_level.get_ref();
-    if !(1..=9).contains(&level) {
-        p.at(
-            raw.gzip_level.span(),
-            "batch.gzip_level",
-            format!("{level} is out of range (1 to 9)"),
-        );
-    }
-    let compression = Compression::from_config_name(raw.compression.get_ref(), level.clamp(1, 9)).unwrap_or_else(|e| {
+    let level = logpost_shared::config::gzip_level(&raw.gzip_level, "batch.gzip_level", p);
+    let compression = Compression::from_config_name(raw.compression.get_ref(), level).unwrap_or_else(|e| {
         p.at(raw.compression.span(), "batch.compression", e);
         Compression::None
     });

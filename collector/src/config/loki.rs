@@ -126,15 +126,8 @@ pub fn validate_loki(raw: &LokiToml, problems: &mut Problems) -> LokiSettings {
     }
     // Level 1 by default, as agents store their batches: a few percent of
     // a core buys a fourfold smaller log.
-    let level = *raw.gzip_level.get_ref();
-    if !(1..=9).contains(&level) {
-        problems.at(
-            raw.gzip_level.span(),
-            "loki.gzip_level",
-            format!("{level} is out of range (1 to 9)"),
-        );
-    }
-    let compression = Compression::from_config_name(raw.compression.get_ref(), level.clamp(1, 9)).unwrap_or_else(|e| {
+    let level = logpost_shared::config::gzip_level(&raw.gzip_level, "loki.gzip_level", problems);
+    let compression = Compression::from_config_name(raw.compression.get_ref(), level).unwrap_or_else(|e| {
         problems.at(raw.compression.span(), "loki.compression", e);
         Compression::None
     });
