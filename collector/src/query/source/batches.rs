@@ -174,11 +174,14 @@ impl ScanRequest<'_> {
                     return ControlFlow::Continue(());
                 }
                 let (labels, selected) = cache.get(&topic.name, &record, self.selector);
-                // The leading line filters last, as the dearest check.
-                if !selected || !self.prefilter.passes_leading_filters(record.value.unwrap_or_default()) {
+                if !selected {
                     return ControlFlow::Continue(());
                 }
                 stats.records_matched_selector += 1;
+                // The leading line filters last, as the dearest check.
+                if !self.prefilter.passes_leading_filters(record.value.unwrap_or_default()) {
+                    return ControlFlow::Continue(());
+                }
                 f(Hit {
                     topic: &topic.name,
                     partition: at.partition,
