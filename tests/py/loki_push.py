@@ -120,6 +120,9 @@ def main():
     expect("gzip bomb", post(url, gz_bomb, "application/json", encoding="gzip"), 413, "max_decompressed_bytes")
     expect("text body", post(url, b"hello", "text/plain"), 415, "content type")
     expect("bad json", post(url, b'{"streams": [}', "application/json"), 400, "JSON")
+    spoof = json.dumps({"streams": [{"stream": {"app": "spoof"}, "values": [
+        ["1700000007000000000", "spoofed line", {"logpost.ts_ns": "1"}]]}]}).encode()
+    expect("reserved metadata", post(url, spoof, "application/json"), 400, r'name \"logpost.ts_ns\" is reserved')
     # Still serving after all that.
     expect("push after bad ones", post(url, proto_body([('{app="late"}', [(1700000006000000000, "late line", {})])]),
                                        "application/x-protobuf"), 204)

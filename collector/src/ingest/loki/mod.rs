@@ -66,6 +66,10 @@ pub enum PushError {
         #[source]
         source: labels::LabelError,
     },
+    #[error(
+        "stream {stream} entry {entry}: structured metadata name {name:?} is reserved (names starting with \"logpost.\" are logpost's own headers)"
+    )]
+    ReservedMetadata { stream: usize, entry: usize, name: String },
     #[error("stream {stream} entry {entry}: no timestamp")]
     MissingTimestamp { stream: usize, entry: usize },
     #[error("stream {stream} entry {entry}: timestamp {value:?} is not a valid count of nanoseconds since the epoch")]

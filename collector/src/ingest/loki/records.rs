@@ -24,6 +24,7 @@ use logpost_shared::topic::validate_topic_name;
 
 use super::{Push, PushError, Stream};
 use crate::config::loki::{LokiSettings, RouteBy};
+use crate::store::summary::INTERNAL_HEADER_PREFIX;
 
 /// Header holding the nanoseconds (1 to 999999) past a record's
 /// millisecond timestamp, for entries whose time the millisecond cannot
@@ -127,6 +128,14 @@ pub fn to_batches(push: &Push, settings: &LokiSettings, tenant: Option<&str>) ->
             })?;
             extra.clear();
             for (name, value) in &entry.metadata {
+                // A client's `logpost.ns_be` would be read as the entry's time.
+                if name.starts_with(INTERNAL_HEADER_PREFIX) {
+                    return Err(PushError::ReservedMetadata {
+                        stream: index,
+                        entry: entry_index,
+                        name: name.clone(),
+                    });
+                }
                 extra.push(name, Some(value.as_bytes()));
             }
             // Below a million: fits the three bytes.

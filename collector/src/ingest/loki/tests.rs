@@ -261,3 +261,34 @@ fn routing_by_tenant_and_label() {
         "{err}"
     );
 }
+
+#[test]
+fn metadata_named_like_logposts_own_headers_is_refused() {
+    for name in [
+        SUB_MS_HEADER,
+        DECIMAL_SUB_MS_HEADER,
+        LEGACY_TS_NS_HEADER,
+        "logpost.anything",
+    ] {
+        let json = format!(
+            r#"{{"streams":[{{"stream":{{"app":"web"}},"values":[["1700000000000000000","ok"],["1700000000000000001","spoof",{{"{name}":"1"}}]]}}]}}"#
+        );
+        let push = decode(Some("application/json"), None, json.as_bytes(), LIMIT).unwrap();
+        let err = to_batches(&push, &settings(RouteBy::Default), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "stream 0 entry 1: structured metadata name {name:?} is reserved (names starting with \"logpost.\" are logpost's own headers)"
+            )
+        );
+    }
+    // Other names are kept.
+    let json = r#"{"streams":[{"stream":{"app":"web"},"values":[["1","x",{"logpost":"1","trace.id":"2"}]]}]}"#;
+    let push = decode(Some("application/json"), None, json.as_bytes(), LIMIT).unwrap();
+    let records = records_to_owned(
+        &to_batches(&push, &settings(RouteBy::Default), None).unwrap()[0].frame,
+        LIMIT,
+    )
+    .unwrap();
+    assert_eq!(records[0].header("trace.id"), Some(&b"2"[..]));
+}
