@@ -52,8 +52,8 @@ pub struct LokiToml {
     /// `"snappy"` or `"none"`.
     #[serde(default = "default_compression")]
     pub compression: Spanned<String>,
-    /// gzip level 1 (fastest to store, default) to 9 (smallest; also
-    /// quicker to scan, since inflate decodes fewer symbols per byte).
+    /// gzip level 1 (fastest to store, default) to 9 (smallest). Scans
+    /// run at about the same speed at any level (bench/RESULTS.md).
     #[serde(default = "default_gzip_level")]
     pub gzip_level: Spanned<u32>,
 }

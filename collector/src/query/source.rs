@@ -27,7 +27,7 @@ use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricE
 use super::prefilter::Prefilter;
 use crate::ingest::loki::records::exact_ns;
 use crate::store::scan::ScanError;
-use crate::store::summary::{INTERNAL_HEADER_PREFIX, LabelBytes};
+use crate::store::summary::{LabelBytes, is_internal};
 use crate::store::{Store, Topic};
 
 pub(crate) mod ahead;
@@ -527,17 +527,14 @@ impl ScanRequest<'_> {
 /// A record's time in nanoseconds: Loki's exact value when it was kept.
 pub fn record_ns(record: &RecordView<'_>, ts_ms: i64) -> i64 {
     // A Loki push writes it as the last header: looked at first.
-    let last = record
-        .headers
-        .last()
-        .filter(|h| h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()));
+    let last = record.headers.last().filter(|h| is_internal(h.key));
     if let Some(ns) = last.and_then(|h| exact_ns(ts_ms, h.key, h.value.unwrap_or_default())) {
         return ns;
     }
     record
         .headers
         .iter()
-        .filter(|h| h.key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes()))
+        .filter(|h| is_internal(h.key))
         .find_map(|h| exact_ns(ts_ms, h.key, h.value.unwrap_or_default()))
         .unwrap_or_else(|| ts_ms.saturating_mul(NS_PER_MS))
 }

@@ -28,7 +28,9 @@ pub mod stats;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-pub use stats::{BatchStats, INTERNAL_HEADER_PREFIX, LabelBytes, StatsBuilder, StreamLabels, stream_labels};
+pub use stats::{
+    BatchStats, INTERNAL_HEADER_PREFIX, LabelBytes, StatsBuilder, StreamLabels, is_internal, stream_labels,
+};
 
 /// Bytes of log per block: a query that needs one record in a block
 /// inflates the whole block, so this bounds a narrow query's work (about

@@ -81,15 +81,17 @@ pub struct LabelBytes {
     encoded: Vec<u8>,
     /// Its label headers as `[key len][key][value len][value]...`.
     labels: Vec<u8>,
-    /// Its header count, and how many bytes of `encoded` precede its last
-    /// header when that one is logpost's own (a Loki push's nanoseconds,
-    /// different in every record): `None` otherwise.
+    /// Its header count.
     count: usize,
+    /// How many bytes of `encoded` precede its last header when that one
+    /// is logpost's own (a Loki push's nanoseconds, different in every
+    /// record); `None` otherwise.
     before_internal_last: Option<usize>,
     set: bool,
 }
 
-fn is_internal(key: &[u8]) -> bool {
+/// Whether a header is logpost's own rather than a label.
+pub fn is_internal(key: &[u8]) -> bool {
     key.starts_with(INTERNAL_HEADER_PREFIX.as_bytes())
 }
 
