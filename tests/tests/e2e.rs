@@ -24,6 +24,7 @@ mod packaging;
 mod pipeline;
 mod pipelined;
 mod quickstart;
+mod rotation_harness;
 mod security;
 mod store;
 mod tailing;

@@ -86,6 +86,13 @@ pub struct FileServer {
     pub(super) dir_stamps: DirStamps,
     pub(super) agent_id: u64,
     pub(super) first_start: bool,
+    /// When the checkpoint loaded at start was written (ms since the
+    /// epoch): rotated siblings modified later were written while the
+    /// agent was not running.
+    pub(super) checkpoint_saved_ms: u64,
+    /// The checkpoint's entries as loaded, for telling copies of known
+    /// content among rotated siblings at start (emptied after).
+    pub(super) loaded_entries: Vec<Entry>,
     pub(super) read_buf: Vec<u8>,
     pub(super) warned: HashSet<(PathBuf, String)>,
     pub(super) next_checkpoint: Instant,
@@ -187,6 +194,7 @@ impl FileServer {
             open_handles: 0,
             last_saved: Some(checkpoint_digest(&loaded.entries)),
             dir_stamps: DirStamps::default(),
+            loaded_entries: loaded.entries.clone(),
             dormant: loaded.entries.into_iter().map(|e| (e.key, e)).collect(),
             batcher: Batcher::new(limits),
             tx: Some(tx),
@@ -195,6 +203,7 @@ impl FileServer {
             checkpointer,
             agent_id,
             first_start: loaded.first_start,
+            checkpoint_saved_ms: loaded.saved_ms,
             read_buf: vec![0; READ_CHUNK],
             warned: HashSet::new(),
             next_checkpoint: Instant::now() + cfg.tail.checkpoint_interval,
@@ -297,6 +306,7 @@ impl FileServer {
         self.dir_stamps = DirStamps::record(&self.cfg.sources);
         self.scan(now, true);
         self.recover_dormant(now);
+        self.adopt_unseen_siblings(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
         let mut next_poll = now;
         let mut next_metrics = now;

@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::checkpoint::{Continues, Entry};
-use super::copies::{COPY_DECISION, LiveHeads};
+use super::copies::{COPY_DECISION, CopyWindow, LiveHeads};
 use super::discover::discover;
 use super::file_server::FileServer;
-use super::fingerprint::{FileKey, HEAD_BYTES};
+use super::fingerprint::{FileKey, HEAD_BYTES, Tail, born};
 use super::tracked::{Start, TrackedFile};
 use crate::config::StartAt;
 
@@ -35,9 +35,25 @@ impl FileServer {
         }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
         let mut no_idle = false;
-        let heads = if initial { LiveHeads::new() } else { self.live_heads() };
+        // Files known (tracked, or in the checkpoint) first: a restart
+        // that meets a copy before its original must already know that
+        // the original's content moved to the copy (`adopt_truncated_copy`
+        // claims it) or is still where it was (the copy is held back).
+        let mut found = found;
+        found.sort_by_key(|f| {
+            let key = FileKey::of(&f.meta);
+            !(self.files.contains_key(&key) || self.dormant.contains_key(&key))
+        });
+        let mut heads: Option<LiveHeads> = None;
         for f in found {
             needs_rescan |= f.via_symlink;
+            // Compressed rotated files are not lines: they are read only
+            // for content found nowhere else (`compressed.rs`).
+            if is_compressed_name(&f.path.file_name().unwrap_or_default().to_string_lossy())
+                && super::compressed::is_gzip(&f.path)
+            {
+                continue;
+            }
             let key = FileKey::of(&f.meta);
             if !seen.insert(key) {
                 continue; // the same file through another path (a symlink)
@@ -79,7 +95,14 @@ impl FileServer {
                 continue;
             }
             seen.insert(key);
-            let maybe_copy = !initial && self.might_be_copy(&f.path, &file, meta.len(), &heads);
+            // A file the checkpoint knows is no copy; on the very first
+            // start nothing is known to be copied from. The live heads are
+            // taken once every known file is tracked (they come first).
+            let fresh = !self.dormant.contains_key(&key);
+            let maybe_copy = fresh && !(initial && self.first_start) && {
+                let heads = heads.get_or_insert_with(|| self.live_heads());
+                self.might_be_copy(&f.path, &file, meta.len(), heads)
+            };
             let start = self.start_for(key, f.source, &f.path, &file, &meta, initial, now);
             match TrackedFile::new(
                 key,
@@ -92,6 +115,7 @@ impl FileServer {
             ) {
                 Ok(mut t) => {
                     t.record_key = self.render_key(f.source, &f.path);
+                    t.pristine = fresh && start.pos == 0 && start.next_seq == 0;
                     if maybe_copy && start.pos == 0 {
                         // Tracked (so followed through renames) but not
                         // read until it is known not to be a copy.
@@ -174,18 +198,25 @@ impl FileServer {
         now: Instant,
     ) -> Start {
         let producer_id = self.stream_id(key, meta);
+        let file_born = born(meta);
         if let Some(entry) = self.dormant.remove(&key) {
+            let entry_born = entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             match entry.head.matches(file) {
                 // A head shorter than the position it vouches for (up to
-                // HEAD_BYTES) cannot tell this content from a later one.
+                // HEAD_BYTES) cannot tell this content from a later one;
+                // the bytes before the position must be the same too.
                 Ok(true)
-                    if entry.pos <= meta.len() && u64::from(entry.head.len) >= entry.pos.min(HEAD_BYTES as u64) =>
+                    if entry.pos <= meta.len()
+                        && u64::from(entry.head.len) >= entry.pos.min(HEAD_BYTES as u64)
+                        && entry.tail.matches(file, entry.pos).unwrap_or(false) =>
                 {
                     return Start {
                         pos: entry.pos,
                         producer_id: entry.producer_id,
                         next_seq: entry.next_seq,
                         generation: entry.generation,
+                        born: entry_born.or(file_born.filter(|_| entry.generation == 0)),
+                        tail: entry.tail,
                     };
                 }
                 Ok(true) => tracing::warn!(path = %path.display(), checkpoint = entry.pos, size = meta.len(),
@@ -199,6 +230,10 @@ impl FileServer {
             // not been read of the old content is in the copy, if any.
             if let Some(dir) = path.parent() {
                 let dir = dir.to_owned();
+                let window = CopyWindow {
+                    from: entry_born.or(file_born),
+                    until: SystemTime::now(),
+                };
                 self.adopt_truncated_copy(
                     &dir,
                     entry.head,
@@ -208,6 +243,7 @@ impl FileServer {
                         original: entry.producer_id,
                         checkpoint_seq: Some(entry.next_seq),
                     }),
+                    window,
                     now,
                 );
             }
@@ -219,11 +255,15 @@ impl FileServer {
             } else {
                 0
             };
+            // The content now in the file began after the checkpoint.
+            let since = UNIX_EPOCH.checked_add(Duration::from_millis(self.checkpoint_saved_ms));
             return Start {
                 pos: 0,
                 producer_id,
                 next_seq,
                 generation: 0,
+                born: file_born.max(since),
+                tail: Tail::NONE,
             };
         }
         if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
@@ -233,6 +273,8 @@ impl FileServer {
                 producer_id,
                 next_seq: 0,
                 generation: 0,
+                born: file_born,
+                tail: Tail::NONE,
             };
         }
         let at_end =
@@ -242,6 +284,8 @@ impl FileServer {
             producer_id,
             next_seq: 0,
             generation: 0,
+            born: file_born,
+            tail: Tail::NONE,
         }
     }
 
@@ -271,13 +315,25 @@ impl FileServer {
             };
             let Some(dir) = entry.path.parent() else { continue };
             let listing = listings.entry(dir.to_owned()).or_insert_with(|| list_dir(dir));
+            let dir = dir.to_owned();
             let Some(path) = listing.get(&entry.key).cloned() else {
+                // Gone from its directory (renamed away, or replaced by a
+                // copy that holds its content): look for the content.
+                self.adopt_moved_content(&dir, &entry, source, now);
                 continue;
             };
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
-            if FileKey::of(&meta) != entry.key || !entry.head.matches(&file).unwrap_or(false) || meta.len() <= entry.pos
-            {
+            if FileKey::of(&meta) != entry.key {
+                continue;
+            }
+            let same = entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
+            if !same {
+                // Its inode holds other content now: the old one may be in a copy.
+                self.adopt_moved_content(&dir, &entry, source, now);
+                continue;
+            }
+            if meta.len() <= entry.pos {
                 continue;
             }
             let start = Start {
@@ -285,6 +341,8 @@ impl FileServer {
                 producer_id: entry.producer_id,
                 next_seq: entry.next_seq,
                 generation: entry.generation,
+                born: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+                tail: entry.tail,
             };
             if let Ok(mut t) = TrackedFile::new(
                 entry.key,
@@ -304,12 +362,140 @@ impl FileServer {
         }
     }
 
+    /// A checkpointed content no longer where the checkpoint saw it: if a
+    /// file in its directory starts with it (a copy made while the agent
+    /// was down, found as new by the scan or not matched by any glob), that
+    /// file is read from where the content had got to, as its continuation.
+    fn adopt_moved_content(&mut self, dir: &Path, entry: &Entry, source: usize, now: Instant) {
+        let window = CopyWindow {
+            from: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            until: SystemTime::now(),
+        };
+        let continues = Continues {
+            original: entry.producer_id,
+            checkpoint_seq: Some(entry.next_seq),
+        };
+        if let Some(copy) = self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
+            tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
+                "checkpointed content found in another file");
+        }
+    }
+
+    /// After a restart: files beside the tracked ones that no glob matches,
+    /// named as rotation names them (`app.log.1`, `app.log-20261207`,
+    /// `app-1.log` beside `app.log`), unknown to the checkpoint and
+    /// modified after it was written. They were created and rotated away
+    /// while the agent was not running, so nothing else would read them:
+    /// they are read from their start, each as a stream of its own (a gzip
+    /// one inflated, `compressed.rs`).
+    pub(super) fn adopt_unseen_siblings(&mut self, now: Instant) {
+        let loaded = std::mem::take(&mut self.loaded_entries);
+        if self.first_start || self.checkpoint_saved_ms == 0 {
+            return;
+        }
+        let since = UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms);
+        // Per directory: (stem of a tracked file's name, its source).
+        let mut stems: HashMap<PathBuf, Vec<(String, usize)>> = HashMap::new();
+        for f in self.files.values() {
+            let (Some(dir), Some(name)) = (f.path.parent(), f.path.file_name()) else {
+                continue;
+            };
+            let name = name.to_string_lossy();
+            let stem = name.split('.').next().unwrap_or_default().to_owned();
+            if !stem.is_empty() {
+                stems.entry(dir.to_owned()).or_default().push((stem, f.source));
+            }
+        }
+        for (dir, stems) in stems {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(&(_, source)) = stems.iter().find(|(stem, _)| is_rotated_name(&name, stem)) else {
+                    continue;
+                };
+                let gzip = is_compressed_name(&name) && super::compressed::is_gzip(&path);
+                if (is_compressed_name(&name) && !gzip) || (!gzip && self.matched_by_a_source(&path)) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else { continue };
+                let Ok(meta) = file.metadata() else { continue };
+                let key = FileKey::of(&meta);
+                if !meta.is_file() || self.files.contains_key(&key) || meta.modified().is_ok_and(|m| m < since) {
+                    continue;
+                }
+                // gzip keeps the mtime of the file it compressed: this one
+                // was written after the checkpoint. Read what it inflates to.
+                let (file, inflated) = if gzip {
+                    match super::compressed::inflate(&path, key, &self.cfg.data_dir) {
+                        Ok((f, guard)) => (f, Some(guard)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "cannot inflate a rotated file written while the agent was not running");
+                            continue;
+                        }
+                    }
+                } else {
+                    (file, None)
+                };
+                let size = file.metadata().map_or(0, |m| m.len());
+                // A copy of content the checkpoint knows (its copy was
+                // made while the agent was down, and held nothing unread)
+                // starts where that content had got to.
+                let known = loaded.iter().find(|e| {
+                    e.path.parent() == Some(dir.as_path())
+                        && e.head.len > 0
+                        && e.head.matches(&file).unwrap_or(false)
+                });
+                let (pos, continues) = match known {
+                    Some(e) => (
+                        e.pos.min(size),
+                        Some(Continues {
+                            original: e.producer_id,
+                            checkpoint_seq: Some(e.next_seq),
+                        }),
+                    ),
+                    None => (0, None),
+                };
+                let start = Start {
+                    pos,
+                    producer_id: self.stream_id(key, &meta),
+                    next_seq: 0,
+                    generation: 0,
+                    born: born(&meta),
+                    tail: Tail::NONE,
+                };
+                let framing = (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines);
+                match TrackedFile::new(key, source, path.clone(), file, start, framing, now) {
+                    Ok(mut t) => {
+                        tracing::info!(path = %path.display(), pos, "rotated file written while the agent was not running; reading it");
+                        t.gone = true;
+                        t.continues = continues;
+                        t.inflated = inflated;
+                        t.pristine = continues.is_none() && !gzip;
+                        t.record_key = self.render_key(source, &path);
+                        self.insert_tracked(path, t);
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read file head"),
+                }
+            }
+        }
+    }
+
+    /// Whether some source's globs match `path` (and its excludes do not).
+    fn matched_by_a_source(&self, path: &Path) -> bool {
+        self.cfg
+            .sources
+            .iter()
+            .any(|s| s.paths.iter().any(|g| g.matches_path(path)) && !s.exclude.iter().any(|x| x.matches_path(path)))
+    }
+
     /// Makes sure `key` has an open handle, reopening an idle file; false if
     /// it cannot be read now (handle cap reached, or it vanished).
     pub(super) fn ensure_open(&mut self, key: FileKey) -> bool {
         match self.files.get(&key) {
             None => return false,
             Some(f) if f.file.is_some() => return true,
+            Some(f) if f.vanished => return false,
             Some(_) => {}
         }
         if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle() {
@@ -328,7 +514,7 @@ impl FileServer {
                 // rotated away while closed. Look for it by inode.
                 let Some(dir) = f.path.parent() else { return false };
                 let Some(path) = list_dir(dir).remove(&key) else {
-                    f.gone = true;
+                    self.vanished(key);
                     return false;
                 };
                 let Ok(file) = File::open(&path) else { return false };
@@ -343,6 +529,38 @@ impl FileServer {
         f.file = Some(file);
         self.open_handles += 1;
         true
+    }
+
+    /// A file closed while idle is gone from its directory (deleted, or
+    /// compressed away, which gives its content a new inode): nothing more
+    /// can be read from it. Whatever of its content was not read is looked
+    /// for elsewhere (a `.gz` of it, a copy) and read from there; the file
+    /// itself is finished once what was read of it is acknowledged.
+    fn vanished(&mut self, key: FileKey) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        f.gone = true;
+        f.vanished = true;
+        f.at_eof = true;
+        // A partial last line is read again, whole, from the copy.
+        let pos = f.framer.emitted_pos();
+        f.framer.reset(pos);
+        let (head, source, producer_id, generation, end) = (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
+        let window = CopyWindow {
+            from: f.content_born,
+            until: SystemTime::now(),
+        };
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else { return };
+        tracing::info!(path = %f.path.display(), "file gone while closed; looking for its content elsewhere");
+        self.checkpoint_stale = true;
+        let copy = self.adopt_truncated_copy(&dir, head, pos, source, None, window, Instant::now());
+        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
+            c.synced = true;
+            c.continues = Some(Continues {
+                original: producer_id,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some((key, generation, end));
+        }
     }
 
     /// Closes the handles of the files read to their end that grew least
@@ -443,6 +661,20 @@ impl FileServer {
         }
         (h.finish() & (i64::MAX as u64)) as i64
     }
+}
+
+/// Whether `name` is how rotation names a file whose name starts with
+/// `stem`: the stem followed by `.`, `-` or `_` (so `app.log.1`,
+/// `app.log-20261207`, `app-1.log` for `app`, but not `application.log`).
+fn is_rotated_name(name: &str, stem: &str) -> bool {
+    name.strip_prefix(stem)
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| matches!(c, '.' | '-' | '_'))
+}
+
+/// Compressed rotated files, which cannot be tailed as they are.
+fn is_compressed_name(name: &str) -> bool {
+    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"].iter().any(|x| name.ends_with(x))
 }
 
 /// Regular files of a directory by device and inode.

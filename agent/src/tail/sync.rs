@@ -144,6 +144,11 @@ impl FileServer {
             tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume, next_seq,
                 "resuming after what the collector holds");
         }
+        if resume != f.framer.next_pos() {
+            f.tail = super::fingerprint::Tail::NONE;
+        }
+        // The collector holds records of it: not a new file any more.
+        f.pristine = false;
         f.framer.reset(resume);
         f.next_seq = next_seq;
         f.generation_start_seq = next_seq;
@@ -157,6 +162,11 @@ impl FileServer {
             // Truncated (copytruncate) since that batch: what had not been
             // stored of the old content is in the copy, if there is one.
             let (dir, source) = (f.path.parent().map(std::path::Path::to_path_buf), f.source);
+            // That content began no earlier than the file itself.
+            let window = super::copies::CopyWindow {
+                from: f.file.as_ref().and_then(|h| h.metadata().ok()).and_then(|m| super::fingerprint::born(&m)),
+                until: std::time::SystemTime::now(),
+            };
             let waiting_copy = self
                 .files
                 .values_mut()
@@ -166,12 +176,10 @@ impl FileServer {
                 // content's acknowledgements, which will not come now: it
                 // starts where the collector's copy of the old content ends.
                 tracing::info!(path = %copy.path.display(), pos, "reading the copy from where the collector's records of the original end");
-                copy.framer.reset(pos);
-                copy.committed.pos = pos;
-                copy.last_record_end = pos;
+                copy.start_at(pos);
                 copy.after_original = None;
             } else if let Some(dir) = dir {
-                self.adopt_truncated_copy(&dir, head, pos, source, None, Instant::now());
+                self.adopt_truncated_copy(&dir, head, pos, source, None, window, Instant::now());
             }
         }
     }
@@ -214,8 +222,6 @@ fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, cont
     if resume != f.framer.emitted_pos() {
         tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume,
             "resuming the copy after what the collector holds of the original");
-        f.framer.reset(resume);
-        f.committed.pos = resume;
-        f.last_record_end = resume;
+        f.start_at(resume);
     }
 }
