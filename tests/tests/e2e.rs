@@ -28,3 +28,4 @@ mod security;
 mod store;
 mod tailing;
 mod torture;
+mod web_ui;
