@@ -48,6 +48,8 @@ export class Tail {
         for (const [t, line] of s.values || []) items.push(fromTail(s.stream || {}, t, line));
       }
       if (!items.length) return;
+      // Newest first; entries of one millisecond keep their stored order, reversed.
+      items.reverse();
       items.sort((a, b) => (BigInt(b.ns) > BigInt(a.ns) ? 1 : BigInt(b.ns) < BigInt(a.ns) ? -1 : 0));
       this.next = (BigInt(items[0].ns) + 1n).toString();
       this.onEntries(items);
