@@ -173,7 +173,7 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<GroupList>, A
                 .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
             g.lag = g.partitions.iter().filter_map(|p| p.lag).sum();
         }
-        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        groups.sort_by(|a, b| a.group.as_str().cmp(b.group.as_str()));
         groups
     })
     .await
