@@ -29,3 +29,4 @@ mod security;
 mod store;
 mod tailing;
 mod torture;
+mod web_ui;

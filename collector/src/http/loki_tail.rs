@@ -58,7 +58,11 @@ pub async fn tail(
         .time("start")?
         .unwrap_or_else(|| now_ms().saturating_sub(3_600_000).saturating_mul(1_000_000));
     let limit = p.limit(100)?;
-    Ok(ws.on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket)))
+    // The web page offers `logpost` beside its token (auth.rs): a browser
+    // fails the connection unless one offered subprotocol is answered.
+    Ok(ws
+        .protocols(["logpost"])
+        .on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket)))
 }
 
 /// `/loki/api/v2alpha/tail`: Grafana probes it and falls back to v1 on 404.

@@ -19,6 +19,7 @@ pub mod read;
 pub mod router;
 pub mod serve;
 pub mod streams;
+pub mod ui;
 
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::AppState;
-use super::{admin, auth, fetch, groups, ingest, loki, loki_read, observe, read, streams};
+use super::{admin, auth, fetch, groups, ingest, loki, loki_read, observe, read, streams, ui};
 
 /// The collector's HTTP service: [`routes`] behind the layers every
 /// request passes, whatever its route: token check (`auth.rs`, by method
@@ -37,6 +37,7 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
         .route("/v1/fetch/{topic}/{partition}", get(fetch::fetch))
+        .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}/join", post(groups::join))
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
@@ -45,6 +46,8 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/streams", post(streams::lookup))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
         .route("/metrics", get(observe::metrics))
