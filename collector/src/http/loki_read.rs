@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json_, json};
 
@@ -22,7 +22,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::loki_params::Params;
 use crate::query::logql::{
-    EvalError, Expr, Labels, Matrix, Selector, Streams, Value, eval_instant, eval_logs, eval_range, parse,
+    Direction, EvalError, Expr, Labels, Matrix, Selector, StreamEntry, Streams, Value, eval_instant, eval_logs,
+    eval_range, parse,
 };
 use crate::query::source::{ScanStats, StoreSource, labels_of, topics_for, unknown_topic};
 use crate::store::Store;
@@ -127,6 +128,69 @@ fn streams_json(streams: &Streams) -> Json_ {
     )
 }
 
+/// Loki's header asking for labels by category (Loki 3, Grafana's
+/// "categorize-labels"): streams keep their own labels only, and each
+/// entry says which labels came from its structured metadata and which
+/// the pipeline parsed.
+const ENCODING_FLAGS_HEADER: &str = "x-loki-response-encoding-flags";
+const CATEGORIZE_LABELS: &str = "categorize-labels";
+
+/// Whether the request asks for [`CATEGORIZE_LABELS`].
+fn wants_categorized(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ENCODING_FLAGS_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|flag| flag.trim() == CATEGORIZE_LABELS)
+}
+
+/// Streams as Loki encodes them with [`CATEGORIZE_LABELS`]: grouped by the
+/// stream's own labels; each value `[ts, line, {"structuredMetadata": {..},
+/// "parsed": {..}}]` (an empty category is left out), in the query's order.
+fn categorized_streams_json(streams: &Streams, direction: Direction) -> Json_ {
+    let mut groups: BTreeMap<Labels, Vec<&StreamEntry>> = BTreeMap::new();
+    for s in streams {
+        for e in &s.entries {
+            let mut own = s.labels.clone();
+            for category in [&e.structured_metadata, &e.parsed].into_iter().flatten() {
+                own.retain(|name, _| !category.contains(name));
+            }
+            groups.entry(own).or_default().push(e);
+        }
+    }
+    Json_::Array(
+        groups
+            .into_iter()
+            .map(|(labels, mut entries)| {
+                // Stable: entries of one time keep the engine's order.
+                match direction {
+                    Direction::Backward => entries.sort_by_key(|e| std::cmp::Reverse(e.timestamp_ns)),
+                    Direction::Forward => entries.sort_by_key(|e| e.timestamp_ns),
+                }
+                let values: Vec<Json_> = entries
+                    .iter()
+                    .map(|e| {
+                        let mut categories = serde_json::Map::new();
+                        if let Some(m) = &e.structured_metadata {
+                            categories.insert("structuredMetadata".into(), Json_::Object(label_map(m)));
+                        }
+                        if let Some(p) = &e.parsed {
+                            categories.insert("parsed".into(), Json_::Object(label_map(p)));
+                        }
+                        json!([
+                            e.timestamp_ns.to_string(),
+                            String::from_utf8_lossy(&e.line),
+                            Json_::Object(categories)
+                        ])
+                    })
+                    .collect();
+                json!({ "stream": label_map(&labels), "values": values })
+            })
+            .collect(),
+    )
+}
+
 fn matrix_json(m: &Matrix) -> Json_ {
     Json_::Array(
         m.iter()
@@ -161,8 +225,13 @@ fn success(data: Json_) -> Response {
 ///
 /// # Errors
 /// 400 for a bad query, parameter or time range, or an unknown topic.
-pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+pub async fn query_range(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
+    let categorized = wants_categorized(&headers);
     let expr = parse_query(&app.store, p.query()?)?;
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(DEFAULT_LIMIT)?;
@@ -185,14 +254,23 @@ pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
                 let streams =
                     eval_logs(log, start, end.saturating_add(1), limit, direction, &mut src).map_err(eval_error)?;
                 let n = streams.iter().map(|s| s.entries.len()).sum();
-                ("streams", streams_json(&streams), n)
+                if categorized {
+                    ("streams", categorized_streams_json(&streams, direction), n)
+                } else {
+                    ("streams", streams_json(&streams), n)
+                }
             }
             Expr::Metric(m) => {
                 let matrix = eval_range(m, start, end, step, &mut src).map_err(eval_error)?;
                 ("matrix", matrix_json(&matrix), 0)
             }
         };
-        Ok(json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) }))
+        let mut data =
+            json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) });
+        if categorized && result_type == "streams" {
+            data["encodingFlags"] = json!([CATEGORIZE_LABELS]);
+        }
+        Ok(data)
     })
     .await?;
     Ok(success(data))
@@ -295,6 +373,7 @@ fn inventory(store: &Store, selector: Option<&Selector>, start_ns: i64, end_ns: 
 
 /// The selector of an optional `query` parameter (a log query's).
 fn selector_param(store: &Store, p: &Params, name: &str) -> Result<Option<Selector>, ApiError> {
+    p.check_utf8(name)?;
     let Some(q) = p.get(name) else { return Ok(None) };
     match parse_query(store, q)? {
         Expr::Log(l) => Ok(Some(l.selector)),
@@ -357,6 +436,8 @@ pub async fn label_values(
 pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("match[]")?;
+    p.check_utf8("match")?;
     let mut selectors = Vec::new();
     for m in p.all("match[]").iter().chain(p.all("match")) {
         match parse_query(&app.store, m)? {

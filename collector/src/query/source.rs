@@ -14,9 +14,10 @@
 //! the tail appended since) are scanned whole, so pruning never hides data.
 //!
 //! Labels: a record's headers minus logpost's own (`logpost.*`), plus
-//! `topic`. Timestamps: the record's milliseconds, or the exact
-//! nanoseconds of a Loki push (`logpost.ns_be`; `logpost.ns` or
-//! `logpost.ts_ns` in older records).
+//! `topic`. Structured metadata (a Loki push's, `logpost.sm.<name>`) is the
+//! entry's own, handed over beside the stream's labels. Timestamps: the
+//! record's milliseconds, or the exact nanoseconds of a Loki push
+//! (`logpost.ns_be`; `logpost.ns` or `logpost.ts_ns` in older records).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use logpost_shared::batch::RecordView;
 
 use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
-use crate::ingest::loki::records::exact_ns;
+use crate::ingest::loki::records::{METADATA_HEADER_PREFIX, SUB_MS_HEADER, exact_ns};
 use crate::store::scan::ScanError;
 use crate::store::summary::{LabelBytes, is_internal};
 use crate::store::{Store, Topic};
@@ -151,6 +152,8 @@ pub struct Hit<'a> {
     pub timestamp_ms: i64,
     pub timestamp_ns: i64,
     pub labels: &'a Labels,
+    /// The entry's structured metadata, `None` when it has none.
+    pub metadata: Option<Labels>,
     pub record: &'a RecordView<'a>,
 }
 
@@ -227,6 +230,7 @@ impl EntrySource for StoreSource<'_> {
             f(Entry {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
+                metadata: h.metadata,
                 line: h.record.value.unwrap_or_default(),
                 leading_filters_passed: true,
             })
@@ -265,6 +269,7 @@ impl EntrySource for StoreSource<'_> {
             Found::Hit(h) => f(Scanned::Entry(Entry {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
+                metadata: h.metadata,
                 line: h.record.value.unwrap_or_default(),
                 leading_filters_passed: true,
             })),
@@ -393,19 +398,64 @@ struct LabelCache {
     last: LabelBytes,
     labels: Labels,
     selected: bool,
+    /// How many of the record's headers are labels (not logpost's own).
+    label_headers: usize,
 }
 
 impl LabelCache {
-    /// Labels of `record` of `topic` and whether `selector` accepts them.
-    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
+    /// Labels of `record` of `topic`, whether `selector` accepts them, and
+    /// how many of its headers are labels (see [`metadata_of`]).
+    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool, usize) {
         if !self.last.same(record) {
             self.last.keep(record);
             let stream = crate::store::summary::stream_labels(record);
             self.labels = labels_of(topic, &stream);
             self.selected = selector.matches(&self.labels);
+            self.label_headers = record.headers.iter().filter(|h| !is_internal(h.key)).count();
         }
-        (&self.labels, self.selected)
+        (&self.labels, self.selected, self.label_headers)
     }
+}
+
+/// The structured metadata of a copied-out record (the live tail's and
+/// `/v1/query`'s), `None` without any.
+pub fn stored_metadata(headers: &[(String, Option<Vec<u8>>)]) -> Option<Labels> {
+    let pairs: Vec<(&str, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(METADATA_HEADER_PREFIX)?;
+            Some((
+                name,
+                String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned(),
+            ))
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
+}
+
+/// The structured metadata of `record`, whose stream has `label_headers`
+/// label headers: `None` without any. A record with no header beyond its
+/// labels, or only a last `logpost.ns_be`, has none: that is decided
+/// without reading a header, so scans of agents' records (which never
+/// carry metadata) and of pushes without it pay nothing per record.
+pub fn metadata_of(record: &RecordView<'_>, label_headers: usize) -> Option<Labels> {
+    let headers = &record.headers;
+    let extra = headers.len().checked_sub(label_headers)?;
+    if extra == 0 || (extra == 1 && headers.last().is_some_and(|h| h.key == SUB_MS_HEADER.as_bytes())) {
+        return None;
+    }
+    let prefix = METADATA_HEADER_PREFIX.as_bytes();
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|h| {
+            let name = h.key.strip_prefix(prefix)?;
+            Some((
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            ))
+        })
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
 }
 
 /// What one topic's scan reuses from segment to segment.
