@@ -20,10 +20,10 @@ use serde_json::{Value as Json_, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::loki_categorized::{CATEGORIZE_LABELS, categorized_streams_json, wants_categorized};
 use super::loki_params::Params;
 use crate::query::logql::{
-    Direction, EvalError, Expr, Labels, Matrix, Selector, StreamEntry, Streams, Value, eval_instant, eval_logs,
-    eval_range, parse,
+    EvalError, Expr, Labels, Matrix, Selector, Streams, Value, eval_instant, eval_logs, eval_range, parse,
 };
 use crate::query::source::{ScanStats, StoreSource, labels_of, topics_for, unknown_topic};
 use crate::store::Store;
@@ -89,7 +89,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         .map_err(LokiError)
 }
 
-fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
+pub(super) fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
     labels
         .iter()
         .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
@@ -123,69 +123,6 @@ fn streams_json(streams: &Streams) -> Json_ {
                     .map(|e| json!([e.timestamp_ns.to_string(), String::from_utf8_lossy(&e.line)]))
                     .collect();
                 json!({ "stream": label_map(&s.labels), "values": values })
-            })
-            .collect(),
-    )
-}
-
-/// Loki's header asking for labels by category (Loki 3, Grafana's
-/// "categorize-labels"): streams keep their own labels only, and each
-/// entry says which labels came from its structured metadata and which
-/// the pipeline parsed.
-const ENCODING_FLAGS_HEADER: &str = "x-loki-response-encoding-flags";
-const CATEGORIZE_LABELS: &str = "categorize-labels";
-
-/// Whether the request asks for [`CATEGORIZE_LABELS`].
-fn wants_categorized(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(ENCODING_FLAGS_HEADER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|flag| flag.trim() == CATEGORIZE_LABELS)
-}
-
-/// Streams as Loki encodes them with [`CATEGORIZE_LABELS`]: grouped by the
-/// stream's own labels; each value `[ts, line, {"structuredMetadata": {..},
-/// "parsed": {..}}]` (an empty category is left out), in the query's order.
-fn categorized_streams_json(streams: &Streams, direction: Direction) -> Json_ {
-    let mut groups: BTreeMap<Labels, Vec<&StreamEntry>> = BTreeMap::new();
-    for s in streams {
-        for e in &s.entries {
-            let mut own = s.labels.clone();
-            for category in [&e.structured_metadata, &e.parsed].into_iter().flatten() {
-                own.retain(|name, _| !category.contains(name));
-            }
-            groups.entry(own).or_default().push(e);
-        }
-    }
-    Json_::Array(
-        groups
-            .into_iter()
-            .map(|(labels, mut entries)| {
-                // Stable: entries of one time keep the engine's order.
-                match direction {
-                    Direction::Backward => entries.sort_by_key(|e| std::cmp::Reverse(e.timestamp_ns)),
-                    Direction::Forward => entries.sort_by_key(|e| e.timestamp_ns),
-                }
-                let values: Vec<Json_> = entries
-                    .iter()
-                    .map(|e| {
-                        let mut categories = serde_json::Map::new();
-                        if let Some(m) = &e.structured_metadata {
-                            categories.insert("structuredMetadata".into(), Json_::Object(label_map(m)));
-                        }
-                        if let Some(p) = &e.parsed {
-                            categories.insert("parsed".into(), Json_::Object(label_map(p)));
-                        }
-                        json!([
-                            e.timestamp_ns.to_string(),
-                            String::from_utf8_lossy(&e.line),
-                            Json_::Object(categories)
-                        ])
-                    })
-                    .collect();
-                json!({ "stream": label_map(&labels), "values": values })
             })
             .collect(),
     )

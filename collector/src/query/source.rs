@@ -26,15 +26,18 @@ use logpost_shared::batch::RecordView;
 
 use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
 use super::prefilter::Prefilter;
-use crate::ingest::loki::records::{METADATA_HEADER_PREFIX, SUB_MS_HEADER, exact_ns};
+use crate::ingest::loki::records::exact_ns;
 use crate::store::scan::ScanError;
 use crate::store::summary::{LabelBytes, is_internal};
 use crate::store::{Store, Topic};
 
 pub(crate) mod ahead;
 mod batches;
+mod metadata;
 mod newest;
 mod plan;
+
+pub use metadata::{metadata_of, stored_metadata};
 
 use newest::Part;
 use plan::plan_segment;
@@ -415,47 +418,6 @@ impl LabelCache {
         }
         (&self.labels, self.selected, self.label_headers)
     }
-}
-
-/// The structured metadata of a copied-out record (the live tail's and
-/// `/v1/query`'s), `None` without any.
-pub fn stored_metadata(headers: &[(String, Option<Vec<u8>>)]) -> Option<Labels> {
-    let pairs: Vec<(&str, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.strip_prefix(METADATA_HEADER_PREFIX)?;
-            Some((
-                name,
-                String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned(),
-            ))
-        })
-        .collect();
-    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
-}
-
-/// The structured metadata of `record`, whose stream has `label_headers`
-/// label headers: `None` without any. A record with no header beyond its
-/// labels, or only a last `logpost.ns_be`, has none: that is decided
-/// without reading a header, so scans of agents' records (which never
-/// carry metadata) and of pushes without it pay nothing per record.
-pub fn metadata_of(record: &RecordView<'_>, label_headers: usize) -> Option<Labels> {
-    let headers = &record.headers;
-    let extra = headers.len().checked_sub(label_headers)?;
-    if extra == 0 || (extra == 1 && headers.last().is_some_and(|h| h.key == SUB_MS_HEADER.as_bytes())) {
-        return None;
-    }
-    let prefix = METADATA_HEADER_PREFIX.as_bytes();
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|h| {
-            let name = h.key.strip_prefix(prefix)?;
-            Some((
-                String::from_utf8_lossy(name).into_owned(),
-                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-            ))
-        })
-        .collect();
-    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
 }
 
 /// What one topic's scan reuses from segment to segment.
