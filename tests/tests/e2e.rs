@@ -17,6 +17,7 @@ mod kafka_clients;
 mod kafka_raw;
 mod limits;
 mod logql_corpus;
+mod logql_parity;
 mod loki_api;
 mod loki_push;
 mod metrics;

@@ -14,12 +14,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json_, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::loki_categorized::{CATEGORIZE_LABELS, categorized_streams_json, wants_categorized};
 use super::loki_params::Params;
 use crate::query::logql::{
     EvalError, Expr, Labels, Matrix, Selector, Streams, Value, eval_instant, eval_logs, eval_range, parse,
@@ -88,7 +89,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
         .map_err(LokiError)
 }
 
-fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
+pub(super) fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
     labels
         .iter()
         .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
@@ -161,8 +162,13 @@ fn success(data: Json_) -> Response {
 ///
 /// # Errors
 /// 400 for a bad query, parameter or time range, or an unknown topic.
-pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+pub async fn query_range(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
+    let categorized = wants_categorized(&headers);
     let expr = parse_query(&app.store, p.query()?)?;
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(DEFAULT_LIMIT)?;
@@ -185,14 +191,23 @@ pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
                 let streams =
                     eval_logs(log, start, end.saturating_add(1), limit, direction, &mut src).map_err(eval_error)?;
                 let n = streams.iter().map(|s| s.entries.len()).sum();
-                ("streams", streams_json(&streams), n)
+                if categorized {
+                    ("streams", categorized_streams_json(&streams, direction), n)
+                } else {
+                    ("streams", streams_json(&streams), n)
+                }
             }
             Expr::Metric(m) => {
                 let matrix = eval_range(m, start, end, step, &mut src).map_err(eval_error)?;
                 ("matrix", matrix_json(&matrix), 0)
             }
         };
-        Ok(json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) }))
+        let mut data =
+            json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) });
+        if categorized && result_type == "streams" {
+            data["encodingFlags"] = json!([CATEGORIZE_LABELS]);
+        }
+        Ok(data)
     })
     .await?;
     Ok(success(data))
@@ -295,6 +310,7 @@ fn inventory(store: &Store, selector: Option<&Selector>, start_ns: i64, end_ns: 
 
 /// The selector of an optional `query` parameter (a log query's).
 fn selector_param(store: &Store, p: &Params, name: &str) -> Result<Option<Selector>, ApiError> {
+    p.check_utf8(name)?;
     let Some(q) = p.get(name) else { return Ok(None) };
     match parse_query(store, q)? {
         Expr::Log(l) => Ok(Some(l.selector)),
@@ -357,6 +373,8 @@ pub async fn label_values(
 pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("match[]")?;
+    p.check_utf8("match")?;
     let mut selectors = Vec::new();
     for m in p.all("match[]").iter().chain(p.all("match")) {
         match parse_query(&app.store, m)? {

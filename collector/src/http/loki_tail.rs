@@ -147,6 +147,9 @@ pub fn poll(
                 if ts < start_ns || !log.selector.matches(&labels) {
                     continue;
                 }
+                if let Some(metadata) = crate::query::source::stored_metadata(&r.headers) {
+                    labels.add_metadata(&metadata);
+                }
                 let value = r.value.as_deref().unwrap_or_default();
                 if let Some(line) = log.pipeline.process(value, &mut labels) {
                     out.push(TailEntry {

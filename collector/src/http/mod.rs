@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod groups;
 pub mod ingest;
 pub mod loki;
+pub mod loki_categorized;
 pub mod loki_params;
 pub mod loki_read;
 pub mod loki_tail;
