@@ -31,6 +31,26 @@ pub(super) const COPY_DECISION: Duration = Duration::from_secs(2);
 
 /// Tracked files with a full head, by directory and head CRC.
 pub(super) type LiveHeads = HashMap<(PathBuf, u32), Vec<FileKey>>;
+/// How long the rest of a content that went is looked for, when it was
+/// not found at once.
+pub(super) const MISSING_LOOKED_FOR: Duration = Duration::from_secs(10);
+
+/// A content that went (truncated, renamed away, compressed) whose rest
+/// was not found at once: looked for again (`look_for_missing`).
+#[derive(Debug, Clone)]
+pub struct Missing {
+    pub(super) dir: PathBuf,
+    pub(super) head: Head,
+    pub(super) pos: u64,
+    pub(super) source: usize,
+    /// After a restart: the stream it continues, from the checkpoint.
+    pub(super) continues: Option<Continues>,
+    /// Seen going live: (the original, its stream, its generation then,
+    /// where its records of that content end).
+    pub(super) live: Option<(FileKey, i64, u32, u64)>,
+    pub(super) window: CopyWindow,
+    pub(super) until: Instant,
+}
 
 /// The content a file had before it was truncated, and how far it was read.
 #[derive(Debug, Clone)]
@@ -177,6 +197,7 @@ impl FileServer {
                     generation: e.generation,
                     born: e.born_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
                     tail: e.tail,
+                    continues: None,
                 },
                 e.continues.or(original),
             ),
@@ -188,6 +209,7 @@ impl FileServer {
                     generation: 0,
                     born: window.from,
                     tail: super::fingerprint::Tail::NONE,
+                    continues: None,
                 },
                 original,
             ),
@@ -211,6 +233,44 @@ impl FileServer {
         self.retired.retain(|r| !(r.dir == dir && r.head == head));
         self.insert_tracked(path, t);
         Some(key)
+    }
+
+    /// Wires copy `c` of content of stream `original` that the tailing
+    /// loop saw go (truncated, or compressed away): the copy's stream is
+    /// new (nothing to ask the collector now; after a crash the original's
+    /// stream says where it starts), and it is not read before the
+    /// collector has acknowledged what was read of the original (`after`:
+    /// the original, its generation then and where its records end).
+    pub(super) fn continue_in_copy(&mut self, c: FileKey, original: i64, after: (FileKey, u32, u64)) {
+        if let Some(c) = self.files.get_mut(&c) {
+            c.synced = true;
+            c.continues = Some(Continues {
+                original,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some(after);
+        }
+    }
+
+    /// Looks again for the contents whose rest was not found yet; forgets
+    /// those looked for long enough.
+    pub(super) fn look_for_missing(&mut self, now: Instant) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let missing = std::mem::take(&mut self.missing);
+        for m in missing {
+            let found = self.adopt_truncated_copy(&m.dir, m.head, m.pos, m.source, m.continues, m.window, now);
+            match found {
+                Some(c) => {
+                    if let Some((key, original, generation, end)) = m.live {
+                        self.continue_in_copy(c, original, (key, generation, end));
+                    }
+                }
+                None if now < m.until => self.missing.push(m),
+                None => tracing::debug!(dir = %m.dir.display(), pos = m.pos, "no copy of truncated content found"),
+            }
+        }
     }
 
     /// Whether the copy `key`, adopted at a live truncation, may be read:
@@ -426,8 +486,8 @@ impl FileServer {
             };
             Some((dir, f.head, f.framer.emitted_pos(), f.source, window))
         });
-        let copy = old.and_then(|(dir, head, pos, source, window)| {
-            self.adopt_truncated_copy(&dir, head, pos, source, None, window, now)
+        let copy = old.as_ref().and_then(|(dir, head, pos, source, window)| {
+            self.adopt_truncated_copy(dir, *head, *pos, *source, None, *window, now)
         });
         let adopted = copy.is_some();
         let Some(f) = self.files.get_mut(&key) else { return };
@@ -457,19 +517,29 @@ impl FileServer {
         }
         flush_multiline(f, &ctx, &mut sink, true);
         let old_content = (f.generation, f.last_record_end);
+        let read_to = f.framer.emitted_pos();
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
         }
         let original = f.producer_id;
-        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
-            // The copy's stream is new: nothing to ask the collector now.
-            // After a crash, the original's stream says where it starts.
-            c.synced = true;
-            c.continues = Some(Continues {
-                original,
-                checkpoint_seq: None,
-            });
-            c.after_original = Some((key, old_content.0, old_content.1));
+        match copy {
+            Some(c) => self.continue_in_copy(c, original, (key, old_content.0, old_content.1)),
+            None => {
+                // No copy yet (logrotate's gzip may be between removing
+                // the plain copy and finishing the `.gz`): looked for again.
+                if let Some((dir, head, _, source, window)) = old {
+                    self.missing.push(Missing {
+                        dir,
+                        head,
+                        pos: read_to,
+                        source,
+                        continues: None,
+                        live: Some((key, original, old_content.0, old_content.1)),
+                        window,
+                        until: now + MISSING_LOOKED_FOR,
+                    });
+                }
+            }
         }
         for req in std::mem::take(sealed) {
             self.send(req);

@@ -107,6 +107,8 @@ impl FileServer {
     fn apply_stream_state(&mut self, key: FileKey, state: &StreamState, original: Option<&StreamState>) {
         self.checkpoint_stale = true;
         let Some(f) = self.files.get_mut(&key) else { return };
+        tracing::debug!(path = %f.path.display(), found = state.found, cursor = ?state.cursor, continues = ?f.continues,
+            original = original.is_some(), "where the collector says this file's stream stands");
         f.synced = true;
         if !state.found {
             if let (Some(original), Some(continues)) = (original, f.continues) {
@@ -179,7 +181,20 @@ impl FileServer {
                 copy.start_at(pos);
                 copy.after_original = None;
             } else if let Some(dir) = dir {
-                self.adopt_truncated_copy(&dir, head, pos, source, None, window, Instant::now());
+                let now = Instant::now();
+                if self.adopt_truncated_copy(&dir, head, pos, source, None, window, now).is_none() {
+                    // Maybe being compressed: looked for again.
+                    self.missing.push(super::copies::Missing {
+                        dir,
+                        head,
+                        pos,
+                        source,
+                        continues: None,
+                        live: None,
+                        window,
+                        until: now + super::copies::MISSING_LOOKED_FOR,
+                    });
+                }
             }
         }
     }
@@ -198,6 +213,8 @@ impl FileServer {
 /// - else where the checkpoint said (a copy adopted live: its position is
 ///   where the original's records of this content end).
 fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, continues: Continues) {
+    tracing::debug!(path = %f.path.display(), found = original.found, cursor = ?original.cursor,
+        next_sequence = ?original.next_sequence, ?continues, "where the original of this copy stands");
     if !original.found {
         return;
     }
