@@ -20,7 +20,7 @@ use crate::ship::batcher::ShipRequest;
 /// Shortest head that identifies a content by itself for copy detection:
 /// shorter heads (a banner line) are too likely to repeat in unrelated
 /// files, and need the birth time of the copy to agree (`CopyWindow`).
-const MIN_COPY_HEAD: u32 = 64;
+pub(super) const MIN_COPY_HEAD: u32 = 64;
 /// How long after a truncation a copy of the old content is recognised.
 const COPY_WINDOW: Duration = Duration::from_secs(600);
 /// Truncated contents remembered for copy detection.
@@ -62,6 +62,19 @@ pub struct Retired {
     /// When the content began and when it was found gone: a copy of it
     /// was made in between (see `CopyWindow`).
     window: CopyWindow,
+    /// The stream that read it and (its file, its generation then, where
+    /// its records of it end): a copy continues it (`continue_in_copy`).
+    original: i64,
+    after: (FileKey, u32, u64),
+}
+
+/// A new file found to be the copy of a content that went.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CopyOf {
+    /// Where the copy is read from.
+    pub pos: u64,
+    pub original: i64,
+    pub after: (FileKey, u32, u64),
 }
 
 /// When a copy of a content can have been made: after the content began,
@@ -117,6 +130,19 @@ impl FileServer {
         now: Instant,
     ) -> Option<FileKey> {
         if head.len == 0 {
+            return None;
+        }
+        // Already being read from a copy (found by an earlier look, or the
+        // plain copy before logrotate's gzip replaced it with a `.gz`):
+        // one copy continues a content, never two.
+        let taken = self.files.values().any(|t| {
+            t.head == head
+                && !t.pristine
+                && t.copy_check_until.is_none()
+                && t.path.parent() == Some(dir)
+                && t.continues.is_some()
+        });
+        if taken {
             return None;
         }
         let entries = std::fs::read_dir(dir).ok()?;
@@ -310,28 +336,30 @@ impl FileServer {
     }
 
     /// Remembers a file's content just before it was truncated.
-    pub(super) fn retired_heads_insert(&mut self, key: FileKey) {
+    fn retired_heads_insert(&mut self, key: FileKey, head: Head, pos: u64, window: CopyWindow, after: (u32, u64)) {
         let Some(f) = self.files.get(&key) else { return };
-        if f.head.len == 0 {
+        if head.len == 0 {
             return;
         }
         let dir = f.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let original = f.producer_id;
         if self.retired.len() >= MAX_RETIRED {
             self.retired.remove(0);
         }
         self.retired.push(Retired {
             dir,
-            head: f.head,
-            pos: f.framer.emitted_pos(),
+            head,
+            pos,
             at: Instant::now(),
-            window: CopyWindow {
-                from: f.content_born,
-                until: SystemTime::now(),
-            },
+            window,
+            original,
+            after: (key, after.0, after.1),
         });
     }
 
-    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<u64> {
+    /// Whether `file` (at `path`, `size` bytes) is the copy of a content
+    /// that went recently; where it is read from, and what it continues.
+    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<CopyOf> {
         self.retired.retain(|r| now.duration_since(r.at) < COPY_WINDOW);
         let dir = path.parent()?;
         let meta = file.metadata().ok()?;
@@ -343,7 +371,12 @@ impl FileServer {
             .iter()
             .position(|r| r.dir == dir && r.head.matches(file).unwrap_or(false) && r.window.admits(r.head, &meta))?;
         let r = self.retired.remove(i);
-        Some(r.pos.min(size))
+        self.missing.retain(|m| !(m.dir == r.dir && m.head == r.head));
+        Some(CopyOf {
+            pos: r.pos.min(size),
+            original: r.original,
+            after: r.after,
+        })
     }
 
     /// Whether a new file may be a copy that copytruncate is making of a
@@ -367,7 +400,14 @@ impl FileServer {
     /// read, the furthest it has read), not as it is now: the copy may be
     /// looked at after the live file was truncated but before the agent
     /// noticed, and must then still be taken for its copy.
-    fn shadows_live_file(&self, path: &Path, file: &File, size: u64, heads: &LiveHeads, except: Option<FileKey>) -> bool {
+    fn shadows_live_file(
+        &self,
+        path: &Path,
+        file: &File,
+        size: u64,
+        heads: &LiveHeads,
+        except: Option<FileKey>,
+    ) -> bool {
         let Some(dir) = path.parent() else { return false };
         let Ok(head) = Head::read(file) else { return false };
         heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
@@ -398,7 +438,9 @@ impl FileServer {
                 // This file is how it starts (read now: it may have changed).
                 let Ok(mine) = Head::read(file) else { return false };
                 u64::from(mine.len) == size
-                    && o.file.as_ref().is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
+                    && o.file
+                        .as_ref()
+                        .is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
             }
         })
     }
@@ -443,9 +485,10 @@ impl FileServer {
             return false;
         };
         f.copy_check_until = None;
-        if let Some(pos) = copy_from {
-            tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
-            f.start_at(pos);
+        if let Some(c) = copy_from {
+            tracing::info!(path = %path.display(), pos = c.pos, "file is a copy of truncated content; reading only what was not read before");
+            f.start_at(c.pos);
+            self.continue_in_copy(key, c.original, c.after);
         }
         true
     }
@@ -473,23 +516,25 @@ impl FileServer {
         }
         self.checkpoint_stale = true;
         self.stats.truncations += 1;
-        // Remember the old content's head and how far it was read: a copy
-        // of it (logrotate's copytruncate) is then read only past that point.
-        self.retired_heads_insert(key);
         // What had not been read of the old content is in its copy, if
         // copytruncate made one: read it from there.
-        let old = self.files.get(&key).and_then(|f| {
-            let dir = f.path.parent()?.to_path_buf();
-            let window = CopyWindow {
-                from: f.content_born,
-                until: SystemTime::now(),
-            };
-            Some((dir, f.head, f.framer.emitted_pos(), f.source, window))
-        });
-        let copy = old.as_ref().and_then(|(dir, head, pos, source, window)| {
-            self.adopt_truncated_copy(dir, *head, *pos, *source, None, *window, now)
-        });
-        let adopted = copy.is_some();
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        let window = CopyWindow {
+            from: f.content_born,
+            until: SystemTime::now(),
+        };
+        let (head, source) = (f.head, f.source);
+        let copy = self.adopt_truncated_copy(
+            &dir,
+            head,
+            self.files.get(&key).map_or(0, |f| f.framer.emitted_pos()),
+            source,
+            None,
+            window,
+            now,
+        );
         let Some(f) = self.files.get_mut(&key) else { return };
         let Some(ctx) = EmitCtx::for_source(
             &self.cfg,
@@ -510,7 +555,7 @@ impl FileServer {
         };
         // The old content is gone: its last line (unless the copy has it
         // whole) and held event go out now.
-        if !adopted {
+        if copy.is_none() {
             emit_lines(f, &ctx, &mut sink, |framer, emit| {
                 framer.flush(emit);
             });
@@ -525,20 +570,22 @@ impl FileServer {
         match copy {
             Some(c) => self.continue_in_copy(c, original, (key, old_content.0, old_content.1)),
             None => {
-                // No copy yet (logrotate's gzip may be between removing
-                // the plain copy and finishing the `.gz`): looked for again.
-                if let Some((dir, head, _, source, window)) = old {
-                    self.missing.push(Missing {
-                        dir,
-                        head,
-                        pos: read_to,
-                        source,
-                        continues: None,
-                        live: Some((key, original, old_content.0, old_content.1)),
-                        window,
-                        until: now + MISSING_LOOKED_FOR,
-                    });
-                }
+                // Remembered, so that a copy found later (a new file the
+                // scan meets, or one held back) is read only past what was
+                // read here; and looked for again meanwhile (logrotate's
+                // gzip may be between removing the plain copy and
+                // finishing the `.gz`).
+                self.retired_heads_insert(key, head, read_to, window, old_content);
+                self.missing.push(Missing {
+                    dir,
+                    head,
+                    pos: read_to,
+                    source,
+                    continues: None,
+                    live: Some((key, original, old_content.0, old_content.1)),
+                    window,
+                    until: now + MISSING_LOOKED_FOR,
+                });
             }
         }
         for req in std::mem::take(sealed) {

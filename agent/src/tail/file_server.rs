@@ -105,6 +105,9 @@ pub struct FileServer {
     pub(super) retired: Vec<super::copies::Retired>,
     /// Contents that went whose rest is still looked for.
     pub(super) missing: Vec<super::copies::Missing>,
+    /// New files just found to be copies of contents that went, to be
+    /// wired to the streams they continue once tracked.
+    pub(super) copies_found: Vec<(FileKey, super::copies::CopyOf)>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
@@ -219,6 +222,7 @@ impl FileServer {
             },
             retired: Vec::new(),
             missing: Vec::new(),
+            copies_found: Vec::new(),
             lookup,
             next_sync: Instant::now(),
             last_checkpoint_write: Instant::now(),

@@ -126,6 +126,9 @@ impl FileServer {
                         t.file = None;
                     }
                     self.insert_tracked(f.path, t);
+                    for (copy, of) in std::mem::take(&mut self.copies_found) {
+                        self.continue_in_copy(copy, of.original, of.after);
+                    }
                 }
                 Err(e) => {
                     needs_rescan = true;
@@ -149,7 +152,11 @@ impl FileServer {
             .collect();
         let mut listings: HashMap<PathBuf, HashMap<FileKey, PathBuf>> = HashMap::new();
         for key in unseen {
-            let Some(dir) = self.files.get(&key).and_then(|t| t.path.parent().map(Path::to_path_buf)) else {
+            let Some(dir) = self
+                .files
+                .get(&key)
+                .and_then(|t| t.path.parent().map(Path::to_path_buf))
+            else {
                 continue;
             };
             let listing = listings.entry(dir.clone()).or_insert_with(|| list_dir(&dir));
@@ -296,8 +303,10 @@ impl FileServer {
                 continues: None,
             };
         }
-        if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
+        if let Some(copy_of) = self.copy_of_retired(path, file, meta.len(), now) {
+            let pos = copy_of.pos;
             tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
+            self.copies_found.push((key, copy_of));
             return Start {
                 pos,
                 producer_id,
@@ -354,6 +363,23 @@ impl FileServer {
                 self.adopt_moved_content(&dir, &entry, source, now);
                 continue;
             };
+            // An inode is reused: a checkpointed content with no head to
+            // tell it by, or an inode now under a name that is neither
+            // matched nor a rotation of the old one (a new logrotate state
+            // file), is not that content.
+            let old_stem = entry
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if entry.head.len == 0 || !(self.matched_by_a_source(&path) || is_rotated_name(&name, &old_stem)) {
+                continue;
+            }
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
             if FileKey::of(&meta) != entry.key {
@@ -375,7 +401,8 @@ impl FileServer {
                 (file, None)
             };
             let Ok(meta) = file.metadata() else { continue };
-            let same = entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
+            let same =
+                entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
             if !same {
                 // Its inode holds other content now: the old one may be in a copy.
                 self.adopt_moved_content(&dir, &entry, source, now);
@@ -417,10 +444,9 @@ impl FileServer {
     /// was down, found as new by the scan or not matched by any glob), that
     /// file is read from where the content had got to, as its continuation.
     fn adopt_moved_content(&mut self, dir: &Path, entry: &Entry, source: usize, now: Instant) {
-        if never_read(entry) {
-            // Nothing of it was read: if it was a copy held back, its
-            // content is its original's, recovered through that one; if it
-            // was new, the siblings' scan reads it from its start.
+        if never_read(entry) && entry.held {
+            // A copy held back: its content is its original's, recovered
+            // through that one.
             return;
         }
         let window = CopyWindow {
@@ -432,8 +458,10 @@ impl FileServer {
             checkpoint_seq: Some(entry.next_seq),
         };
         match self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
-            Some(copy) => tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
-                "checkpointed content found in another file"),
+            Some(copy) => {
+                tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
+                "checkpointed content found in another file")
+            }
             // Maybe being compressed, or renamed while listed: looked for again.
             None => self.missing.push(super::copies::Missing {
                 dir: dir.to_owned(),
@@ -460,7 +488,12 @@ impl FileServer {
         if self.first_start || self.checkpoint_saved_ms == 0 {
             return;
         }
-        let since = UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms);
+        // Modified after the last checkpoint, give or take half of
+        // `rotated_file_idle`: a file finished and forgotten before that
+        // checkpoint had been idle at least that long.
+        let since = (UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms))
+            .checked_sub(self.cfg.tail.rotated_file_idle / 2)
+            .unwrap_or(UNIX_EPOCH);
         // Per directory: (stem of a tracked file's name, its source).
         let mut stems: HashMap<PathBuf, Vec<(String, usize)>> = HashMap::new();
         for f in self.files.values() {
@@ -545,6 +578,7 @@ impl FileServer {
                         t.continues = continues;
                         t.inflated = inflated;
                         t.pristine = continues.is_none() && !gzip;
+                        t.next_seq = 0;
                         t.record_key = self.render_key(source, &path);
                         self.insert_tracked(path, t);
                     }
@@ -617,12 +651,15 @@ impl FileServer {
         // A partial last line is read again, whole, from the copy.
         let pos = f.framer.emitted_pos();
         f.framer.reset(pos);
-        let (head, source, producer_id, generation, end) = (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
+        let (head, source, producer_id, generation, end) =
+            (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
         let window = CopyWindow {
             from: f.content_born,
             until: SystemTime::now(),
         };
-        let Some(dir) = f.path.parent().map(Path::to_path_buf) else { return };
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
         tracing::info!(path = %f.path.display(), "file gone while closed; looking for its content elsewhere");
         self.checkpoint_stale = true;
         let now = Instant::now();
@@ -759,7 +796,9 @@ fn is_rotated_name(name: &str, stem: &str) -> bool {
 
 /// Compressed rotated files, which cannot be tailed as they are.
 fn is_compressed_name(name: &str) -> bool {
-    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"].iter().any(|x| name.ends_with(x))
+    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 /// Regular files of a directory by device and inode.

@@ -294,7 +294,12 @@ impl TrackedFile {
             next_seq,
             generation: self.generation,
             continues: self.continues,
-            tail: if pos == self.framer.next_pos() { self.tail } else { Tail::NONE },
+            tail: if pos == self.framer.next_pos() {
+                self.tail
+            } else {
+                Tail::NONE
+            },
+            held: self.copy_check_until.is_some(),
             born_ms: self.content_born.and_then(|t| {
                 let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                 u64::try_from(d.as_millis()).ok()
