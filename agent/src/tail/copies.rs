@@ -307,7 +307,14 @@ impl FileServer {
     /// read, the furthest it has read), not as it is now: the copy may be
     /// looked at after the live file was truncated but before the agent
     /// noticed, and must then still be taken for its copy.
-    fn shadows_live_file(&self, path: &Path, file: &File, size: u64, heads: &LiveHeads, except: Option<FileKey>) -> bool {
+    fn shadows_live_file(
+        &self,
+        path: &Path,
+        file: &File,
+        size: u64,
+        heads: &LiveHeads,
+        except: Option<FileKey>,
+    ) -> bool {
         let Some(dir) = path.parent() else { return false };
         let Ok(head) = Head::read(file) else { return false };
         heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
@@ -338,7 +345,9 @@ impl FileServer {
                 // This file is how it starts (read now: it may have changed).
                 let Ok(mine) = Head::read(file) else { return false };
                 u64::from(mine.len) == size
-                    && o.file.as_ref().is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
+                    && o.file
+                        .as_ref()
+                        .is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
             }
         })
     }

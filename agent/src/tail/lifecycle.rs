@@ -327,7 +327,8 @@ impl FileServer {
             if FileKey::of(&meta) != entry.key {
                 continue;
             }
-            let same = entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
+            let same =
+                entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
             if !same {
                 // Its inode holds other content now: the old one may be in a copy.
                 self.adopt_moved_content(&dir, &entry, source, now);
@@ -375,7 +376,8 @@ impl FileServer {
             original: entry.producer_id,
             checkpoint_seq: Some(entry.next_seq),
         };
-        if let Some(copy) = self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
+        if let Some(copy) = self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now)
+        {
             tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
                 "checkpointed content found in another file");
         }
@@ -442,9 +444,7 @@ impl FileServer {
                 // made while the agent was down, and held nothing unread)
                 // starts where that content had got to.
                 let known = loaded.iter().find(|e| {
-                    e.path.parent() == Some(dir.as_path())
-                        && e.head.len > 0
-                        && e.head.matches(&file).unwrap_or(false)
+                    e.path.parent() == Some(dir.as_path()) && e.head.len > 0 && e.head.matches(&file).unwrap_or(false)
                 });
                 let (pos, continues) = match known {
                     Some(e) => (
@@ -544,12 +544,15 @@ impl FileServer {
         // A partial last line is read again, whole, from the copy.
         let pos = f.framer.emitted_pos();
         f.framer.reset(pos);
-        let (head, source, producer_id, generation, end) = (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
+        let (head, source, producer_id, generation, end) =
+            (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
         let window = CopyWindow {
             from: f.content_born,
             until: SystemTime::now(),
         };
-        let Some(dir) = f.path.parent().map(Path::to_path_buf) else { return };
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
         tracing::info!(path = %f.path.display(), "file gone while closed; looking for its content elsewhere");
         self.checkpoint_stale = true;
         let copy = self.adopt_truncated_copy(&dir, head, pos, source, None, window, Instant::now());
@@ -674,7 +677,9 @@ fn is_rotated_name(name: &str, stem: &str) -> bool {
 
 /// Compressed rotated files, which cannot be tailed as they are.
 fn is_compressed_name(name: &str) -> bool {
-    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"].iter().any(|x| name.ends_with(x))
+    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 /// Regular files of a directory by device and inode.

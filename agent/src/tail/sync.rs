@@ -164,7 +164,11 @@ impl FileServer {
             let (dir, source) = (f.path.parent().map(std::path::Path::to_path_buf), f.source);
             // That content began no earlier than the file itself.
             let window = super::copies::CopyWindow {
-                from: f.file.as_ref().and_then(|h| h.metadata().ok()).and_then(|m| super::fingerprint::born(&m)),
+                from: f
+                    .file
+                    .as_ref()
+                    .and_then(|h| h.metadata().ok())
+                    .and_then(|m| super::fingerprint::born(&m)),
                 until: std::time::SystemTime::now(),
             };
             let waiting_copy = self

@@ -291,7 +291,11 @@ impl TrackedFile {
             next_seq,
             generation: self.generation,
             continues: self.continues,
-            tail: if pos == self.framer.next_pos() { self.tail } else { Tail::NONE },
+            tail: if pos == self.framer.next_pos() {
+                self.tail
+            } else {
+                Tail::NONE
+            },
             born_ms: self.content_born.and_then(|t| {
                 let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                 u64::try_from(d.as_millis()).ok()

@@ -112,10 +112,16 @@ impl From<&StoreError> for ApiError {
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::TopicLimit { .. } => StatusCode::FORBIDDEN,
-            StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Poisoned { .. } | StoreError::ShuttingDown | StoreError::ReplicaOutOfOrder { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // A cluster node that does not lead the partition: the client
+            // asks the cluster where the leader is and sends it there.
+            StoreError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
             StoreError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Io { .. }
+            | StoreError::Read { .. }
             | StoreError::Meta { .. }
             | StoreError::MetaCorrupt { .. }
             | StoreError::Internal(_)

@@ -161,6 +161,7 @@ pub async fn ingest(
                 cursor: b.cursor.clone(),
                 stats: Some(Arc::clone(&b.stats)),
                 ahead: params.pipelined,
+                replicated: false,
             })
             .collect();
         pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), items).await));
@@ -226,7 +227,7 @@ async fn wait_for_predecessors(shares: &[(&Arc<Partition>, Vec<&CheckedBatch>)],
                 continue;
             }
             // Subscribed before the check, so an append in between wakes us.
-            let mut appended = partition.watch_high_watermark();
+            let mut appended = partition.watch_log_end();
             if partition.decidable_ahead(&b.header) {
                 continue;
             }

@@ -50,7 +50,9 @@ use std::time::Duration;
 use logpost_shared::topic::{TopicNameError, validate_topic_name};
 
 pub use dedup::{BatchOutcome, Refusal};
-pub use partition::{AppendItem, Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView};
+pub use partition::{
+    AppendItem, Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView, TruncateReport, WriteRole,
+};
 pub use segment::{BatchSummary, SegmentError};
 pub use topic::{Topic, TopicMeta};
 
@@ -199,6 +201,26 @@ pub enum StoreError {
     BadPartitionCount(u32),
     #[error("the collector is shutting down")]
     ShuttingDown,
+    #[error("{topic}/{partition}: this node is not the partition's leader ({role})")]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        role: &'static str,
+    },
+    #[error("{topic}/{partition}: a replicated batch starts at offset {got}, but the log ends at {expected}")]
+    ReplicaOutOfOrder {
+        topic: String,
+        partition: u32,
+        expected: i64,
+        got: i64,
+    },
+    #[error("{topic}/{partition}: cannot read the log")]
+    Read {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: read::ReadError,
+    },
     #[error("{topic}/{partition}: the writer queue is full; retry later")]
     Busy { topic: String, partition: u32 },
     #[error("internal error: {0}")]
