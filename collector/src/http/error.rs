@@ -112,7 +112,10 @@ impl From<&StoreError> for ApiError {
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::TopicLimit { .. } => StatusCode::FORBIDDEN,
-            StoreError::Poisoned { .. } | StoreError::ShuttingDown | StoreError::ReplicaOutOfOrder { .. } => {
+            StoreError::Poisoned { .. }
+            | StoreError::ShuttingDown
+            | StoreError::ReplicaOutOfOrder { .. }
+            | StoreError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             // A cluster node that does not lead the partition: the client
@@ -134,6 +137,19 @@ impl From<&StoreError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::from(&e)
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError;
+        let status = match e {
+            // Not the leader: the client asks the cluster where it is
+            // (GET /v1/cluster) and sends there; the message names it.
+            ClusterError::NotLeader { leader, .. } if leader >= 0 => StatusCode::MISDIRECTED_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
     }
 }
 

@@ -77,6 +77,7 @@ pub fn store_error_code(e: &StoreError) -> KafkaError {
             KafkaError::NOT_LEADER_OR_FOLLOWER
         }
         StoreError::ReplicaOutOfOrder { .. } => KafkaError::KAFKA_STORAGE_ERROR,
+        StoreError::Unavailable(_) => KafkaError::LEADER_NOT_AVAILABLE,
         StoreError::Poisoned { .. } | StoreError::DiskFull { .. } | StoreError::Io { .. } | StoreError::Read { .. } => {
             KafkaError::KAFKA_STORAGE_ERROR
         }
