@@ -560,3 +560,52 @@ fn issue_27_refused_batches_wait_in_their_files_never_dropped() {
         (!agent_dir.join("data/refused.json").exists()).then_some(())
     });
 }
+
+/// copytruncate seen live while the collector hangs (SIGSTOP), then the
+/// agent killed before anything of the old content's tail was stored: the
+/// restarted agent must read that tail from the copy (the glob matches it
+/// too), once, though the original's stream goes on with new content.
+#[test]
+fn issue_27_copytruncate_seen_live_then_killed_before_the_tail_was_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(&tmp.path().join("collector"), "");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let glob = format!("{}/app.log*", logs.display());
+    let config =
+        agent_config(&c, &glob, "live").replace("checkpoint_interval = \"100ms\"", "checkpoint_interval = \"1s\"");
+    let agent_dir = tmp.path().join("agent");
+    let path = logs.join("app.log");
+    let mut agent = Agent::start(&agent_dir, &config);
+    let first = LineWriter::spawn(1, path.clone(), 400, 400, Duration::ZERO, Reopen::Never).finish();
+    let mut written = BTreeMap::from([(1, first)]);
+    arrived(&c, "live", &written, &agent);
+
+    // The collector hangs: what the agent reads now stays in flight.
+    c.proc.signal(libc::SIGSTOP);
+    let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
+    wait_for("the agent to read the new lines", PATIENCE, || {
+        // Its checkpoint lags; the read shows in the held-back copy check
+        // below. Give it the file's growth: wait for inotify and a read.
+        (std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0).then_some(())
+    });
+    std::fs::copy(&path, logs.join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
+    wait_for("the agent to see the truncation", PATIENCE, || {
+        agent.proc.stderr_text().contains("file truncated").then_some(())
+    });
+    agent.proc.kill9();
+    c.proc.signal(libc::SIGCONT);
+    written.insert(2, second);
+    written.insert(3, third);
+
+    let agent = Agent::start(&agent_dir, &config);
+    let r = delivered(&c, "live", &written, &agent, (&agent_dir, &logs));
+    assert_exact(&r, &agent);
+}

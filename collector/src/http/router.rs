@@ -44,6 +44,7 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/groups/{group}/leave", post(groups::leave))
         .route("/v1/streams", post(streams::lookup))
+        .route("/v1/streams/by-content", post(streams::by_content))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/replica/fetch/{topic}/{partition}", get(replica::fetch))
         .route("/v1/replica/epoch/{topic}/{partition}", get(replica::epoch_end))
