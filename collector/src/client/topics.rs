@@ -117,11 +117,7 @@ fn print_topic(t: &TopicInfo, out: &mut impl Write) -> Result<(), ClientError> {
         writeln!(out).map_err(e)?;
     }
     if clustered {
-        writeln!(
-            out,
-            "(offsets and sizes: this node's copy, up to its high watermark)"
-        )
-        .map_err(e)?;
+        writeln!(out, "(offsets and sizes: this node's copy, up to its high watermark)").map_err(e)?;
     }
     Ok(())
 }

@@ -65,13 +65,7 @@ pub fn place(
 /// A topic adopted from a node's own data (a single node joining a
 /// cluster): that node holds it all, so it leads and is the only in-sync
 /// replica until the others have caught up.
-pub fn adopt(
-    topic: &str,
-    partitions: u32,
-    replication_factor: u32,
-    holder: i32,
-    live: &[i32],
-) -> Vec<PartitionState> {
+pub fn adopt(topic: &str, partitions: u32, replication_factor: u32, holder: i32, live: &[i32]) -> Vec<PartitionState> {
     let others: Vec<i32> = {
         let mut v: Vec<i32> = live.iter().copied().filter(|&n| n != holder).collect();
         v.sort_unstable();
@@ -157,7 +151,10 @@ mod tests {
                 }
                 // 12 partitions over n nodes: each leads 12/n (rounded).
                 for (&node, &count) in &leaders {
-                    assert!(count.abs_diff(12 / n as usize) <= 1, "node {node} leads {count} of 12 over {n}");
+                    assert!(
+                        count.abs_diff(12 / n as usize) <= 1,
+                        "node {node} leads {count} of 12 over {n}"
+                    );
                 }
             }
         }
@@ -180,6 +177,10 @@ mod tests {
             assert_eq!(s.replicas.len(), 3);
             assert_eq!(s.replicas[0], 2);
         }
-        assert_eq!(adopt("old", 1, 3, 2, &[2])[0].replicas, vec![2], "alone, it keeps one copy");
+        assert_eq!(
+            adopt("old", 1, 3, 2, &[2])[0].replicas,
+            vec![2],
+            "alone, it keeps one copy"
+        );
     }
 }

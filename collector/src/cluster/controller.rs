@@ -62,10 +62,7 @@ pub async fn run(cluster: &Arc<Cluster>) {
 /// Tries to become controller; the term (the key's creation revision) if so.
 async fn campaign(cluster: &Cluster) -> Option<i64> {
     let key = cluster.keys.controller();
-    let value = serde_json::to_vec(&ControllerRecord {
-        node_id: cluster.me.id,
-    })
-    .unwrap_or_default();
+    let value = serde_json::to_vec(&ControllerRecord { node_id: cluster.me.id }).unwrap_or_default();
     match cluster
         .etcd
         .txn(
@@ -98,11 +95,7 @@ async fn apply(cluster: &Cluster, term: i64, change: &Change) -> bool {
         Compare::ModRevision(key.clone(), change.mod_revision),
         Compare::CreateRevision(cluster.keys.controller(), term),
     ];
-    match cluster
-        .etcd
-        .txn(&compares, &[Op::Put { key, value, lease: 0 }])
-        .await
-    {
+    match cluster.etcd.txn(&compares, &[Op::Put { key, value, lease: 0 }]).await {
         Ok((true, _)) => {
             tracing::info!(topic = %change.topic, partition = change.partition, leader = change.next.leader,
                 epoch = change.next.leader_epoch, isr = ?change.next.isr, why = change.why, "partition state changed");

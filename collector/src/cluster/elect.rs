@@ -72,7 +72,11 @@ pub fn next_state(
             None => match s.replicas.iter().copied().find(|&r| live(r)).filter(|_| unclean) {
                 Some(l) => (l, vec![l], "leader gone, no in-sync replica alive: unclean election"),
                 None if s.leader == NO_LEADER => return None,
-                None => (NO_LEADER, s.isr.clone(), "leader gone, no in-sync replica alive: offline"),
+                None => (
+                    NO_LEADER,
+                    s.isr.clone(),
+                    "leader gone, no in-sync replica alive: offline",
+                ),
             },
         };
         return Some((
@@ -85,18 +89,10 @@ pub fn next_state(
             why,
         ));
     }
-    let isr: Vec<i32> = s
-        .isr
-        .iter()
-        .copied()
-        .filter(|&r| r == s.leader || live(r))
-        .collect();
+    let isr: Vec<i32> = s.isr.iter().copied().filter(|&r| r == s.leader || live(r)).collect();
     if isr != s.isr {
         return Some((
-            PartitionState {
-                isr,
-                ..s.clone()
-            },
+            PartitionState { isr, ..s.clone() },
             "dead replicas leave the in-sync set",
         ));
     }
@@ -149,7 +145,11 @@ mod tests {
         assert_eq!(next, state(&[1, 2, 3], NO_LEADER, 5, &[1]), "{why}");
         assert_eq!(next_state(&next, alive(&[2, 3]), false), None, "stays offline");
         let (back, _) = next_state(&next, alive(&[1, 2, 3]), false).unwrap();
-        assert_eq!((back.leader, back.leader_epoch), (1, 6), "the last in-sync replica returns");
+        assert_eq!(
+            (back.leader, back.leader_epoch),
+            (1, 6),
+            "the last in-sync replica returns"
+        );
         let (unclean, _) = next_state(&s, alive(&[3]), true).unwrap();
         assert_eq!((unclean.leader, unclean.isr), (3, vec![3]));
     }

@@ -101,7 +101,9 @@ impl ReplicaFile {
     /// Any file operation failed; the previous state stays.
     pub fn save(&self, state: &ReplicaState) -> std::io::Result<()> {
         let path = self.dir.join(REPLICA_STATE);
-        let tmp = self.dir.join(format!("{REPLICA_STATE}{}", crate::store::file_names::TMP_SUFFIX));
+        let tmp = self
+            .dir
+            .join(format!("{REPLICA_STATE}{}", crate::store::file_names::TMP_SUFFIX));
         let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -125,7 +127,11 @@ mod tests {
         assert_eq!(c.end_offset_for(0, 200), Some((0, 100)));
         assert_eq!(c.end_offset_for(1, 200), Some((0, 100)), "largest epoch at or below");
         assert_eq!(c.end_offset_for(3, 200), Some((2, 180)));
-        assert_eq!(c.end_offset_for(5, 200), Some((5, 200)), "the latest ends at the log end");
+        assert_eq!(
+            c.end_offset_for(5, 200),
+            Some((5, 200)),
+            "the latest ends at the log end"
+        );
         assert_eq!(c.end_offset_for(9, 200), Some((5, 200)));
         assert_eq!(c.end_offset_for(-1, 200), None);
         assert!(c.truncate_from_end(180));

@@ -92,6 +92,10 @@ mod tests {
             isr: vec![2],
             min: 2,
         };
-        assert!(e.to_string().starts_with("app/0: not enough in-sync replicas: [2] are in sync"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("app/0: not enough in-sync replicas: [2] are in sync"),
+            "{e}"
+        );
     }
 }

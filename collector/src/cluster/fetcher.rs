@@ -169,9 +169,7 @@ async fn truncate(cluster: &Cluster, replica: &Arc<Replica>, url: &str, epoch: i
             let answer = cluster
                 .peer_get(&format!(
                     "{url}/v1/replica/epoch/{}/{}?epoch={mine}&leader_epoch={epoch}&replica={}",
-                    replica.topic,
-                    replica.partition,
-                    cluster.me.id
+                    replica.topic, replica.partition, cluster.me.id
                 ))
                 .await?;
             let end: EpochEnd = serde_json::from_slice(&answer).map_err(|e| format!("unexpected answer: {e}"))?;

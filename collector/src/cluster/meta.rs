@@ -286,9 +286,17 @@ mod tests {
             &keys,
             vec![
                 kv("/lp/cluster_id", "c1", 1),
-                kv(&keys.node(2), r#"{"id":2,"http":"h:1","scheme":"http","started_ms":5}"#, 2),
+                kv(
+                    &keys.node(2),
+                    r#"{"id":2,"http":"h:1","scheme":"http","started_ms":5}"#,
+                    2,
+                ),
                 kv(&keys.controller(), r#"{"node_id":2}"#, 3),
-                kv(&keys.topic("app"), r#"{"partitions":2,"replication_factor":3,"created_ms":1}"#, 4),
+                kv(
+                    &keys.topic("app"),
+                    r#"{"partitions":2,"replication_factor":3,"created_ms":1}"#,
+                    4,
+                ),
                 kv(
                     &keys.partition("app", 1),
                     r#"{"replicas":[2,3,1],"leader":2,"leader_epoch":0,"isr":[2,3,1]}"#,

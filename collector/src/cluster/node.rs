@@ -30,7 +30,9 @@ pub enum StartError {
     Client(#[source] reqwest::Error),
     #[error("{}: {what}", path.display())]
     Marker { path: PathBuf, what: String },
-    #[error("topic {0:?} exists in this data directory and in the cluster, with different data; move one of them aside")]
+    #[error(
+        "topic {0:?} exists in this data directory and in the cluster, with different data; move one of them aside"
+    )]
     Conflict(String),
     #[error("shutting down")]
     Cancelled,
@@ -469,10 +471,12 @@ where
 
 fn read_marker(path: &Path) -> Result<Option<Marker>, StartError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StartError::Marker {
-            path: path.to_owned(),
-            what: format!("unreadable: {e}"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StartError::Marker {
+                path: path.to_owned(),
+                what: format!("unreadable: {e}"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StartError::Marker {
             path: path.to_owned(),

@@ -73,9 +73,14 @@ pub struct IsrChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchRefusal {
     /// Not the leader at the fetch's epoch; this node's view of it.
-    Fenced { leader_epoch: i32 },
+    Fenced {
+        leader_epoch: i32,
+    },
     NotAReplica,
-    OutOfRange { log_start_offset: i64, log_end_offset: i64 },
+    OutOfRange {
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
 }
 
 /// A running follower fetch loop.
@@ -220,11 +225,7 @@ impl Replica {
         let this = Arc::clone(self);
         let start = tokio::task::spawn_blocking(move || {
             let leo = this.log.log_end_offset();
-            let added = this
-                .epochs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .assign(epoch, leo);
+            let added = this.epochs.lock().unwrap_or_else(|e| e.into_inner()).assign(epoch, leo);
             if added {
                 this.save(true);
             }

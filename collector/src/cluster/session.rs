@@ -129,8 +129,10 @@ impl Session {
                 }
                 Ok(None) => {
                     if waited.is_multiple_of(25) {
-                        tracing::warn!(key = node_key,
-                            "this node id is registered already (a previous run whose lease has not expired, or another node with the same node_id); waiting");
+                        tracing::warn!(
+                            key = node_key,
+                            "this node id is registered already (a previous run whose lease has not expired, or another node with the same node_id); waiting"
+                        );
                     }
                 }
                 Err(e) => {
@@ -175,7 +177,10 @@ impl Session {
                     self.renewed(sent);
                 }
                 Ok(false) => {
-                    tracing::warn!(lease = self.lease(), "etcd lease expired: this node was taken for dead; registering again");
+                    tracing::warn!(
+                        lease = self.lease(),
+                        "etcd lease expired: this node was taken for dead; registering again"
+                    );
                     self.lost();
                     if reregister().await.is_err() {
                         break;

@@ -28,17 +28,21 @@ async fn create_in_etcd(
 ) -> Result<bool, super::etcd::EtcdError> {
     let topic_key = cluster.keys.topic(name);
     let mut chunks = states.chunks(OPS_PER_TXN).enumerate();
-    let Some((_, first)) = chunks.next() else { return Ok(false) };
+    let Some((_, first)) = chunks.next() else {
+        return Ok(false);
+    };
     let mut ops = vec![Op::Put {
         key: topic_key.clone(),
         value: serde_json::to_vec(record).unwrap_or_default(),
         lease: 0,
     }];
-    ops.extend(first.iter().enumerate().map(|(p, s)| partition_put(cluster, name, p, s)));
-    let (created, _) = cluster
-        .etcd
-        .txn(&[Compare::CreateRevision(topic_key, 0)], &ops)
-        .await?;
+    ops.extend(
+        first
+            .iter()
+            .enumerate()
+            .map(|(p, s)| partition_put(cluster, name, p, s)),
+    );
+    let (created, _) = cluster.etcd.txn(&[Compare::CreateRevision(topic_key, 0)], &ops).await?;
     if !created {
         return Ok(false);
     }
@@ -155,11 +159,18 @@ impl TopicAuthority for Authority {
         let created = self
             .runtime
             .block_on(create_in_etcd(&cluster, name, &record, &states))
-            .map_err(|e| StoreError::Unavailable(format!("topic {name:?} not created: {}", crate::http::error::chain(&e))))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("topic {name:?} not created: {}", crate::http::error::chain(&e)))
+            })?;
         if !created {
             return Err(StoreError::TopicExists(name.to_owned()));
         }
-        tracing::info!(topic = name, partitions, replication_factor = rf, "created topic in the cluster");
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic in the cluster"
+        );
         wait_for_local(&cluster, name)
     }
 
@@ -169,8 +180,7 @@ impl TopicAuthority for Authority {
             return Err(StoreError::UnknownTopic(name.to_owned()));
         }
         let key = cluster.keys.topic(name);
-        self
-            .runtime
+        self.runtime
             .block_on(cluster.etcd.txn(
                 &[],
                 &[
@@ -180,7 +190,9 @@ impl TopicAuthority for Authority {
                     },
                 ],
             ))
-            .map_err(|e| StoreError::Unavailable(format!("topic {name:?} not deleted: {}", crate::http::error::chain(&e))))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("topic {name:?} not deleted: {}", crate::http::error::chain(&e)))
+            })?;
         tracing::info!(topic = name, "deleted topic in the cluster");
         Ok(())
     }

@@ -115,9 +115,7 @@ impl From<&StoreError> for ApiError {
             StoreError::Poisoned { .. }
             | StoreError::ShuttingDown
             | StoreError::ReplicaOutOfOrder { .. }
-            | StoreError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             // A cluster node that does not lead the partition: the client
             // asks the cluster where the leader is and sends it there.
             StoreError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,

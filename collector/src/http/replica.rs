@@ -74,7 +74,10 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     let replica = replica_of(&app, &topic, partition)?;
     let Some(cluster) = app.cluster.as_ref() else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "this collector is not a cluster node"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this collector is not a cluster node",
+        ));
     };
     match replica.on_fetch(p.replica, p.epoch, p.offset) {
         Ok(Some(change)) => {
@@ -187,6 +190,14 @@ pub async fn epoch_end(
         }
     }
     let (epoch, end_offset) = replica.epoch_end(p.epoch).unwrap_or((-1, -1));
-    tracing::debug!(topic, partition, replica = p.replica, asked = p.epoch, epoch, end_offset, "epoch end asked");
+    tracing::debug!(
+        topic,
+        partition,
+        replica = p.replica,
+        asked = p.epoch,
+        epoch,
+        end_offset,
+        "epoch end asked"
+    );
     Ok(Json(json!({"epoch": epoch, "end_offset": end_offset})).into_response())
 }

@@ -81,7 +81,10 @@ async fn the_high_watermark_is_the_lowest_log_end_in_sync() {
         Err(FetchRefusal::Fenced { leader_epoch: 4 }),
         "an older epoch is fenced"
     );
-    assert!(matches!(r.on_fetch(2, 4, 9), Err(FetchRefusal::OutOfRange { log_end_offset: 5, .. })));
+    assert!(matches!(
+        r.on_fetch(2, 4, 9),
+        Err(FetchRefusal::OutOfRange { log_end_offset: 5, .. })
+    ));
     assert_eq!(r.on_fetch(4, 4, 1), Err(FetchRefusal::NotAReplica));
     // acks wait for the high watermark.
     let s = session();
@@ -136,7 +139,10 @@ async fn a_lapsed_session_or_a_lost_epoch_acknowledges_nothing() {
     r.become_leader(4, &state(&[1])).await;
     append(&log, 0);
     let lapsed = Session::new(Duration::from_secs(10));
-    let err = r.await_acks(&lapsed, 4, 1, 1, Duration::from_secs(1)).await.unwrap_err();
+    let err = r
+        .await_acks(&lapsed, 4, 1, 1, Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert_eq!(err, crate::cluster::ClusterError::SessionLost);
     let s = session();
     r.await_acks(&s, 4, 1, 1, Duration::from_secs(1)).await.unwrap();

@@ -75,7 +75,9 @@ fn read_all(shared: &Shared, req: &FetchRequest) -> (Vec<(String, Vec<FetchParti
                         (Some(c), Ok(index)) => c.check_leader(topic, index).map_err(|e| e.kafka_code()),
                         _ => Ok(()),
                     };
-                    match led.and_then(|()| backend::fetch(&shared.app.store, topic, p.partition, p.fetch_offset, limit)) {
+                    match led
+                        .and_then(|()| backend::fetch(&shared.app.store, topic, p.partition, p.fetch_offset, limit))
+                    {
                         Ok(ok) => {
                             let len = ok.records.len();
                             // Only the first data in a response may exceed the budget.
