@@ -62,7 +62,7 @@ pub enum Role {
 }
 
 /// A change of the in-sync set the leader wants written to etcd.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrChange {
     pub epoch: i32,
     pub expected_version: i64,
