@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use logpost_e2e::etcd::Etcd;
 use logpost_e2e::ingest::{PostError, batch, post};
-use logpost_e2e::process::Collector;
+use logpost_e2e::lines::{LineWriter, Reopen, check};
+use logpost_e2e::process::{Agent, Collector, agent_config_for};
 use logpost_e2e::{PATIENCE, http, pace, wait_for};
 use serde_json::Value;
 
@@ -176,11 +177,16 @@ impl Drop for Writer {
 /// Every record of partition 0 of `TOPIC` on the node at `url`, up to its
 /// high watermark, as `(offset, line)`, through its HTTP fetch.
 fn replica_log(client: &reqwest::blocking::Client, url: &str) -> Option<Vec<(i64, String)>> {
+    replica_log_of(client, url, TOPIC)
+}
+
+/// As [`replica_log`], for partition 0 of `topic`.
+fn replica_log_of(client: &reqwest::blocking::Client, url: &str, topic: &str) -> Option<Vec<(i64, String)>> {
     let mut out = Vec::new();
     let mut offset = 0i64;
     loop {
         let resp = client
-            .get(format!("{url}/v1/fetch/{TOPIC}/0?offset={offset}&max_bytes=1048576"))
+            .get(format!("{url}/v1/fetch/{topic}/0?offset={offset}&max_bytes=1048576"))
             .timeout(Duration::from_secs(10))
             .send()
             .ok()?;
@@ -233,7 +239,46 @@ impl ClusterUnderTest {
 
     /// Partition 0 as node `id` sees it.
     fn view_from(&self, client: &reqwest::blocking::Client, id: i32) -> Option<PartitionView> {
-        partition_view(&cluster_json(client, &self.url(id))?, TOPIC, 0)
+        self.topic_view_from(client, id, TOPIC)
+    }
+
+    /// Partition 0 of `topic` as node `id` sees it.
+    fn topic_view_from(&self, client: &reqwest::blocking::Client, id: i32, topic: &str) -> Option<PartitionView> {
+        partition_view(&cluster_json(client, &self.url(id))?, topic, 0)
+    }
+
+    /// Waits until every node sees the three nodes and a controller, then
+    /// creates `topic` (one partition on all three nodes) and waits for its
+    /// leader and three in-sync replicas.
+    fn formed_with_topic(&self, client: &reqwest::blocking::Client, topic: &str) -> PartitionView {
+        for id in 1..=3 {
+            wait_for(
+                &format!("node {id} to see three nodes and a controller"),
+                PATIENCE,
+                || {
+                    let v = cluster_json(client, &self.url(id))?;
+                    (node_urls(&v).len() == 3 && v["controller"].as_i64().is_some()).then_some(())
+                },
+            );
+        }
+        let out = self.nodes[&1].logpost(&[
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+        ]);
+        assert!(
+            out.status.success(),
+            "topic creation failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for("a leader with three in-sync replicas", PATIENCE, || {
+            let p = self.topic_view_from(client, 1, topic)?;
+            (p.leader >= 0 && p.isr.len() == 3 && p.replicas.len() == 3).then_some(p)
+        })
     }
 
     fn logs(&self, id: i32) -> String {
@@ -249,41 +294,24 @@ fn a_killed_leader_is_replaced_from_the_isr_without_losing_acknowledged_writes()
     let mut cl = ClusterUnderTest::start(dir.path());
     let client = http();
 
-    // Every node sees the other two and a controller.
-    for id in 1..=3 {
-        wait_for(
-            &format!("node {id} to see three nodes and a controller"),
-            PATIENCE,
-            || {
-                let v = cluster_json(&client, &cl.url(id))?;
-                (node_urls(&v).len() == 3 && v["controller"].as_i64().is_some()).then_some(())
-            },
-        );
-    }
-    let out = cl.nodes[&1].logpost(&[
-        "topics",
-        "create",
-        TOPIC,
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "topic creation failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let first = wait_for("a leader with three in-sync replicas", PATIENCE, || {
-        let p = cl.view_from(&client, 1)?;
-        (p.leader >= 0 && p.isr.len() == 3 && p.replicas.len() == 3).then_some(p)
-    });
+    let first = cl.formed_with_topic(&client, TOPIC);
     let described = cl.nodes[&2].logpost(&["topics", "describe", TOPIC]);
     let text = String::from_utf8_lossy(&described.stdout);
     assert!(
         text.contains("LEADER") && text.contains("ISR"),
         "describe shows no leader/ISR:\n{text}"
     );
+
+    // A write sent to a follower is refused before anything is stored,
+    // naming the leader and where it is.
+    let follower = (1..=3).find(|&id| id != first.leader).unwrap();
+    match post(&client, &cl.url(follower), TOPIC, batch(&["misdirected".to_owned()], 1)) {
+        Err(PostError::Status(421, msg)) => assert!(
+            msg.contains(&format!("node {} at {}", first.leader, cl.url(first.leader))),
+            "421 does not name the leader: {msg}"
+        ),
+        other => panic!("a follower took a write: {other:?}"),
+    }
 
     // Writes under way; the leader is killed in the middle of them.
     let writer = Writer::start(Arc::clone(&cl.live));
@@ -389,4 +417,78 @@ fn a_killed_leader_is_replaced_from_the_isr_without_losing_acknowledged_writes()
             cl.logs(last)
         );
     }
+}
+
+/// An agent given every node's URL, the first a follower: it finds the
+/// leader (the others answer 421), and goes on through a SIGKILL of the
+/// leader; its lines arrive exactly once, in file order, on the new
+/// leader and on every replica.
+#[test]
+fn an_agent_delivers_through_a_leader_failover_exactly_once() {
+    const AGENT_TOPIC: &str = "agentlines";
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+    let first = cl.formed_with_topic(&client, AGENT_TOPIC);
+    let old = first.leader;
+    let mut order: Vec<i32> = (1..=3).filter(|&id| id != old).collect();
+    order.push(old);
+    let urls: Vec<String> = order.iter().map(|&id| format!("{:?}", cl.url(id))).collect();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let glob = logs.join("*.log").display().to_string();
+    let config = agent_config_for(&cl.url(order[0]), &glob, AGENT_TOPIC).replace(
+        &format!("urls = [\"{}\"]", cl.url(order[0])),
+        &format!("urls = [{}]", urls.join(", ")),
+    );
+    assert!(
+        config.contains(&urls.join(", ")),
+        "agent config not rewritten:\n{config}"
+    );
+    let _agent = Agent::start(&dir.path().join("agent"), &config);
+    let writer = LineWriter::spawn(
+        1,
+        logs.join("app.log"),
+        3000,
+        10,
+        Duration::from_millis(20),
+        Reopen::Never,
+    );
+
+    let count = |id: i32| {
+        cl.nodes
+            .get(&id)
+            .and_then(|c| replica_log_of(&client, &c.url, AGENT_TOPIC))
+            .map_or(0, |l| l.len())
+    };
+    wait_for("the agent's first lines on the leader", PATIENCE, || {
+        (count(old) >= 300).then_some(())
+    });
+    cl.nodes.get_mut(&old).unwrap().kill9();
+    let second = wait_for("a new leader from the in-sync replicas", PATIENCE, || {
+        let p = cl.topic_view_from(&client, order[0], AGENT_TOPIC)?;
+        (p.leader >= 0 && p.leader != old).then_some(p)
+    });
+    let written = writer.finish();
+    cl.nodes.get_mut(&old).unwrap().restart();
+
+    let expected = BTreeMap::from([(1u32, written)]);
+    let new_leader = &cl.nodes[&second.leader];
+    let report = wait_for("every line on the new leader", PATIENCE, || {
+        let report = check(&new_leader.records(AGENT_TOPIC), &expected);
+        (report.delivered >= written).then_some(report)
+    });
+    assert_eq!(
+        (report.lost, report.duplicated, report.altered, report.out_of_order),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    // Every replica, the restarted one included, holds the same log.
+    wait_for("three identical replicas of the agent's lines", PATIENCE, || {
+        let logs: Vec<Vec<(i64, String)>> = (1..=3)
+            .map(|id| replica_log_of(&client, &cl.url(id), AGENT_TOPIC))
+            .collect::<Option<_>>()?;
+        (logs[0].len() as u64 == written && logs.windows(2).all(|w| w[0] == w[1])).then_some(())
+    });
 }
