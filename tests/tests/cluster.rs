@@ -302,6 +302,21 @@ fn a_killed_leader_is_replaced_from_the_isr_without_losing_acknowledged_writes()
         "describe shows no leader/ISR:\n{text}"
     );
 
+    // The leader reports what it leads and how its followers lag.
+    wait_for("the leader's cluster gauges", PATIENCE, || {
+        let text = client
+            .get(format!("{}/metrics", cl.url(first.leader)))
+            .send()
+            .ok()?
+            .text()
+            .ok()?;
+        (text.contains("logpost_collector_cluster_leader_partitions 1")
+            && text.contains("logpost_collector_cluster_under_replicated_partitions 0")
+            && text.contains("logpost_collector_cluster_session_valid 1")
+            && text.contains("logpost_collector_cluster_replica_lag_records{"))
+        .then_some(())
+    });
+
     // A write sent to a follower is refused before anything is stored,
     // naming the leader and where it is.
     let follower = (1..=3).find(|&id| id != first.leader).unwrap();

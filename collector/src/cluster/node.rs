@@ -391,6 +391,7 @@ impl Cluster {
             }
             // Every second: the high watermarks, for readers after a restart.
             if rounds.is_multiple_of(4) {
+                self.report_gauges(&replicas);
                 let all: Vec<Arc<Replica>> = replicas.into_values().collect();
                 let _ = tokio::task::spawn_blocking(move || {
                     for r in all {
@@ -400,6 +401,27 @@ impl Cluster {
                 .await;
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Prometheus gauges: partitions led, under-replicated ones among
+    /// them, followers' lag, the session.
+    fn report_gauges(&self, replicas: &HashMap<(String, u32), Arc<Replica>>) {
+        let view = self.view();
+        let (mut leading, mut under) = (0, 0);
+        for ((topic, partition), r) in replicas {
+            let Some(isr) = r.leader_isr() else { continue };
+            leading += 1;
+            let copies = view.partition(topic, *partition).map_or(0, |s| s.value.replicas.len());
+            if isr.len() < copies {
+                under += 1;
+            }
+            for (follower, lag) in r.follower_lag() {
+                crate::metrics::replica_lag(topic, *partition, follower, lag);
+            }
+        }
+        crate::metrics::cluster_gauges(leading, under, self.session.is_valid());
     }
 }
 
