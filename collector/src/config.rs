@@ -7,6 +7,7 @@
 //! and [`loki`] (`[loki]`).
 
 pub mod auth;
+pub mod cluster;
 pub mod http;
 pub mod kafka;
 pub mod loki;
@@ -55,6 +56,9 @@ pub struct CollectorToml {
     /// Loki's push API.
     #[serde(default)]
     pub loki: loki::LokiToml,
+    /// This collector as a node of a replicated cluster (docs/cluster.md).
+    /// Without it, a single node.
+    pub cluster: Option<cluster::ClusterToml>,
 }
 
 /// `[ingest]`.
@@ -290,6 +294,8 @@ pub struct CollectorConfig {
     pub kafka: Option<kafka::KafkaSettings>,
     pub groups: CoordinatorConfig,
     pub loki: loki::LokiSettings,
+    /// `None`: a single node.
+    pub cluster: Option<cluster::ClusterSettings>,
 }
 
 /// Smallest segment: below this, rolling costs more than it saves.
@@ -400,6 +406,21 @@ impl CollectorConfig {
         let kafka = kafka::validate_kafka(&raw.kafka, &mut problems);
         let groups = kafka::validate_groups(&raw.groups, &mut problems);
         let loki = loki::validate_loki(&raw.loki, &mut problems);
+        let cluster = cluster::validate_cluster(raw.cluster.as_ref(), &mut problems);
+        if let Some(c) = &cluster
+            && c.advertise.is_none()
+            && http.listen.ip().is_unspecified()
+            && let Some(raw_cluster) = &raw.cluster
+        {
+            problems.at(
+                raw_cluster.node_id.span(),
+                "cluster.advertise",
+                format!(
+                    "http.listen {} is a wildcard address, which other nodes cannot connect to: set cluster.advertise",
+                    http.listen
+                ),
+            );
+        }
         let config = CollectorConfig {
             data_dir: raw.data_dir.clone(),
             listen: http.listen,
@@ -436,6 +457,7 @@ impl CollectorConfig {
             kafka,
             groups,
             loki,
+            cluster,
         };
         problems.finish(config)
     }

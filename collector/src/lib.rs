@@ -12,12 +12,14 @@
 //! - [`store`]: topics, partitions, segments, group commit, recovery.
 //! - [`query`]: scanning, filtering and merging records for readers.
 //! - [`client`]: the `logpost` command's subcommands.
+//! - [`cluster`]: replication and failover over etcd (`[cluster]`).
 //! - [`metrics`]: every Prometheus metric, described in one place.
 //!
 //! The path of a batch: `http::ingest` → `ingest::validate` → `ingest::route`
 //! → `store::writer` (group commit) → `store::partition` → `store::segment`.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;

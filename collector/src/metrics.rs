@@ -103,6 +103,56 @@ fn describe() {
         "logpost_collector_rejected_requests_total",
         "Requests refused, per reason (auth_missing, auth_unknown, auth_scope, body_too_large, bad_request, topic_limit, busy, header_timeout, header_too_large, tls_handshake)."
     );
+    describe_gauge!(
+        "logpost_collector_cluster_under_replicated_partitions",
+        "Partitions this node leads whose in-sync replicas are fewer than their replicas (cluster)."
+    );
+    describe_gauge!(
+        "logpost_collector_cluster_leader_partitions",
+        "Partitions this node leads (cluster)."
+    );
+    describe_counter!(
+        "logpost_collector_cluster_isr_changes_total",
+        "In-sync replica set changes this node made as leader, per kind (shrink, expand)."
+    );
+    describe_counter!(
+        "logpost_collector_cluster_leader_elections_total",
+        "Leader changes this node made as controller, per reason (failover, preferred, offline, unclean)."
+    );
+    describe_gauge!(
+        "logpost_collector_cluster_replica_lag_records",
+        "Records a follower lacks of this leader's log, per topic, partition and follower (cluster)."
+    );
+    describe_gauge!(
+        "logpost_collector_cluster_session_valid",
+        "1 while this node's etcd lease is renewed in time, 0 while it acknowledges no writes (cluster)."
+    );
+}
+
+/// Counts an in-sync set change made as leader (`shrink`, `expand`).
+pub fn isr_changed(kind: &'static str) {
+    counter!("logpost_collector_cluster_isr_changes_total", "kind" => kind).increment(1);
+}
+
+/// Sets the cluster gauges of this node: partitions it leads, those of
+/// them with fewer in-sync replicas than replicas, and whether its etcd
+/// session is valid.
+pub fn cluster_gauges(leading: usize, under_replicated: usize, session_valid: bool) {
+    gauge!("logpost_collector_cluster_leader_partitions").set(leading as f64);
+    gauge!("logpost_collector_cluster_under_replicated_partitions").set(under_replicated as f64);
+    gauge!("logpost_collector_cluster_session_valid").set(if session_valid { 1.0 } else { 0.0 });
+}
+
+/// Sets how many records follower `follower` lacks of this leader's log.
+pub fn replica_lag(topic: &str, partition: u32, follower: i32, records: i64) {
+    gauge!("logpost_collector_cluster_replica_lag_records",
+        "topic" => topic.to_owned(), "partition" => partition.to_string(), "follower" => follower.to_string())
+    .set(records as f64);
+}
+
+/// Counts a leader change made as controller.
+pub fn leader_elected(reason: &'static str) {
+    counter!("logpost_collector_cluster_leader_elections_total", "reason" => reason).increment(1);
 }
 
 /// Counts a refused request.

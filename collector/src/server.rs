@@ -45,6 +45,8 @@ pub enum ServerError {
     Threads(#[source] std::io::Error),
     #[error("start-up task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot join the cluster")]
+    Cluster(#[from] crate::cluster::node::StartError),
 }
 
 /// Runs the collector until `shutdown` is cancelled. `on_listening` is told
@@ -112,11 +114,44 @@ pub async fn run_with(
     let coordinator = start_coordinator(&config, &store).await?;
     let coordinator_task = tokio::spawn(Arc::clone(&coordinator).run(shutdown.clone()));
     let kafka_listener = match &config.kafka {
-        Some(k) => Some(bind_kafka(k, config.max_uncompressed_bytes).await?),
+        Some(k) => Some(
+            bind_kafka(
+                k,
+                config.max_uncompressed_bytes,
+                config.cluster.as_ref().map_or(0, |c| c.node_id),
+            )
+            .await?,
+        ),
         None => None,
     };
     let http_settings = config.http.clone();
     announce_security(&config, addr);
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let kafka_advertised = kafka_listener
+                .as_ref()
+                .map(|(_, _, c)| format!("{}:{}", c.advertised_host, c.advertised_port));
+            let me = crate::cluster::meta::NodeInfo {
+                id: settings.node_id,
+                http: settings.advertise.clone().unwrap_or_else(|| addr.to_string()),
+                scheme: if config.http.tls.is_some() { "https" } else { "http" }.to_owned(),
+                kafka: kafka_advertised,
+                started_ms: crate::store::topic::now_ms(),
+            };
+            tracing::info!(node = settings.node_id, etcd = ?settings.etcd, "joining the cluster");
+            Some(
+                crate::cluster::Cluster::start(
+                    settings.clone(),
+                    Arc::clone(&store),
+                    me,
+                    &config.data_dir,
+                    shutdown.clone(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         config,
         store: Arc::clone(&store),
@@ -125,6 +160,7 @@ pub async fn run_with(
         coordinator,
         validations: tokio::sync::Semaphore::new(crate::http::validation_slots()),
         metrics,
+        cluster: cluster.clone(),
     });
     let kafka = match kafka_listener {
         Some((listener, kafka_addr, server_config)) => {
@@ -148,6 +184,11 @@ pub async fn run_with(
         kafka.await?;
     }
     let _ = coordinator_task.await;
+    if let Some(cluster) = &cluster {
+        // Revokes the lease: the other nodes take over at once.
+        cluster.shutdown().await;
+    }
+    drop(cluster);
     tracing::info!("http stopped; draining writers");
     // Handlers are done: the state's last references go with the router.
     match Arc::try_unwrap(state) {
@@ -212,6 +253,7 @@ async fn start_coordinator(config: &CollectorConfig, store: &Arc<Store>) -> Resu
 async fn bind_kafka(
     k: &crate::config::kafka::KafkaSettings,
     max_uncompressed_bytes: usize,
+    node_id: i32,
 ) -> Result<(TcpListener, SocketAddr, ServerConfig), ServerError> {
     let bind_err = |source| ServerError::Bind { addr: k.listen, source };
     let listener = TcpListener::bind(k.listen).await.map_err(bind_err)?;
@@ -223,6 +265,7 @@ async fn bind_kafka(
     let config = ServerConfig {
         advertised_host: host,
         advertised_port: i32::from(port),
+        node_id,
         cluster_id: k.cluster_id.clone(),
         max_connections: k.max_connections,
         max_frame_size: k.max_request_bytes,

@@ -9,6 +9,7 @@
 
 pub mod clients;
 pub mod corpus;
+pub mod etcd;
 pub mod process;
 
 use std::time::{Duration, Instant};

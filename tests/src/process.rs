@@ -427,6 +427,18 @@ fn not_created_yet(out: &Output) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("does not exist")
 }
 
+/// A free port for a helper process (etcd), below the kernel's ephemeral
+/// range like the collectors' ports.
+///
+/// # Panics
+/// If no port is free.
+pub fn free_port() -> u16 {
+    stable_port().unwrap_or_else(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    })
+}
+
 /// A free port below `ip_local_port_range` (where the kernel never picks
 /// ports for `:0` binds or outgoing connections), distinct for every call
 /// in this process; `None` if that range leaves no room.

@@ -8,6 +8,7 @@ mod agent_ops;
 mod agent_pipeline;
 mod bad_files;
 mod bad_requests;
+mod cluster;
 mod codecs;
 mod config_errors;
 mod exactly_once;

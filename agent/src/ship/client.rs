@@ -459,6 +459,21 @@ impl Sender {
                     }
                 }
             }
+            Ok(resp) if resp.status() == StatusCode::MISDIRECTED_REQUEST => {
+                // A cluster node that does not lead the partition: the next
+                // URL may (agents do not route by leader yet; docs/cluster.md).
+                let message = resp.text().await.unwrap_or_default();
+                if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
+                    tracing::warn!(%url, message = %message.trim(), "collector node does not lead the partition; trying the next URL");
+                }
+                if !urls.is_empty() {
+                    let next = (index + 1) % urls.len();
+                    let _ = self
+                        .url_index
+                        .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+                }
+                Attempt::Retry(None)
+            }
             Ok(resp) => {
                 let status = resp.status();
                 let retry_after = resp

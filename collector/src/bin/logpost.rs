@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use logpost_collector::client::query::QueryRequest;
 use logpost_collector::client::render::OutputFormat;
 use logpost_collector::client::{
-    Client, ClientError, Credentials, DEFAULT_COLLECTOR, consume, group_consume, labels, query, topics,
+    Client, ClientError, Credentials, DEFAULT_COLLECTOR, cluster, consume, group_consume, labels, query, topics,
 };
 use logpost_collector::http::admin::CreateTopic;
 use logpost_shared::config::{ByteSize, HumanDuration};
@@ -28,7 +28,7 @@ enum QueryDirection {
 #[command(
     name = "logpost",
     version,
-    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50 --direction backward\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  logpost consume app --group indexer --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
+    after_help = "Examples:\n  logpost topics\n  logpost topics create web --partitions 4 --retention-age 3d\n  logpost topics describe web\n  logpost topics create web --partitions 6 --replication-factor 3\n  logpost cluster\n  logpost query app --since 1h\n  logpost query 'app |= \"error\"' --limit 50 --direction backward\n  logpost query '{topic=\"app\", host=\"web-03\"} | logfmt | status >= 500' -o json\n  logpost query app --output raw > app.log\n  logpost tail -f 'app |~ \"ERROR|WARN\"'\n  logpost labels; logpost labels source\n  logpost consume app --follow -o json\n  logpost consume app --group indexer --follow -o json\n  LOGPOST_COLLECTOR=http://logs.internal:7070 logpost topics\n  LOGPOST_COLLECTOR=https://logs.internal:7070 LOGPOST_CA_FILE=/etc/logpost/ca.pem LOGPOST_TOKEN_FILE=~/.logpost-token logpost topics\n\nExit codes: 0 success; 1 nothing matched; 2 bad request (arguments, query, unknown topic); 3 collector unreachable or failing."
 )]
 struct Args {
     /// Collector base URL.
@@ -132,6 +132,14 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// In a cluster: its nodes, the controller, and the partitions whose
+    /// in-sync replicas are fewer than their replicas (or that have no
+    /// leader).
+    Cluster {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lists label names, or with NAME the values of that label.
     Labels {
         /// A label name, e.g. source.
@@ -185,6 +193,10 @@ enum TopicsAction {
         /// Age after which segments are deleted, e.g. 3d (default: the collector's).
         #[arg(long, value_parser = parse_age)]
         retention_age: Option<HumanDuration>,
+        /// In a cluster: copies of each partition (default: the cluster's
+        /// replication_factor).
+        #[arg(long)]
+        replication_factor: Option<u32>,
     },
     /// Deletes a topic and all its data.
     Delete {
@@ -236,12 +248,14 @@ fn main() -> ExitCode {
                     partitions,
                     retention_bytes,
                     retention_age,
+                    replication_factor,
                 }) => {
                     let req = CreateTopic {
                         name,
                         partitions,
                         retention_bytes,
                         retention_age,
+                        replication_factor,
                     };
                     topics::create(&client, &req, json, &mut out).await
                 }
@@ -321,6 +335,7 @@ fn main() -> ExitCode {
             } => consume::run(&client, &topic, from_end, follow, output, color, &mut out)
                 .await
                 .map(|n| n > 0 || follow),
+            Command::Cluster { json } => cluster::status(&client, json, &mut out).await.map(|()| true),
             Command::Labels { name, since } => {
                 let start = when("since", since.as_deref())?.unwrap_or(0);
                 labels::run(&client, name.as_deref(), Some(start), None, &mut out)

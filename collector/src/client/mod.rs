@@ -5,6 +5,7 @@
 //! nothing; 2 a bad request (bad arguments, bad query, unknown topic);
 //! 3 the collector is unreachable or failed.
 
+pub mod cluster;
 pub mod consume;
 pub mod group_consume;
 pub mod labels;

@@ -81,19 +81,43 @@ fn print_topic(t: &TopicInfo, out: &mut impl Write) -> Result<(), ClientError> {
         bytes
     )
     .map_err(e)?;
-    writeln!(
+    let clustered = t.partitions.iter().any(|p| p.leader.is_some());
+    write!(
         out,
         "{:>9}  {:>14}  {:>14}  {:>14}  {:>8}",
         "PARTITION", "START", "END", "BYTES", "SEGMENTS"
     )
     .map_err(e)?;
+    if clustered {
+        write!(out, "  {:>6}  {:<12}  {:<12}", "LEADER", "REPLICAS", "ISR").map_err(e)?;
+    }
+    writeln!(out).map_err(e)?;
+    let ids = |v: &Option<Vec<i32>>| {
+        v.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     for p in &t.partitions {
-        writeln!(
+        write!(
             out,
             "{:>9}  {:>14}  {:>14}  {:>14}  {:>8}",
             p.partition, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
         )
         .map_err(e)?;
+        if clustered {
+            let leader = match p.leader {
+                Some(l) if l >= 0 => l.to_string(),
+                _ => "none".to_owned(),
+            };
+            write!(out, "  {leader:>6}  {:<12}  {:<12}", ids(&p.replicas), ids(&p.isr)).map_err(e)?;
+        }
+        writeln!(out).map_err(e)?;
+    }
+    if clustered {
+        writeln!(out, "(offsets and sizes: this node's copy, up to its high watermark)").map_err(e)?;
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub enum Scope {
     Read,
     /// Create and delete topics, and anything not classified.
     Admin,
+    /// A cluster's nodes among themselves: followers' fetches, and the
+    /// writes and reads nodes pass to each other.
+    Cluster,
 }
 
 impl Scope {
@@ -31,6 +34,7 @@ impl Scope {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Cluster => "cluster",
         }
     }
 }
@@ -62,7 +66,8 @@ pub struct TokenToml {
     pub token_file: Option<PathBuf>,
     /// Environment variable holding the token.
     pub token_env: Option<String>,
-    /// Any of `"ingest"`, `"read"`, `"admin"` (admin includes the others).
+    /// Any of `"ingest"`, `"read"`, `"admin"` (admin includes ingest and
+    /// read), `"cluster"` (a cluster's own nodes; includes ingest and read).
     pub scopes: Vec<Scope>,
 }
 
@@ -87,7 +92,11 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Whether the token grants `needed`.
     pub fn allows(&self, needed: Scope) -> bool {
-        self.scopes.iter().any(|&s| s == needed || s == Scope::Admin)
+        self.scopes.iter().any(|&s| {
+            s == needed
+                || (s == Scope::Admin && needed != Scope::Cluster)
+                || (s == Scope::Cluster && matches!(needed, Scope::Ingest | Scope::Read))
+        })
     }
 }
 
@@ -123,7 +132,7 @@ pub fn validate_auth(raw: &AuthToml, problems: &mut Problems<'_>) -> AuthSetting
             problems.at(
                 t.span(),
                 format!("{key}.scopes"),
-                "at least one scope is required (\"ingest\", \"read\", \"admin\")",
+                "at least one scope is required (\"ingest\", \"read\", \"admin\", \"cluster\")",
             );
         }
         let secret = match (&tt.token, &tt.token_file, &tt.token_env) {

@@ -29,6 +29,10 @@ pub struct CreateTopic {
     /// Age after which segments are deleted, e.g. `"3d"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_age: Option<HumanDuration>,
+    /// Copies of each partition in a cluster. Default: `[cluster]
+    /// replication_factor`; ignored by a single node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
 }
 
 /// Creates a topic.
@@ -45,11 +49,16 @@ pub async fn create_topic(
         partitions: req.partitions,
         retention_bytes: req.retention_bytes.map(ByteSize::bytes),
         retention_age: req.retention_age.map(HumanDuration::get),
+        replication_factor: req.replication_factor,
     };
     let topic = tokio::task::spawn_blocking(move || store.create_topic(&req.name, spec)).await??;
     Ok((
         StatusCode::CREATED,
-        Json(describe(&topic, app.store.retention_for(&topic))),
+        Json(describe(
+            &topic,
+            app.store.retention_for(&topic),
+            app.cluster.as_ref().map(|c| c.view()).as_deref(),
+        )),
     ))
 }
 

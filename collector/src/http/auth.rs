@@ -13,10 +13,14 @@
 //! | any other `GET`/`HEAD`                               | `read`   |
 //! | `POST /loki/api/v1/…` (Loki queries may be POSTed)   | `read`   |
 //! | `POST` under `/v1/groups/`, `/v1/consumers/`, `/v1/fetch` (consumers commit offsets) | `read` |
+//! | `GET /v1/replica/…` (a cluster's followers fetching from leaders) | `cluster` |
 //! | anything else (topic create/delete, unknown routes)   | `admin`  |
 //!
 //! Unknown writes need `admin` so that a new mutating route is never open
-//! by accident; a new read route needs `read`. `admin` grants everything.
+//! by accident; a new read route needs `read`. `admin` grants everything
+//! but `cluster`: a follower's fetch moves the leader's high watermark, so
+//! only the nodes' own token may make one. `cluster` grants `ingest` and
+//! `read` too (nodes forward writes and reads to each other).
 //!
 //! Tokens are compared in constant time (`subtle`) against every
 //! configured token, so the answer time does not tell how much of a guess
@@ -42,6 +46,9 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         && (matches!(path, "/" | "/health" | "/ready" | "/metrics") || path.starts_with(super::ui::ASSET_PREFIX))
     {
         return None;
+    }
+    if path.starts_with("/v1/replica/") {
+        return Some(Scope::Cluster);
     }
     if *method == Method::POST
         && (path.starts_with("/v1/ingest/")

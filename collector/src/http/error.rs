@@ -112,10 +112,17 @@ impl From<&StoreError> for ApiError {
             StoreError::UnknownTopic(_) | StoreError::AutoCreateDisabled(_) => StatusCode::NOT_FOUND,
             StoreError::TopicExists(_) => StatusCode::CONFLICT,
             StoreError::TopicLimit { .. } => StatusCode::FORBIDDEN,
-            StoreError::Poisoned { .. } | StoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Poisoned { .. }
+            | StoreError::ShuttingDown
+            | StoreError::ReplicaOutOfOrder { .. }
+            | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // A cluster node that does not lead the partition: the client
+            // asks the cluster where the leader is and sends it there.
+            StoreError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
             StoreError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StoreError::Io { .. }
+            | StoreError::Read { .. }
             | StoreError::Meta { .. }
             | StoreError::MetaCorrupt { .. }
             | StoreError::Internal(_)
@@ -128,6 +135,19 @@ impl From<&StoreError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::from(&e)
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError;
+        let status = match e {
+            // Not the leader: the client asks the cluster where it is
+            // (GET /v1/cluster) and sends there; the message names it.
+            ClusterError::NotLeader { leader, .. } if leader >= 0 => StatusCode::MISDIRECTED_REQUEST,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.to_string())
     }
 }
 

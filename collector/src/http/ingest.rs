@@ -143,6 +143,24 @@ pub async fn ingest(
         wait_for_predecessors(&shares, app.config.predecessor_wait).await;
     }
 
+    // In a cluster, this node must lead every partition the body goes to
+    // (with enough replicas in sync): checked before anything is stored.
+    let mut epochs: Vec<Option<i32>> = vec![None; count as usize];
+    if let Some(cluster) = &app.cluster {
+        for (p, indexes) in per_partition.iter().enumerate() {
+            if indexes.is_empty() {
+                continue;
+            }
+            let Some(partition) = topic.partition(p as u32) else {
+                continue;
+            };
+            let epoch = cluster.ticket(partition, true)?;
+            if let Some(slot) = epochs.get_mut(p) {
+                *slot = Some(epoch);
+            }
+        }
+    }
+
     // Submit every partition's share before awaiting any, so that they are
     // written (and fsynced) concurrently.
     let mut pending = Vec::new();
@@ -161,6 +179,7 @@ pub async fn ingest(
                 cursor: b.cursor.clone(),
                 stats: Some(Arc::clone(&b.stats)),
                 ahead: params.pipelined,
+                replicated: false,
             })
             .collect();
         pending.push((p as u32, indexes, app.writer.submit(Arc::clone(partition), items).await));
@@ -176,6 +195,14 @@ pub async fn ingest(
                 .map_err(|e| ApiError::from(&*e))?,
             Err(e) => return Err(ApiError::from(&*e)),
         };
+        // acks=all: answered once every in-sync replica holds it (a
+        // duplicate too: its first copy may not be replicated yet).
+        if let (Some(cluster), Some(Some(epoch)), Some(partition)) =
+            (&app.cluster, epochs.get(p as usize), topic.partition(p))
+        {
+            let target = partition.log_end_offset();
+            cluster.acknowledge(partition, *epoch, target).await?;
+        }
         for (&i, outcome) in indexes.iter().zip(outcomes) {
             match &outcome {
                 BatchOutcome::Appended(_) | BatchOutcome::Trimmed { .. } => {
@@ -226,7 +253,7 @@ async fn wait_for_predecessors(shares: &[(&Arc<Partition>, Vec<&CheckedBatch>)],
                 continue;
             }
             // Subscribed before the check, so an append in between wakes us.
-            let mut appended = partition.watch_high_watermark();
+            let mut appended = partition.watch_log_end();
             if partition.decidable_ahead(&b.header) {
                 continue;
             }

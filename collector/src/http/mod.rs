@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod fetch;
 pub mod groups;
@@ -17,6 +18,7 @@ pub mod loki_tail;
 pub mod observe;
 pub mod query_stream;
 pub mod read;
+pub mod replica;
 pub mod router;
 pub mod serve;
 pub mod streams;
@@ -54,4 +56,6 @@ pub struct AppState {
     pub validations: tokio::sync::Semaphore,
     /// The Prometheus recorder's handle, for `GET /metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// This node's part in a cluster; `None` for a single node.
+    pub cluster: Option<Arc<crate::cluster::node::Cluster>>,
 }

@@ -22,6 +22,17 @@ pub struct PartitionInfo {
     pub records: i64,
     pub size_bytes: u64,
     pub segments: usize,
+    /// In a cluster: the leader's node id (-1: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
+    /// In a cluster: the replicas' node ids, the preferred leader first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<i32>>,
+    /// In a cluster: the in-sync replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isr: Option<Vec<i32>>,
 }
 
 /// One topic in a listing.
@@ -46,13 +57,19 @@ pub struct TopicList {
     pub topics: Vec<TopicInfo>,
 }
 
-/// Describes a topic as the API shows it.
-pub fn describe(topic: &Topic, retention: RetentionPolicy) -> TopicInfo {
+/// Describes a topic as the API shows it (with each partition's leader,
+/// replicas and in-sync replicas from `cluster`, in a cluster).
+pub fn describe(
+    topic: &Topic,
+    retention: RetentionPolicy,
+    cluster: Option<&crate::cluster::meta::ClusterView>,
+) -> TopicInfo {
     let partitions: Vec<PartitionInfo> = topic
         .partitions
         .iter()
         .map(|p| {
             let v = p.view();
+            let state = cluster.and_then(|c| c.partition(&topic.name, p.id)).map(|s| &s.value);
             PartitionInfo {
                 partition: p.id,
                 log_start_offset: v.log_start_offset,
@@ -60,6 +77,10 @@ pub fn describe(topic: &Topic, retention: RetentionPolicy) -> TopicInfo {
                 records: v.high_watermark - v.log_start_offset,
                 size_bytes: v.size_bytes(),
                 segments: v.segments.len(),
+                leader: state.map(|s| s.leader),
+                leader_epoch: state.map(|s| s.leader_epoch),
+                replicas: state.map(|s| s.replicas.clone()),
+                isr: state.map(|s| s.isr.clone()),
             }
         })
         .collect();
@@ -76,12 +97,13 @@ pub fn describe(topic: &Topic, retention: RetentionPolicy) -> TopicInfo {
 
 /// Lists topics with their partitions, offsets and sizes.
 pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
+    let view = app.cluster.as_ref().map(|c| c.view());
     Json(TopicList {
         topics: app
             .store
             .topics()
             .iter()
-            .map(|t| describe(t, app.store.retention_for(t)))
+            .map(|t| describe(t, app.store.retention_for(t), view.as_deref()))
             .collect(),
     })
 }
@@ -95,7 +117,8 @@ pub async fn get_topic(
     Path(name): Path<String>,
 ) -> Result<Json<TopicInfo>, ApiError> {
     let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
-    Ok(Json(describe(&topic, app.store.retention_for(&topic))))
+    let view = app.cluster.as_ref().map(|c| c.view());
+    Ok(Json(describe(&topic, app.store.retention_for(&topic), view.as_deref())))
 }
 
 /// Query parameters of `GET /v1/query`.

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::AppState;
-use super::{admin, auth, fetch, groups, ingest, loki, loki_read, observe, read, streams, ui};
+use super::{admin, auth, cluster, fetch, groups, ingest, loki, loki_read, observe, read, replica, streams, ui};
 
 /// The collector's HTTP service: [`routes`] behind the layers every
 /// request passes, whatever its route: token check (`auth.rs`, by method
@@ -45,6 +45,9 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/groups/{group}/leave", post(groups::leave))
         .route("/v1/streams", post(streams::lookup))
         .route("/v1/streams/by-content", post(streams::by_content))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/replica/fetch/{topic}/{partition}", get(replica::fetch))
+        .route("/v1/replica/epoch/{topic}/{partition}", get(replica::epoch_end))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
         .route("/", get(ui::index))

@@ -135,6 +135,10 @@ pub struct ContentStates {
     pub contents: Vec<StreamState>,
 }
 
+/// Per (topic, head): the furthest stream found so far (its partition,
+/// producer entry, and position in the content).
+type Best = (u32, crate::store::producer_state::ProducerEntry, u64);
+
 /// Finds, per content head, the stream whose last cursor is in that
 /// content and furthest along.
 ///
@@ -175,10 +179,7 @@ pub async fn by_content(
         for (topic, head) in &keys {
             by_topic.entry(topic.clone()).or_default().insert(*head);
         }
-        let mut best: std::collections::HashMap<
-            (String, (u32, u32)),
-            (u32, crate::store::producer_state::ProducerEntry, u64),
-        > = std::collections::HashMap::new();
+        let mut best: std::collections::HashMap<(String, (u32, u32)), Best> = std::collections::HashMap::new();
         for (topic, heads) in &by_topic {
             let Some(t) = store.topic(topic).filter(|_| dedup) else {
                 continue;

@@ -73,8 +73,12 @@ pub fn store_error_code(e: &StoreError) -> KafkaError {
         }
         // A shutting-down collector is a leader going away: clients refresh
         // their metadata and retry.
-        StoreError::ShuttingDown | StoreError::Busy { .. } => KafkaError::NOT_LEADER_OR_FOLLOWER,
-        StoreError::Poisoned { .. } | StoreError::DiskFull { .. } | StoreError::Io { .. } => {
+        StoreError::ShuttingDown | StoreError::Busy { .. } | StoreError::NotLeader { .. } => {
+            KafkaError::NOT_LEADER_OR_FOLLOWER
+        }
+        StoreError::ReplicaOutOfOrder { .. } => KafkaError::KAFKA_STORAGE_ERROR,
+        StoreError::Unavailable(_) => KafkaError::LEADER_NOT_AVAILABLE,
+        StoreError::Poisoned { .. } | StoreError::DiskFull { .. } | StoreError::Io { .. } | StoreError::Read { .. } => {
             KafkaError::KAFKA_STORAGE_ERROR
         }
         StoreError::TopicLimit { .. } => KafkaError::POLICY_VIOLATION,
@@ -221,6 +225,7 @@ pub fn check_produce(
             cursor: batch.cursor,
             stats: Some(batch.stats),
             ahead: false,
+            replicated: false,
         },
     })
 }

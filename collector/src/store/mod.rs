@@ -50,7 +50,9 @@ use std::time::Duration;
 use logpost_shared::topic::{TopicNameError, validate_topic_name};
 
 pub use dedup::{BatchOutcome, Refusal};
-pub use partition::{AppendItem, Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView};
+pub use partition::{
+    AppendItem, Partition, PartitionSettings, PartitionView, RetentionPolicy, SegmentView, TruncateReport, WriteRole,
+};
 pub use segment::{BatchSummary, SegmentError};
 pub use topic::{Topic, TopicMeta};
 
@@ -143,6 +145,26 @@ pub struct TopicSpec {
     pub partitions: Option<u32>,
     pub retention_bytes: Option<u64>,
     pub retention_age: Option<Duration>,
+    /// Copies of each partition in a cluster (`[cluster]
+    /// replication_factor` when unset); ignored by a single node.
+    pub replication_factor: Option<u32>,
+}
+
+/// Where topics are created and deleted when this store is one of many:
+/// a cluster's etcd (`cluster::topics`). The store then creates and
+/// deletes its own copies only when told to (`create_local_topic`).
+/// Calls block (they wait for etcd and for the local copy).
+pub trait TopicAuthority: Send + Sync + std::fmt::Debug {
+    /// Creates `name` cluster-wide and returns the local copy.
+    ///
+    /// # Errors
+    /// As [`Store::create_topic`], and [`StoreError::Unavailable`].
+    fn create_topic(&self, name: &str, spec: TopicSpec) -> Result<Arc<Topic>, StoreError>;
+    /// Deletes `name` cluster-wide.
+    ///
+    /// # Errors
+    /// As [`Store::delete_topic`], and [`StoreError::Unavailable`].
+    fn delete_topic(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Why a store operation failed.
@@ -199,6 +221,28 @@ pub enum StoreError {
     BadPartitionCount(u32),
     #[error("the collector is shutting down")]
     ShuttingDown,
+    #[error("{topic}/{partition}: this node is not the partition's leader ({role})")]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        role: &'static str,
+    },
+    #[error("{topic}/{partition}: a replicated batch starts at offset {got}, but the log ends at {expected}")]
+    ReplicaOutOfOrder {
+        topic: String,
+        partition: u32,
+        expected: i64,
+        got: i64,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{topic}/{partition}: cannot read the log")]
+    Read {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: read::ReadError,
+    },
     #[error("{topic}/{partition}: the writer queue is full; retry later")]
     Busy { topic: String, partition: u32 },
     #[error("internal error: {0}")]
@@ -215,6 +259,8 @@ pub struct Store {
     /// Serialises topic creation and deletion; appends never take it.
     admin: Mutex<()>,
     faults: Option<Arc<Faults>>,
+    /// Set in a cluster: topics are created and deleted through it.
+    authority: std::sync::OnceLock<Arc<dyn TopicAuthority>>,
     /// Held while the store is open: a second collector on the same data
     /// directory is refused instead of corrupting it.
     _lock: logpost_shared::dir_lock::DirLock,
@@ -278,6 +324,7 @@ impl Store {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             faults,
+            authority: std::sync::OnceLock::new(),
             _lock: lock,
         };
         store.create_configured_topics()?;
@@ -290,10 +337,16 @@ impl Store {
         names.sort();
         for name in names {
             if self.topic(name).is_none() {
-                self.create_topic(name, TopicSpec::default())?;
+                self.create_local_topic(name, TopicSpec::default())?;
             }
         }
         Ok(())
+    }
+
+    /// From now on, topics are created and deleted through `authority`
+    /// (a cluster); the first call wins.
+    pub fn set_authority(&self, authority: Arc<dyn TopicAuthority>) {
+        let _ = self.authority.set(authority);
     }
 
     /// Settings in force.
@@ -378,11 +431,43 @@ impl Store {
         Ok(())
     }
 
-    /// Creates topic `name`.
+    /// Creates topic `name` (in a cluster: cluster-wide, through the
+    /// authority).
     ///
     /// # Errors
     /// A bad name or partition count, an existing topic, or an i/o error.
     pub fn create_topic(&self, name: &str, spec: TopicSpec) -> Result<Arc<Topic>, StoreError> {
+        validate_topic_name(name)?;
+        if let Some(authority) = self.authority.get() {
+            let partitions = self.partitions_for(name, spec);
+            if partitions == 0 || partitions > MAX_PARTITIONS {
+                return Err(StoreError::BadPartitionCount(partitions));
+            }
+            return authority.create_topic(
+                name,
+                TopicSpec {
+                    partitions: Some(partitions),
+                    ..spec
+                },
+            );
+        }
+        self.create_local_topic(name, spec)
+    }
+
+    /// The partition count `name` gets with `spec`: the spec's, the
+    /// topic's `[topics.<name>]`, or the default.
+    pub fn partitions_for(&self, name: &str, spec: TopicSpec) -> u32 {
+        spec.partitions
+            .or(self.config.topics.get(name).and_then(|o| o.partitions))
+            .unwrap_or(self.config.default_partitions)
+    }
+
+    /// Creates this store's own copy of topic `name` (what [`create_topic`](Self::create_topic)
+    /// does alone; in a cluster, what the cluster asks for).
+    ///
+    /// # Errors
+    /// A bad name or partition count, an existing topic, or an i/o error.
+    pub fn create_local_topic(&self, name: &str, spec: TopicSpec) -> Result<Arc<Topic>, StoreError> {
         validate_topic_name(name)?;
         let overrides = self.config.topics.get(name);
         let partitions = spec
@@ -419,12 +504,24 @@ impl Store {
         Ok(topic)
     }
 
-    /// Deletes topic `name` and its data. Readers holding its files finish
-    /// what they read; new requests see it gone at once.
+    /// Deletes topic `name` and its data (in a cluster: cluster-wide).
+    /// Readers holding its files finish what they read; new requests see
+    /// it gone at once.
     ///
     /// # Errors
     /// An unknown topic, or an i/o error moving its directory aside.
     pub fn delete_topic(&self, name: &str) -> Result<(), StoreError> {
+        if let Some(authority) = self.authority.get() {
+            return authority.delete_topic(name);
+        }
+        self.delete_local_topic(name)
+    }
+
+    /// Deletes this store's own copy of topic `name`.
+    ///
+    /// # Errors
+    /// As [`delete_topic`](Self::delete_topic).
+    pub fn delete_local_topic(&self, name: &str) -> Result<(), StoreError> {
         let _guard = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let topic = self
             .topics

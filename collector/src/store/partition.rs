@@ -22,12 +22,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use logpost_shared::batch::{BatchHeader, set_base_offset};
+use logpost_shared::batch::{BatchHeader, set_base_offset, set_partition_leader_epoch};
 use tokio::sync::watch;
 
 use bytes::Bytes;
 
+mod replica;
 mod upkeep;
+
+pub use replica::{Boundary, TruncateReport, WriteRole};
 
 use super::StoreError;
 use super::dedup::{BatchOutcome, Overlay, Plan};
@@ -96,6 +99,10 @@ pub struct AppendItem {
     /// Sent while its producer's previous request was unanswered: stored
     /// only if it follows what is stored (see `dedup::Overlay::plan`).
     pub ahead: bool,
+    /// Copied from the partition's leader (a cluster follower): stored at
+    /// the offsets and with the leader epoch it carries, without
+    /// deduplication, and only while the partition is a follower.
+    pub replicated: bool,
 }
 
 /// Which segments retention may delete.
@@ -116,6 +123,8 @@ struct PartitionLog {
     dirty: bool,
     /// The last recovery point written.
     checkpointed: Option<RecoveryPoint>,
+    /// Who may append (always `Standalone` outside a cluster).
+    role: WriteRole,
 }
 
 /// One partition of a topic.
@@ -126,8 +135,19 @@ pub struct Partition {
     settings: PartitionSettings,
     log: Mutex<PartitionLog>,
     view: RwLock<Arc<PartitionView>>,
+    /// Everything appended, past the high watermark too: what a cluster
+    /// leader serves its followers. The same as `view` outside a cluster.
+    end_view: RwLock<Arc<PartitionView>>,
+    /// In a cluster: the high watermark bounding what readers see. Its
+    /// own lock, so that moving the high watermark never waits for an
+    /// fsync; taken after `log` when both are held, and held while the
+    /// views are replaced, so that they always agree.
+    replication: Mutex<Option<replica::Replication>>,
     poisoned: AtomicBool,
     high_watermark: watch::Sender<i64>,
+    /// The log end offset, which moves with every append (the high
+    /// watermark may lag it in a cluster).
+    log_end: watch::Sender<i64>,
     faults: Option<Arc<Faults>>,
 }
 
@@ -169,18 +189,23 @@ impl Partition {
             scratch: Vec::new(),
             dirty: false,
             checkpointed: loaded.recovery_point,
+            role: WriteRole::Standalone,
         };
         let view = Arc::new(build_view(&log));
         let (high_watermark, _) = watch::channel(view.high_watermark);
+        let (log_end, _) = watch::channel(view.high_watermark);
         let partition = Partition {
             topic,
             id,
             dir: dir.to_owned(),
             settings,
             log: Mutex::new(log),
+            end_view: RwLock::new(Arc::clone(&view)),
             view: RwLock::new(view),
+            replication: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             high_watermark,
+            log_end,
             faults,
         };
         Ok((partition, loaded.report))
@@ -194,6 +219,17 @@ impl Partition {
     /// Subscribes to the high watermark, for long-polls and live tail.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// Everything appended, past the high watermark too (a cluster
+    /// leader's reads for its followers); [`view`](Self::view) otherwise.
+    pub fn end_view(&self) -> Arc<PartitionView> {
+        Arc::clone(&self.end_view.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Subscribes to the log end offset, which moves with every append.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
     }
 
     /// Whether a failed fsync has poisoned the partition.
@@ -291,6 +327,13 @@ impl Partition {
             });
         }
         let log = &mut *guard;
+        // Checked under the lock too: a role change (a cluster leader
+        // stepping down) takes the lock, so no append slips past it.
+        replica::check_role(log.role, items, &self.topic, self.id)?;
+        let stamp = match log.role {
+            WriteRole::Leader { epoch } => Some(epoch),
+            _ => None,
+        };
         let mut next = log.segments.last_key_value().map_or(0, |(_, s)| s.next_offset());
         let now_ms = super::topic::now_ms();
         let mut overlay = Overlay::default();
@@ -301,7 +344,15 @@ impl Partition {
         for item in items {
             let header = BatchHeader::parse(&item.frame)
                 .map_err(|e| StoreError::Internal(format!("unchecked batch reached the store: {e}")))?;
-            let plan = if dedup && header.producer.producer_id >= 0 {
+            if item.replicated && header.base_offset != next {
+                return Err(StoreError::ReplicaOutOfOrder {
+                    topic: self.topic.to_string(),
+                    partition: self.id,
+                    expected: next,
+                    got: header.base_offset,
+                });
+            }
+            let plan = if dedup && !item.replicated && header.producer.producer_id >= 0 {
                 overlay
                     .plan(&log.producers, &item.frame, header, item.ahead)
                     .map_err(|e| StoreError::Internal(format!("cannot trim an overlapping batch: {e}")))?
@@ -323,6 +374,9 @@ impl Partition {
             log.scratch.extend_from_slice(&bytes);
             if let Some(written) = log.scratch.get_mut(start..) {
                 set_base_offset(written, next);
+                if let Some(epoch) = stamp {
+                    set_partition_leader_epoch(written, epoch);
+                }
             }
             let last = next + i64::from(header.last_offset_delta.max(0));
             let summary = BatchSummary {
@@ -357,9 +411,15 @@ impl Partition {
             .next_back()
             .expect("a partition always has an active segment");
         let placed: Vec<(BatchSummary, u64, &BatchStats)> = placed.iter().map(|(b, l, s)| (*b, *l, &**s)).collect();
+        let (segment_base, start_pos) = (active.base_offset, active.len());
         if let Err(e) = active.append(&log.scratch, &placed) {
             return Err(self.classify_write_error(e));
         }
+        self.note_appended(
+            segment_base,
+            start_pos,
+            placed.iter().map(|(b, l, _)| (b.last_offset + 1, *l)),
+        );
         if sync {
             if let Err(e) = active.sync() {
                 return Err(self.poison(e));
@@ -502,9 +562,17 @@ impl Partition {
     }
 
     fn publish(&self, log: &PartitionLog) {
-        let view = Arc::new(build_view(log));
+        let end = Arc::new(build_view(log));
+        let log_end = end.high_watermark;
+        let replication = self.replication.lock().unwrap_or_else(|e| e.into_inner());
+        let view = match replication.as_ref().and_then(|r| r.bound(log_end)) {
+            Some(bound) => Arc::new(bounded_view(&end, bound)),
+            None => Arc::clone(&end),
+        };
         let hw = view.high_watermark;
+        *self.end_view.write().unwrap_or_else(|e| e.into_inner()) = end;
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
+        self.log_end.send_replace(log_end);
         self.high_watermark.send_replace(hw);
     }
 
@@ -534,6 +602,28 @@ impl Partition {
                 source,
             }
         }
+    }
+}
+
+/// `full` cut at the high watermark `bound`: the segments up to the one
+/// holding it, that one ending at its position.
+fn bounded_view(full: &PartitionView, bound: Boundary) -> PartitionView {
+    let mut segments: Vec<SegmentView> = full
+        .segments
+        .iter()
+        .filter(|s| s.base_offset <= bound.segment_base)
+        .cloned()
+        .collect();
+    if let Some(last) = segments.last_mut()
+        && last.base_offset == bound.segment_base
+    {
+        last.len = bound.end_pos.min(last.len);
+        last.next_offset = bound.end_offset;
+    }
+    PartitionView {
+        log_start_offset: full.log_start_offset,
+        high_watermark: bound.end_offset.max(full.log_start_offset),
+        segments,
     }
 }
 

@@ -525,6 +525,42 @@ impl Segment {
         Ok(())
     }
 
+    /// Cuts the segment back to byte `pos`, which must be where the batch
+    /// starting at offset `next_offset` begins (a replica truncating a tail
+    /// that its leader does not hold). fsyncs the cut before returning; the
+    /// indexes lose their entries past it and the summary is cut or left to
+    /// be rebuilt.
+    ///
+    /// # Errors
+    /// The file cannot be truncated or synced.
+    pub fn truncate_at(&mut self, pos: u64, next_offset: i64) -> Result<(), SegmentError> {
+        let pos = pos.min(self.len);
+        self.file.set_len(pos).map_err(|source| SegmentError::Io {
+            path: self.path.clone(),
+            op: "truncate",
+            source,
+        })?;
+        self.file.sync_all().map_err(|source| SegmentError::Io {
+            path: self.path.clone(),
+            op: "fsync",
+            source,
+        })?;
+        let rel = u32::try_from(next_offset - self.base_offset).unwrap_or(u32::MAX);
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate_to_position(pos);
+        let mut time_index = self.time_index.write().unwrap_or_else(|e| e.into_inner());
+        time_index.truncate_to_offset(rel);
+        self.max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+        drop(time_index);
+        self.summary.write().unwrap_or_else(|e| e.into_inner()).truncate_to(pos);
+        self.len = pos;
+        self.next_offset = next_offset;
+        self.bytes_since_index = self.index_interval;
+        Ok(())
+    }
+
     /// Path of the `.summary` file.
     pub fn summary_path(&self) -> PathBuf {
         self.path.with_extension("summary")

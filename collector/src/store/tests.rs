@@ -349,6 +349,7 @@ fn item(frame: Vec<u8>, cursor: Option<&str>) -> super::AppendItem {
         cursor: cursor.map(str::to_owned),
         stats: None,
         ahead: false,
+        replicated: false,
     }
 }
 
@@ -445,6 +446,7 @@ fn cursors_survive_crashes_through_snapshot_and_log() {
 fn ahead(frame: Vec<u8>) -> super::AppendItem {
     super::AppendItem {
         ahead: true,
+        replicated: false,
         ..item(frame, None)
     }
 }

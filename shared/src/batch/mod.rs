@@ -37,7 +37,7 @@ pub use decode::{
     stored_records_section, stored_records_section_into,
 };
 pub use encode::{BatchBuilder, HeaderSet};
-pub use header::{BatchHeader, ProducerInfo, check, frame_len, set_base_offset};
+pub use header::{BatchHeader, ProducerInfo, check, frame_len, set_base_offset, set_partition_leader_epoch};
 
 use crate::compression::CompressionError;
 

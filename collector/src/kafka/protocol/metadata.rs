@@ -1,8 +1,10 @@
 //! Cluster discovery: Metadata (key 3, v0-v8), FindCoordinator (key 10,
 //! v0-v2) and InitProducerId (key 22, v0-v1).
 //!
-//! They share one idea: this server is the whole cluster, a single broker
-//! that leads every partition and coordinates every group.
+//! A single node is the whole cluster: one broker that leads every
+//! partition and coordinates every group. A cluster node (`[cluster]`)
+//! lists every live node and each partition's leader, replicas and
+//! in-sync replicas, so clients route to leaders by themselves.
 
 use super::wire::{DecodeResult, Reader, Writer};
 
@@ -46,8 +48,10 @@ pub struct PartitionMetadata {
     /// v7+: leader epoch; -1 (unknown) keeps clients from validating offsets
     /// with OffsetForLeaderEpoch, which we do not implement.
     pub leader_epoch: i32,
-    /// Replica node ids (also used as the ISR: there is one copy).
+    /// Replica node ids.
     pub replicas: Vec<i32>,
+    /// In-sync replica node ids.
+    pub isr: Vec<i32>,
 }
 
 /// One topic in a Metadata response.
@@ -110,11 +114,10 @@ impl MetadataResponse {
                 if version >= 7 {
                     w.i32(p.leader_epoch);
                 }
-                for _ in 0..2 {
-                    // replica_nodes, then isr_nodes: the same single copy.
-                    w.array_len(p.replicas.len());
-                    p.replicas.iter().for_each(|&n| w.i32(n));
-                }
+                w.array_len(p.replicas.len());
+                p.replicas.iter().for_each(|&n| w.i32(n));
+                w.array_len(p.isr.len());
+                p.isr.iter().for_each(|&n| w.i32(n));
                 if version >= 5 {
                     w.array_len(0); // offline_replicas
                 }
@@ -238,6 +241,7 @@ mod tests {
                     leader: 0,
                     leader_epoch: -1,
                     replicas: vec![0],
+                    isr: vec![0],
                 }],
             }],
         };

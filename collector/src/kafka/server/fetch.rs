@@ -70,7 +70,14 @@ fn read_all(shared: &Shared, req: &FetchRequest) -> (Vec<(String, Vec<FetchParti
                 .iter()
                 .map(|p| {
                     let limit = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(budget);
-                    match backend::fetch(&shared.app.store, topic, p.partition, p.fetch_offset, limit) {
+                    // In a cluster consumers read from the leader (Kafka's rule).
+                    let led = match (&shared.app.cluster, u32::try_from(p.partition)) {
+                        (Some(c), Ok(index)) => c.check_leader(topic, index).map_err(|e| e.kafka_code()),
+                        _ => Ok(()),
+                    };
+                    match led
+                        .and_then(|()| backend::fetch(&shared.app.store, topic, p.partition, p.fetch_offset, limit))
+                    {
                         Ok(ok) => {
                             let len = ok.records.len();
                             // Only the first data in a response may exceed the budget.

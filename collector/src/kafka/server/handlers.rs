@@ -169,6 +169,7 @@ fn topic_metadata(name: String, result: Result<i32, KafkaError>, node_id: i32) -
                     leader: node_id,
                     leader_epoch: -1,
                     replicas: vec![node_id],
+                    isr: vec![node_id],
                 })
                 .collect()
         })
@@ -207,13 +208,67 @@ async fn handle_metadata(shared: &Arc<Shared>, req: MetadataRequest, id: i32, v:
         tracing::error!(error = %e, "metadata task failed");
         Vec::new()
     });
-    let resp = MetadataResponse {
-        brokers: vec![(c.node_id, c.advertised_host.clone(), c.advertised_port)],
-        cluster_id: Some(c.cluster_id.clone()),
-        controller_id: c.node_id,
-        topics,
+    let resp = match &shared.app.cluster {
+        Some(cluster) => cluster_metadata(cluster, topics, &c.cluster_id),
+        None => MetadataResponse {
+            brokers: vec![(c.node_id, c.advertised_host.clone(), c.advertised_port)],
+            cluster_id: Some(c.cluster_id.clone()),
+            controller_id: c.node_id,
+            topics,
+        },
     };
     respond(id, |w| resp.encode(w, v))
+}
+
+/// Metadata in a cluster: every live node with a Kafka listener, and each
+/// partition's leader, replicas and in-sync replicas from the cluster's
+/// state, so that clients send to leaders and follow them when they move
+/// (NOT_LEADER_OR_FOLLOWER makes them ask again). The leader epoch stays
+/// -1: clients then do not validate offsets with OffsetForLeaderEpoch,
+/// which is not implemented.
+fn cluster_metadata(
+    cluster: &crate::cluster::Cluster,
+    topics: Vec<TopicMetadata>,
+    cluster_id: &str,
+) -> MetadataResponse {
+    let view = cluster.view();
+    let brokers = view
+        .nodes
+        .values()
+        .filter_map(|n| {
+            let (host, port) = n.kafka.as_deref()?.rsplit_once(':')?;
+            Some((n.id, host.to_owned(), port.parse().ok()?))
+        })
+        .collect();
+    let topics = topics
+        .into_iter()
+        .map(|mut t| {
+            for p in &mut t.partitions {
+                let state = u32::try_from(p.index).ok().and_then(|i| view.partition(&t.name, i));
+                match state {
+                    Some(s) => {
+                        p.leader = s.value.leader;
+                        p.replicas = s.value.replicas.clone();
+                        p.isr = s.value.isr.clone();
+                        if s.value.leader < 0 {
+                            p.error_code = KafkaError::LEADER_NOT_AVAILABLE.code();
+                        }
+                    }
+                    None => {
+                        p.leader = -1;
+                        p.error_code = KafkaError::LEADER_NOT_AVAILABLE.code();
+                    }
+                }
+            }
+            t
+        })
+        .collect();
+    MetadataResponse {
+        brokers,
+        cluster_id: view.cluster_id.clone().or_else(|| Some(cluster_id.to_owned())),
+        controller_id: view.controller_id().unwrap_or(-1),
+        topics,
+    }
 }
 
 /// One partition of a Produce request as it goes through the stages.
@@ -268,14 +323,31 @@ async fn handle_produce(shared: &Arc<Shared>, req: ProduceRequest, id: i32, v: i
             })
         }
     };
-    // Queue in request order; the writers work on them concurrently.
+    // Queue in request order; the writers work on them concurrently. In a
+    // cluster, only partitions this node leads (with enough replicas in
+    // sync for acks=all) are queued; the others get the Kafka error that
+    // sends the client to the leader.
+    let cluster = shared.app.cluster.clone();
+    let acks_all = req.acks == -1;
     let mut queued = Vec::with_capacity(checked.len());
     for (name, parts) in checked {
         let mut out = Vec::with_capacity(parts.len());
         for (index, c) in parts {
-            let q = match c {
-                Ok(c) => backend::submit(&shared.app.writer, c).await,
-                Err(f) => Err(f),
+            let epoch = match (&c, &cluster) {
+                (Ok(c), Some(cluster)) => match cluster.ticket(&c.partition, acks_all) {
+                    Ok(epoch) => Ok(Some(epoch)),
+                    Err(e) => Err(Failure {
+                        error: e.kafka_code(),
+                        message: Some(e.to_string()),
+                    }),
+                },
+                _ => Ok(None),
+            };
+            let q = match (c, epoch) {
+                (Ok(c), Ok(epoch)) => backend::submit(&shared.app.writer, c)
+                    .await
+                    .map(|(p, rx)| (p, rx, epoch)),
+                (Err(f), _) | (_, Err(f)) => Err(f),
             };
             out.push((index, q));
         }
@@ -287,7 +359,20 @@ async fn handle_produce(shared: &Arc<Shared>, req: ProduceRequest, id: i32, v: i
             let mut responses = Vec::with_capacity(parts.len());
             for (index, q) in parts {
                 let result = match q {
-                    Ok((partition, rx)) => backend::outcome(&partition, rx).await,
+                    Ok((partition, rx, epoch)) => {
+                        let ok = backend::outcome(&partition, rx).await;
+                        match (ok, &cluster, epoch) {
+                            (Ok(ok), Some(cluster), Some(epoch)) if acks_all => cluster
+                                .acknowledge(&partition, epoch, partition.log_end_offset())
+                                .await
+                                .map(|()| ok)
+                                .map_err(|e| Failure {
+                                    error: e.kafka_code(),
+                                    message: Some(e.to_string()),
+                                }),
+                            (other, ..) => other,
+                        }
+                    }
                     Err(f) => Err(f),
                 };
                 if let Err(f) = &result {

@@ -1,0 +1,509 @@
+//! A cluster (issue 29, docs/cluster.md): three collectors coordinated by
+//! a real etcd, a topic replicated on all three, HTTP ingest (`acks=all`)
+//! under way while the partition's leader is SIGKILLed. A new leader is
+//! elected from the in-sync replicas, writes go on, the killed node comes
+//! back, truncates and catches up, and every acknowledged record is on
+//! every replica exactly once, the replicas' logs identical offset by
+//! offset. Then two of the three nodes die: writes are refused with an
+//! error naming the partition and its in-sync replicas, until one returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use logpost_e2e::etcd::Etcd;
+use logpost_e2e::ingest::{PostError, batch, post};
+use logpost_e2e::lines::{LineWriter, Reopen, check};
+use logpost_e2e::process::{Agent, Collector, agent_config_for};
+use logpost_e2e::{PATIENCE, http, pace, wait_for};
+use serde_json::Value;
+
+const TOPIC: &str = "replicated";
+/// Lines per posted batch.
+const PER_BATCH: usize = 10;
+
+fn node_config(id: i32, etcd: &str) -> String {
+    format!(
+        "[cluster]\nnode_id = {id}\netcd = [\"{etcd}\"]\nreplication_factor = 3\nmin_insync_replicas = 2\n\
+         session_timeout = \"2s\"\nreplica_lag_time_max = \"10s\"\n"
+    )
+}
+
+/// A partition as a node's `GET /v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartitionView {
+    leader: i32,
+    epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+/// `GET /v1/cluster` of the node at `url`, if it answers.
+fn cluster_json(client: &reqwest::blocking::Client, url: &str) -> Option<Value> {
+    let resp = client
+        .get(format!("{url}/v1/cluster"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().ok()
+}
+
+fn partition_view(v: &Value, topic: &str, partition: u64) -> Option<PartitionView> {
+    let t = v["topics"].as_array()?.iter().find(|t| t["name"] == topic)?;
+    let p = t["partitions"]
+        .as_array()?
+        .iter()
+        .find(|p| p["partition"] == partition)?;
+    let ids = |v: &Value| -> Vec<i32> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_i64()).map(|x| x as i32).collect())
+            .unwrap_or_default()
+    };
+    Some(PartitionView {
+        leader: p["leader"].as_i64()? as i32,
+        epoch: p["leader_epoch"].as_i64()? as i32,
+        replicas: ids(&p["replicas"]),
+        isr: ids(&p["isr"]),
+    })
+}
+
+/// Node id to HTTP URL, from a node's view.
+fn node_urls(v: &Value) -> HashMap<i32, String> {
+    v["nodes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| Some((n["id"].as_i64()? as i32, n["url"].as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Lines acknowledged by the cluster, and every line ever sent.
+#[derive(Debug, Default)]
+struct Ledger {
+    acked: Vec<String>,
+    sent: Vec<String>,
+    refusals: Vec<String>,
+}
+
+/// Posts batches of fresh lines to whichever node leads partition 0,
+/// found through any live node's view, until stopped. A batch that is
+/// not acknowledged is never sent again (its lines may or may not be
+/// stored): so every acknowledged line must be stored exactly once.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(live: Arc<Mutex<Vec<String>>>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let (s, l) = (Arc::clone(&stop), Arc::clone(&ledger));
+        let handle = std::thread::spawn(move || {
+            let client = http();
+            let mut seq = 0u64;
+            let mut ts = 1_700_000_000_000i64;
+            while !s.load(Ordering::Relaxed) {
+                let urls = live.lock().unwrap().clone();
+                let leader = urls.iter().find_map(|u| {
+                    let v = cluster_json(&client, u)?;
+                    let p = partition_view(&v, TOPIC, 0)?;
+                    node_urls(&v).get(&p.leader).cloned()
+                });
+                let Some(leader) = leader else {
+                    pace(Duration::from_millis(50));
+                    continue;
+                };
+                let lines: Vec<String> = (0..PER_BATCH).map(|i| format!("line {seq:06}-{i:02}")).collect();
+                seq += 1;
+                l.lock().unwrap().sent.extend(lines.iter().cloned());
+                let body = batch(&lines, ts);
+                ts += PER_BATCH as i64;
+                match post(&client, &leader, TOPIC, body) {
+                    Ok(_) => l.lock().unwrap().acked.extend(lines),
+                    Err(e) => {
+                        let what = match e {
+                            PostError::Status(code, msg) => format!("{code}: {msg}"),
+                            PostError::Transport(msg) => format!("transport: {msg}"),
+                        };
+                        l.lock().unwrap().refusals.push(what);
+                        pace(Duration::from_millis(20));
+                    }
+                }
+            }
+        });
+        Writer {
+            stop,
+            ledger,
+            handle: Some(handle),
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.ledger.lock().unwrap().acked.len()
+    }
+
+    /// Waits until `more` lines beyond `from` are acknowledged.
+    fn wait_acked(&self, what: &str, from: usize, more: usize) -> usize {
+        wait_for(what, PATIENCE, || {
+            let n = self.acked();
+            (n >= from + more).then_some(n)
+        })
+    }
+
+    fn finish(mut self) -> Ledger {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        std::mem::take(&mut *self.ledger.lock().unwrap())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every record of partition 0 of `TOPIC` on the node at `url`, up to its
+/// high watermark, as `(offset, line)`, through its HTTP fetch.
+fn replica_log(client: &reqwest::blocking::Client, url: &str) -> Option<Vec<(i64, String)>> {
+    replica_log_of(client, url, TOPIC)
+}
+
+/// As [`replica_log`], for partition 0 of `topic`.
+fn replica_log_of(client: &reqwest::blocking::Client, url: &str, topic: &str) -> Option<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let resp = client
+            .get(format!("{url}/v1/fetch/{topic}/0?offset={offset}&max_bytes=1048576"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let v: Value = resp.json().ok()?;
+        let hw = v["high_watermark"].as_i64()?;
+        for r in v["records"].as_array()? {
+            out.push((r["offset"].as_i64()?, r["line"].as_str()?.to_owned()));
+        }
+        let next = v["next_offset"].as_i64()?;
+        if next >= hw || next == offset {
+            return Some(out);
+        }
+        offset = next;
+    }
+}
+
+struct ClusterUnderTest {
+    _etcd: Etcd,
+    nodes: BTreeMap<i32, Collector>,
+    /// URLs of the nodes now running, for the writer.
+    live: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClusterUnderTest {
+    fn start(dir: &std::path::Path) -> ClusterUnderTest {
+        let etcd = Etcd::start(&dir.join("etcd"));
+        let mut nodes = BTreeMap::new();
+        for id in 1..=3 {
+            let c = Collector::start(&dir.join(format!("node{id}")), &node_config(id, &etcd.url));
+            nodes.insert(id, c);
+        }
+        let live = Arc::new(Mutex::new(nodes.values().map(|c| c.url.clone()).collect()));
+        ClusterUnderTest {
+            _etcd: etcd,
+            nodes,
+            live,
+        }
+    }
+
+    fn url(&self, id: i32) -> String {
+        self.nodes[&id].url.clone()
+    }
+
+    fn set_live(&self, ids: &[i32]) {
+        *self.live.lock().unwrap() = ids.iter().map(|&id| self.url(id)).collect();
+    }
+
+    /// Partition 0 as node `id` sees it.
+    fn view_from(&self, client: &reqwest::blocking::Client, id: i32) -> Option<PartitionView> {
+        self.topic_view_from(client, id, TOPIC)
+    }
+
+    /// Partition 0 of `topic` as node `id` sees it.
+    fn topic_view_from(&self, client: &reqwest::blocking::Client, id: i32, topic: &str) -> Option<PartitionView> {
+        partition_view(&cluster_json(client, &self.url(id))?, topic, 0)
+    }
+
+    /// Waits until every node sees the three nodes and a controller, then
+    /// creates `topic` (one partition on all three nodes) and waits for its
+    /// leader and three in-sync replicas.
+    fn formed_with_topic(&self, client: &reqwest::blocking::Client, topic: &str) -> PartitionView {
+        for id in 1..=3 {
+            wait_for(
+                &format!("node {id} to see three nodes and a controller"),
+                PATIENCE,
+                || {
+                    let v = cluster_json(client, &self.url(id))?;
+                    (node_urls(&v).len() == 3 && v["controller"].as_i64().is_some()).then_some(())
+                },
+            );
+        }
+        let out = self.nodes[&1].logpost(&[
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+        ]);
+        assert!(
+            out.status.success(),
+            "topic creation failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for("a leader with three in-sync replicas", PATIENCE, || {
+            let p = self.topic_view_from(client, 1, topic)?;
+            (p.leader >= 0 && p.isr.len() == 3 && p.replicas.len() == 3).then_some(p)
+        })
+    }
+
+    fn logs(&self, id: i32) -> String {
+        let c = &self.nodes[&id];
+        format!("node {id} stderr:\n{}", c.proc.stderr_text())
+    }
+}
+
+#[test]
+fn a_killed_leader_is_replaced_from_the_isr_without_losing_acknowledged_writes() {
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+
+    let first = cl.formed_with_topic(&client, TOPIC);
+    let described = cl.nodes[&2].logpost(&["topics", "describe", TOPIC]);
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        text.contains("LEADER") && text.contains("ISR"),
+        "describe shows no leader/ISR:\n{text}"
+    );
+
+    // The leader reports what it leads and how its followers lag.
+    wait_for("the leader's cluster gauges", PATIENCE, || {
+        let text = client
+            .get(format!("{}/metrics", cl.url(first.leader)))
+            .send()
+            .ok()?
+            .text()
+            .ok()?;
+        (text.contains("logpost_collector_cluster_leader_partitions 1")
+            && text.contains("logpost_collector_cluster_under_replicated_partitions 0")
+            && text.contains("logpost_collector_cluster_session_valid 1")
+            && text.contains("logpost_collector_cluster_replica_lag_records{"))
+        .then_some(())
+    });
+
+    // A write sent to a follower is refused before anything is stored,
+    // naming the leader and where it is.
+    let follower = (1..=3).find(|&id| id != first.leader).unwrap();
+    match post(&client, &cl.url(follower), TOPIC, batch(&["misdirected".to_owned()], 1)) {
+        Err(PostError::Status(421, msg)) => assert!(
+            msg.contains(&format!("node {} at {}", first.leader, cl.url(first.leader))),
+            "421 does not name the leader: {msg}"
+        ),
+        other => panic!("a follower took a write: {other:?}"),
+    }
+
+    // Writes under way; the leader is killed in the middle of them.
+    let writer = Writer::start(Arc::clone(&cl.live));
+    let before_kill = writer.wait_acked("writes acknowledged before the kill", 0, 300);
+    let old = first.leader;
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != old).collect();
+    cl.set_live(&survivors);
+    cl.nodes.get_mut(&old).unwrap().kill9();
+
+    let second = wait_for("a new leader from the in-sync replicas", PATIENCE, || {
+        let p = cl.view_from(&client, survivors[0])?;
+        (p.leader >= 0 && p.leader != old).then_some(p)
+    });
+    assert!(
+        first.isr.contains(&second.leader),
+        "{second:?} not from the ISR {first:?}"
+    );
+    assert!(second.epoch > first.epoch, "no new epoch: {first:?} then {second:?}");
+    assert!(!second.isr.contains(&old), "dead node still in sync: {second:?}");
+    let after_failover = writer.wait_acked("writes acknowledged by the new leader", before_kill, 300);
+
+    // The killed node comes back: it truncates, catches up, rejoins the ISR.
+    cl.nodes.get_mut(&old).unwrap().restart();
+    cl.set_live(&[1, 2, 3]);
+    wait_for("the restarted node back in sync", PATIENCE, || {
+        let p = cl.view_from(&client, survivors[0])?;
+        (p.leader >= 0 && p.isr.len() == 3).then_some(())
+    });
+    writer.wait_acked("writes acknowledged after the node returned", after_failover, 200);
+    let ledger = writer.finish();
+
+    // Every acknowledged line is stored exactly once, and the three logs
+    // are the same offset by offset once the followers have caught up.
+    let sent: std::collections::HashSet<&str> = ledger.sent.iter().map(String::as_str).collect();
+    let logs = wait_for(
+        "three identical replicas holding every acknowledged line",
+        PATIENCE,
+        || {
+            let logs: Vec<Vec<(i64, String)>> = (1..=3)
+                .map(|id| replica_log(&client, &cl.url(id)))
+                .collect::<Option<_>>()?;
+            let same = logs.windows(2).all(|w| w[0] == w[1]);
+            let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
+            (same && ledger.acked.iter().all(|l| stored.contains(l.as_str()))).then_some(logs)
+        },
+    );
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (_, line) in &logs[0] {
+        assert!(sent.contains(line.as_str()), "a line never sent is stored: {line:?}");
+        *counts.entry(line.as_str()).or_default() += 1;
+    }
+    for line in &ledger.acked {
+        assert_eq!(
+            counts.get(line.as_str()),
+            Some(&1),
+            "acknowledged line {line:?} not stored exactly once"
+        );
+    }
+    let offsets: Vec<i64> = logs[0].iter().map(|(o, _)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets out of order");
+
+    // Two of three nodes down: the survivor refuses acks=all writes,
+    // naming the partition and its in-sync set.
+    let last = *survivors.last().unwrap();
+    let down: Vec<i32> = (1..=3).filter(|&id| id != last).collect();
+    for id in &down {
+        cl.nodes.get_mut(id).unwrap().kill9();
+    }
+    cl.set_live(&[last]);
+    let refusal = wait_for(
+        "the lone survivor to refuse writes for too few replicas",
+        PATIENCE,
+        || {
+            let body = batch(&["refused?".to_owned()], 1_800_000_000_000);
+            match post(&client, &cl.url(last), TOPIC, body) {
+                Err(PostError::Status(503, msg)) if msg.contains("not enough in-sync replicas") => Some(msg),
+                _ => None,
+            }
+        },
+    );
+    assert!(
+        refusal.contains(&format!("{TOPIC}/0")) && refusal.contains(&format!("[{last}]")),
+        "refusal does not name the partition and its ISR: {refusal}"
+    );
+
+    // One returns: writes are acknowledged again.
+    let back = down[0];
+    cl.nodes.get_mut(&back).unwrap().restart();
+    cl.set_live(&[last, back]);
+    wait_for("writes acknowledged with two nodes up", PATIENCE, || {
+        let p = cl.view_from(&client, last)?;
+        let url = cl.nodes.get(&p.leader)?.url.clone();
+        let body = batch(&["accepted again".to_owned()], 1_800_000_000_001);
+        post(&client, &url, TOPIC, body).ok()
+    });
+    if std::env::var_os("LOGPOST_TEST_VERBOSE").is_some() {
+        eprintln!(
+            "acked {} of {} lines; {} refusals, e.g. {:?}\n{}",
+            ledger.acked.len(),
+            ledger.sent.len(),
+            ledger.refusals.len(),
+            ledger.refusals.first(),
+            cl.logs(last)
+        );
+    }
+}
+
+/// An agent given every node's URL, the first a follower: it finds the
+/// leader (the others answer 421), and goes on through a SIGKILL of the
+/// leader; its lines arrive exactly once, in file order, on the new
+/// leader and on every replica.
+#[test]
+fn an_agent_delivers_through_a_leader_failover_exactly_once() {
+    const AGENT_TOPIC: &str = "agentlines";
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+    let first = cl.formed_with_topic(&client, AGENT_TOPIC);
+    let old = first.leader;
+    let mut order: Vec<i32> = (1..=3).filter(|&id| id != old).collect();
+    order.push(old);
+    let urls: Vec<String> = order.iter().map(|&id| format!("{:?}", cl.url(id))).collect();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let glob = logs.join("*.log").display().to_string();
+    let config = agent_config_for(&cl.url(order[0]), &glob, AGENT_TOPIC).replace(
+        &format!("urls = [\"{}\"]", cl.url(order[0])),
+        &format!("urls = [{}]", urls.join(", ")),
+    );
+    assert!(
+        config.contains(&urls.join(", ")),
+        "agent config not rewritten:\n{config}"
+    );
+    let _agent = Agent::start(&dir.path().join("agent"), &config);
+    let writer = LineWriter::spawn(
+        1,
+        logs.join("app.log"),
+        3000,
+        10,
+        Duration::from_millis(20),
+        Reopen::Never,
+    );
+
+    let count = |id: i32| {
+        cl.nodes
+            .get(&id)
+            .and_then(|c| replica_log_of(&client, &c.url, AGENT_TOPIC))
+            .map_or(0, |l| l.len())
+    };
+    wait_for("the agent's first lines on the leader", PATIENCE, || {
+        (count(old) >= 300).then_some(())
+    });
+    cl.nodes.get_mut(&old).unwrap().kill9();
+    let second = wait_for("a new leader from the in-sync replicas", PATIENCE, || {
+        let p = cl.topic_view_from(&client, order[0], AGENT_TOPIC)?;
+        (p.leader >= 0 && p.leader != old).then_some(p)
+    });
+    let written = writer.finish();
+    cl.nodes.get_mut(&old).unwrap().restart();
+
+    let expected = BTreeMap::from([(1u32, written)]);
+    let new_leader = &cl.nodes[&second.leader];
+    let report = wait_for("every line on the new leader", PATIENCE, || {
+        let report = check(&new_leader.records(AGENT_TOPIC), &expected);
+        (report.delivered >= written).then_some(report)
+    });
+    assert_eq!(
+        (report.lost, report.duplicated, report.altered, report.out_of_order),
+        (0, 0, 0, 0),
+        "{report}"
+    );
+    // Every replica, the restarted one included, holds the same log.
+    wait_for("three identical replicas of the agent's lines", PATIENCE, || {
+        let logs: Vec<Vec<(i64, String)>> = (1..=3)
+            .map(|id| replica_log_of(&client, &cl.url(id), AGENT_TOPIC))
+            .collect::<Option<_>>()?;
+        (logs[0].len() as u64 == written && logs.windows(2).all(|w| w[0] == w[1])).then_some(())
+    });
+}
