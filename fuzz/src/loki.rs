@@ -180,6 +180,11 @@ fn assert_stored_as_pushed(push: &Push) {
         assert_eq!(records.len(), stream.entries.len(), "records per stream");
         for (record, entry) in records.iter().zip(&stream.entries) {
             assert_eq!(record.value.as_deref(), Some(entry.line.as_slice()), "stored line");
+            // Past 2262 nanoseconds leave i64, where Loki's own timestamps
+            // end too; the record keeps the millisecond.
+            if i64::try_from(entry.timestamp_ns.div_euclid(1_000_000) * 1_000_000).is_err() {
+                continue;
+            }
             let ns = record
                 .headers
                 .iter()
