@@ -135,7 +135,10 @@ fn validate(config: &AgentConfig) -> ExitCode {
         println!(
             "{} request(s) the collector called malformed are set aside in {} (each .json says why; re-send a .batch with curl --data-binary)",
             kept.len(),
-            config.data_dir.join(logpost_agent::ship::refusals::DEAD_LETTER_DIR).display()
+            config
+                .data_dir
+                .join(logpost_agent::ship::refusals::DEAD_LETTER_DIR)
+                .display()
         );
     }
     ExitCode::SUCCESS

@@ -88,7 +88,10 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
     let _lock = if options.dry_run {
         None
     } else {
-        Some(logpost_shared::dir_lock::DirLock::acquire(&config.data_dir, "logpost-agent")?)
+        Some(logpost_shared::dir_lock::DirLock::acquire(
+            &config.data_dir,
+            "logpost-agent",
+        )?)
     };
     let agent_id = load_or_create_agent_id(&config.data_dir)?;
     if !options.dry_run {

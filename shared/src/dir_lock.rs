@@ -102,7 +102,10 @@ mod tests {
         let err = DirLock::acquire(dir, "logpost-collector").unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains(&format!("in use by another logpost-collector (pid {})", std::process::id())),
+            text.contains(&format!(
+                "in use by another logpost-collector (pid {})",
+                std::process::id()
+            )),
             "{text}"
         );
         drop(held);

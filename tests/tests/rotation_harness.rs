@@ -123,12 +123,16 @@ fn issue_27_truncate_and_regrow_faster_than_the_agent_looks() {
         let copy = logs.join(format!("t{r}.0"));
         let first = format!("First line {r}");
         append(&f, &format!("{first}\n"));
-        wait_for("the first line", PATIENCE, || counts(&c, "harness").contains_key(&first).then_some(()));
+        wait_for("the first line", PATIENCE, || {
+            counts(&c, "harness").contains_key(&first).then_some(())
+        });
         std::fs::copy(&f, &copy).unwrap();
         // Truncate and write at once: O_TRUNC and one write(2).
         std::fs::write(&f, format!("New file line {r}\n")).unwrap();
         let new = format!("New file line {r}");
-        wait_for("the new file's line", PATIENCE, || counts(&c, "harness").contains_key(&new).then_some(()));
+        wait_for("the new file's line", PATIENCE, || {
+            counts(&c, "harness").contains_key(&new).then_some(())
+        });
         append(&copy, &format!("Last line {r}\n"));
         expected.insert(first, 1);
         expected.insert(new, 1);
@@ -161,7 +165,9 @@ fn issue_27_files_created_and_recreated_under_one_name() {
         let f = logs.join(format!("c{r}"));
         let first = format!("First line {r}");
         append(&f, &format!("{first}\n"));
-        wait_for("the first line", PATIENCE, || counts(&c, "create").contains_key(&first).then_some(()));
+        wait_for("the first line", PATIENCE, || {
+            counts(&c, "create").contains_key(&first).then_some(())
+        });
         std::fs::remove_file(&f).unwrap();
         let other = format!("Other line {r}");
         std::fs::write(&f, format!("{other}\n")).unwrap();
@@ -173,7 +179,12 @@ fn issue_27_files_created_and_recreated_under_one_name() {
         expected.keys().all(|l| got.contains_key(l)).then_some(())
     });
     wait_settled(&agent, &agent_dir, &logs, "c");
-    assert_eq!(counts(&c, "create"), expected, "agent log:\n{}", agent.proc.stderr_text());
+    assert_eq!(
+        counts(&c, "create"),
+        expected,
+        "agent log:\n{}",
+        agent.proc.stderr_text()
+    );
 }
 
 /// Waits until nothing written is missing, then until the agent has
@@ -230,7 +241,12 @@ fn issue_27_copytruncate_while_down_with_a_glob_matching_the_copies() {
         // holds lines the agent shipped and lines it never saw), then more.
         let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
         std::fs::copy(&path, logs.join("app.log.1")).unwrap();
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
         written.insert(2, second);
         written.insert(3, third);
@@ -246,7 +262,11 @@ fn issue_27_copytruncate_while_down_with_a_glob_matching_the_copies() {
                 .into_iter()
                 .filter(|(p, pos)| std::fs::metadata(p).is_ok_and(|m| m.len() != *pos))
                 .collect();
-            assert!(unread.is_empty(), "not read to the end: {unread:?}\n{}", agent.proc.stderr_text());
+            assert!(
+                unread.is_empty(),
+                "not read to the end: {unread:?}\n{}",
+                agent.proc.stderr_text()
+            );
             check(&c.records("ct"), &written)
         } else {
             delivered(&c, "ct", &written, &agent, (&agent_dir, &logs))
@@ -299,7 +319,12 @@ fn issue_27_copy_found_at_restart_before_its_truncation() {
     wait_for("the agent to track both files", PATIENCE, || {
         (checkpoint_positions(&agent_dir).len() >= 2).then_some(())
     });
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
     written.insert(3, third);
     let r = delivered(&c, "cr", &written, &agent, (&agent_dir, &logs));
@@ -479,7 +504,11 @@ fn issue_27_reload_to_a_second_collector() {
         if r.lost == 0 {
             break r;
         }
-        assert!(std::time::Instant::now() < deadline, "{r}\n{}", agent.proc.stderr_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{r}\n{}",
+            agent.proc.stderr_text()
+        );
         logpost_e2e::pace(Duration::from_millis(50));
     };
     eprintln!("{report}");
@@ -498,10 +527,7 @@ fn issue_27_reload_to_a_second_collector() {
 #[test]
 fn issue_27_refused_batches_wait_in_their_files_never_dropped() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Collector::start(
-        &tmp.path().join("collector"),
-        "[storage]\nauto_create_topics = false\n",
-    );
+    let c = Collector::start(&tmp.path().join("collector"), "[storage]\nauto_create_topics = false\n");
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let glob = format!("{}/*.log", logs.display());
@@ -533,4 +559,53 @@ fn issue_27_refused_batches_wait_in_their_files_never_dropped() {
     wait_for("the refusal to be cleared", PATIENCE, || {
         (!agent_dir.join("data/refused.json").exists()).then_some(())
     });
+}
+
+/// copytruncate seen live while the collector hangs (SIGSTOP), then the
+/// agent killed before anything of the old content's tail was stored: the
+/// restarted agent must read that tail from the copy (the glob matches it
+/// too), once, though the original's stream goes on with new content.
+#[test]
+fn issue_27_copytruncate_seen_live_then_killed_before_the_tail_was_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(&tmp.path().join("collector"), "");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let glob = format!("{}/app.log*", logs.display());
+    let config =
+        agent_config(&c, &glob, "live").replace("checkpoint_interval = \"100ms\"", "checkpoint_interval = \"1s\"");
+    let agent_dir = tmp.path().join("agent");
+    let path = logs.join("app.log");
+    let mut agent = Agent::start(&agent_dir, &config);
+    let first = LineWriter::spawn(1, path.clone(), 400, 400, Duration::ZERO, Reopen::Never).finish();
+    let mut written = BTreeMap::from([(1, first)]);
+    arrived(&c, "live", &written, &agent);
+
+    // The collector hangs: what the agent reads now stays in flight.
+    c.proc.signal(libc::SIGSTOP);
+    let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
+    wait_for("the agent to read the new lines", PATIENCE, || {
+        // Its checkpoint lags; the read shows in the held-back copy check
+        // below. Give it the file's growth: wait for inotify and a read.
+        (std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0).then_some(())
+    });
+    std::fs::copy(&path, logs.join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
+    wait_for("the agent to see the truncation", PATIENCE, || {
+        agent.proc.stderr_text().contains("file truncated").then_some(())
+    });
+    agent.proc.kill9();
+    c.proc.signal(libc::SIGCONT);
+    written.insert(2, second);
+    written.insert(3, third);
+
+    let agent = Agent::start(&agent_dir, &config);
+    let r = delivered(&c, "live", &written, &agent, (&agent_dir, &logs));
+    assert_exact(&r, &agent);
 }

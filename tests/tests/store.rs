@@ -321,10 +321,18 @@ fn issue_27_a_data_directory_is_locked_by_its_process() {
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     let pid = c.proc.child.id();
     assert!(
-        stderr.contains(&format!("data directory is in use by another logpost-collector (pid {pid})")),
+        stderr.contains(&format!(
+            "data directory is in use by another logpost-collector (pid {pid})"
+        )),
         "{stderr}"
     );
-    let placed = post(&logpost_e2e::http(), &c.url, "locked", batch(&["still here".to_owned()], 1)).unwrap();
+    let placed = post(
+        &logpost_e2e::http(),
+        &c.url,
+        "locked",
+        batch(&["still here".to_owned()], 1),
+    )
+    .unwrap();
     assert_eq!(placed.len(), 1);
 
     let logs = tmp.path().join("logs");

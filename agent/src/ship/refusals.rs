@@ -178,7 +178,10 @@ mod tests {
         };
         log.refused(&r);
         assert_eq!(current(tmp.path()), Some(r.clone()));
-        assert!(r.to_string().contains("refused by http://127.0.0.1:7070 with 404"), "{r}");
+        assert!(
+            r.to_string().contains("refused by http://127.0.0.1:7070 with 404"),
+            "{r}"
+        );
         log.cleared();
         assert_eq!(current(tmp.path()), None);
     }

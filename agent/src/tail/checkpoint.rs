@@ -46,6 +46,10 @@ pub struct Entry {
     /// restart resumes at `pos` only if they are still there.
     #[serde(default, skip_serializing_if = "tail_unknown")]
     pub tail: Tail,
+    /// Held back as a possible copy of another file, never read: its
+    /// content is that file's, recovered through it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
     /// When the current content began (ms since the epoch), if known: a
     /// copy of a short content must be younger (`copies::CopyWindow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +209,7 @@ mod tests {
             generation: 0,
             continues: None,
             tail: Tail::NONE,
+            held: false,
             born_ms: None,
         }
     }

@@ -20,7 +20,7 @@ use crate::ship::batcher::ShipRequest;
 /// Shortest head that identifies a content by itself for copy detection:
 /// shorter heads (a banner line) are too likely to repeat in unrelated
 /// files, and need the birth time of the copy to agree (`CopyWindow`).
-const MIN_COPY_HEAD: u32 = 64;
+pub(super) const MIN_COPY_HEAD: u32 = 64;
 /// How long after a truncation a copy of the old content is recognised.
 const COPY_WINDOW: Duration = Duration::from_secs(600);
 /// Truncated contents remembered for copy detection.
@@ -31,6 +31,26 @@ pub(super) const COPY_DECISION: Duration = Duration::from_secs(2);
 
 /// Tracked files with a full head, by directory and head CRC.
 pub(super) type LiveHeads = HashMap<(PathBuf, u32), Vec<FileKey>>;
+/// How long the rest of a content that went is looked for, when it was
+/// not found at once.
+pub(super) const MISSING_LOOKED_FOR: Duration = Duration::from_secs(10);
+
+/// A content that went (truncated, renamed away, compressed) whose rest
+/// was not found at once: looked for again (`look_for_missing`).
+#[derive(Debug, Clone)]
+pub struct Missing {
+    pub(super) dir: PathBuf,
+    pub(super) head: Head,
+    pub(super) pos: u64,
+    pub(super) source: usize,
+    /// After a restart: the stream it continues, from the checkpoint.
+    pub(super) continues: Option<Continues>,
+    /// Seen going live: (the original, its stream, its generation then,
+    /// where its records of that content end).
+    pub(super) live: Option<(FileKey, i64, u32, u64)>,
+    pub(super) window: CopyWindow,
+    pub(super) until: Instant,
+}
 
 /// The content a file had before it was truncated, and how far it was read.
 #[derive(Debug, Clone)]
@@ -42,6 +62,19 @@ pub struct Retired {
     /// When the content began and when it was found gone: a copy of it
     /// was made in between (see `CopyWindow`).
     window: CopyWindow,
+    /// The stream that read it and (its file, its generation then, where
+    /// its records of it end): a copy continues it (`continue_in_copy`).
+    original: i64,
+    after: (FileKey, u32, u64),
+}
+
+/// A new file found to be the copy of a content that went.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CopyOf {
+    /// Where the copy is read from.
+    pub pos: u64,
+    pub original: i64,
+    pub after: (FileKey, u32, u64),
 }
 
 /// When a copy of a content can have been made: after the content began,
@@ -97,6 +130,19 @@ impl FileServer {
         now: Instant,
     ) -> Option<FileKey> {
         if head.len == 0 {
+            return None;
+        }
+        // Already being read from a copy (found by an earlier look, or the
+        // plain copy before logrotate's gzip replaced it with a `.gz`):
+        // one copy continues a content, never two.
+        let taken = self.files.values().any(|t| {
+            t.head == head
+                && !t.pristine
+                && t.copy_check_until.is_none()
+                && t.path.parent() == Some(dir)
+                && t.continues.is_some()
+        });
+        if taken {
             return None;
         }
         let entries = std::fs::read_dir(dir).ok()?;
@@ -177,6 +223,7 @@ impl FileServer {
                     generation: e.generation,
                     born: e.born_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
                     tail: e.tail,
+                    continues: None,
                 },
                 e.continues.or(original),
             ),
@@ -188,6 +235,7 @@ impl FileServer {
                     generation: 0,
                     born: window.from,
                     tail: super::fingerprint::Tail::NONE,
+                    continues: None,
                 },
                 original,
             ),
@@ -211,6 +259,44 @@ impl FileServer {
         self.retired.retain(|r| !(r.dir == dir && r.head == head));
         self.insert_tracked(path, t);
         Some(key)
+    }
+
+    /// Wires copy `c` of content of stream `original` that the tailing
+    /// loop saw go (truncated, or compressed away): the copy's stream is
+    /// new (nothing to ask the collector now; after a crash the original's
+    /// stream says where it starts), and it is not read before the
+    /// collector has acknowledged what was read of the original (`after`:
+    /// the original, its generation then and where its records end).
+    pub(super) fn continue_in_copy(&mut self, c: FileKey, original: i64, after: (FileKey, u32, u64)) {
+        if let Some(c) = self.files.get_mut(&c) {
+            c.synced = true;
+            c.continues = Some(Continues {
+                original,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some(after);
+        }
+    }
+
+    /// Looks again for the contents whose rest was not found yet; forgets
+    /// those looked for long enough.
+    pub(super) fn look_for_missing(&mut self, now: Instant) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let missing = std::mem::take(&mut self.missing);
+        for m in missing {
+            let found = self.adopt_truncated_copy(&m.dir, m.head, m.pos, m.source, m.continues, m.window, now);
+            match found {
+                Some(c) => {
+                    if let Some((key, original, generation, end)) = m.live {
+                        self.continue_in_copy(c, original, (key, generation, end));
+                    }
+                }
+                None if now < m.until => self.missing.push(m),
+                None => tracing::debug!(dir = %m.dir.display(), pos = m.pos, "no copy of truncated content found"),
+            }
+        }
     }
 
     /// Whether the copy `key`, adopted at a live truncation, may be read:
@@ -250,28 +336,30 @@ impl FileServer {
     }
 
     /// Remembers a file's content just before it was truncated.
-    pub(super) fn retired_heads_insert(&mut self, key: FileKey) {
+    fn retired_heads_insert(&mut self, key: FileKey, head: Head, pos: u64, window: CopyWindow, after: (u32, u64)) {
         let Some(f) = self.files.get(&key) else { return };
-        if f.head.len == 0 {
+        if head.len == 0 {
             return;
         }
         let dir = f.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let original = f.producer_id;
         if self.retired.len() >= MAX_RETIRED {
             self.retired.remove(0);
         }
         self.retired.push(Retired {
             dir,
-            head: f.head,
-            pos: f.framer.emitted_pos(),
+            head,
+            pos,
             at: Instant::now(),
-            window: CopyWindow {
-                from: f.content_born,
-                until: SystemTime::now(),
-            },
+            window,
+            original,
+            after: (key, after.0, after.1),
         });
     }
 
-    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<u64> {
+    /// Whether `file` (at `path`, `size` bytes) is the copy of a content
+    /// that went recently; where it is read from, and what it continues.
+    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<CopyOf> {
         self.retired.retain(|r| now.duration_since(r.at) < COPY_WINDOW);
         let dir = path.parent()?;
         let meta = file.metadata().ok()?;
@@ -283,7 +371,12 @@ impl FileServer {
             .iter()
             .position(|r| r.dir == dir && r.head.matches(file).unwrap_or(false) && r.window.admits(r.head, &meta))?;
         let r = self.retired.remove(i);
-        Some(r.pos.min(size))
+        self.missing.retain(|m| !(m.dir == r.dir && m.head == r.head));
+        Some(CopyOf {
+            pos: r.pos.min(size),
+            original: r.original,
+            after: r.after,
+        })
     }
 
     /// Whether a new file may be a copy that copytruncate is making of a
@@ -307,7 +400,14 @@ impl FileServer {
     /// read, the furthest it has read), not as it is now: the copy may be
     /// looked at after the live file was truncated but before the agent
     /// noticed, and must then still be taken for its copy.
-    fn shadows_live_file(&self, path: &Path, file: &File, size: u64, heads: &LiveHeads, except: Option<FileKey>) -> bool {
+    fn shadows_live_file(
+        &self,
+        path: &Path,
+        file: &File,
+        size: u64,
+        heads: &LiveHeads,
+        except: Option<FileKey>,
+    ) -> bool {
         let Some(dir) = path.parent() else { return false };
         let Ok(head) = Head::read(file) else { return false };
         heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
@@ -338,7 +438,9 @@ impl FileServer {
                 // This file is how it starts (read now: it may have changed).
                 let Ok(mine) = Head::read(file) else { return false };
                 u64::from(mine.len) == size
-                    && o.file.as_ref().is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
+                    && o.file
+                        .as_ref()
+                        .is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
             }
         })
     }
@@ -383,9 +485,10 @@ impl FileServer {
             return false;
         };
         f.copy_check_until = None;
-        if let Some(pos) = copy_from {
-            tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
-            f.start_at(pos);
+        if let Some(c) = copy_from {
+            tracing::info!(path = %path.display(), pos = c.pos, "file is a copy of truncated content; reading only what was not read before");
+            f.start_at(c.pos);
+            self.continue_in_copy(key, c.original, c.after);
         }
         true
     }
@@ -413,23 +516,25 @@ impl FileServer {
         }
         self.checkpoint_stale = true;
         self.stats.truncations += 1;
-        // Remember the old content's head and how far it was read: a copy
-        // of it (logrotate's copytruncate) is then read only past that point.
-        self.retired_heads_insert(key);
         // What had not been read of the old content is in its copy, if
         // copytruncate made one: read it from there.
-        let old = self.files.get(&key).and_then(|f| {
-            let dir = f.path.parent()?.to_path_buf();
-            let window = CopyWindow {
-                from: f.content_born,
-                until: SystemTime::now(),
-            };
-            Some((dir, f.head, f.framer.emitted_pos(), f.source, window))
-        });
-        let copy = old.and_then(|(dir, head, pos, source, window)| {
-            self.adopt_truncated_copy(&dir, head, pos, source, None, window, now)
-        });
-        let adopted = copy.is_some();
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        let window = CopyWindow {
+            from: f.content_born,
+            until: SystemTime::now(),
+        };
+        let (head, source) = (f.head, f.source);
+        let copy = self.adopt_truncated_copy(
+            &dir,
+            head,
+            self.files.get(&key).map_or(0, |f| f.framer.emitted_pos()),
+            source,
+            None,
+            window,
+            now,
+        );
         let Some(f) = self.files.get_mut(&key) else { return };
         let Some(ctx) = EmitCtx::for_source(
             &self.cfg,
@@ -450,26 +555,38 @@ impl FileServer {
         };
         // The old content is gone: its last line (unless the copy has it
         // whole) and held event go out now.
-        if !adopted {
+        if copy.is_none() {
             emit_lines(f, &ctx, &mut sink, |framer, emit| {
                 framer.flush(emit);
             });
         }
         flush_multiline(f, &ctx, &mut sink, true);
         let old_content = (f.generation, f.last_record_end);
+        let read_to = f.framer.emitted_pos();
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
         }
         let original = f.producer_id;
-        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
-            // The copy's stream is new: nothing to ask the collector now.
-            // After a crash, the original's stream says where it starts.
-            c.synced = true;
-            c.continues = Some(Continues {
-                original,
-                checkpoint_seq: None,
-            });
-            c.after_original = Some((key, old_content.0, old_content.1));
+        match copy {
+            Some(c) => self.continue_in_copy(c, original, (key, old_content.0, old_content.1)),
+            None => {
+                // Remembered, so that a copy found later (a new file the
+                // scan meets, or one held back) is read only past what was
+                // read here; and looked for again meanwhile (logrotate's
+                // gzip may be between removing the plain copy and
+                // finishing the `.gz`).
+                self.retired_heads_insert(key, head, read_to, window, old_content);
+                self.missing.push(Missing {
+                    dir,
+                    head,
+                    pos: read_to,
+                    source,
+                    continues: None,
+                    live: Some((key, original, old_content.0, old_content.1)),
+                    window,
+                    until: now + MISSING_LOOKED_FOR,
+                });
+            }
         }
         for req in std::mem::take(sealed) {
             self.send(req);

@@ -49,6 +49,8 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
 /// While quiet, code pages are released again at most this often.
 const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(20);
+/// How often contents whose rest was not found are looked for again.
+const MISSING_EVERY: Duration = Duration::from_millis(200);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Delay of a rescan triggered by an event on an untracked path.
@@ -101,6 +103,11 @@ pub struct FileServer {
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::copies::Retired>,
+    /// Contents that went whose rest is still looked for.
+    pub(super) missing: Vec<super::copies::Missing>,
+    /// New files just found to be copies of contents that went, to be
+    /// wired to the streams they continue once tracked.
+    pub(super) copies_found: Vec<(FileKey, super::copies::CopyOf)>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
@@ -214,6 +221,8 @@ impl FileServer {
                 ..Stats::default()
             },
             retired: Vec::new(),
+            missing: Vec::new(),
+            copies_found: Vec::new(),
             lookup,
             next_sync: Instant::now(),
             last_checkpoint_write: Instant::now(),
@@ -310,6 +319,7 @@ impl FileServer {
         let mut next_scan = now + self.cfg.tail.glob_interval;
         let mut next_poll = now;
         let mut next_metrics = now;
+        let mut next_missing = now;
         let mut woken = Woken::default();
         // When the loop last did work, and whether freed memory has been
         // returned since (see `crate::memory`).
@@ -335,6 +345,10 @@ impl FileServer {
             }
             for (from, to) in woken.renames.drain(..) {
                 self.renamed_unseen(&from, &to, now);
+            }
+            if !self.missing.is_empty() && now >= next_missing {
+                self.look_for_missing(now);
+                next_missing = now + MISSING_EVERY;
             }
             let mut to_read: HashSet<FileKey> = HashSet::new();
             let mut unknown = false;
@@ -419,6 +433,9 @@ impl FileServer {
                 }
                 if needs_ticks {
                     wake_at = wake_at.min(next_poll);
+                }
+                if !self.missing.is_empty() {
+                    wake_at = wake_at.min(next_missing);
                 }
                 // The same condition as the `due` above: a linger that is
                 // past but does not apply would wake the loop at once.

@@ -158,13 +158,24 @@ mod tests {
         let tail = Tail::of(b"header\nfirst line\n");
         assert!(head.matches(&file).unwrap() && tail.matches(&file, 18).unwrap());
         // Grown: both still hold.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"more\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"more\n")
+            .unwrap();
         assert!(head.matches(&file).unwrap() && tail.matches(&file, 18).unwrap());
         // Rewritten with the same header, past the old position: the head
         // cannot tell, the tail does.
         std::fs::write(&path, b"header\nanother line entirely\n").unwrap();
-        assert!(!head.matches(&file).unwrap(), "the head covers the whole old content here");
-        let short_head = Head { len: 7, crc: crc32c::crc32c(b"header\n") };
+        assert!(
+            !head.matches(&file).unwrap(),
+            "the head covers the whole old content here"
+        );
+        let short_head = Head {
+            len: 7,
+            crc: crc32c::crc32c(b"header\n"),
+        };
         assert!(short_head.matches(&file).unwrap());
         assert!(!tail.matches(&file, 18).unwrap());
         // Shorter than the position: fails.

@@ -48,10 +48,9 @@ impl FileServer {
         for f in found {
             needs_rescan |= f.via_symlink;
             // Compressed rotated files are not lines: they are read only
-            // for content found nowhere else (`compressed.rs`).
-            if is_compressed_name(&f.path.file_name().unwrap_or_default().to_string_lossy())
-                && super::compressed::is_gzip(&f.path)
-            {
+            // for content found nowhere else (`compressed.rs`). By name: a
+            // `.gz` being written has no gzip header yet.
+            if is_compressed_name(&f.path.file_name().unwrap_or_default().to_string_lossy()) {
                 continue;
             }
             let key = FileKey::of(&f.meta);
@@ -98,7 +97,7 @@ impl FileServer {
             // A file the checkpoint knows is no copy; on the very first
             // start nothing is known to be copied from. The live heads are
             // taken once every known file is tracked (they come first).
-            let fresh = !self.dormant.contains_key(&key);
+            let fresh = self.dormant.get(&key).is_none_or(never_read);
             let maybe_copy = fresh && !(initial && self.first_start) && {
                 let heads = heads.get_or_insert_with(|| self.live_heads());
                 self.might_be_copy(&f.path, &file, meta.len(), heads)
@@ -127,6 +126,9 @@ impl FileServer {
                         t.file = None;
                     }
                     self.insert_tracked(f.path, t);
+                    for (copy, of) in std::mem::take(&mut self.copies_found) {
+                        self.continue_in_copy(copy, of.original, of.after);
+                    }
                 }
                 Err(e) => {
                     needs_rescan = true;
@@ -137,10 +139,43 @@ impl FileServer {
         if needs_rescan {
             self.dir_stamps.invalidate();
         }
-        for (key, t) in &mut self.files {
-            if !seen.contains(key) && !t.gone {
-                tracing::debug!(path = %t.path.display(), "file no longer matched (rotated or deleted); reading it to its end");
-                t.gone = true;
+        // A file the glob did not list may only have been renamed while it
+        // was listed (logrotate shifting `app.log.N` while the scan ran):
+        // its directory is listed once more, by inode, before it is taken
+        // for gone. Gone and finished, it would be forgotten, and found
+        // again later as a new file.
+        let unseen: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(key, t)| !seen.contains(*key) && !t.gone)
+            .map(|(key, _)| *key)
+            .collect();
+        let mut listings: HashMap<PathBuf, HashMap<FileKey, PathBuf>> = HashMap::new();
+        for key in unseen {
+            let Some(dir) = self
+                .files
+                .get(&key)
+                .and_then(|t| t.path.parent().map(Path::to_path_buf))
+            else {
+                continue;
+            };
+            let listing = listings.entry(dir.clone()).or_insert_with(|| list_dir(&dir));
+            let now_at = listing.get(&key).filter(|p| self.matched_by_a_source(p)).cloned();
+            let Some(t) = self.files.get_mut(&key) else { continue };
+            match now_at {
+                Some(path) => {
+                    if t.path != path {
+                        tracing::info!(from = %t.path.display(), to = %path.display(), "file renamed");
+                        self.by_path.remove(&t.path);
+                        t.renamed(path.clone());
+                        self.checkpoint_stale = true;
+                        self.by_path.insert(path, key);
+                    }
+                }
+                None => {
+                    tracing::debug!(path = %t.path.display(), "file no longer matched (rotated or deleted); reading it to its end");
+                    t.gone = true;
+                }
             }
         }
     }
@@ -217,6 +252,7 @@ impl FileServer {
                         generation: entry.generation,
                         born: entry_born.or(file_born.filter(|_| entry.generation == 0)),
                         tail: entry.tail,
+                        continues: entry.continues,
                     };
                 }
                 Ok(true) => tracing::warn!(path = %path.display(), checkpoint = entry.pos, size = meta.len(),
@@ -264,10 +300,13 @@ impl FileServer {
                 generation: 0,
                 born: file_born.max(since),
                 tail: Tail::NONE,
+                continues: None,
             };
         }
-        if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
+        if let Some(copy_of) = self.copy_of_retired(path, file, meta.len(), now) {
+            let pos = copy_of.pos;
             tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
+            self.copies_found.push((key, copy_of));
             return Start {
                 pos,
                 producer_id,
@@ -275,6 +314,7 @@ impl FileServer {
                 generation: 0,
                 born: file_born,
                 tail: Tail::NONE,
+                continues: None,
             };
         }
         let at_end =
@@ -286,6 +326,7 @@ impl FileServer {
             generation: 0,
             born: file_born,
             tail: Tail::NONE,
+            continues: None,
         }
     }
 
@@ -322,12 +363,46 @@ impl FileServer {
                 self.adopt_moved_content(&dir, &entry, source, now);
                 continue;
             };
+            // An inode is reused: a checkpointed content with no head to
+            // tell it by, or an inode now under a name that is neither
+            // matched nor a rotation of the old one (a new logrotate state
+            // file), is not that content.
+            let old_stem = entry
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if entry.head.len == 0 || !(self.matched_by_a_source(&path) || is_rotated_name(&name, &old_stem)) {
+                continue;
+            }
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
             if FileKey::of(&meta) != entry.key {
                 continue;
             }
-            let same = entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
+            // A gzip file read (inflated) before the restart: inflated again.
+            let (file, inflated) = if is_compressed_name(&path.file_name().unwrap_or_default().to_string_lossy()) {
+                if !super::compressed::is_gzip(&path) {
+                    continue;
+                }
+                match super::compressed::inflate(&path, entry.key, &self.cfg.data_dir) {
+                    Ok((f, guard)) => (f, Some(guard)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed rotated file");
+                        continue;
+                    }
+                }
+            } else {
+                (file, None)
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            let same =
+                entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
             if !same {
                 // Its inode holds other content now: the old one may be in a copy.
                 self.adopt_moved_content(&dir, &entry, source, now);
@@ -343,6 +418,7 @@ impl FileServer {
                 generation: entry.generation,
                 born: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
                 tail: entry.tail,
+                continues: entry.continues,
             };
             if let Ok(mut t) = TrackedFile::new(
                 entry.key,
@@ -356,6 +432,7 @@ impl FileServer {
                 tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
                 t.gone = true;
                 t.continues = entry.continues;
+                t.inflated = inflated;
                 t.record_key = self.render_key(source, &path);
                 self.insert_tracked(path, t);
             }
@@ -367,6 +444,11 @@ impl FileServer {
     /// was down, found as new by the scan or not matched by any glob), that
     /// file is read from where the content had got to, as its continuation.
     fn adopt_moved_content(&mut self, dir: &Path, entry: &Entry, source: usize, now: Instant) {
+        if never_read(entry) && entry.held {
+            // A copy held back: its content is its original's, recovered
+            // through that one.
+            return;
+        }
         let window = CopyWindow {
             from: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
             until: SystemTime::now(),
@@ -375,9 +457,22 @@ impl FileServer {
             original: entry.producer_id,
             checkpoint_seq: Some(entry.next_seq),
         };
-        if let Some(copy) = self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
-            tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
-                "checkpointed content found in another file");
+        match self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
+            Some(copy) => {
+                tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
+                "checkpointed content found in another file")
+            }
+            // Maybe being compressed, or renamed while listed: looked for again.
+            None => self.missing.push(super::copies::Missing {
+                dir: dir.to_owned(),
+                head: entry.head,
+                pos: entry.pos,
+                source,
+                continues: Some(continues),
+                live: None,
+                window,
+                until: now + super::copies::MISSING_LOOKED_FOR,
+            }),
         }
     }
 
@@ -393,7 +488,12 @@ impl FileServer {
         if self.first_start || self.checkpoint_saved_ms == 0 {
             return;
         }
-        let since = UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms);
+        // Modified after the last checkpoint, give or take half of
+        // `rotated_file_idle`: a file finished and forgotten before that
+        // checkpoint had been idle at least that long.
+        let since = (UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms))
+            .checked_sub(self.cfg.tail.rotated_file_idle / 2)
+            .unwrap_or(UNIX_EPOCH);
         // Per directory: (stem of a tracked file's name, its source).
         let mut stems: HashMap<PathBuf, Vec<(String, usize)>> = HashMap::new();
         for f in self.files.values() {
@@ -441,11 +541,16 @@ impl FileServer {
                 // A copy of content the checkpoint knows (its copy was
                 // made while the agent was down, and held nothing unread)
                 // starts where that content had got to.
-                let known = loaded.iter().find(|e| {
-                    e.path.parent() == Some(dir.as_path())
-                        && e.head.len > 0
-                        && e.head.matches(&file).unwrap_or(false)
-                });
+                // The furthest any checkpointed file had got in it (a copy
+                // held back has its own entry, at 0).
+                let known = loaded
+                    .iter()
+                    .filter(|e| {
+                        e.path.parent() == Some(dir.as_path())
+                            && e.head.len > 0
+                            && e.head.matches(&file).unwrap_or(false)
+                    })
+                    .max_by_key(|e| e.pos);
                 let (pos, continues) = match known {
                     Some(e) => (
                         e.pos.min(size),
@@ -463,6 +568,7 @@ impl FileServer {
                     generation: 0,
                     born: born(&meta),
                     tail: Tail::NONE,
+                    continues: None,
                 };
                 let framing = (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines);
                 match TrackedFile::new(key, source, path.clone(), file, start, framing, now) {
@@ -472,6 +578,7 @@ impl FileServer {
                         t.continues = continues;
                         t.inflated = inflated;
                         t.pristine = continues.is_none() && !gzip;
+                        t.next_seq = 0;
                         t.record_key = self.render_key(source, &path);
                         self.insert_tracked(path, t);
                     }
@@ -544,22 +651,30 @@ impl FileServer {
         // A partial last line is read again, whole, from the copy.
         let pos = f.framer.emitted_pos();
         f.framer.reset(pos);
-        let (head, source, producer_id, generation, end) = (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
+        let (head, source, producer_id, generation, end) =
+            (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
         let window = CopyWindow {
             from: f.content_born,
             until: SystemTime::now(),
         };
-        let Some(dir) = f.path.parent().map(Path::to_path_buf) else { return };
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
         tracing::info!(path = %f.path.display(), "file gone while closed; looking for its content elsewhere");
         self.checkpoint_stale = true;
-        let copy = self.adopt_truncated_copy(&dir, head, pos, source, None, window, Instant::now());
-        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
-            c.synced = true;
-            c.continues = Some(Continues {
-                original: producer_id,
-                checkpoint_seq: None,
-            });
-            c.after_original = Some((key, generation, end));
+        let now = Instant::now();
+        match self.adopt_truncated_copy(&dir, head, pos, source, None, window, now) {
+            Some(c) => self.continue_in_copy(c, producer_id, (key, generation, end)),
+            None => self.missing.push(super::copies::Missing {
+                dir,
+                head,
+                pos,
+                source,
+                continues: None,
+                live: Some((key, producer_id, generation, end)),
+                window,
+                until: now + super::copies::MISSING_LOOKED_FOR,
+            }),
         }
     }
 
@@ -663,6 +778,13 @@ impl FileServer {
     }
 }
 
+/// A checkpoint entry of a file nothing was read from (a copy held back,
+/// or a new file the agent died before reading): at a restart it is as new
+/// as a file never seen.
+fn never_read(e: &Entry) -> bool {
+    e.pos == 0 && e.next_seq == 0 && e.generation == 0 && e.continues.is_none()
+}
+
 /// Whether `name` is how rotation names a file whose name starts with
 /// `stem`: the stem followed by `.`, `-` or `_` (so `app.log.1`,
 /// `app.log-20261207`, `app-1.log` for `app`, but not `application.log`).
@@ -674,7 +796,9 @@ fn is_rotated_name(name: &str, stem: &str) -> bool {
 
 /// Compressed rotated files, which cannot be tailed as they are.
 fn is_compressed_name(name: &str) -> bool {
-    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"].iter().any(|x| name.ends_with(x))
+    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 /// Regular files of a directory by device and inode.

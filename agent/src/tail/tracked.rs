@@ -97,6 +97,9 @@ pub struct Start {
     pub born: Option<SystemTime>,
     /// The bytes before `pos`, if known (from a checkpoint).
     pub tail: Tail,
+    /// For a copy of truncated content, from its checkpoint: the stream
+    /// it continues.
+    pub continues: Option<Continues>,
 }
 
 impl TrackedFile {
@@ -139,7 +142,7 @@ impl TrackedFile {
             multiline: Multiline::new(),
             record_key: None,
             last_record_end: start.pos,
-            continues: None,
+            continues: start.continues,
             after_original: None,
             copy_check_until: None,
             tail: start.tail,
@@ -291,7 +294,12 @@ impl TrackedFile {
             next_seq,
             generation: self.generation,
             continues: self.continues,
-            tail: if pos == self.framer.next_pos() { self.tail } else { Tail::NONE },
+            tail: if pos == self.framer.next_pos() {
+                self.tail
+            } else {
+                Tail::NONE
+            },
+            held: self.copy_check_until.is_some(),
             born_ms: self.content_born.and_then(|t| {
                 let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                 u64::try_from(d.as_millis()).ok()

@@ -9,7 +9,7 @@
 //! |------------------------------------------------------|----------|
 //! | `GET`/`HEAD` `/health`, `/ready`, `/metrics`          | none     |
 //! | `GET`/`HEAD` `/` and `/ui/…` (the web page's files: no data) | none |
-//! | `POST /v1/ingest/…`, `POST /v1/streams`, `POST /loki/api/v1/push` | `ingest` |
+//! | `POST /v1/ingest/…`, `POST /v1/streams`, `POST /v1/streams/by-content`, `POST /loki/api/v1/push` | `ingest` |
 //! | any other `GET`/`HEAD`                               | `read`   |
 //! | `POST /loki/api/v1/…` (Loki queries may be POSTed)   | `read`   |
 //! | `POST` under `/v1/groups/`, `/v1/consumers/`, `/v1/fetch` (consumers commit offsets) | `read` |
@@ -44,7 +44,10 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         return None;
     }
     if *method == Method::POST
-        && (path.starts_with("/v1/ingest/") || path == "/v1/streams" || path == "/loki/api/v1/push")
+        && (path.starts_with("/v1/ingest/")
+            || path == "/v1/streams"
+            || path == "/v1/streams/by-content"
+            || path == "/loki/api/v1/push")
     {
         return Some(Scope::Ingest);
     }
@@ -204,6 +207,7 @@ mod tests {
             (Method::POST, "/v1/ingest/app", Some(Scope::Ingest)),
             (Method::POST, "/loki/api/v1/push", Some(Scope::Ingest)),
             (Method::POST, "/v1/streams", Some(Scope::Ingest)),
+            (Method::POST, "/v1/streams/by-content", Some(Scope::Ingest)),
             (Method::GET, "/v1/topics", Some(Scope::Read)),
             (Method::GET, "/v1/query", Some(Scope::Read)),
             // Routes that do not exist yet are covered by the prefix rule.

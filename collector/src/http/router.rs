@@ -44,6 +44,7 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/groups/{group}/leave", post(groups::leave))
         .route("/v1/streams", post(streams::lookup))
+        .route("/v1/streams/by-content", post(streams::by_content))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
         .route("/", get(ui::index))
