@@ -242,6 +242,10 @@ pub fn checkpoint(data: &[u8]) {
                 })
                 .collect()
         };
-        assert_eq!(known(again.entries), known(loaded.entries), "checkpoints changed in a save and load");
+        assert_eq!(
+            known(again.entries),
+            known(loaded.entries),
+            "checkpoints changed in a save and load"
+        );
     }
 }
