@@ -205,11 +205,10 @@ fn check_topics(url: &str, config: &AgentConfig) -> Vec<String> {
     let mut out = Vec::new();
     for topic in topics {
         let status = rt.block_on(async { client.get(format!("{url}/v1/topics/{topic}")).send().await });
-        match status.map(|r| r.status().as_u16()) {
-            Ok(404) => out.push(format!(
+        if let Ok(404) = status.map(|r| r.status().as_u16()) {
+            out.push(format!(
                 "topic {topic:?} does not exist on {url}: the first batch creates it, unless the collector's storage.auto_create_topics is off (then create it: logpost topics create {topic})"
-            )),
-            Ok(_) | Err(_) => {}
+            ));
         }
     }
     out

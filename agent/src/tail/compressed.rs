@@ -25,7 +25,7 @@ pub const INFLATED_DIR: &str = "inflated";
 
 /// Whether `path` names a gzip file and starts like one.
 pub fn is_gzip(path: &Path) -> bool {
-    if !path.extension().is_some_and(|x| x == "gz") {
+    if path.extension().is_none_or(|x| x != "gz") {
         return false;
     }
     let mut magic = [0u8; 2];

@@ -351,7 +351,9 @@ z
             let mut got = Vec::new();
             let mut emitted = Vec::new();
             for piece in input.chunks(chunk) {
-                f.feed(piece, &mut |l: Line<'_>| got.push((l.bytes.to_vec(), l.end_pos, l.truncated)));
+                f.feed(piece, &mut |l: Line<'_>| {
+                    got.push((l.bytes.to_vec(), l.end_pos, l.truncated))
+                });
                 emitted.push(f.emitted_pos());
             }
             f.flush(&mut |l: Line<'_>| got.push((l.bytes.to_vec(), l.end_pos, l.truncated)));

@@ -515,7 +515,7 @@ impl FileServer {
                     continue;
                 };
                 let gzip = is_compressed_name(&name) && super::compressed::is_gzip(&path);
-                if (is_compressed_name(&name) && !gzip) || (!gzip && self.matched_by_a_source(&path)) {
+                if !gzip && (is_compressed_name(&name) || self.matched_by_a_source(&path)) {
                     continue;
                 }
                 let Ok(file) = File::open(&path) else { continue };

@@ -175,10 +175,10 @@ pub async fn by_content(
         for (topic, head) in &keys {
             by_topic.entry(topic.clone()).or_default().insert(*head);
         }
-        let mut best: std::collections::HashMap<
-            (String, (u32, u32)),
-            (u32, crate::store::producer_state::ProducerEntry, u64),
-        > = std::collections::HashMap::new();
+        // (topic, head) -> (partition, producer, position of its cursor): the furthest wins.
+        type Best =
+            std::collections::HashMap<(String, (u32, u32)), (u32, crate::store::producer_state::ProducerEntry, u64)>;
+        let mut best: Best = std::collections::HashMap::new();
         for (topic, heads) in &by_topic {
             let Some(t) = store.topic(topic).filter(|_| dedup) else {
                 continue;
