@@ -43,8 +43,12 @@ pub enum LongLines {
 pub struct LineFramer {
     max_line_bytes: usize,
     mode: LongLines,
-    /// Truncate mode: the rest of the current line is being skipped.
+    /// Truncate mode: the rest of the current line is being skipped; its
+    /// first `max_line_bytes` wait in `partial` for the line's end, so
+    /// that the line they are emitted as covers every byte dropped.
     skipping: bool,
+    /// Truncate mode: bytes of the current line dropped so far.
+    skipped_bytes: u64,
     /// Bytes dropped by truncation so far (for the metric).
     pub truncated_bytes: u64,
     partial: Vec<u8>,
@@ -66,6 +70,7 @@ impl LineFramer {
             max_line_bytes: max_line_bytes.max(1),
             mode,
             skipping: false,
+            skipped_bytes: 0,
             truncated_bytes: 0,
             partial: Vec::new(),
             next_pos: pos,
@@ -85,7 +90,7 @@ impl LineFramer {
 
     /// File position of the first byte not yet emitted as part of a line.
     pub fn emitted_pos(&self) -> u64 {
-        self.next_pos - self.partial.len() as u64
+        self.next_pos - self.partial.len() as u64 - self.skipped_bytes
     }
 
     /// Forgets everything and restarts at `pos` (after a truncation).
@@ -94,6 +99,7 @@ impl LineFramer {
         self.next_pos = pos;
         self.in_split = false;
         self.skipping = false;
+        self.skipped_bytes = 0;
     }
 
     /// Feeds the next bytes of the file, calling `emit` for each complete line.
@@ -103,12 +109,14 @@ impl LineFramer {
             let content_len = newline.unwrap_or(data.len());
             let (mut content, rest) = data.split_at(content_len);
             if self.skipping {
-                // Truncate mode: drop the rest of the long line up to its end.
+                // Truncate mode: drop the rest of the long line up to its
+                // end, where its start is emitted.
                 self.next_pos += content.len() as u64;
                 self.truncated_bytes += content.len() as u64;
+                self.skipped_bytes += content.len() as u64;
                 if newline.is_some() {
                     self.next_pos += 1;
-                    self.skipping = false;
+                    self.emit_truncated(emit);
                     data = rest.get(1..).unwrap_or_default();
                 } else {
                     data = &[];
@@ -122,23 +130,16 @@ impl LineFramer {
                 let dropped = content.len() - take;
                 self.next_pos += content.len() as u64;
                 self.truncated_bytes += dropped as u64;
-                let end_pos = if newline.is_some() {
-                    self.next_pos + 1
-                } else {
-                    self.next_pos
-                };
-                emit(Line {
-                    bytes: &self.partial,
-                    end_pos,
-                    split: false,
-                    truncated: true,
-                });
-                self.partial.clear();
+                self.skipped_bytes += dropped as u64;
+                self.skipping = true;
+                // The start waits for the line's end: emitted now, its
+                // position would stop short of the bytes still to drop,
+                // and a restart would resume inside the line (issue 33).
                 if newline.is_some() {
                     self.next_pos += 1;
+                    self.emit_truncated(emit);
                     data = rest.get(1..).unwrap_or_default();
                 } else {
-                    self.skipping = true;
                     data = &[];
                 }
                 continue;
@@ -206,10 +207,16 @@ impl LineFramer {
     }
 
     /// Emits a held-back incomplete last line (after the file went idle, was
-    /// rotated or deleted). Returns whether there was one.
+    /// rotated or deleted). Returns whether there was one. A truncated
+    /// line's start goes out marked, covering what was dropped so far; what
+    /// follows begins a new line, as after any partial line.
     pub fn flush<F: FnMut(Line<'_>) + ?Sized>(&mut self, emit: &mut F) -> bool {
         if self.partial.is_empty() {
             return false;
+        }
+        if self.skipping {
+            self.emit_truncated(emit);
+            return true;
         }
         let split = std::mem::take(&mut self.in_split);
         emit(Line {
@@ -220,6 +227,20 @@ impl LineFramer {
         });
         self.partial.clear();
         true
+    }
+
+    /// Truncate mode: emits the held start of the long line that ends at
+    /// `next_pos`, and leaves the skipping state.
+    fn emit_truncated<F: FnMut(Line<'_>) + ?Sized>(&mut self, emit: &mut F) {
+        emit(Line {
+            bytes: &self.partial,
+            end_pos: self.next_pos,
+            split: false,
+            truncated: true,
+        });
+        self.partial.clear();
+        self.skipping = false;
+        self.skipped_bytes = 0;
     }
 }
 
@@ -307,14 +328,47 @@ z
         assert_eq!(
             got,
             vec![
-                (b"abcd".to_vec(), 7, true),
+                (b"abcd".to_vec(), 11, true),
                 (b"xy".to_vec(), 14, false),
-                (b"long".to_vec(), 22, true),
+                (b"long".to_vec(), 27, true),
                 (b"z".to_vec(), 29, false),
             ]
         );
         assert_eq!(f.truncated_bytes, 3 + 3 + 4 + 4);
         assert_eq!(f.emitted_pos(), 29);
+    }
+
+    /// Issue 33 (found by fuzz/agent_framing): a truncated line's start
+    /// was emitted as soon as it passed the limit, its position short of
+    /// the bytes still to drop; emitted_pos then skipped them, and a
+    /// restart resumed inside the line. Now the start waits for the line's
+    /// end (or a flush), whatever the read sizes.
+    #[test]
+    fn issue_33_truncated_line_covers_what_it_drops_in_any_chunking() {
+        let input = b"one\r\ntwo\r\n\r\nlast without newline\r";
+        let lines = |chunk: usize| {
+            let mut f = LineFramer::with_mode(5, LongLines::Truncate, 0);
+            let mut got = Vec::new();
+            let mut emitted = Vec::new();
+            for piece in input.chunks(chunk) {
+                f.feed(piece, &mut |l: Line<'_>| {
+                    got.push((l.bytes.to_vec(), l.end_pos, l.truncated))
+                });
+                emitted.push(f.emitted_pos());
+            }
+            f.flush(&mut |l: Line<'_>| got.push((l.bytes.to_vec(), l.end_pos, l.truncated)));
+            (got, emitted, f.emitted_pos())
+        };
+        let (whole, _, end) = lines(input.len());
+        assert_eq!(whole.last(), Some(&(b"last ".to_vec(), 33, true)));
+        assert_eq!(end, 33);
+        for chunk in 1..input.len() {
+            let (got, emitted, end) = lines(chunk);
+            assert_eq!(got, whole, "chunks of {chunk}");
+            assert_eq!(end, 33);
+            // Until the flush, the held line's start is never passed.
+            assert!(emitted.iter().all(|&p| p <= 12), "chunks of {chunk}: {emitted:?}");
+        }
     }
 
     #[test]

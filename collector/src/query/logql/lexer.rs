@@ -70,6 +70,30 @@ pub(crate) struct Token {
 /// Parser flags Loki knows (`| logfmt --strict --keep-empty`).
 const FLAGS: [&str; 2] = ["--strict", "--keep-empty"];
 
+/// The byte spans of `src`'s tokens, lexed in a row from its start: the
+/// lexer on its own, for the fuzz targets (fuzz/src/logql.rs) and tools.
+/// The parser drives the lexer on demand instead and re-reads bare topic
+/// names with rules of their own, so it may split a query differently.
+/// Stops after a token that does not advance, which a caller can see.
+///
+/// # Errors
+/// Text that cannot start a token, as [`Lexer::next_token`] reports it.
+pub fn token_spans(src: &str) -> Result<Vec<std::ops::Range<usize>>, ParseError> {
+    let mut lexer = Lexer::new(src);
+    let mut spans = Vec::new();
+    loop {
+        let token = lexer.next_token()?;
+        if token.tok == Tok::Eof {
+            return Ok(spans);
+        }
+        let stuck = token.end <= token.start;
+        spans.push(token.start..token.end);
+        if stuck {
+            return Ok(spans);
+        }
+    }
+}
+
 /// Reads tokens from a query on demand.
 pub(crate) struct Lexer<'a> {
     src: &'a str,
@@ -405,6 +429,15 @@ pub(crate) fn topic_end(src: &str, start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_spans_cover_tokens_and_skip_trivia() {
+        let q = "{app=\"a b\"} # note\n |= `x` [5m]";
+        let spans = token_spans(q).unwrap();
+        let texts: Vec<&str> = spans.iter().map(|s| &q[s.clone()]).collect();
+        assert_eq!(texts, ["{", "app", "=", "\"a b\"", "}", "|=", "`x`", "[5m]"]);
+        assert!(token_spans("{app=\"unterminated}").is_err());
+    }
 
     fn toks(s: &str) -> Vec<Tok> {
         let mut l = Lexer::new(s);

@@ -150,6 +150,7 @@ pub use eval::{
     eval_instant, eval_instant_with, eval_logs, eval_range, eval_range_with,
 };
 pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};
+pub use lexer::token_spans;
 pub use parser::{MAX_DEPTH, MAX_NODES, parse};
 pub use pipeline::{
     CmpOp, Decolorize, DropLabels, IpPattern, JsonParser, KeepLabels, LabelFilter, LabelFormat, LabelFormatKind,

@@ -1,0 +1,5 @@
+#![no_main]
+// What this target feeds and checks: fuzz/src (the function it calls) and docs/fuzzing.md.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| logpost_fuzz::config::agent(data));

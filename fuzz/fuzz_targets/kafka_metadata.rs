@@ -1,0 +1,6 @@
+#![no_main]
+// What this target feeds and checks: fuzz/src (the function it calls) and docs/fuzzing.md.
+use libfuzzer_sys::fuzz_target;
+use logpost_collector::kafka::protocol::ApiKey;
+
+fuzz_target!(|data: &[u8]| logpost_fuzz::kafka::drive(ApiKey::Metadata, data));
