@@ -13,6 +13,7 @@ mod config_errors;
 mod exactly_once;
 mod fetch;
 mod groups;
+mod hostile;
 mod kafka_clients;
 mod kafka_raw;
 mod limits;

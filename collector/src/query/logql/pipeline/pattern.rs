@@ -185,7 +185,8 @@ impl PatternFilter {
             }
         }
         re.push('$');
-        let re = Regex::new(&re).map_err(|e| e.to_string())?;
+        let re = crate::query::logql::limits::compile_bytes_regex(&re)
+            .map_err(|e| crate::query::logql::parser::regex_error(pattern, &e))?;
         Ok(PatternFilter { re })
     }
 
