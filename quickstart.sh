@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # logpost quick start: builds the binaries, starts a collector and an agent
 # on sample logs in a temporary directory, shows lines arriving, runs a few
-# queries, and tells you what to try next. Ctrl-C stops everything.
+# queries, tells you what to try next and ends with the web page's URL.
+# Ctrl-C stops everything.
 #
 #   ./quickstart.sh          # interactive: keeps running until Ctrl-C
 #   ./quickstart.sh --once   # runs the demo and exits (used by the tests)
@@ -104,8 +105,12 @@ Try, in another terminal:
   echo "\$(date -u +%FT%TZ) ERROR hello from you" >> $dir/logs/app.log
 Logs of the processes: $dir/collector.log, $dir/agent.log
 MSG
+[ "$once" = 1 ] || echo "Press Ctrl-C to stop."
+# Last, so that it is what stays on screen: the collector's own web page.
+echo
+echo "==> Search, explore and live-tail these logs in your browser:"
+echo "    $url/"
 if [ "$once" = 1 ]; then
   exit 0
 fi
-echo "Press Ctrl-C to stop."
 while true; do sleep 1; done

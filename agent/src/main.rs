@@ -103,7 +103,12 @@ fn validate(config: &AgentConfig) -> ExitCode {
     println!("config ok: {}", config.path.display());
     for url in &config.collector_urls {
         match reachable(url, &config.collector_auth) {
-            Ok(()) => println!("collector {url}: reachable"),
+            Ok(()) => {
+                println!("collector {url}: reachable");
+                for problem in check_topics(url, config) {
+                    println!("  {problem}");
+                }
+            }
             Err(e) => println!("collector {url}: NOT reachable ({e})"),
         }
     }
@@ -120,6 +125,21 @@ fn validate(config: &AgentConfig) -> ExitCode {
     }
     for s in skipped {
         println!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    if let Some(r) = logpost_agent::ship::refusals::current(&config.data_dir) {
+        println!("REFUSED: the running agent's requests are refused: {r}");
+        println!("  its lines wait in their files; they are sent once the collector takes them");
+    }
+    let kept = logpost_agent::ship::refusals::dead_letters(&config.data_dir);
+    if !kept.is_empty() {
+        println!(
+            "{} request(s) the collector called malformed are set aside in {} (each .json says why; re-send a .batch with curl --data-binary)",
+            kept.len(),
+            config
+                .data_dir
+                .join(logpost_agent::ship::refusals::DEAD_LETTER_DIR)
+                .display()
+        );
     }
     ExitCode::SUCCESS
 }
@@ -157,12 +177,42 @@ fn reachable(url: &str, auth: &logpost_agent::config::CollectorAuth) -> Result<(
             .await
             .map_err(|e| e.to_string())?;
         match resp.status().as_u16() {
-            200..=299 => Ok(()),
-            401 => Err("the collector requires a token ([collector] token, token_file or token_env)".to_owned()),
-            403 => Err("the token lacks the ingest scope".to_owned()),
-            s => Err(format!("stream lookup answered {s}")),
+            200..=299 => {}
+            401 => {
+                return Err("the collector requires a token ([collector] token, token_file or token_env)".to_owned());
+            }
+            403 => return Err("the token lacks the ingest scope".to_owned()),
+            s => return Err(format!("stream lookup answered {s}")),
         }
+        Ok(())
     })
+}
+
+/// For each topic the sources write to, whether the collector has it: a
+/// topic it neither has nor creates on first write refuses every batch.
+fn check_topics(url: &str, config: &AgentConfig) -> Vec<String> {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
+    };
+    let Ok(client) = logpost_agent::ship::http::client_builder(&config.collector_auth)
+        .and_then(|b| b.timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string()))
+    else {
+        return Vec::new();
+    };
+    let mut topics: Vec<&str> = config.sources.iter().map(|s| s.topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let mut out = Vec::new();
+    for topic in topics {
+        let status = rt.block_on(async { client.get(format!("{url}/v1/topics/{topic}")).send().await });
+        match status.map(|r| r.status().as_u16()) {
+            Ok(404) => out.push(format!(
+                "topic {topic:?} does not exist on {url}: the first batch creates it, unless the collector's storage.auto_create_topics is off (then create it: logpost topics create {topic})"
+            )),
+            Ok(_) | Err(_) => {}
+        }
+    }
+    out
 }
 
 /// SIGTERM and SIGINT start the two-phase shutdown; SIGHUP reloads the

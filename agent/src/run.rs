@@ -44,6 +44,8 @@ pub enum AgentError {
     Runtime(#[source] std::io::Error),
     #[error("the tailing thread failed")]
     Tailer,
+    #[error(transparent)]
+    Locked(#[from] logpost_shared::dir_lock::DirLockError),
     #[error("cannot serve metrics on {addr}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -81,7 +83,22 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
         path: config.data_dir.clone(),
         source,
     })?;
+    // Two agents on one data directory would each move the other's
+    // checkpoints; a dry run writes none, so it may look on beside one.
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(logpost_shared::dir_lock::DirLock::acquire(
+            &config.data_dir,
+            "logpost-agent",
+        )?)
+    };
     let agent_id = load_or_create_agent_id(&config.data_dir)?;
+    if !options.dry_run {
+        // A refusal recorded by an earlier run is stale until seen again.
+        crate::ship::refusals::RefusalLog::new(Some(config.data_dir.clone())).cleared();
+        crate::tail::compressed::clear_leftovers(&config.data_dir);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKERS)
         // Compression threads end before the tailer releases the code
@@ -103,6 +120,7 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
         max_in_flight: config.batch.max_in_flight,
         request_timeout: config.request_timeout,
         auth: config.collector_auth.clone(),
+        refusals: crate::ship::refusals::RefusalLog::new(Some(config.data_dir.clone())),
     };
     let shipper = if options.dry_run {
         runtime.spawn(client::run_dry(rx))

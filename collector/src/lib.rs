@@ -5,7 +5,8 @@
 //! - [`budget`]: the bytes of requests a listener may hold at once.
 //! - [`config`]: `collector.toml`, raw and validated.
 //! - [`server`]: start-up (store recovery, writer threads), serving, shutdown.
-//! - [`http`]: routes and handlers, a thin shell over the modules below.
+//! - [`http`]: routes and handlers, a thin shell over the modules below;
+//!   also the web page (`http::ui`, files in `collector/ui/`).
 //! - [`ingest`]: checking and routing incoming batches.
 //! - [`kafka`]: the Kafka wire protocol listener and the consumer-group
 //!   coordinator (shared with HTTP).

@@ -12,16 +12,20 @@
 //! - [`config`]: value types both sides parse (sizes, durations) and
 //!   [`config::ConfigError`], which names file, line and key.
 //! - [`topic`]: topic-name validation shared by agent, collector and client.
+//! - [`dir_lock`]: the exclusive lock agent and collector take on their
+//!   data directories.
 //! - [`tls`]: rustls configs (ring provider) for the collector's listener
 //!   and the clients that verify it.
 //!
-//! This crate has no runtime, sockets or files of its own (CI checks that it
-//! does not depend on tokio): everything here is testable with plain values.
+//! This crate has no runtime or sockets (CI checks that it does not depend
+//! on tokio), and no files but the data-directory lock: everything else here
+//! is testable with plain values.
 #![deny(clippy::indexing_slicing)]
 
 pub mod batch;
 pub mod compression;
 pub mod config;
+pub mod dir_lock;
 pub mod record;
 pub mod tls;
 pub mod topic;

@@ -4,8 +4,10 @@
 steady RATE of lines per second until COUNT lines are written.
 
 --reopen: open, write and close for every chunk (an app that reopens its
-log, as after logrotate's `create`); otherwise keep one handle
-(copytruncate's case). Each chunk is one write(2) of whole lines, so a
+log, as after logrotate's `create`); --reopen-on-hup: keep one handle and
+open the path again when SIGHUP arrives (rsyslog, nginx: until then the
+lines go to the renamed file); otherwise keep one handle (copytruncate's
+case). Each chunk is one write(2) of whole lines, so a
 SIGSTOP from the test never leaves half a line behind.
 
 Prints the number of lines written to stdout when done or on SIGTERM.
@@ -27,9 +29,17 @@ def main():
     ap.add_argument("count", type=int)
     ap.add_argument("rate", type=float)
     ap.add_argument("--reopen", action="store_true")
+    ap.add_argument("--reopen-on-hup", action="store_true")
     args = ap.parse_args()
     written = 0
     stop = False
+    hup = False
+
+    def on_hup(*_):
+        nonlocal hup
+        hup = True
+
+    signal.signal(signal.SIGHUP, on_hup)
 
     def on_term(*_):
         nonlocal stop
@@ -47,6 +57,10 @@ def main():
             os.write(f, data)
             os.close(f)
         else:
+            if hup:
+                hup = False
+                os.close(fd)
+                fd = os.open(args.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             os.write(fd, data)
         written += n
         # Pace by the clock, so a pause (SIGSTOP) is caught up afterwards.

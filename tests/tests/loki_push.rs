@@ -1,8 +1,8 @@
 //! Issue 9: Loki's push API with bodies built as the documented formats
 //! say (tests/py/loki_push.py: protobuf through the real protobuf library,
 //! snappy block format; JSON plain and gzip), read back with `logpost
-//! query --output json`: lines, labels and structured metadata as
-//! headers, exact nanosecond timestamps, topics by tenant; bad bodies get
+//! query --output json`: lines, labels as headers, structured metadata
+//! apart (issue 32), exact nanosecond timestamps, topics by tenant; bad bodies get
 //! 400/413/415 and change nothing.
 
 use std::time::Duration;
@@ -38,14 +38,15 @@ fn issue_9_loki_push_protobuf_and_json_land_with_labels_and_exact_timestamps() {
         ],
         "every good push stored once, no bad one"
     );
-    // (line, timestamp_ms, ns header if ms loses precision, headers expected)
+    // (line, timestamp_ms, ns header if ms loses precision, headers
+    // expected; `sm:name` is structured metadata, shown apart as `metadata`)
     type Expected<'a> = (&'a str, i64, Option<&'a str>, &'a [(&'a str, &'a str)]);
     let expected: &[Expected] = &[
         (
             "proto line 1",
             1_700_000_000_123,
             Some("1700000000123456789"),
-            &[("app", "web"), ("env", "prod"), ("trace_id", "abc")],
+            &[("app", "web"), ("env", "prod"), ("sm:trace_id", "abc")],
         ),
         (
             "proto line 2 ünïcode",
@@ -64,7 +65,7 @@ fn issue_9_loki_push_protobuf_and_json_land_with_labels_and_exact_timestamps() {
             "json line 2",
             1_700_000_003_000,
             Some("1700000003000000500"),
-            &[("job", "fluent-bit"), ("k", "v")],
+            &[("job", "fluent-bit"), ("sm:k", "v")],
         ),
         (
             "gzip line",
@@ -85,7 +86,13 @@ fn issue_9_loki_push_protobuf_and_json_land_with_labels_and_exact_timestamps() {
         assert_eq!(r["headers"]["logpost.ns_be"].as_str(), sub_ms.as_deref(), "{line}: {r}");
         assert!(r.get("key").is_none(), "{line}: Loki entries have no key: {r}");
         for (k, v) in *headers {
-            assert_eq!(r["headers"][k].as_str(), Some(*v), "{line}: header {k}: {r}");
+            match k.strip_prefix("sm:") {
+                Some(name) => {
+                    assert_eq!(r["metadata"][name].as_str(), Some(*v), "{line}: metadata {name}: {r}");
+                    assert!(r["headers"].get(name).is_none(), "{line}: metadata is no header: {r}");
+                }
+                None => assert_eq!(r["headers"][k].as_str(), Some(*v), "{line}: header {k}: {r}"),
+            }
         }
     }
     // Entries of one stream keep their order (one partition, by labels).

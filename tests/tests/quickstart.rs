@@ -1,5 +1,6 @@
 //! The README's first command works: the quick start runs the whole
-//! pipeline on its sample logs and shows query results.
+//! pipeline on its sample logs, shows query results and ends with the
+//! web page's URL.
 
 use std::process::Command;
 
@@ -26,4 +27,11 @@ fn readme_quickstart_runs() {
         "no ERROR lines queried:\n{stdout}"
     );
     assert!(stdout.contains("stopped; removed"), "{stdout}");
+    // Its demo ends with the web page's URL (issue 31).
+    let before_stop = stdout.split("==> stopping").next().unwrap_or_default().trim_end();
+    let last = before_stop.lines().last().unwrap_or_default().trim();
+    assert!(
+        last.starts_with("http://127.0.0.1:") && last.ends_with('/'),
+        "the quick start does not end with the page's URL:\n{stdout}"
+    );
 }

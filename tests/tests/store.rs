@@ -301,3 +301,56 @@ fn issue_5_disk_full_then_space_freed() {
     let lines: Vec<String> = stored(&collector, "full").into_iter().map(|(_, _, l)| l).collect();
     assert_eq!(lines, acked);
 }
+
+/// Issue 27: a second collector started on a data directory a running one
+/// holds is refused at start, naming the holder's pid (as Kafka locks its
+/// log directories), and the first goes on serving; likewise a second
+/// agent on one agent data directory.
+#[test]
+fn issue_27_a_data_directory_is_locked_by_its_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::start(&tmp.path().join("collector"), "");
+    let second = std::process::Command::new(logpost_e2e::process::bin("logpost-collector"))
+        .arg("--config")
+        .arg(&c.config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    let pid = c.proc.child.id();
+    assert!(
+        stderr.contains(&format!(
+            "data directory is in use by another logpost-collector (pid {pid})"
+        )),
+        "{stderr}"
+    );
+    let placed = post(
+        &logpost_e2e::http(),
+        &c.url,
+        "locked",
+        batch(&["still here".to_owned()], 1),
+    )
+    .unwrap();
+    assert_eq!(placed.len(), 1);
+
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = logpost_e2e::process::agent_config(&c, &format!("{}/*.log", logs.display()), "locked");
+    let agent = logpost_e2e::process::Agent::start(&tmp.path().join("agent"), &config);
+    wait_for("the agent to lock its data directory", PATIENCE, || {
+        tmp.path().join("agent/data/.lock").exists().then_some(())
+    });
+    let other = std::process::Command::new(logpost_e2e::process::bin("logpost-agent"))
+        .arg("--config")
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_ne!(other.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by another logpost-agent (pid {})", agent.pid())),
+        "{stderr}"
+    );
+}

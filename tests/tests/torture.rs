@@ -24,8 +24,30 @@ use logpost_e2e::{PATIENCE, pace};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rotation {
     Create,
+    /// `create` + `compress` + `delaycompress`.
     CreateCompressed,
+    /// `create` + `compress` without `delaycompress`: the rotated file is
+    /// gzipped (and removed) at once.
+    CreateCompressedNow,
     CopyTruncate,
+    /// `copytruncate` + `compress` without `delaycompress`: the copy is
+    /// gzipped at once.
+    CopyTruncateCompressedNow,
+}
+
+impl Rotation {
+    fn copies(self) -> bool {
+        matches!(self, Rotation::CopyTruncate | Rotation::CopyTruncateCompressedNow)
+    }
+}
+
+/// Whether the agent's glob also matches rotated names (`w1.log.1`,
+/// `w1.log.2.gz`), as Vector's and Filebeat's guides suggest, or only the
+/// live files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobForm {
+    LiveOnly,
+    AlsoRotated,
 }
 
 struct Writer {
@@ -44,7 +66,7 @@ impl Writer {
             .arg(id.to_string())
             .arg(count.to_string())
             .arg(rate.to_string());
-        if rotation != Rotation::CopyTruncate {
+        if !rotation.copies() {
             cmd.arg("--reopen");
         }
         let child = cmd
@@ -59,14 +81,6 @@ impl Writer {
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::kill(libc::pid_t::try_from(self.child.id()).unwrap(), sig);
-        }
-    }
-
     /// Waits for the writer to finish; the number of lines it wrote.
     fn finish(mut self) -> u64 {
         let status = self.child.wait().unwrap();
@@ -77,11 +91,30 @@ impl Writer {
     }
 }
 
-fn logrotate(dir: &Path, w: &Writer) {
+/// What the rotation thread needs of a writer.
+#[derive(Debug, Clone)]
+struct Rotated {
+    id: u32,
+    path: PathBuf,
+    rotation: Rotation,
+    pid: libc::pid_t,
+}
+
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn logrotate(dir: &Path, w: &Rotated) {
     let options = match w.rotation {
         Rotation::Create => "create",
         Rotation::CreateCompressed => "create\n  compress\n  delaycompress",
+        Rotation::CreateCompressedNow => "create\n  compress",
         Rotation::CopyTruncate => "copytruncate",
+        Rotation::CopyTruncateCompressedNow => "copytruncate\n  compress",
     };
     let conf = dir.join(format!("logrotate-{}.conf", w.id));
     std::fs::write(
@@ -91,9 +124,9 @@ fn logrotate(dir: &Path, w: &Writer) {
     .unwrap();
     // copytruncate loses lines written between its copy and its truncate:
     // that race is logrotate's, so the writer is stopped while it runs.
-    let pause = w.rotation == Rotation::CopyTruncate;
+    let pause = w.rotation.copies();
     if pause {
-        w.signal(libc::SIGSTOP);
+        signal(w.pid, libc::SIGSTOP);
     }
     let out = Command::new("logrotate")
         .arg("-f")
@@ -103,7 +136,7 @@ fn logrotate(dir: &Path, w: &Writer) {
         .output()
         .expect("logrotate is needed (scripts/test installs it)");
     if pause {
-        w.signal(libc::SIGCONT);
+        signal(w.pid, libc::SIGCONT);
     }
     assert!(
         out.status.success(),
@@ -130,59 +163,98 @@ fn check_streaming(collector: &Collector, written: &BTreeMap<u32, u64>) -> Repor
     checker.finish()
 }
 
-/// Runs the torture; returns the final report and the number of kills.
-fn torture(dedup: bool, lines_per_writer: u64, min_kills: u32, soak: Option<Duration>) -> (Report, u32) {
+/// One torture run's settings.
+struct Setup {
+    dedup: bool,
+    glob: GlobForm,
+    rotations: Vec<Rotation>,
+    /// Lines per second, per writer.
+    rate: u32,
+    /// How long the writers write.
+    seconds: u64,
+    min_kills: u32,
+    /// A kill (agent or collector, at random) every this many ms.
+    kill_every_ms: (u64, u64),
+    /// Every writer's file rotated every this many ms.
+    rotate_every_ms: (u64, u64),
+}
+
+/// Runs the torture; returns the final report and the number of kills and
+/// rotations.
+fn torture(setup: &Setup) -> (Report, u32, u32) {
     let _heavy = logpost_e2e::heavy();
     let tmp = tempfile::tempdir().unwrap();
     let collector_extra = format!(
-        "[storage]\ndefault_partitions = 3\ncheckpoint_interval = \"500ms\"\n[ingest]\ndeduplicate = {dedup}\n"
+        "[storage]\ndefault_partitions = 3\ncheckpoint_interval = \"500ms\"\n[ingest]\ndeduplicate = {}\n",
+        setup.dedup
     );
     let mut collector = Collector::start(&tmp.path().join("collector"), &collector_extra);
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let glob = format!("{}/*.log", logs.display());
+    let glob = match setup.glob {
+        GlobForm::LiveOnly => format!("{}/*.log", logs.display()),
+        GlobForm::AlsoRotated => format!("{}/*.log*", logs.display()),
+    };
     // Checkpoints less often than the tests' default, so that an agent
     // killed after an acknowledgement has usually not recorded it yet.
     let config = agent_config(&collector, &glob, "torture")
         .replace("checkpoint_interval = \"100ms\"", "checkpoint_interval = \"1s\"");
     let mut agent = Agent::start(&tmp.path().join("agent"), &config);
 
-    let rotations = [
-        Rotation::Create,
-        Rotation::CreateCompressed,
-        Rotation::CopyTruncate,
-        Rotation::CopyTruncate,
-    ];
-    // Rate so that the short form lasts about 25 s.
-    let rate = u32::try_from((lines_per_writer / 25).max(200)).unwrap();
-    let total = soak.map_or(lines_per_writer, |d| u64::from(rate) * d.as_secs());
-    let writers: Vec<Writer> = rotations
+    let total = u64::from(setup.rate) * setup.seconds;
+    let writers: Vec<Writer> = setup
+        .rotations
         .iter()
         .enumerate()
-        .map(|(i, &r)| Writer::spawn(i as u32 + 1, logs.join(format!("w{}.log", i + 1)), r, total, rate))
+        .map(|(i, &r)| Writer::spawn(i as u32 + 1, logs.join(format!("w{}.log", i + 1)), r, total, setup.rate))
         .collect();
+    let rotated: Vec<Rotated> = writers
+        .iter()
+        .map(|w| Rotated {
+            id: w.id,
+            path: w.path.clone(),
+            rotation: w.rotation,
+            pid: libc::pid_t::try_from(w.child.id()).unwrap(),
+        })
+        .collect();
+    // Rotations on a thread of their own, independent of the kills.
+    let stop_rotating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rotator = {
+        let stop = std::sync::Arc::clone(&stop_rotating);
+        let logs = logs.clone();
+        let every = setup.rotate_every_ms;
+        std::thread::spawn(move || {
+            let mut rng = Xorshift(0x726f_7461_7465);
+            let mut n = 0u32;
+            pace(Duration::from_secs(1));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for w in &rotated {
+                    logrotate(&logs, w);
+                }
+                n += 1;
+                pace(Duration::from_millis(every.0 + rng.below(every.1 - every.0)));
+            }
+            n
+        })
+    };
 
     let mut rng = Xorshift(0x7047_7572_6521);
     let started = Instant::now();
     let mut kills = 0;
-    let mut next_rotation = Instant::now() + Duration::from_secs(2);
-    let expected_end = Duration::from_secs(total / u64::from(rate));
-    while started.elapsed() < expected_end.saturating_sub(Duration::from_secs(1)) || kills < min_kills {
-        pace(Duration::from_millis(200 + rng.below(500)));
+    let expected_end = Duration::from_secs(setup.seconds);
+    let (lo, hi) = setup.kill_every_ms;
+    while started.elapsed() < expected_end.saturating_sub(Duration::from_secs(1)) || kills < setup.min_kills {
+        pace(Duration::from_millis(lo + rng.below(hi - lo)));
         if rng.below(2) == 0 {
             agent.kill9_and_restart();
         } else {
             collector.restart();
         }
         kills += 1;
-        if Instant::now() >= next_rotation {
-            for w in &writers {
-                logrotate(&logs, w);
-            }
-            next_rotation = Instant::now() + Duration::from_millis(2000 + rng.below(2000));
-        }
     }
     let written: BTreeMap<u32, u64> = writers.into_iter().map(|w| (w.id, w.finish())).collect();
+    stop_rotating.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rotations = rotator.join().unwrap();
     // Everything written must arrive; then the agent drains and stops.
     let deadline = Instant::now() + PATIENCE;
     let report = loop {
@@ -210,28 +282,75 @@ fn torture(dedup: bool, lines_per_writer: u64, min_kills: u32, soak: Option<Dura
         agent.proc.stderr_text()
     );
     let report = check_streaming(&collector, &written);
-    if dedup && (report.duplicated, report.altered, report.out_of_order) != (0, 0, 0) {
+    if setup.dedup && (report.duplicated, report.altered, report.out_of_order) != (0, 0, 0) {
         eprintln!("files and logs kept in {}", tmp.keep().display());
     }
-    (report, kills)
+    (report, kills, rotations)
 }
 
-#[test]
-fn issue_7_exactly_once_through_crashes_and_rotation() {
-    let soak = std::env::var("LOGPOST_TORTURE_SECONDS")
+/// Every rotation the issue names, for one glob form: create; create,
+/// compress and delaycompress; create and compress at once; copytruncate;
+/// copytruncate and compress at once.
+fn every_rotation() -> Vec<Rotation> {
+    vec![
+        Rotation::Create,
+        Rotation::CreateCompressed,
+        Rotation::CreateCompressedNow,
+        Rotation::CopyTruncate,
+        Rotation::CopyTruncateCompressedNow,
+    ]
+}
+
+/// The CI form (issue 27's settings): five writers at 5,000 lines/s
+/// (25,000 in all), every file rotated every 0.3 to 0.7 s, the agent or the
+/// collector SIGKILLed every 0.1 to 0.9 s, for 20 s. The long form:
+/// `scripts/torture 3600` (LOGPOST_TORTURE_SECONDS), each glob form.
+fn exactly_once(glob: GlobForm) {
+    let seconds = std::env::var("LOGPOST_TORTURE_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map(Duration::from_secs);
-    let (r, kills) = torture(true, 25_000, 30, soak);
-    eprintln!("torture (dedup on): {kills} kills; {r}");
-    assert!(kills >= 30);
+        .unwrap_or(20);
+    let setup = Setup {
+        dedup: true,
+        glob,
+        rotations: every_rotation(),
+        rate: 5_000,
+        seconds,
+        min_kills: 20,
+        kill_every_ms: (100, 900),
+        rotate_every_ms: (300, 700),
+    };
+    let (r, kills, rotations) = torture(&setup);
+    eprintln!("torture ({glob:?}, dedup on): {kills} kills, {rotations} rotations of each file; {r}");
+    assert!(kills >= 20);
+    assert!(rotations >= 5, "{rotations} rotations");
     assert!(r.written >= 100_000, "{r}");
     assert_eq!((r.lost, r.duplicated, r.altered, r.out_of_order), (0, 0, 0, 0), "{r}");
 }
 
 #[test]
+fn issue_27_exactly_once_with_a_glob_of_live_files_only() {
+    exactly_once(GlobForm::LiveOnly);
+}
+
+#[test]
+fn issue_27_exactly_once_with_a_glob_matching_rotated_files() {
+    exactly_once(GlobForm::AlsoRotated);
+}
+
+#[test]
 fn issue_7_without_dedup_the_checker_sees_duplicates() {
-    let (r, kills) = torture(false, 8_000, 10, None);
+    let setup = Setup {
+        dedup: false,
+        glob: GlobForm::LiveOnly,
+        rotations: vec![Rotation::Create, Rotation::CopyTruncate],
+        rate: 1_000,
+        seconds: 8,
+        min_kills: 10,
+        kill_every_ms: (200, 700),
+        rotate_every_ms: (1_000, 2_000),
+    };
+    let (r, kills, _) = torture(&setup);
     eprintln!("torture (dedup off): {kills} kills; {r}");
     assert_eq!(r.lost, 0, "{r}");
     assert!(

@@ -27,14 +27,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckBoard, Acked, Unsettled};
 use super::batcher::ShipRequest;
+use super::refusals::{Refusal, RefusalLog};
 use super::retry::{Backoff, parse_retry_after};
 use crate::tail::fingerprint::FileKey;
 
 /// Content type of a body of RecordBatch v2 frames (the collector's ingest API).
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.kafka.record-batch.v2";
-/// Client errors tolerated before a request is given up as rejected: the
-/// collector said the batch itself is bad, so retrying forever would stall
-/// every file behind it.
+/// Attempts of a request the collector calls malformed (400) before it is
+/// set aside in the dead-letter directory (`refusals.rs`): retrying it
+/// forever would stall every file behind it, and it is never dropped.
 const MAX_CLIENT_ERROR_ATTEMPTS: u32 = 3;
 /// First retry delay and cap.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -70,6 +71,8 @@ pub struct ShipperConfig {
     pub request_timeout: Duration,
     /// Token and TLS settings.
     pub auth: crate::config::CollectorAuth,
+    /// Where refusals and set-aside requests are recorded.
+    pub refusals: RefusalLog,
 }
 
 /// What the shipper did, for the exit summary and tests.
@@ -78,6 +81,7 @@ pub struct ShipperStats {
     pub requests: u64,
     pub records: u64,
     pub retries: u64,
+    /// Records of requests set aside as malformed (dead-lettered).
     pub rejected_records: u64,
 }
 
@@ -237,8 +241,8 @@ pub async fn run(
                         if pipelined {
                             match sender.attempt(&payload, true).await {
                                 Attempt::Done(outcome) => outcome,
-                                Attempt::Retry(_) => Outcome::Unsent { client_errors: 0 },
-                                Attempt::ClientError => Outcome::Unsent { client_errors: 1 },
+                                Attempt::Retry(_) | Attempt::Refused(_) => Outcome::Unsent { client_errors: 0 },
+                                Attempt::Malformed(_) => Outcome::Unsent { client_errors: 1 },
                             }
                         } else {
                             sender.send(&payload, &hard_stop, 0).await
@@ -306,8 +310,8 @@ fn settle(payload: &Payload, outcome: Outcome, acks: &AckBoard, stats: &mut Ship
             stats.requests += 1;
         }
         Outcome::Rejected => {
-            // The collector refused these lines for good; moving on is
-            // the only way the files behind them get shipped.
+            // Set aside in the dead-letter directory (by `send`): the
+            // files behind it move on, and its lines are kept there.
             for (file, acked) in &payload.acks {
                 acks.record(*file, *acked);
             }
@@ -325,6 +329,7 @@ enum Outcome {
     /// Some batches were refused (sequence gap): the collector's answer
     /// says which, in request order.
     Partly(Vec<bool>),
+    /// Malformed and set aside in the dead-letter directory.
     Rejected,
     /// One attempt that did not get an answer to act on, after
     /// `client_errors` refusals of the request itself.
@@ -339,8 +344,11 @@ enum Attempt {
     Done(Outcome),
     /// Retry, after at least this long if the collector said so.
     Retry(Option<Duration>),
-    /// The collector refused the request itself (a 4xx).
-    ClientError,
+    /// The collector says the request is malformed (400), in these words.
+    Malformed(String),
+    /// The collector refuses the request by policy (unknown topic, token,
+    /// limits): retried without end, and said where operators look.
+    Refused(Refusal),
 }
 
 struct Sender {
@@ -358,20 +366,49 @@ impl Sender {
     async fn send(&self, payload: &Payload, hard_stop: &CancellationToken, mut client_errors: u32) -> Outcome {
         let seed = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
         let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX, seed);
+        let mut refused_since: Option<u64> = None;
+        let mut refusals = 0u64;
         loop {
             if hard_stop.is_cancelled() {
                 return Outcome::Stopped;
             }
             let retry_after = match self.attempt(payload, false).await {
-                Attempt::Done(outcome) => return outcome,
+                Attempt::Done(outcome) => {
+                    if refused_since.is_some() {
+                        tracing::info!(topic = %payload.topic, "the collector takes the refused request now");
+                        self.config.refusals.cleared();
+                    }
+                    return outcome;
+                }
                 Attempt::Retry(after) => after,
-                Attempt::ClientError => {
+                Attempt::Malformed(message) => {
                     client_errors += 1;
                     if client_errors >= MAX_CLIENT_ERROR_ATTEMPTS {
-                        tracing::error!(topic = %payload.topic, records = payload.records,
-                            "giving up on a batch the collector keeps refusing; its lines are dropped");
-                        return Outcome::Rejected;
+                        match self.config.refusals.dead_letter(payload, 400, &message) {
+                            Some(kept) => {
+                                tracing::error!(topic = %payload.topic, records = payload.records, path = %kept.display(),
+                                    error = %message.trim(), "the collector calls this request malformed; set aside in the dead-letter directory");
+                                if refused_since.is_some() {
+                                    self.config.refusals.cleared();
+                                }
+                                return Outcome::Rejected;
+                            }
+                            // Kept nowhere: keep trying rather than lose it.
+                            None => client_errors = 0,
+                        }
                     }
+                    None
+                }
+                Attempt::Refused(mut r) => {
+                    refusals += 1;
+                    r.since_ms = *refused_since.get_or_insert_with(super::refusals::now_ms);
+                    r.attempts = refusals;
+                    r.records = payload.records;
+                    if refusals == 1 || refusals.is_power_of_two() || refusals.is_multiple_of(20) {
+                        tracing::error!(refusal = %r,
+                            "the collector refuses this request; its lines wait in their files until it takes them (fix the collector's config or the agent's)");
+                    }
+                    self.config.refusals.refused(&r);
                     None
                 }
             };
@@ -431,15 +468,25 @@ impl Sender {
                     .and_then(parse_retry_after);
                 let message = resp.text().await.unwrap_or_default();
                 let attempts = self.retries.load(Ordering::Relaxed);
-                if is_permanent(status) {
+                if status == StatusCode::BAD_REQUEST {
                     tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
-                        "collector refused batch");
-                    return Attempt::ClientError;
-                } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                    if attempts.is_multiple_of(10) {
-                        tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
-                            "collector refused the agent's token (check [collector] token/token_file); retrying");
-                    }
+                        "collector calls the request malformed");
+                    return Attempt::Malformed(message);
+                } else if is_permanent(status) {
+                    let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        " (check [collector] token/token_file and the token's scopes)"
+                    } else {
+                        ""
+                    };
+                    return Attempt::Refused(Refusal {
+                        topic: payload.topic.clone(),
+                        url: base,
+                        status: status.as_u16(),
+                        message: format!("{}{hint}", message.trim()),
+                        since_ms: 0,
+                        attempts: 0,
+                        records: 0,
+                    });
                 } else if attempts.is_multiple_of(10) {
                     tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = attempts + 1,
                         "collector busy or failing; retrying");
@@ -483,13 +530,14 @@ fn refused_batches(body: &str, expected: usize) -> Option<Vec<bool>> {
 /// request itself is at fault. 401 and 403 (a missing or wrong token, a
 /// topic cap) are the operator's to fix, not the batch's: they are retried
 /// with backoff, never given up, so fixing the token loses no line.
+/// A refusal that needs an operator (unknown topic, token, scope, caps,
+/// limits): retrying soon will not change it, but retrying is all the
+/// agent can do without losing lines.
 fn is_permanent(status: StatusCode) -> bool {
     status.is_client_error()
         && status != StatusCode::REQUEST_TIMEOUT
         && status != StatusCode::TOO_MANY_REQUESTS
         && status != StatusCode::CONFLICT
-        && status != StatusCode::UNAUTHORIZED
-        && status != StatusCode::FORBIDDEN
 }
 
 pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

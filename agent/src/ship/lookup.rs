@@ -23,6 +23,11 @@ struct StreamStates {
     streams: Vec<StreamState>,
 }
 
+#[derive(serde::Deserialize)]
+struct ContentStates {
+    contents: Vec<StreamState>,
+}
+
 /// Asks the collector where streams stand, from the tailing thread (which
 /// blocks on the shipper's runtime for the answer).
 #[derive(Debug, Clone)]
@@ -79,6 +84,45 @@ impl StreamLookup {
             match result {
                 Ok(states) if states.streams.len() == keys.len() => return Ok(states.streams),
                 Ok(_) => last_err = format!("{base}: answer does not match the request"),
+                Err(e) => last_err = format!("{base}: {e}"),
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Asks which stream got furthest in each `(topic, content head)`
+    /// (`POST /v1/streams/by-content`); answers in the same order. A
+    /// collector too old to know the request answers that nothing is known.
+    ///
+    /// # Errors
+    /// No collector answered, or the answer was not understood.
+    pub fn by_content(&self, keys: &[(String, String)]) -> Result<Vec<StreamState>, String> {
+        let body = serde_json::json!({
+            "contents": keys.iter().map(|(t, h)| serde_json::json!({"topic": t, "head": h})).collect::<Vec<_>>()
+        });
+        let mut last_err = String::from("no collector URL configured");
+        for base in &current(&self.urls) {
+            let url = format!("{base}/v1/streams/by-content");
+            let http = self.http.clone();
+            let body = body.clone();
+            let result = self.handle.block_on(async move {
+                let resp = http.post(&url).json(&body).send().await.map_err(|e| error_chain(&e))?;
+                let status = resp.status();
+                let text = resp.text().await.map_err(|e| error_chain(&e))?;
+                if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+                    return Ok(None);
+                }
+                if !status.is_success() {
+                    return Err(format!("{status}: {}", text.trim()));
+                }
+                serde_json::from_str::<ContentStates>(&text)
+                    .map(Some)
+                    .map_err(|e| format!("unexpected answer: {e}"))
+            });
+            match result {
+                Ok(None) => return Ok(Vec::new()),
+                Ok(Some(states)) if states.contents.len() == keys.len() => return Ok(states.contents),
+                Ok(Some(_)) => last_err = format!("{base}: answer does not match the request"),
                 Err(e) => last_err = format!("{base}: {e}"),
             }
         }

@@ -8,6 +8,8 @@
 //!   runtime, POSTs them with retries and failover, and records
 //!   acknowledged positions on the [`acks::AckBoard`].
 //! - [`lookup`]: asks the collector where streams stand.
+//! - [`refusals`]: requests the collector will not take: retried and
+//!   reported (policy) or set aside in a dead-letter file (malformed).
 //! - [`acks`]: acknowledged positions, shared between shipper and tailer.
 //! - [`http`]: the token and TLS settings every client to the collector uses.
 
@@ -16,4 +18,5 @@ pub mod batcher;
 pub mod client;
 pub mod http;
 pub mod lookup;
+pub mod refusals;
 pub mod retry;

@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fingerprint::{FileKey, Head};
+use super::fingerprint::{FileKey, Head, Tail};
+
+fn tail_unknown(t: &Tail) -> bool {
+    t.len == 0
+}
 
 /// Format version of the file; bumped on incompatible changes.
 const VERSION: u32 = 1;
@@ -38,6 +42,18 @@ pub struct Entry {
     /// For the copy of truncated content: the stream it continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues: Option<Continues>,
+    /// The bytes just before `pos`, when they were known at the write: a
+    /// restart resumes at `pos` only if they are still there.
+    #[serde(default, skip_serializing_if = "tail_unknown")]
+    pub tail: Tail,
+    /// Held back as a possible copy of another file, never read: its
+    /// content is that file's, recovered through it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// When the current content began (ms since the epoch), if known: a
+    /// copy of a short content must be younger (`copies::CopyWindow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born_ms: Option<u64>,
 }
 
 /// The stream a copy of truncated content continues. Until the copy's own
@@ -58,6 +74,10 @@ pub struct Continues {
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointFile {
     version: u32,
+    /// When this file was written (ms since the epoch): a rotated sibling
+    /// modified later holds lines written while the agent was not running.
+    #[serde(default)]
+    saved_ms: u64,
     files: Vec<Entry>,
 }
 
@@ -78,6 +98,9 @@ pub struct Loaded {
     pub entries: Vec<Entry>,
     /// No checkpoint file existed: the agent's very first start.
     pub first_start: bool,
+    /// When the loaded checkpoint was written (ms since the epoch; 0 if
+    /// unknown).
+    pub saved_ms: u64,
     /// Problems met (corrupt files set aside), for the log.
     pub warnings: Vec<String>,
 }
@@ -114,6 +137,7 @@ impl Checkpointer {
                 Ok(bytes) => match serde_json::from_slice::<CheckpointFile>(&bytes) {
                     Ok(f) if f.version == VERSION => {
                         loaded.entries = f.files;
+                        loaded.saved_ms = f.saved_ms;
                         return loaded;
                     }
                     Ok(f) => loaded.warnings.push(format!(
@@ -150,8 +174,12 @@ impl Checkpointer {
             path: self.path.clone(),
             source,
         };
+        let saved_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let json = serde_json::to_vec(&CheckpointFile {
             version: VERSION,
+            saved_ms,
             files: entries.to_vec(),
         })
         .map_err(|e| err(io::Error::other(e)))?;
@@ -180,6 +208,9 @@ mod tests {
             next_seq: 9,
             generation: 0,
             continues: None,
+            tail: Tail::NONE,
+            held: false,
+            born_ms: None,
         }
     }
 
@@ -220,6 +251,7 @@ mod tests {
         // A crash after the temp file's fsync but before the rename.
         let newer = serde_json::to_vec(&CheckpointFile {
             version: VERSION,
+            saved_ms: 0,
             files: vec![entry(1, 99)],
         })
         .unwrap();

@@ -7,18 +7,20 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::checkpoint::Continues;
+use super::compressed;
 use super::emit::{EmitCtx, Sink, emit_lines, flush_multiline};
 use super::file_server::{FileServer, unix_ms};
-use super::fingerprint::{FileKey, HEAD_BYTES, Head};
+use super::fingerprint::{FileKey, HEAD_BYTES, Head, born};
 use super::tracked::{Start, TrackedFile};
 use crate::ship::batcher::ShipRequest;
 
-/// Shortest head for copy detection: shorter heads (a banner line) are too
-/// likely to repeat in unrelated files.
-const MIN_COPY_HEAD: u32 = 64;
+/// Shortest head that identifies a content by itself for copy detection:
+/// shorter heads (a banner line) are too likely to repeat in unrelated
+/// files, and need the birth time of the copy to agree (`CopyWindow`).
+pub(super) const MIN_COPY_HEAD: u32 = 64;
 /// How long after a truncation a copy of the old content is recognised.
 const COPY_WINDOW: Duration = Duration::from_secs(600);
 /// Truncated contents remembered for copy detection.
@@ -29,6 +31,26 @@ pub(super) const COPY_DECISION: Duration = Duration::from_secs(2);
 
 /// Tracked files with a full head, by directory and head CRC.
 pub(super) type LiveHeads = HashMap<(PathBuf, u32), Vec<FileKey>>;
+/// How long the rest of a content that went is looked for, when it was
+/// not found at once.
+pub(super) const MISSING_LOOKED_FOR: Duration = Duration::from_secs(10);
+
+/// A content that went (truncated, renamed away, compressed) whose rest
+/// was not found at once: looked for again (`look_for_missing`).
+#[derive(Debug, Clone)]
+pub struct Missing {
+    pub(super) dir: PathBuf,
+    pub(super) head: Head,
+    pub(super) pos: u64,
+    pub(super) source: usize,
+    /// After a restart: the stream it continues, from the checkpoint.
+    pub(super) continues: Option<Continues>,
+    /// Seen going live: (the original, its stream, its generation then,
+    /// where its records of that content end).
+    pub(super) live: Option<(FileKey, i64, u32, u64)>,
+    pub(super) window: CopyWindow,
+    pub(super) until: Instant,
+}
 
 /// The content a file had before it was truncated, and how far it was read.
 #[derive(Debug, Clone)]
@@ -37,6 +59,52 @@ pub struct Retired {
     head: Head,
     pos: u64,
     at: Instant,
+    /// When the content began and when it was found gone: a copy of it
+    /// was made in between (see `CopyWindow`).
+    window: CopyWindow,
+    /// The stream that read it and (its file, its generation then, where
+    /// its records of it end): a copy continues it (`continue_in_copy`).
+    original: i64,
+    after: (FileKey, u32, u64),
+}
+
+/// A new file found to be the copy of a content that went.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CopyOf {
+    /// Where the copy is read from.
+    pub pos: u64,
+    pub original: i64,
+    pub after: (FileKey, u32, u64),
+}
+
+/// When a copy of a content can have been made: after the content began,
+/// and before (or just after) it was found truncated. Files with a head
+/// too short to identify them (a line or two) are taken for copies only
+/// if their birth time falls in this window, so that an unrelated new
+/// file that starts with the same line is not.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CopyWindow {
+    pub from: Option<SystemTime>,
+    pub until: SystemTime,
+}
+
+/// Slack on both ends of a copy window: clocks and file system time stamps
+/// are coarse.
+const WINDOW_SLACK: Duration = Duration::from_secs(1);
+
+impl CopyWindow {
+    /// Whether a file with head `head` and metadata `meta` may be a copy
+    /// made in this window: always for heads long enough to identify a
+    /// content; for short ones only with a birth time inside the window.
+    pub(super) fn admits(&self, head: Head, meta: &std::fs::Metadata) -> bool {
+        if head.len >= MIN_COPY_HEAD {
+            return true;
+        }
+        let (Some(from), Some(born)) = (self.from, born(meta)) else {
+            return false;
+        };
+        born + WINDOW_SLACK >= from && born <= self.until + WINDOW_SLACK + COPY_DECISION
+    }
 }
 
 impl FileServer {
@@ -50,6 +118,7 @@ impl FileServer {
     /// (the agent was down): what the collector stored of it then says how
     /// far the old content really got. Returns
     /// the copy, if one was found.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn adopt_truncated_copy(
         &mut self,
         dir: &Path,
@@ -57,13 +126,29 @@ impl FileServer {
         pos: u64,
         source: usize,
         original: Option<Continues>,
+        window: CopyWindow,
         now: Instant,
     ) -> Option<FileKey> {
-        if head.len < MIN_COPY_HEAD {
+        if head.len == 0 {
+            return None;
+        }
+        // Already being read from a copy (found by an earlier look, or the
+        // plain copy before logrotate's gzip replaced it with a `.gz`):
+        // one copy continues a content, never two.
+        let taken = self.files.values().any(|t| {
+            t.head == head
+                && !t.pristine
+                && t.copy_check_until.is_none()
+                && t.path.parent() == Some(dir)
+                && t.continues.is_some()
+        });
+        if taken {
             return None;
         }
         let entries = std::fs::read_dir(dir).ok()?;
-        let mut best: Option<(std::time::SystemTime, PathBuf, File, std::fs::Metadata)> = None;
+        // (plain rather than gzip, newest, ...): a plain copy being
+        // compressed is read, not its half-written `.gz`.
+        let mut best: Option<((bool, std::time::SystemTime), PathBuf, File, std::fs::Metadata)> = None;
         for e in entries.flatten() {
             if !e.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
@@ -71,27 +156,74 @@ impl FileServer {
             let path = e.path();
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
-            if meta.len() <= pos || self.files.contains_key(&FileKey::of(&meta)) {
+            if compressed::is_gzip(&path) {
+                // Compressed before the agent read it: known by what it
+                // inflates to (its length is known only once inflated).
+                let known = !self.files.contains_key(&FileKey::of(&meta))
+                    && compressed::inflated_head(&path, head.len as usize).is_ok_and(|h| h == head)
+                    && window.admits(head, &meta);
+                let rank = (false, meta.modified().unwrap_or(std::time::UNIX_EPOCH));
+                if known && best.as_ref().is_none_or(|b| rank > b.0) {
+                    best = Some((rank, path, file, meta));
+                }
                 continue;
             }
-            if !head.matches(&file).unwrap_or(false) {
+            // A file tracked already is a candidate only if it was found
+            // in this run as new and not read yet (a restart's scan may
+            // meet the copy before the original).
+            let tracked = self.files.get(&FileKey::of(&meta));
+            // An untracked copy no longer than what was read has nothing
+            // to add; a pristine one is claimed all the same, so that it
+            // is not read from its start.
+            if tracked.is_some_and(|t| !t.pristine) || (tracked.is_none() && meta.len() <= pos) {
                 continue;
             }
-            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            if best.as_ref().is_none_or(|b| modified > b.0) {
-                best = Some((modified, path, file, meta));
+            if !head.matches(&file).unwrap_or(false) || !window.admits(head, &meta) {
+                continue;
+            }
+            let rank = (true, meta.modified().unwrap_or(std::time::UNIX_EPOCH));
+            if best.as_ref().is_none_or(|b| rank > b.0) {
+                best = Some((rank, path, file, meta));
             }
         }
-        let (_, path, file, meta) = best?;
+        let ((plain, _), path, file, meta) = best?;
         let key = FileKey::of(&meta);
+        let (file, inflated) = if plain {
+            (file, None)
+        } else {
+            match compressed::inflate(&path, key, &self.cfg.data_dir) {
+                Ok((f, guard)) if f.metadata().is_ok_and(|m| m.len() > pos) => (f, Some(guard)),
+                Ok(_) => return None,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed copy of truncated content");
+                    return None;
+                }
+            }
+        };
+        if let Some(t) = self.files.get_mut(&key) {
+            // Found as new earlier in this run: it is this copy.
+            let pos = pos.min(meta.len());
+            tracing::info!(path = %path.display(), pos, "a file found as new is a copy of truncated content; reading only what was not read before");
+            t.start_at(pos);
+            t.continues = original;
+            t.copy_check_until = None;
+            self.retired.retain(|r| !(r.dir == dir && r.head == head));
+            self.checkpoint_stale = true;
+            return Some(key);
+        }
         // A copy already being read before a crash resumes from its own entry.
+        // The length of the content (inflated, for a gzip file).
+        let size = file.metadata().map_or(0, |m| m.len());
         let (start, continues) = match self.dormant.remove(&key) {
-            Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= meta.len() => (
+            Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= size => (
                 Start {
                     pos: e.pos,
                     producer_id: e.producer_id,
                     next_seq: e.next_seq,
                     generation: e.generation,
+                    born: e.born_ms.map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+                    tail: e.tail,
+                    continues: None,
                 },
                 e.continues.or(original),
             ),
@@ -101,6 +233,9 @@ impl FileServer {
                     producer_id: self.stream_id(key, &meta),
                     next_seq: 0,
                     generation: 0,
+                    born: window.from,
+                    tail: super::fingerprint::Tail::NONE,
+                    continues: None,
                 },
                 original,
             ),
@@ -115,14 +250,53 @@ impl FileServer {
             now,
         )
         .ok()?;
-        tracing::info!(path = %path.display(), pos = start.pos, "reading the rest of truncated content from its copy");
+        tracing::info!(path = %path.display(), pos = start.pos, compressed = inflated.is_some(), "reading the rest of truncated content from its copy");
         // Not in the glob until a scan finds it there.
         t.gone = true;
+        t.inflated = inflated;
         t.continues = continues;
         t.record_key = self.render_key(source, &path);
         self.retired.retain(|r| !(r.dir == dir && r.head == head));
         self.insert_tracked(path, t);
         Some(key)
+    }
+
+    /// Wires copy `c` of content of stream `original` that the tailing
+    /// loop saw go (truncated, or compressed away): the copy's stream is
+    /// new (nothing to ask the collector now; after a crash the original's
+    /// stream says where it starts), and it is not read before the
+    /// collector has acknowledged what was read of the original (`after`:
+    /// the original, its generation then and where its records end).
+    pub(super) fn continue_in_copy(&mut self, c: FileKey, original: i64, after: (FileKey, u32, u64)) {
+        if let Some(c) = self.files.get_mut(&c) {
+            c.synced = true;
+            c.continues = Some(Continues {
+                original,
+                checkpoint_seq: None,
+            });
+            c.after_original = Some(after);
+        }
+    }
+
+    /// Looks again for the contents whose rest was not found yet; forgets
+    /// those looked for long enough.
+    pub(super) fn look_for_missing(&mut self, now: Instant) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let missing = std::mem::take(&mut self.missing);
+        for m in missing {
+            let found = self.adopt_truncated_copy(&m.dir, m.head, m.pos, m.source, m.continues, m.window, now);
+            match found {
+                Some(c) => {
+                    if let Some((key, original, generation, end)) = m.live {
+                        self.continue_in_copy(c, original, (key, generation, end));
+                    }
+                }
+                None if now < m.until => self.missing.push(m),
+                None => tracing::debug!(dir = %m.dir.display(), pos = m.pos, "no copy of truncated content found"),
+            }
+        }
     }
 
     /// Whether the copy `key`, adopted at a live truncation, may be read:
@@ -162,34 +336,47 @@ impl FileServer {
     }
 
     /// Remembers a file's content just before it was truncated.
-    pub(super) fn retired_heads_insert(&mut self, key: FileKey) {
+    fn retired_heads_insert(&mut self, key: FileKey, head: Head, pos: u64, window: CopyWindow, after: (u32, u64)) {
         let Some(f) = self.files.get(&key) else { return };
-        if f.head.len < MIN_COPY_HEAD {
+        if head.len == 0 {
             return;
         }
         let dir = f.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let original = f.producer_id;
         if self.retired.len() >= MAX_RETIRED {
             self.retired.remove(0);
         }
         self.retired.push(Retired {
             dir,
-            head: f.head,
-            pos: f.framer.emitted_pos(),
+            head,
+            pos,
             at: Instant::now(),
+            window,
+            original,
+            after: (key, after.0, after.1),
         });
     }
 
-    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<u64> {
+    /// Whether `file` (at `path`, `size` bytes) is the copy of a content
+    /// that went recently; where it is read from, and what it continues.
+    pub(super) fn copy_of_retired(&mut self, path: &Path, file: &File, size: u64, now: Instant) -> Option<CopyOf> {
         self.retired.retain(|r| now.duration_since(r.at) < COPY_WINDOW);
         let dir = path.parent()?;
-        // A copy holds at least what had been read of the original; a new
-        // file that merely starts with the same banner is usually shorter.
+        let meta = file.metadata().ok()?;
+        // A copy may be shorter than what had been read of the original
+        // (lines written during logrotate's copy, before its truncate):
+        // then it has nothing left to read.
         let i = self
             .retired
             .iter()
-            .position(|r| r.dir == dir && r.pos <= size && r.head.matches(file).unwrap_or(false))?;
+            .position(|r| r.dir == dir && r.head.matches(file).unwrap_or(false) && r.window.admits(r.head, &meta))?;
         let r = self.retired.remove(i);
-        Some(r.pos)
+        self.missing.retain(|m| !(m.dir == r.dir && m.head == r.head));
+        Some(CopyOf {
+            pos: r.pos.min(size),
+            original: r.original,
+            after: r.after,
+        })
     }
 
     /// Whether a new file may be a copy that copytruncate is making of a
@@ -202,11 +389,60 @@ impl FileServer {
         if size < HEAD_BYTES as u64 {
             return true;
         }
+        self.shadows_live_file(path, file, size, heads, None)
+    }
+
+    /// Whether `file` (of `size` bytes, at least `HEAD_BYTES`) starts as a
+    /// live tracked file in the same directory (other than `except`) and
+    /// is no longer than it: a copy of it, whose lines arrive through it.
+    ///
+    /// Both are compared as the agent knows the live file (its head as
+    /// read, the furthest it has read), not as it is now: the copy may be
+    /// looked at after the live file was truncated but before the agent
+    /// noticed, and must then still be taken for its copy.
+    fn shadows_live_file(
+        &self,
+        path: &Path,
+        file: &File,
+        size: u64,
+        heads: &LiveHeads,
+        except: Option<FileKey>,
+    ) -> bool {
         let Some(dir) = path.parent() else { return false };
         let Ok(head) = Head::read(file) else { return false };
-        heads
-            .get(&(dir.to_owned(), head.crc))
-            .is_some_and(|keys| keys.iter().filter_map(|k| self.files.get(k)).any(|o| !o.gone))
+        heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
+            keys.iter()
+                .filter(|k| Some(**k) != except)
+                .filter_map(|k| self.files.get(k))
+                .any(|o| !o.gone && size <= o.size().unwrap_or(0).max(o.framer.next_pos()))
+        })
+    }
+
+    /// Whether `file`, shorter than `HEAD_BYTES`, starts as the content
+    /// of a live tracked file in the same directory (other than `except`)
+    /// as the agent knows it: the file is a prefix of that content, or that
+    /// content as read so far is a prefix of the file.
+    fn prefix_of_live_file(&self, path: &Path, file: &File, size: u64, except: FileKey) -> bool {
+        let Some(dir) = path.parent() else { return false };
+        if size == 0 {
+            return false;
+        }
+        self.files.values().any(|o| {
+            if o.key == except || o.gone || o.path.parent() != Some(dir) || o.head.len == 0 {
+                return false;
+            }
+            if u64::from(o.head.len) <= size {
+                // What was read of it is how this file starts.
+                Head::read_len(file, o.head.len as usize).is_ok_and(|h| h == o.head)
+            } else {
+                // This file is how it starts (read now: it may have changed).
+                let Ok(mine) = Head::read(file) else { return false };
+                u64::from(mine.len) == size
+                    && o.file
+                        .as_ref()
+                        .is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
+            }
+        })
     }
 
     /// Whether a file held back as a possible copy may be read now: once
@@ -223,22 +459,36 @@ impl FileServer {
         };
         let (path, size) = (f.path.clone(), f.size().unwrap_or(0));
         let copy_from = self.copy_of_retired(&path, &file, size, now);
-        let decided = copy_from.is_some() || now >= until || {
+        if copy_from.is_none() {
+            // Still a copy of a live file (its whole content a prefix of
+            // that file's): its lines arrive through that file, so it is
+            // held for as long as that lasts, not only `COPY_DECISION`.
             let heads = heads.get_or_insert_with(|| self.live_heads());
-            size >= HEAD_BYTES as u64 && !self.might_be_copy(&path, &file, size, heads)
-        };
-        if !decided {
-            return false;
+            let shadow = if size >= HEAD_BYTES as u64 {
+                self.shadows_live_file(&path, &file, size, heads, Some(key))
+            } else {
+                self.prefix_of_live_file(&path, &file, size, key)
+            };
+            let hold = if size >= HEAD_BYTES as u64 {
+                shadow
+            } else {
+                // Empty, or a short prefix: maybe a copy being written.
+                // Past `COPY_DECISION` too little says it is a copy: it
+                // is read (a duplicate at worst, never a loss).
+                (shadow || size == 0) && now < until
+            };
+            if hold {
+                return false;
+            }
         }
         let Some(f) = self.files.get_mut(&key) else {
             return false;
         };
         f.copy_check_until = None;
-        if let Some(pos) = copy_from {
-            tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
-            f.framer.reset(pos);
-            f.committed.pos = pos;
-            f.last_record_end = pos;
+        if let Some(c) = copy_from {
+            tracing::info!(path = %path.display(), pos = c.pos, "file is a copy of truncated content; reading only what was not read before");
+            f.start_at(c.pos);
+            self.continue_in_copy(key, c.original, c.after);
         }
         true
     }
@@ -252,20 +502,39 @@ impl FileServer {
             return;
         }
         tracing::info!(path = %f.path.display(), was = f.framer.next_pos(), now = size, "file truncated; reading it again from the start");
+        self.content_replaced(key, now, sealed, "truncated");
+    }
+
+    /// The file no longer holds the content read so far (truncated, or
+    /// truncated and rewritten before the agent looked): the old content's
+    /// unread part is sought in its copy, and the new content is read from
+    /// its start as the stream's next generation.
+    pub(super) fn content_replaced(&mut self, key: FileKey, now: Instant, sealed: &mut Vec<ShipRequest>, why: &str) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        if why != "truncated" {
+            tracing::info!(path = %f.path.display(), read = f.framer.next_pos(), why, "content replaced; reading the file again from the start");
+        }
         self.checkpoint_stale = true;
         self.stats.truncations += 1;
-        // Remember the old content's head and how far it was read: a copy
-        // of it (logrotate's copytruncate) is then read only past that point.
-        self.retired_heads_insert(key);
         // What had not been read of the old content is in its copy, if
         // copytruncate made one: read it from there.
-        let old = self.files.get(&key).and_then(|f| {
-            let dir = f.path.parent()?.to_path_buf();
-            Some((dir, f.head, f.framer.emitted_pos(), f.source))
-        });
-        let copy =
-            old.and_then(|(dir, head, pos, source)| self.adopt_truncated_copy(&dir, head, pos, source, None, now));
-        let adopted = copy.is_some();
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        let window = CopyWindow {
+            from: f.content_born,
+            until: SystemTime::now(),
+        };
+        let (head, source) = (f.head, f.source);
+        let copy = self.adopt_truncated_copy(
+            &dir,
+            head,
+            self.files.get(&key).map_or(0, |f| f.framer.emitted_pos()),
+            source,
+            None,
+            window,
+            now,
+        );
         let Some(f) = self.files.get_mut(&key) else { return };
         let Some(ctx) = EmitCtx::for_source(
             &self.cfg,
@@ -286,26 +555,38 @@ impl FileServer {
         };
         // The old content is gone: its last line (unless the copy has it
         // whole) and held event go out now.
-        if !adopted {
+        if copy.is_none() {
             emit_lines(f, &ctx, &mut sink, |framer, emit| {
                 framer.flush(emit);
             });
         }
         flush_multiline(f, &ctx, &mut sink, true);
         let old_content = (f.generation, f.last_record_end);
+        let read_to = f.framer.emitted_pos();
         if let Err(e) = f.truncated() {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot read head after truncation");
         }
         let original = f.producer_id;
-        if let Some(c) = copy.and_then(|c| self.files.get_mut(&c)) {
-            // The copy's stream is new: nothing to ask the collector now.
-            // After a crash, the original's stream says where it starts.
-            c.synced = true;
-            c.continues = Some(Continues {
-                original,
-                checkpoint_seq: None,
-            });
-            c.after_original = Some((key, old_content.0, old_content.1));
+        match copy {
+            Some(c) => self.continue_in_copy(c, original, (key, old_content.0, old_content.1)),
+            None => {
+                // Remembered, so that a copy found later (a new file the
+                // scan meets, or one held back) is read only past what was
+                // read here; and looked for again meanwhile (logrotate's
+                // gzip may be between removing the plain copy and
+                // finishing the `.gz`).
+                self.retired_heads_insert(key, head, read_to, window, old_content);
+                self.missing.push(Missing {
+                    dir,
+                    head,
+                    pos: read_to,
+                    source,
+                    continues: None,
+                    live: Some((key, original, old_content.0, old_content.1)),
+                    window,
+                    until: now + MISSING_LOOKED_FOR,
+                });
+            }
         }
         for req in std::mem::take(sealed) {
             self.send(req);

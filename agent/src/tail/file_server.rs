@@ -49,6 +49,8 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
 const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(2);
 /// While quiet, code pages are released again at most this often.
 const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(20);
+/// How often contents whose rest was not found are looked for again.
+const MISSING_EVERY: Duration = Duration::from_millis(200);
 /// How often counters are published as metrics.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Delay of a rescan triggered by an event on an untracked path.
@@ -86,6 +88,13 @@ pub struct FileServer {
     pub(super) dir_stamps: DirStamps,
     pub(super) agent_id: u64,
     pub(super) first_start: bool,
+    /// When the checkpoint loaded at start was written (ms since the
+    /// epoch): rotated siblings modified later were written while the
+    /// agent was not running.
+    pub(super) checkpoint_saved_ms: u64,
+    /// The checkpoint's entries as loaded, for telling copies of known
+    /// content among rotated siblings at start (emptied after).
+    pub(super) loaded_entries: Vec<Entry>,
     pub(super) read_buf: Vec<u8>,
     pub(super) warned: HashSet<(PathBuf, String)>,
     pub(super) next_checkpoint: Instant,
@@ -94,6 +103,11 @@ pub struct FileServer {
     pub(super) stats: Stats,
     /// Contents truncated recently, for recognising their copies.
     pub(super) retired: Vec<super::copies::Retired>,
+    /// Contents that went whose rest is still looked for.
+    pub(super) missing: Vec<super::copies::Missing>,
+    /// New files just found to be copies of contents that went, to be
+    /// wired to the streams they continue once tracked.
+    pub(super) copies_found: Vec<(FileKey, super::copies::CopyOf)>,
     /// Asks the collector where streams resume; `None` in a dry run.
     pub(super) lookup: Option<StreamLookup>,
     pub(super) next_sync: Instant,
@@ -187,6 +201,7 @@ impl FileServer {
             open_handles: 0,
             last_saved: Some(checkpoint_digest(&loaded.entries)),
             dir_stamps: DirStamps::default(),
+            loaded_entries: loaded.entries.clone(),
             dormant: loaded.entries.into_iter().map(|e| (e.key, e)).collect(),
             batcher: Batcher::new(limits),
             tx: Some(tx),
@@ -195,6 +210,7 @@ impl FileServer {
             checkpointer,
             agent_id,
             first_start: loaded.first_start,
+            checkpoint_saved_ms: loaded.saved_ms,
             read_buf: vec![0; READ_CHUNK],
             warned: HashSet::new(),
             next_checkpoint: Instant::now() + cfg.tail.checkpoint_interval,
@@ -205,6 +221,8 @@ impl FileServer {
                 ..Stats::default()
             },
             retired: Vec::new(),
+            missing: Vec::new(),
+            copies_found: Vec::new(),
             lookup,
             next_sync: Instant::now(),
             last_checkpoint_write: Instant::now(),
@@ -297,9 +315,11 @@ impl FileServer {
         self.dir_stamps = DirStamps::record(&self.cfg.sources);
         self.scan(now, true);
         self.recover_dormant(now);
+        self.adopt_unseen_siblings(now);
         let mut next_scan = now + self.cfg.tail.glob_interval;
         let mut next_poll = now;
         let mut next_metrics = now;
+        let mut next_missing = now;
         let mut woken = Woken::default();
         // When the loop last did work, and whether freed memory has been
         // returned since (see `crate::memory`).
@@ -325,6 +345,10 @@ impl FileServer {
             }
             for (from, to) in woken.renames.drain(..) {
                 self.renamed_unseen(&from, &to, now);
+            }
+            if !self.missing.is_empty() && now >= next_missing {
+                self.look_for_missing(now);
+                next_missing = now + MISSING_EVERY;
             }
             let mut to_read: HashSet<FileKey> = HashSet::new();
             let mut unknown = false;
@@ -409,6 +433,9 @@ impl FileServer {
                 }
                 if needs_ticks {
                     wake_at = wake_at.min(next_poll);
+                }
+                if !self.missing.is_empty() {
+                    wake_at = wake_at.min(next_missing);
                 }
                 // The same condition as the `due` above: a linger that is
                 // past but does not apply would wake the loop at once.

@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::checkpoint::{Continues, Entry};
-use super::copies::{COPY_DECISION, LiveHeads};
+use super::copies::{COPY_DECISION, CopyWindow, LiveHeads};
 use super::discover::discover;
 use super::file_server::FileServer;
-use super::fingerprint::{FileKey, HEAD_BYTES};
+use super::fingerprint::{FileKey, HEAD_BYTES, Tail, born};
 use super::tracked::{Start, TrackedFile};
 use crate::config::StartAt;
 
@@ -35,9 +35,24 @@ impl FileServer {
         }
         let mut seen = std::collections::HashSet::with_capacity(found.len());
         let mut no_idle = false;
-        let heads = if initial { LiveHeads::new() } else { self.live_heads() };
+        // Files known (tracked, or in the checkpoint) first: a restart
+        // that meets a copy before its original must already know that
+        // the original's content moved to the copy (`adopt_truncated_copy`
+        // claims it) or is still where it was (the copy is held back).
+        let mut found = found;
+        found.sort_by_key(|f| {
+            let key = FileKey::of(&f.meta);
+            !(self.files.contains_key(&key) || self.dormant.contains_key(&key))
+        });
+        let mut heads: Option<LiveHeads> = None;
         for f in found {
             needs_rescan |= f.via_symlink;
+            // Compressed rotated files are not lines: they are read only
+            // for content found nowhere else (`compressed.rs`). By name: a
+            // `.gz` being written has no gzip header yet.
+            if is_compressed_name(&f.path.file_name().unwrap_or_default().to_string_lossy()) {
+                continue;
+            }
             let key = FileKey::of(&f.meta);
             if !seen.insert(key) {
                 continue; // the same file through another path (a symlink)
@@ -79,7 +94,14 @@ impl FileServer {
                 continue;
             }
             seen.insert(key);
-            let maybe_copy = !initial && self.might_be_copy(&f.path, &file, meta.len(), &heads);
+            // A file the checkpoint knows is no copy; on the very first
+            // start nothing is known to be copied from. The live heads are
+            // taken once every known file is tracked (they come first).
+            let fresh = self.dormant.get(&key).is_none_or(never_read);
+            let maybe_copy = fresh && !(initial && self.first_start) && {
+                let heads = heads.get_or_insert_with(|| self.live_heads());
+                self.might_be_copy(&f.path, &file, meta.len(), heads)
+            };
             let start = self.start_for(key, f.source, &f.path, &file, &meta, initial, now);
             match TrackedFile::new(
                 key,
@@ -92,6 +114,7 @@ impl FileServer {
             ) {
                 Ok(mut t) => {
                     t.record_key = self.render_key(f.source, &f.path);
+                    t.pristine = fresh && start.pos == 0 && start.next_seq == 0;
                     if maybe_copy && start.pos == 0 {
                         // Tracked (so followed through renames) but not
                         // read until it is known not to be a copy.
@@ -103,6 +126,9 @@ impl FileServer {
                         t.file = None;
                     }
                     self.insert_tracked(f.path, t);
+                    for (copy, of) in std::mem::take(&mut self.copies_found) {
+                        self.continue_in_copy(copy, of.original, of.after);
+                    }
                 }
                 Err(e) => {
                     needs_rescan = true;
@@ -113,10 +139,43 @@ impl FileServer {
         if needs_rescan {
             self.dir_stamps.invalidate();
         }
-        for (key, t) in &mut self.files {
-            if !seen.contains(key) && !t.gone {
-                tracing::debug!(path = %t.path.display(), "file no longer matched (rotated or deleted); reading it to its end");
-                t.gone = true;
+        // A file the glob did not list may only have been renamed while it
+        // was listed (logrotate shifting `app.log.N` while the scan ran):
+        // its directory is listed once more, by inode, before it is taken
+        // for gone. Gone and finished, it would be forgotten, and found
+        // again later as a new file.
+        let unseen: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(key, t)| !seen.contains(*key) && !t.gone)
+            .map(|(key, _)| *key)
+            .collect();
+        let mut listings: HashMap<PathBuf, HashMap<FileKey, PathBuf>> = HashMap::new();
+        for key in unseen {
+            let Some(dir) = self
+                .files
+                .get(&key)
+                .and_then(|t| t.path.parent().map(Path::to_path_buf))
+            else {
+                continue;
+            };
+            let listing = listings.entry(dir.clone()).or_insert_with(|| list_dir(&dir));
+            let now_at = listing.get(&key).filter(|p| self.matched_by_a_source(p)).cloned();
+            let Some(t) = self.files.get_mut(&key) else { continue };
+            match now_at {
+                Some(path) => {
+                    if t.path != path {
+                        tracing::info!(from = %t.path.display(), to = %path.display(), "file renamed");
+                        self.by_path.remove(&t.path);
+                        t.renamed(path.clone());
+                        self.checkpoint_stale = true;
+                        self.by_path.insert(path, key);
+                    }
+                }
+                None => {
+                    tracing::debug!(path = %t.path.display(), "file no longer matched (rotated or deleted); reading it to its end");
+                    t.gone = true;
+                }
             }
         }
     }
@@ -174,18 +233,26 @@ impl FileServer {
         now: Instant,
     ) -> Start {
         let producer_id = self.stream_id(key, meta);
+        let file_born = born(meta);
         if let Some(entry) = self.dormant.remove(&key) {
+            let entry_born = entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             match entry.head.matches(file) {
                 // A head shorter than the position it vouches for (up to
-                // HEAD_BYTES) cannot tell this content from a later one.
+                // HEAD_BYTES) cannot tell this content from a later one;
+                // the bytes before the position must be the same too.
                 Ok(true)
-                    if entry.pos <= meta.len() && u64::from(entry.head.len) >= entry.pos.min(HEAD_BYTES as u64) =>
+                    if entry.pos <= meta.len()
+                        && u64::from(entry.head.len) >= entry.pos.min(HEAD_BYTES as u64)
+                        && entry.tail.matches(file, entry.pos).unwrap_or(false) =>
                 {
                     return Start {
                         pos: entry.pos,
                         producer_id: entry.producer_id,
                         next_seq: entry.next_seq,
                         generation: entry.generation,
+                        born: entry_born.or(file_born.filter(|_| entry.generation == 0)),
+                        tail: entry.tail,
+                        continues: entry.continues,
                     };
                 }
                 Ok(true) => tracing::warn!(path = %path.display(), checkpoint = entry.pos, size = meta.len(),
@@ -199,6 +266,10 @@ impl FileServer {
             // not been read of the old content is in the copy, if any.
             if let Some(dir) = path.parent() {
                 let dir = dir.to_owned();
+                let window = CopyWindow {
+                    from: entry_born.or(file_born),
+                    until: SystemTime::now(),
+                };
                 self.adopt_truncated_copy(
                     &dir,
                     entry.head,
@@ -208,6 +279,7 @@ impl FileServer {
                         original: entry.producer_id,
                         checkpoint_seq: Some(entry.next_seq),
                     }),
+                    window,
                     now,
                 );
             }
@@ -219,20 +291,30 @@ impl FileServer {
             } else {
                 0
             };
+            // The content now in the file began after the checkpoint.
+            let since = UNIX_EPOCH.checked_add(Duration::from_millis(self.checkpoint_saved_ms));
             return Start {
                 pos: 0,
                 producer_id,
                 next_seq,
                 generation: 0,
+                born: file_born.max(since),
+                tail: Tail::NONE,
+                continues: None,
             };
         }
-        if let Some(pos) = self.copy_of_retired(path, file, meta.len(), now) {
+        if let Some(copy_of) = self.copy_of_retired(path, file, meta.len(), now) {
+            let pos = copy_of.pos;
             tracing::info!(path = %path.display(), pos, "file is a copy of truncated content; reading only what was not read before");
+            self.copies_found.push((key, copy_of));
             return Start {
                 pos,
                 producer_id,
                 next_seq: 0,
                 generation: 0,
+                born: file_born,
+                tail: Tail::NONE,
+                continues: None,
             };
         }
         let at_end =
@@ -242,6 +324,9 @@ impl FileServer {
             producer_id,
             next_seq: 0,
             generation: 0,
+            born: file_born,
+            tail: Tail::NONE,
+            continues: None,
         }
     }
 
@@ -271,13 +356,59 @@ impl FileServer {
             };
             let Some(dir) = entry.path.parent() else { continue };
             let listing = listings.entry(dir.to_owned()).or_insert_with(|| list_dir(dir));
+            let dir = dir.to_owned();
             let Some(path) = listing.get(&entry.key).cloned() else {
+                // Gone from its directory (renamed away, or replaced by a
+                // copy that holds its content): look for the content.
+                self.adopt_moved_content(&dir, &entry, source, now);
                 continue;
             };
+            // An inode is reused: a checkpointed content with no head to
+            // tell it by, or an inode now under a name that is neither
+            // matched nor a rotation of the old one (a new logrotate state
+            // file), is not that content.
+            let old_stem = entry
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if entry.head.len == 0 || !(self.matched_by_a_source(&path) || is_rotated_name(&name, &old_stem)) {
+                continue;
+            }
             let Ok(file) = File::open(&path) else { continue };
             let Ok(meta) = file.metadata() else { continue };
-            if FileKey::of(&meta) != entry.key || !entry.head.matches(&file).unwrap_or(false) || meta.len() <= entry.pos
-            {
+            if FileKey::of(&meta) != entry.key {
+                continue;
+            }
+            // A gzip file read (inflated) before the restart: inflated again.
+            let (file, inflated) = if is_compressed_name(&path.file_name().unwrap_or_default().to_string_lossy()) {
+                if !super::compressed::is_gzip(&path) {
+                    continue;
+                }
+                match super::compressed::inflate(&path, entry.key, &self.cfg.data_dir) {
+                    Ok((f, guard)) => (f, Some(guard)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed rotated file");
+                        continue;
+                    }
+                }
+            } else {
+                (file, None)
+            };
+            let Ok(meta) = file.metadata() else { continue };
+            let same =
+                entry.head.matches(&file).unwrap_or(false) && entry.tail.matches(&file, entry.pos).unwrap_or(false);
+            if !same {
+                // Its inode holds other content now: the old one may be in a copy.
+                self.adopt_moved_content(&dir, &entry, source, now);
+                continue;
+            }
+            if meta.len() <= entry.pos {
                 continue;
             }
             let start = Start {
@@ -285,6 +416,9 @@ impl FileServer {
                 producer_id: entry.producer_id,
                 next_seq: entry.next_seq,
                 generation: entry.generation,
+                born: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+                tail: entry.tail,
+                continues: entry.continues,
             };
             if let Ok(mut t) = TrackedFile::new(
                 entry.key,
@@ -298,10 +432,168 @@ impl FileServer {
                 tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
                 t.gone = true;
                 t.continues = entry.continues;
+                t.inflated = inflated;
                 t.record_key = self.render_key(source, &path);
                 self.insert_tracked(path, t);
             }
         }
+    }
+
+    /// A checkpointed content no longer where the checkpoint saw it: if a
+    /// file in its directory starts with it (a copy made while the agent
+    /// was down, found as new by the scan or not matched by any glob), that
+    /// file is read from where the content had got to, as its continuation.
+    fn adopt_moved_content(&mut self, dir: &Path, entry: &Entry, source: usize, now: Instant) {
+        if never_read(entry) && entry.held {
+            // A copy held back: its content is its original's, recovered
+            // through that one.
+            return;
+        }
+        let window = CopyWindow {
+            from: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            until: SystemTime::now(),
+        };
+        let continues = Continues {
+            original: entry.producer_id,
+            checkpoint_seq: Some(entry.next_seq),
+        };
+        match self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
+            Some(copy) => {
+                tracing::info!(from = %entry.path.display(), to = ?self.files.get(&copy).map(|f| f.path.clone()),
+                "checkpointed content found in another file")
+            }
+            // Maybe being compressed, or renamed while listed: looked for again.
+            None => self.missing.push(super::copies::Missing {
+                dir: dir.to_owned(),
+                head: entry.head,
+                pos: entry.pos,
+                source,
+                continues: Some(continues),
+                live: None,
+                window,
+                until: now + super::copies::MISSING_LOOKED_FOR,
+            }),
+        }
+    }
+
+    /// After a restart: files beside the tracked ones that no glob matches,
+    /// named as rotation names them (`app.log.1`, `app.log-20261207`,
+    /// `app-1.log` beside `app.log`), unknown to the checkpoint and
+    /// modified after it was written. They were created and rotated away
+    /// while the agent was not running, so nothing else would read them:
+    /// they are read from their start, each as a stream of its own (a gzip
+    /// one inflated, `compressed.rs`).
+    pub(super) fn adopt_unseen_siblings(&mut self, now: Instant) {
+        let loaded = std::mem::take(&mut self.loaded_entries);
+        if self.first_start || self.checkpoint_saved_ms == 0 {
+            return;
+        }
+        // Modified after the last checkpoint, give or take half of
+        // `rotated_file_idle`: a file finished and forgotten before that
+        // checkpoint had been idle at least that long.
+        let since = (UNIX_EPOCH + Duration::from_millis(self.checkpoint_saved_ms))
+            .checked_sub(self.cfg.tail.rotated_file_idle / 2)
+            .unwrap_or(UNIX_EPOCH);
+        // Per directory: (stem of a tracked file's name, its source).
+        let mut stems: HashMap<PathBuf, Vec<(String, usize)>> = HashMap::new();
+        for f in self.files.values() {
+            let (Some(dir), Some(name)) = (f.path.parent(), f.path.file_name()) else {
+                continue;
+            };
+            let name = name.to_string_lossy();
+            let stem = name.split('.').next().unwrap_or_default().to_owned();
+            if !stem.is_empty() {
+                stems.entry(dir.to_owned()).or_default().push((stem, f.source));
+            }
+        }
+        for (dir, stems) in stems {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(&(_, source)) = stems.iter().find(|(stem, _)| is_rotated_name(&name, stem)) else {
+                    continue;
+                };
+                let gzip = is_compressed_name(&name) && super::compressed::is_gzip(&path);
+                if (is_compressed_name(&name) && !gzip) || (!gzip && self.matched_by_a_source(&path)) {
+                    continue;
+                }
+                let Ok(file) = File::open(&path) else { continue };
+                let Ok(meta) = file.metadata() else { continue };
+                let key = FileKey::of(&meta);
+                if !meta.is_file() || self.files.contains_key(&key) || meta.modified().is_ok_and(|m| m < since) {
+                    continue;
+                }
+                // gzip keeps the mtime of the file it compressed: this one
+                // was written after the checkpoint. Read what it inflates to.
+                let (file, inflated) = if gzip {
+                    match super::compressed::inflate(&path, key, &self.cfg.data_dir) {
+                        Ok((f, guard)) => (f, Some(guard)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "cannot inflate a rotated file written while the agent was not running");
+                            continue;
+                        }
+                    }
+                } else {
+                    (file, None)
+                };
+                let size = file.metadata().map_or(0, |m| m.len());
+                // A copy of content the checkpoint knows (its copy was
+                // made while the agent was down, and held nothing unread)
+                // starts where that content had got to.
+                // The furthest any checkpointed file had got in it (a copy
+                // held back has its own entry, at 0).
+                let known = loaded
+                    .iter()
+                    .filter(|e| {
+                        e.path.parent() == Some(dir.as_path())
+                            && e.head.len > 0
+                            && e.head.matches(&file).unwrap_or(false)
+                    })
+                    .max_by_key(|e| e.pos);
+                let (pos, continues) = match known {
+                    Some(e) => (
+                        e.pos.min(size),
+                        Some(Continues {
+                            original: e.producer_id,
+                            checkpoint_seq: Some(e.next_seq),
+                        }),
+                    ),
+                    None => (0, None),
+                };
+                let start = Start {
+                    pos,
+                    producer_id: self.stream_id(key, &meta),
+                    next_seq: 0,
+                    generation: 0,
+                    born: born(&meta),
+                    tail: Tail::NONE,
+                    continues: None,
+                };
+                let framing = (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines);
+                match TrackedFile::new(key, source, path.clone(), file, start, framing, now) {
+                    Ok(mut t) => {
+                        tracing::info!(path = %path.display(), pos, "rotated file written while the agent was not running; reading it");
+                        t.gone = true;
+                        t.continues = continues;
+                        t.inflated = inflated;
+                        t.pristine = continues.is_none() && !gzip;
+                        t.next_seq = 0;
+                        t.record_key = self.render_key(source, &path);
+                        self.insert_tracked(path, t);
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read file head"),
+                }
+            }
+        }
+    }
+
+    /// Whether some source's globs match `path` (and its excludes do not).
+    fn matched_by_a_source(&self, path: &Path) -> bool {
+        self.cfg
+            .sources
+            .iter()
+            .any(|s| s.paths.iter().any(|g| g.matches_path(path)) && !s.exclude.iter().any(|x| x.matches_path(path)))
     }
 
     /// Makes sure `key` has an open handle, reopening an idle file; false if
@@ -310,6 +602,7 @@ impl FileServer {
         match self.files.get(&key) {
             None => return false,
             Some(f) if f.file.is_some() => return true,
+            Some(f) if f.vanished => return false,
             Some(_) => {}
         }
         if self.open_handles >= self.cfg.tail.max_open_files && !self.evict_idle() {
@@ -328,7 +621,7 @@ impl FileServer {
                 // rotated away while closed. Look for it by inode.
                 let Some(dir) = f.path.parent() else { return false };
                 let Some(path) = list_dir(dir).remove(&key) else {
-                    f.gone = true;
+                    self.vanished(key);
                     return false;
                 };
                 let Ok(file) = File::open(&path) else { return false };
@@ -343,6 +636,46 @@ impl FileServer {
         f.file = Some(file);
         self.open_handles += 1;
         true
+    }
+
+    /// A file closed while idle is gone from its directory (deleted, or
+    /// compressed away, which gives its content a new inode): nothing more
+    /// can be read from it. Whatever of its content was not read is looked
+    /// for elsewhere (a `.gz` of it, a copy) and read from there; the file
+    /// itself is finished once what was read of it is acknowledged.
+    fn vanished(&mut self, key: FileKey) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        f.gone = true;
+        f.vanished = true;
+        f.at_eof = true;
+        // A partial last line is read again, whole, from the copy.
+        let pos = f.framer.emitted_pos();
+        f.framer.reset(pos);
+        let (head, source, producer_id, generation, end) =
+            (f.head, f.source, f.producer_id, f.generation, f.last_record_end);
+        let window = CopyWindow {
+            from: f.content_born,
+            until: SystemTime::now(),
+        };
+        let Some(dir) = f.path.parent().map(Path::to_path_buf) else {
+            return;
+        };
+        tracing::info!(path = %f.path.display(), "file gone while closed; looking for its content elsewhere");
+        self.checkpoint_stale = true;
+        let now = Instant::now();
+        match self.adopt_truncated_copy(&dir, head, pos, source, None, window, now) {
+            Some(c) => self.continue_in_copy(c, producer_id, (key, generation, end)),
+            None => self.missing.push(super::copies::Missing {
+                dir,
+                head,
+                pos,
+                source,
+                continues: None,
+                live: Some((key, producer_id, generation, end)),
+                window,
+                until: now + super::copies::MISSING_LOOKED_FOR,
+            }),
+        }
     }
 
     /// Closes the handles of the files read to their end that grew least
@@ -443,6 +776,29 @@ impl FileServer {
         }
         (h.finish() & (i64::MAX as u64)) as i64
     }
+}
+
+/// A checkpoint entry of a file nothing was read from (a copy held back,
+/// or a new file the agent died before reading): at a restart it is as new
+/// as a file never seen.
+fn never_read(e: &Entry) -> bool {
+    e.pos == 0 && e.next_seq == 0 && e.generation == 0 && e.continues.is_none()
+}
+
+/// Whether `name` is how rotation names a file whose name starts with
+/// `stem`: the stem followed by `.`, `-` or `_` (so `app.log.1`,
+/// `app.log-20261207`, `app-1.log` for `app`, but not `application.log`).
+fn is_rotated_name(name: &str, stem: &str) -> bool {
+    name.strip_prefix(stem)
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| matches!(c, '.' | '-' | '_'))
+}
+
+/// Compressed rotated files, which cannot be tailed as they are.
+fn is_compressed_name(name: &str) -> bool {
+    [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 /// Regular files of a directory by device and inode.

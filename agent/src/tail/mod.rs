@@ -9,11 +9,13 @@
 //! - [`watch`]: inotify events and the polling fallback.
 //! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
 //! - [`copies`]: copytruncate's copies, read from where the original stopped.
+//! - [`compressed`]: gzip files holding lines rotated away unread.
 //! - [`sync`]: asking the collector where each file resumes (exactly once).
 //! - [`file_server`]: the loop on its own thread that ties them together.
 
 pub mod checkpoint;
 pub mod checkpointing;
+pub mod compressed;
 pub mod copies;
 pub mod discover;
 pub mod emit;

@@ -43,7 +43,27 @@ impl FileServer {
                     self.check_truncation(key, now, &mut sealed);
                     break;
                 }
+                // Before these bytes are used: is this still the content
+                // read so far? Truncated and rewritten past the read
+                // position faster than the agent looked, it is not, and
+                // reading on would send the tail of another line.
+                if f.needs_verify(now) {
+                    match f.content_unchanged() {
+                        Ok(true) => f.verified_at = Some(now),
+                        Ok(false) => {
+                            self.content_replaced(key, now, &mut sealed, "file rewritten since it was last read");
+                            break;
+                        }
+                        Err(e) => {
+                            if self.warned.insert((f.path.clone(), e.to_string())) {
+                                tracing::warn!(path = %f.path.display(), error = %e, "read failed; will retry");
+                            }
+                            break;
+                        }
+                    }
+                }
                 f.at_eof = false;
+                f.pristine = false;
                 f.last_growth = now;
                 f.refresh_head(f.framer.next_pos() + n as u64);
                 total += n;
@@ -70,6 +90,7 @@ impl FileServer {
                     scratch: &mut self.scratch,
                 };
                 emit_lines(f, &ctx, &mut sink, |framer, emit| framer.feed(data, emit));
+                f.tail = super::fingerprint::Tail::of(data);
                 for req in sealed.drain(..) {
                     self.send(req);
                 }

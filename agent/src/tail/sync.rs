@@ -16,7 +16,7 @@ use super::checkpoint::Continues;
 use super::file_server::FileServer;
 use super::fingerprint::{FileKey, HEAD_BYTES, Head};
 use crate::ship::acks::Acked;
-use crate::ship::lookup::StreamState;
+use crate::ship::lookup::{StreamLookup, StreamState};
 
 /// Streams asked about in one request.
 const LOOKUP_BATCH: usize = 5_000;
@@ -90,6 +90,7 @@ impl FileServer {
                         .and_then(|&(_, k)| states.get(k));
                     self.apply_stream_state(*key, state, original);
                 }
+                self.continue_known_contents(&lookup, &pending);
                 self.sync_failures = 0;
                 true
             }
@@ -104,9 +105,85 @@ impl FileServer {
         }
     }
 
+    /// Files about to be read from their start as new streams (nothing of
+    /// them stored, no copy of anything known): if the collector holds
+    /// their content from another stream (a copy, plain or compressed,
+    /// made while the agent was down, whose original the checkpoint does
+    /// not place), each goes on from that stream's cursor instead. Heads
+    /// too short to identify a content are not asked about; files held
+    /// back as copies of a live file are that file's business.
+    fn continue_known_contents(&mut self, lookup: &StreamLookup, pending: &[FileKey]) {
+        let candidates: Vec<FileKey> = pending
+            .iter()
+            .filter(|k| {
+                self.files.get(*k).is_some_and(|f| {
+                    f.continues.is_none()
+                        && f.copy_check_until.is_none()
+                        && f.framer.next_pos() == 0
+                        && f.next_seq == 0
+                        && f.head.len >= super::copies::MIN_COPY_HEAD
+                })
+            })
+            .copied()
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let keys: Vec<(String, String)> = candidates
+            .iter()
+            .filter_map(|k| self.files.get(k))
+            .map(|f| {
+                let topic = self
+                    .cfg
+                    .sources
+                    .get(f.source)
+                    .map(|s| s.topic.clone())
+                    .unwrap_or_default();
+                (topic, format!("{} {}", f.head.len, f.head.crc))
+            })
+            .collect();
+        let states = match lookup.by_content(&keys) {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the collector which contents it holds; reading those files from their start");
+                return;
+            }
+        };
+        for (key, state) in candidates.iter().zip(&states) {
+            let Some(f) = self.files.get(key) else { continue };
+            if !state.found || state.producer_id == f.producer_id {
+                continue;
+            }
+            // A stream this agent is reading live from the same content:
+            // this file is its copy, and its lines arrive through it.
+            let live = self
+                .files
+                .values()
+                .any(|o| o.producer_id == state.producer_id && o.head == f.head && !o.gone);
+            let Some((pos, head)) = state.cursor.as_deref().and_then(parse_cursor) else {
+                continue;
+            };
+            let size = f.size().unwrap_or(0);
+            if live || head != f.head || pos > size || u64::from(head.len) < pos.min(HEAD_BYTES as u64) {
+                continue;
+            }
+            let Some(f) = self.files.get_mut(key) else { continue };
+            tracing::info!(path = %f.path.display(), pos, stream = state.producer_id,
+                "the collector holds this file's content from another stream; going on from there");
+            f.start_at(pos);
+            f.continues = Some(Continues {
+                original: state.producer_id,
+                checkpoint_seq: None,
+            });
+            self.checkpoint_stale = true;
+        }
+    }
+
     fn apply_stream_state(&mut self, key: FileKey, state: &StreamState, original: Option<&StreamState>) {
         self.checkpoint_stale = true;
         let Some(f) = self.files.get_mut(&key) else { return };
+        tracing::debug!(path = %f.path.display(), found = state.found, cursor = ?state.cursor, continues = ?f.continues,
+            original = original.is_some(), "where the collector says this file's stream stands");
         f.synced = true;
         if !state.found {
             if let (Some(original), Some(continues)) = (original, f.continues) {
@@ -144,6 +221,11 @@ impl FileServer {
             tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume, next_seq,
                 "resuming after what the collector holds");
         }
+        if resume != f.framer.next_pos() {
+            f.tail = super::fingerprint::Tail::NONE;
+        }
+        // The collector holds records of it: not a new file any more.
+        f.pristine = false;
         f.framer.reset(resume);
         f.next_seq = next_seq;
         f.generation_start_seq = next_seq;
@@ -156,7 +238,20 @@ impl FileServer {
         if changed && head_covers && pos > 0 {
             // Truncated (copytruncate) since that batch: what had not been
             // stored of the old content is in the copy, if there is one.
-            let (dir, source) = (f.path.parent().map(std::path::Path::to_path_buf), f.source);
+            let (dir, source, producer_id) = (
+                f.path.parent().map(std::path::Path::to_path_buf),
+                f.source,
+                f.producer_id,
+            );
+            // That content began no earlier than the file itself.
+            let window = super::copies::CopyWindow {
+                from: f
+                    .file
+                    .as_ref()
+                    .and_then(|h| h.metadata().ok())
+                    .and_then(|m| super::fingerprint::born(&m)),
+                until: std::time::SystemTime::now(),
+            };
             let waiting_copy = self
                 .files
                 .values_mut()
@@ -166,12 +261,30 @@ impl FileServer {
                 // content's acknowledgements, which will not come now: it
                 // starts where the collector's copy of the old content ends.
                 tracing::info!(path = %copy.path.display(), pos, "reading the copy from where the collector's records of the original end");
-                copy.framer.reset(pos);
-                copy.committed.pos = pos;
-                copy.last_record_end = pos;
+                copy.start_at(pos);
                 copy.after_original = None;
             } else if let Some(dir) = dir {
-                self.adopt_truncated_copy(&dir, head, pos, source, None, Instant::now());
+                let now = Instant::now();
+                let continues = Some(Continues {
+                    original: producer_id,
+                    checkpoint_seq: None,
+                });
+                if self
+                    .adopt_truncated_copy(&dir, head, pos, source, continues, window, now)
+                    .is_none()
+                {
+                    // Maybe being compressed: looked for again.
+                    self.missing.push(super::copies::Missing {
+                        dir,
+                        head,
+                        pos,
+                        source,
+                        continues,
+                        live: None,
+                        window,
+                        until: now + super::copies::MISSING_LOOKED_FOR,
+                    });
+                }
             }
         }
     }
@@ -190,6 +303,8 @@ impl FileServer {
 /// - else where the checkpoint said (a copy adopted live: its position is
 ///   where the original's records of this content end).
 fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, continues: Continues) {
+    tracing::debug!(path = %f.path.display(), found = original.found, cursor = ?original.cursor,
+        next_sequence = ?original.next_sequence, ?continues, "where the original of this copy stands");
     if !original.found {
         return;
     }
@@ -214,8 +329,6 @@ fn resume_copy(f: &mut super::tracked::TrackedFile, original: &StreamState, cont
     if resume != f.framer.emitted_pos() {
         tracing::info!(path = %f.path.display(), from = f.framer.emitted_pos(), to = resume,
             "resuming the copy after what the collector holds of the original");
-        f.framer.reset(resume);
-        f.committed.pos = resume;
-        f.last_record_end = resume;
+        f.start_at(resume);
     }
 }

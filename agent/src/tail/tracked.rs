@@ -5,12 +5,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use logpost_shared::batch::HeaderSet;
 
 use super::checkpoint::{Continues, Entry};
-use super::fingerprint::{FileKey, HEAD_BYTES, Head};
+use super::fingerprint::{FileKey, HEAD_BYTES, Head, Tail};
 use super::framing::{LineFramer, LongLines};
 use crate::pipeline::multiline::Multiline;
 use crate::ship::acks::Acked;
@@ -64,7 +64,27 @@ pub struct TrackedFile {
     /// A new file that may be a copy in the making is not read before
     /// this (see `copy_check_passed`).
     pub copy_check_until: Option<Instant>,
+    /// The bytes just before `framer.next_pos()`, as last read.
+    pub tail: Tail,
+    /// When the content was last found unchanged (head and tail).
+    pub verified_at: Option<Instant>,
+    /// Tracked in this run as a new stream from its start, and not read
+    /// yet: it may still turn out to be a copy of content known elsewhere
+    /// (a checkpoint entry, a collector's cursor) and start further on.
+    pub pristine: bool,
+    /// When the current content began: the file's birth for its first
+    /// content, the truncation for later ones. A copy of this content
+    /// cannot be older (used to tell copies of short contents).
+    pub content_born: Option<SystemTime>,
+    /// For a gzip file: the inflated copy being read (removed with it).
+    pub inflated: Option<super::compressed::Inflated>,
+    /// Gone from its directory while closed: it cannot be opened again.
+    pub vanished: bool,
 }
+
+/// How long a content check holds: reads closer together than this (one
+/// pass over a busy file) are not checked again.
+const VERIFY_EVERY: Duration = Duration::from_millis(20);
 
 /// Where a newly tracked file starts.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +93,13 @@ pub struct Start {
     pub producer_id: i64,
     pub next_seq: i64,
     pub generation: u32,
+    /// When the content began, if known (`TrackedFile::content_born`).
+    pub born: Option<SystemTime>,
+    /// The bytes before `pos`, if known (from a checkpoint).
+    pub tail: Tail,
+    /// For a copy of truncated content, from its checkpoint: the stream
+    /// it continues.
+    pub continues: Option<Continues>,
 }
 
 impl TrackedFile {
@@ -115,10 +142,44 @@ impl TrackedFile {
             multiline: Multiline::new(),
             record_key: None,
             last_record_end: start.pos,
-            continues: None,
+            continues: start.continues,
             after_original: None,
             copy_check_until: None,
+            tail: start.tail,
+            verified_at: None,
+            pristine: false,
+            content_born: start.born,
+            inflated: None,
+            vanished: false,
         })
+    }
+
+    /// Moves reading to `pos` (set from elsewhere: a cursor, a copy's
+    /// start), as if everything before it had been read and acknowledged.
+    pub fn start_at(&mut self, pos: u64) {
+        self.framer.reset(pos);
+        self.committed.pos = pos;
+        self.last_record_end = pos;
+        self.tail = Tail::NONE;
+        self.pristine = false;
+    }
+
+    /// Whether the content should be checked before the bytes just read
+    /// are used.
+    pub fn needs_verify(&self, now: Instant) -> bool {
+        self.verified_at.is_none_or(|at| now.duration_since(at) >= VERIFY_EVERY)
+    }
+
+    /// Whether the file still holds the content read so far: the same
+    /// first bytes and the same bytes just before the read position. A
+    /// file truncated and rewritten past that position fails, so reading
+    /// never goes on in the middle of another content.
+    ///
+    /// # Errors
+    /// A read failed.
+    pub fn content_unchanged(&self) -> io::Result<bool> {
+        let Some(file) = &self.file else { return Ok(true) };
+        Ok(self.head.matches(file)? && self.tail.matches(file, self.framer.next_pos())?)
     }
 
     /// Reads the next bytes after what was read so far into `buf`.
@@ -161,6 +222,9 @@ impl TrackedFile {
         self.generation += 1;
         self.generation_start_seq = self.next_seq;
         self.framer.reset(0);
+        self.tail = Tail::NONE;
+        self.verified_at = None;
+        self.content_born = Some(SystemTime::now());
         if let Some(f) = &self.file {
             self.head = Head::read(f)?;
         }
@@ -230,6 +294,16 @@ impl TrackedFile {
             next_seq,
             generation: self.generation,
             continues: self.continues,
+            tail: if pos == self.framer.next_pos() {
+                self.tail
+            } else {
+                Tail::NONE
+            },
+            held: self.copy_check_until.is_some(),
+            born_ms: self.content_born.and_then(|t| {
+                let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+                u64::try_from(d.as_millis()).ok()
+            }),
         }
     }
 }

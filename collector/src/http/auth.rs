@@ -8,7 +8,8 @@
 //! | request                                              | scope    |
 //! |------------------------------------------------------|----------|
 //! | `GET`/`HEAD` `/health`, `/ready`, `/metrics`          | none     |
-//! | `POST /v1/ingest/…`, `POST /v1/streams`, `POST /loki/api/v1/push` | `ingest` |
+//! | `GET`/`HEAD` `/` and `/ui/…` (the web page's files: no data) | none |
+//! | `POST /v1/ingest/…`, `POST /v1/streams`, `POST /v1/streams/by-content`, `POST /loki/api/v1/push` | `ingest` |
 //! | any other `GET`/`HEAD`                               | `read`   |
 //! | `POST /loki/api/v1/…` (Loki queries may be POSTed)   | `read`   |
 //! | `POST` under `/v1/groups/`, `/v1/consumers/`, `/v1/fetch` (consumers commit offsets) | `read` |
@@ -37,11 +38,16 @@ use crate::config::auth::{Scope, Token};
 /// The scope a request needs; `None` for the open endpoints.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let read_only = method == Method::GET || method == Method::HEAD;
-    if read_only && matches!(path, "/health" | "/ready" | "/metrics") {
+    if read_only
+        && (matches!(path, "/" | "/health" | "/ready" | "/metrics") || path.starts_with(super::ui::ASSET_PREFIX))
+    {
         return None;
     }
     if *method == Method::POST
-        && (path.starts_with("/v1/ingest/") || path == "/v1/streams" || path == "/loki/api/v1/push")
+        && (path.starts_with("/v1/ingest/")
+            || path == "/v1/streams"
+            || path == "/v1/streams/by-content"
+            || path == "/loki/api/v1/push")
     {
         return Some(Scope::Ingest);
     }
@@ -107,9 +113,41 @@ pub fn authorize(tokens: &[Token], method: &Method, path: &str, authorization: O
     }
 }
 
+/// Prefix of the WebSocket subprotocol that carries a token.
+pub const WS_TOKEN_PROTOCOL: &str = "logpost.bearer.";
+
+/// `Bearer <token>` from a `logpost.bearer.<base64url>` entry of
+/// `Sec-WebSocket-Protocol`, for WebSocket requests (browsers cannot send
+/// `Authorization` there). `None` without one or when it does not decode
+/// (then the request is refused as having no token).
+pub fn ws_protocol_token(headers: &axum::http::HeaderMap) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return None;
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WS_TOKEN_PROTOCOL))
+        .and_then(|b64| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).ok())
+        .map(|token| [b"Bearer ".as_slice(), &token].concat())
+}
+
 /// The layer: refuses requests without the scope they need.
 pub async fn layer(State(app): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let from_protocol;
+    let authorization = match request.headers().get(header::AUTHORIZATION) {
+        Some(v) => Some(v.as_bytes()),
+        None => {
+            from_protocol = ws_protocol_token(request.headers());
+            from_protocol.as_deref()
+        }
+    };
     match authorize(
         &app.config.auth.tokens,
         request.method(),
@@ -167,10 +205,15 @@ mod tests {
         let cases = [
             (Method::GET, "/health", None),
             (Method::GET, "/metrics", None),
+            (Method::GET, "/", None),
+            (Method::GET, "/ui/app.js", None),
+            (Method::POST, "/", Some(Scope::Admin)),
+            (Method::GET, "/uix", Some(Scope::Read)),
             (Method::POST, "/health", Some(Scope::Admin)),
             (Method::POST, "/v1/ingest/app", Some(Scope::Ingest)),
             (Method::POST, "/loki/api/v1/push", Some(Scope::Ingest)),
             (Method::POST, "/v1/streams", Some(Scope::Ingest)),
+            (Method::POST, "/v1/streams/by-content", Some(Scope::Ingest)),
             (Method::GET, "/v1/topics", Some(Scope::Read)),
             (Method::GET, "/v1/query", Some(Scope::Read)),
             // Routes that do not exist yet are covered by the prefix rule.
@@ -184,6 +227,27 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(required_scope(&method, path), want, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn a_websocket_may_carry_its_token_as_a_subprotocol() {
+        use axum::http::HeaderMap;
+        let mut h = HeaderMap::new();
+        // base64url("s3cret/+token") without padding
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "logpost, logpost.bearer.czNjcmV0Lyt0b2tlbg".parse().unwrap(),
+        );
+        assert_eq!(ws_protocol_token(&h), None, "only on a WebSocket upgrade");
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        assert_eq!(
+            ws_protocol_token(&h).as_deref(),
+            Some(b"Bearer s3cret/+token".as_slice())
+        );
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, "logpost.bearer.!!".parse().unwrap());
+        assert_eq!(ws_protocol_token(&h), None, "undecodable: no token");
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, "logpost".parse().unwrap());
+        assert_eq!(ws_protocol_token(&h), None);
     }
 
     #[test]

@@ -196,7 +196,8 @@ impl From<&StoreError> for ApiError {
             StoreError::Io { .. }
             | StoreError::Meta { .. }
             | StoreError::MetaCorrupt { .. }
-            | StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | StoreError::Internal(_)
+            | StoreError::Locked(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, chain(e))
     }

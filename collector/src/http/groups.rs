@@ -7,6 +7,7 @@
 //! | `POST /v1/groups/{group}/commit` | `{"member_id", "generation", "offsets": [{"topic", "partition", "offset"}]}` | `{}` once durable |
 //! | `GET /v1/groups/{group}/offsets?topic=T` | | `{"offsets": [{"topic", "partition", "offset"}]}` (-1: none) |
 //! | `POST /v1/groups/{group}/leave` | `{"member_id"}` | `{}` |
+//! | `GET /v1/groups` | | `{"groups": [{"group", "state", "members", "lag", "partitions": [{"topic", "partition", "committed", "high_watermark", "lag"}]}]}` |
 //!
 //! The coordinator assigns partitions itself (range assignment over the
 //! members' topics, Kafka's default), so an HTTP member needs no leader
@@ -95,6 +96,89 @@ pub struct OffsetsParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Offsets {
     pub offsets: Vec<GroupOffset>,
+}
+
+/// One partition a group has committed an offset on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the group will consume.
+    pub committed: i64,
+    /// The partition's end; absent once its topic is deleted.
+    pub high_watermark: Option<i64>,
+    /// Records not yet consumed: `high_watermark - committed`, at least 0.
+    pub lag: Option<i64>,
+}
+
+/// A group with its committed offsets and lag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupLag {
+    pub group: String,
+    /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty`.
+    pub state: String,
+    pub members: usize,
+    /// Total lag over its partitions.
+    pub lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// `GET /v1/groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<GroupLag>,
+}
+
+/// `GET /v1/groups`: every group that has committed offsets, with each
+/// partition's lag behind its high watermark (what `logpost topics` and
+/// the web page's status view show; the `logpost_collector_consumer_lag`
+/// metric has the same figures).
+pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<GroupList>, ApiError> {
+    let store = Arc::clone(&app.store);
+    let coordinator = Arc::clone(&app.coordinator);
+    // Partition views take the writers' locks briefly: off the runtime.
+    let groups = tokio::task::spawn_blocking(move || {
+        let mut groups: Vec<GroupLag> = Vec::new();
+        for (group, topic, partition, committed) in coordinator.all_committed() {
+            let high_watermark = store.topic(&topic).and_then(|t| {
+                let p = u32::try_from(partition).ok()?;
+                t.partitions.iter().find(|x| x.id == p).map(|x| x.view().high_watermark)
+            });
+            let lag = high_watermark.map(|hw| (hw - committed).max(0));
+            let entry = PartitionLag {
+                topic,
+                partition,
+                committed,
+                high_watermark,
+                lag,
+            };
+            match groups.iter_mut().find(|g| g.group == group) {
+                Some(g) => g.partitions.push(entry),
+                None => {
+                    let description = coordinator.describe(&group);
+                    groups.push(GroupLag {
+                        state: description
+                            .as_ref()
+                            .map_or("Empty".to_owned(), |d| format!("{:?}", d.state)),
+                        members: description.map_or(0, |d| d.members.len()),
+                        group,
+                        lag: 0,
+                        partitions: vec![entry],
+                    });
+                }
+            }
+        }
+        for g in &mut groups {
+            g.partitions
+                .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            g.lag = g.partitions.iter().filter_map(|p| p.lag).sum();
+        }
+        groups.sort_by(|a, b| a.group.as_str().cmp(b.group.as_str()));
+        groups
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(GroupList { groups }))
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

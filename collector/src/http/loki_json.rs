@@ -29,6 +29,14 @@ pub fn sample(v: f64) -> String {
     }
 }
 
+/// Labels as a JSON object's members (for answers built as values).
+pub fn label_map(labels: &Labels) -> serde_json::Map<String, Value> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect()
+}
+
 /// A JSON string (quoted, escaped).
 fn string(out: &mut Vec<u8>, s: &str) {
     // Writing to a Vec cannot fail; a string always serializes.
@@ -127,8 +135,9 @@ pub fn scalar(out: &mut Vec<u8>, ns: i64, v: f64) {
 }
 
 /// `{"status":"success","data":{"resultType":..,"result":<result>,"stats":<stats>}}`,
-/// with `result` already written as JSON text.
-pub fn success(result_type: &str, result: &[u8], stats: &Value) -> Response {
+/// with `result` already written as JSON text, and Loki's `encodingFlags`
+/// when `flags` has any.
+pub fn success(result_type: &str, result: &[u8], stats: &Value, flags: &[&str]) -> Response {
     let mut body = Vec::with_capacity(result.len() + 512);
     body.extend_from_slice(b"{\"status\":\"success\",\"data\":{\"resultType\":");
     string(&mut body, result_type);
@@ -136,6 +145,10 @@ pub fn success(result_type: &str, result: &[u8], stats: &Value) -> Response {
     body.extend_from_slice(result);
     body.extend_from_slice(b",\"stats\":");
     let _ = serde_json::to_writer(&mut body, stats);
+    if !flags.is_empty() {
+        body.extend_from_slice(b",\"encodingFlags\":");
+        let _ = serde_json::to_writer(&mut body, flags);
+    }
     body.extend_from_slice(b"}}");
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -157,6 +170,8 @@ mod tests {
                 entries: vec![StreamEntry {
                     timestamp_ns: 5,
                     line: b"x\ny\xff".to_vec(),
+                    structured_metadata: None,
+                    parsed: None,
                 }],
             }],
         );

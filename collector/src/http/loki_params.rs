@@ -16,22 +16,53 @@ const DEFAULT_WINDOW_NS: i64 = 3600 * NS_PER_S;
 
 /// Decoded query-string pairs; a name may repeat (`match[]`).
 #[derive(Debug, Default)]
-pub struct Params(HashMap<String, Vec<String>>);
+pub struct Params {
+    values: HashMap<String, Vec<String>>,
+    /// Names with a value that decoded to invalid UTF-8: the value (read
+    /// lossily) up to its first bad byte, and that byte's offset.
+    bad_utf8: HashMap<String, (String, usize)>,
+}
 
 impl Params {
     /// Parses a raw query string (`a=1&b=%20x`, `+` is a space).
     pub fn parse(raw: Option<&str>) -> Params {
-        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        let mut params = Params::default();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            map.entry(decode(k)).or_default().push(decode(v));
+            let (name, value) = (decode(k), decode_bytes(v));
+            let text = match String::from_utf8(value) {
+                Ok(text) => text,
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    let prefix = String::from_utf8_lossy(e.as_bytes().get(..at).unwrap_or_default()).into_owned();
+                    params.bad_utf8.entry(name.clone()).or_insert((prefix, at));
+                    lossy
+                }
+            };
+            params.values.entry(name).or_default().push(text);
         }
-        Params(map)
+        params
+    }
+
+    /// Refuses a parameter whose value is not UTF-8, as Loki's parser
+    /// refuses such a query (`invalid UTF-8 encoding`), with the place.
+    ///
+    /// # Errors
+    /// 400 naming the parameter and the byte.
+    pub fn check_utf8(&self, name: &str) -> Result<(), ApiError> {
+        match self.bad_utf8.get(name) {
+            None => Ok(()),
+            Some((prefix, at)) => {
+                let e = crate::query::logql::ParseError::at(prefix, *at, "invalid UTF-8 encoding");
+                Err(ApiError::bad_request(format!("invalid parameter {name:?}: {e}")))
+            }
+        }
     }
 
     /// The last value of `name`, if given and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.values
             .get(name)
             .and_then(|v| v.last())
             .map(String::as_str)
@@ -40,7 +71,7 @@ impl Params {
 
     /// Every value of `name`.
     pub fn all(&self, name: &str) -> &[String] {
-        self.0.get(name).map_or(&[], Vec::as_slice)
+        self.values.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// `query`, required.
@@ -48,6 +79,7 @@ impl Params {
     /// # Errors
     /// 400 when missing.
     pub fn query(&self) -> Result<&str, ApiError> {
+        self.check_utf8("query")?;
         self.get("query")
             .ok_or_else(|| ApiError::bad_request("missing required parameter \"query\""))
     }
@@ -206,8 +238,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Percent-decoding of one query-string component.
+/// Percent-decoding of one query-string component, read lossily.
 fn decode(s: &str) -> String {
+    String::from_utf8_lossy(&decode_bytes(s)).into_owned()
+}
+
+/// Percent-decoding of one query-string component, as bytes.
+fn decode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -227,7 +264,7 @@ fn decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -257,5 +294,19 @@ mod tests {
         assert!(Params::parse(Some("start=10&end=5")).range(0).is_err());
         assert_eq!(Params::parse(Some("step=15s")).step(0, 1).unwrap(), 15 * NS_PER_S);
         assert_eq!(Params::parse(None).step(0, 1000 * NS_PER_S).unwrap(), 4 * NS_PER_S);
+    }
+
+    #[test]
+    fn issue_32_invalid_utf8_query_is_refused_with_its_place() {
+        // Loki's parser_test.go: {app=~"\xa0\xa1"} is "invalid UTF-8 encoding".
+        let p = Params::parse(Some("query=%7Bapp%3D~%22%A0%A1%22%7D&limit=5"));
+        let e = p.query().unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert_eq!(
+            e.message,
+            "invalid parameter \"query\": parse error at line 1, col 8: invalid UTF-8 encoding"
+        );
+        assert!(p.check_utf8("limit").is_ok());
+        assert_eq!(Params::parse(Some("query=%C3%A9")).query().unwrap(), "é");
     }
 }

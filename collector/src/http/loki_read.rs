@@ -15,12 +15,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json_, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::loki_categorized::{CATEGORIZE_LABELS, categorized_streams_json, wants_categorized};
 use super::loki_json;
 use super::loki_params::Params;
 use crate::config::query::QuerySettings;
@@ -119,8 +120,13 @@ fn stats_json(stats: &ScanStats, entries: usize, started: Instant) -> Json_ {
 ///
 /// # Errors
 /// 400 for a bad query, parameter or time range, or an unknown topic.
-pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
+pub async fn query_range(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
+    let categorized = wants_categorized(&headers);
     let q = p.query()?.to_owned();
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(DEFAULT_LIMIT)?;
@@ -148,7 +154,12 @@ pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
                 // in the request, so include its nanosecond.
                 let streams = eval_logs_with(log, start, end.saturating_add(1), limit, direction, &mut src, &opts)
                     .map_err(eval_error)?;
-                loki_json::streams(&mut result, &streams);
+                if categorized {
+                    // Writing to a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut result, &categorized_streams_json(&streams, direction));
+                } else {
+                    loki_json::streams(&mut result, &streams);
+                }
                 ("streams", streams.iter().map(|s| s.entries.len()).sum())
             }
             Expr::Metric(m) => {
@@ -157,10 +168,16 @@ pub async fn query_range(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
                 ("matrix", 0)
             }
         };
+        let flags: &[&str] = if categorized && result_type == "streams" {
+            &[CATEGORIZE_LABELS]
+        } else {
+            &[]
+        };
         Ok(loki_json::success(
             result_type,
             &result,
             &stats_json(&src.stats, entries, started),
+            flags,
         ))
     })
     .await
@@ -206,6 +223,7 @@ pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
             result_type,
             &result,
             &stats_json(&src.stats, 0, started),
+            &[],
         ))
     })
     .await
@@ -291,6 +309,7 @@ fn success(data: Json_) -> Response {
 pub async fn labels(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
     let slots = Arc::clone(&app);
     let names = blocking(&slots, move || {
@@ -318,6 +337,7 @@ pub async fn label_values(
 ) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
     let slots = Arc::clone(&app);
     let values = blocking(&slots, move || {
@@ -341,6 +361,8 @@ pub async fn label_values(
 pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("match[]")?;
+    p.check_utf8("match")?;
     let matches: Vec<String> = p.all("match[]").iter().chain(p.all("match")).cloned().collect();
     let slots = Arc::clone(&app);
     let data = blocking(&slots, move || {
@@ -386,6 +408,7 @@ pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
 pub async fn index_stats(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
+    p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
     let slots = Arc::clone(&app);
     let inv = blocking(&slots, move || {

@@ -124,7 +124,11 @@ pub async fn tail(
     let Expr::Log(log) = parsed else {
         return Err(ApiError::bad_request("tail needs a log query, not a metric query").into());
     };
-    Ok(ws.on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket, slot)))
+    // The web page offers `logpost` beside its token (auth.rs): a browser
+    // fails the connection unless one offered subprotocol is answered.
+    Ok(ws
+        .protocols(["logpost"])
+        .on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket, slot)))
 }
 
 /// `/loki/api/v2alpha/tail`: Grafana probes it and falls back to v1 on 404.
@@ -206,6 +210,9 @@ fn read_new(
                 let (mut labels, ts) = labels_and_ns(&topic.name, &r);
                 if ts < start_ns || !log.selector.matches(&labels) {
                     continue;
+                }
+                if let Some(metadata) = crate::query::source::stored_metadata(&r.headers) {
+                    labels.add_metadata(&metadata);
                 }
                 let value = r.value.as_deref().unwrap_or_default();
                 if let Some(line) = log.pipeline.process(value, &mut labels) {

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod groups;
 pub mod ingest;
 pub mod loki;
+pub mod loki_categorized;
 pub mod loki_json;
 pub mod loki_params;
 pub mod loki_read;
@@ -21,6 +22,7 @@ pub mod read;
 pub mod router;
 pub mod serve;
 pub mod streams;
+pub mod ui;
 
 use std::sync::Arc;
 

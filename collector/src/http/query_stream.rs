@@ -142,6 +142,9 @@ fn record_labels(topic: &str, r: &StoredRecord) -> Labels {
 /// pipeline changed them; `None` if the pipeline drops it.
 fn render(topic: &str, pipeline: &Pipeline, record: &StoredRecord) -> Option<RecordJson> {
     let mut labels = record_labels(topic, record);
+    if let Some(metadata) = crate::query::source::stored_metadata(&record.headers) {
+        labels.add_metadata(&metadata);
+    }
     let value = record.value.as_deref().unwrap_or_default();
     let line = pipeline.process(value, &mut labels)?;
     let mut json = RecordJson::new(topic, record);

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 
 use super::AppState;
 use super::error::ApiError;
-use super::{admin, auth, body_budget, error, fetch, groups, ingest, loki, loki_read, observe, read, streams};
+use super::{admin, auth, body_budget, error, fetch, groups, ingest, loki, loki_read, observe, read, streams, ui};
 
 /// The collector's HTTP service: [`routes`] behind the layers every
 /// request passes, whatever its route: request metrics, the token check
@@ -40,14 +40,18 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
         .route("/v1/fetch/{topic}/{partition}", get(fetch::fetch))
+        .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}/join", post(groups::join))
         .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
         .route("/v1/groups/{group}/commit", post(groups::commit))
         .route("/v1/groups/{group}/offsets", get(groups::offsets))
         .route("/v1/groups/{group}/leave", post(groups::leave))
         .route("/v1/streams", post(streams::lookup))
+        .route("/v1/streams/by-content", post(streams::by_content))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
         .route("/metrics", get(observe::metrics))

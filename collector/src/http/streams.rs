@@ -2,6 +2,12 @@
 //! asks this at start (and for each new file) and resumes each file after
 //! what the collector already holds, so a crash between the collector's
 //! acknowledgement and the agent's checkpoint causes no duplicate.
+//!
+//! `POST /v1/streams/by-content`: which stream last sent a batch from a
+//! content with a given head (the cursor's head). A file the agent is
+//! about to read from its start as a new stream may hold content another
+//! stream already sent (a copy, or a compressed copy, made while the agent
+//! was down): it then goes on from that stream's cursor.
 
 use std::sync::Arc;
 
@@ -105,4 +111,125 @@ pub async fn lookup(
     })
     .await?;
     Ok(Json(StreamStates { streams: states }))
+}
+
+/// One content to look up: a topic and a content head `<length> <CRC>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentKey {
+    pub topic: String,
+    pub head: String,
+}
+
+/// Body of `POST /v1/streams/by-content`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentLookup {
+    pub contents: Vec<ContentKey>,
+}
+
+/// Answer to `POST /v1/streams/by-content`, in request order: for each
+/// content, the stream that got furthest in it, if any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContentStates {
+    pub contents: Vec<StreamState>,
+}
+
+/// Finds, per content head, the stream whose last cursor is in that
+/// content and furthest along.
+///
+/// # Errors
+/// 400 for a malformed body, a malformed head or too many contents.
+pub async fn by_content(
+    State(app): State<Arc<AppState>>,
+    body: Result<Json<ContentLookup>, JsonRejection>,
+) -> Result<Json<ContentStates>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(format!("invalid content lookup: {}", e.body_text())))?;
+    if req.contents.len() > MAX_LOOKUP {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_LOOKUP} contents per lookup"
+        )));
+    }
+    let mut keys = Vec::with_capacity(req.contents.len());
+    for (i, c) in req.contents.iter().enumerate() {
+        let mut it = c.head.split_ascii_whitespace();
+        let head = it
+            .next()
+            .and_then(|l| l.parse::<u32>().ok())
+            .zip(it.next().and_then(|c| c.parse::<u32>().ok()))
+            .filter(|_| it.next().is_none())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "contents[{i}].head: expected \"<length> <crc>\", got {:?}",
+                    c.head
+                ))
+            })?;
+        keys.push((c.topic.clone(), head));
+    }
+    let store = Arc::clone(&app.store);
+    let dedup = app.config.deduplicate;
+    let states = tokio::task::spawn_blocking(move || {
+        // One pass over each topic's producers for every head asked.
+        let mut by_topic: std::collections::HashMap<String, std::collections::HashSet<(u32, u32)>> =
+            std::collections::HashMap::new();
+        for (topic, head) in &keys {
+            by_topic.entry(topic.clone()).or_default().insert(*head);
+        }
+        let mut best: std::collections::HashMap<
+            (String, (u32, u32)),
+            (u32, crate::store::producer_state::ProducerEntry, u64),
+        > = std::collections::HashMap::new();
+        for (topic, heads) in &by_topic {
+            let Some(t) = store.topic(topic).filter(|_| dedup) else {
+                continue;
+            };
+            for p in &t.partitions {
+                for e in p.producers_with_head(heads) {
+                    let Some(cursor) = e.cursor.as_deref() else { continue };
+                    let (Some(head), Some(pos)) = (
+                        crate::store::partition::cursor_head(cursor),
+                        cursor
+                            .split_ascii_whitespace()
+                            .next()
+                            .and_then(|p| p.parse::<u64>().ok()),
+                    ) else {
+                        continue;
+                    };
+                    let slot = best.entry((topic.clone(), head));
+                    match slot {
+                        std::collections::hash_map::Entry::Occupied(mut o) => {
+                            if pos > o.get().2 {
+                                o.insert((p.id, e, pos));
+                            }
+                        }
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert((p.id, e, pos));
+                        }
+                    }
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|(topic, head)| match best.get(&(topic.clone(), head)) {
+                Some((partition, e, _)) => StreamState {
+                    topic,
+                    producer_id: e.producer_id,
+                    found: true,
+                    partition: Some(*partition),
+                    next_sequence: Some(e.logical_last_seq() + 1),
+                    cursor: e.cursor.clone(),
+                },
+                None => StreamState {
+                    topic,
+                    producer_id: -1,
+                    found: false,
+                    partition: None,
+                    next_sequence: None,
+                    cursor: None,
+                },
+            })
+            .collect()
+    })
+    .await?;
+    Ok(Json(ContentStates { contents: states }))
 }

@@ -82,7 +82,8 @@ pub fn store_error_code(e: &StoreError) -> KafkaError {
         | StoreError::Meta { .. }
         | StoreError::MetaCorrupt { .. }
         | StoreError::BadPartitionCount(_)
-        | StoreError::Internal(_) => KafkaError::UNKNOWN_SERVER_ERROR,
+        | StoreError::Internal(_)
+        | StoreError::Locked(_) => KafkaError::UNKNOWN_SERVER_ERROR,
     }
 }
 

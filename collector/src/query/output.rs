@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Records that keep a time finer than the millisecond (Loki pushes) also
-//! have `"timestamp_ns"`.
+//! have `"timestamp_ns"`, and those pushed with structured metadata have
+//! it as `"metadata"` (stored as `logpost.sm.<name>` headers, not shown
+//! among `"headers"`).
 //!
 //! A line that is not valid UTF-8 comes as `"line_base64"` instead of
 //! `"line"`, so that `--output raw` can restore it byte-exactly. A null
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::cursor::StoredRecord;
-use crate::ingest::loki::records::{SUB_MS_HEADER, exact_ns, sub_ms_of_bytes};
+use crate::ingest::loki::records::{METADATA_HEADER_PREFIX, SUB_MS_HEADER, exact_ns, sub_ms_of_bytes};
 
 /// A record as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +43,9 @@ pub struct RecordJson {
     pub key: Option<String>,
     #[serde(default)]
     pub headers: Map<String, Value>,
+    /// The entry's structured metadata (a Loki push's), when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
     /// Labels after a LogQL pipeline, when it added or changed any
     /// (`| json`, `| logfmt`, ...); `topic` included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,12 +69,16 @@ impl RecordJson {
     /// Renders a stored record of `topic`.
     pub fn new(topic: &str, r: &StoredRecord) -> Self {
         let mut headers = Map::new();
+        let mut metadata = Map::new();
         let mut timestamp_ns = None;
         for (k, v) in &r.headers {
             if timestamp_ns.is_none() {
                 timestamp_ns = exact_ns(r.timestamp_ms, k.as_bytes(), v.as_deref().unwrap_or_default());
             }
-            if !headers.contains_key(k) {
+            if let Some(name) = k.strip_prefix(METADATA_HEADER_PREFIX) {
+                let v = String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned();
+                metadata.insert(name.to_owned(), Value::String(v));
+            } else if !headers.contains_key(k) {
                 let v = v.as_deref().map_or(Value::Null, |v| Value::String(header_text(k, v)));
                 headers.insert(k.clone(), v);
             }
@@ -90,6 +99,7 @@ impl RecordJson {
             stream: (r.producer_id >= 0).then_some(r.producer_id),
             key: r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
             headers,
+            metadata: (!metadata.is_empty()).then_some(metadata),
             labels: None,
             line,
             line_base64,

@@ -14,9 +14,10 @@
 //! the tail appended since) are scanned whole, so pruning never hides data.
 //!
 //! Labels: a record's headers minus logpost's own (`logpost.*`), plus
-//! `topic`. Timestamps: the record's milliseconds, or the exact
-//! nanoseconds of a Loki push (`logpost.ns_be`; `logpost.ns` or
-//! `logpost.ts_ns` in older records).
+//! `topic`. Structured metadata (a Loki push's, `logpost.sm.<name>`) is the
+//! entry's own, handed over beside the stream's labels. Timestamps: the
+//! record's milliseconds, or the exact nanoseconds of a Loki push
+//! (`logpost.ns_be`; `logpost.ns` or `logpost.ts_ns` in older records).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -32,8 +33,11 @@ use crate::store::{Store, Topic};
 
 pub(crate) mod ahead;
 mod batches;
+mod metadata;
 mod newest;
 mod plan;
+
+pub use metadata::{metadata_of, stored_metadata};
 
 use newest::Part;
 use plan::plan_segment;
@@ -155,6 +159,8 @@ pub struct Hit<'a> {
     pub timestamp_ms: i64,
     pub timestamp_ns: i64,
     pub labels: &'a Labels,
+    /// The entry's structured metadata, `None` when it has none.
+    pub metadata: Option<Labels>,
     pub record: &'a RecordView<'a>,
 }
 
@@ -231,6 +237,7 @@ impl EntrySource for StoreSource<'_> {
             f(Entry {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
+                metadata: h.metadata,
                 line: h.record.value.unwrap_or_default(),
                 leading_filters_passed: true,
             })
@@ -269,6 +276,7 @@ impl EntrySource for StoreSource<'_> {
             Found::Hit(h) => f(Scanned::Entry(Entry {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
+                metadata: h.metadata,
                 line: h.record.value.unwrap_or_default(),
                 leading_filters_passed: true,
             })),
@@ -412,18 +420,22 @@ struct LabelCache {
     last: LabelBytes,
     labels: Labels,
     selected: bool,
+    /// How many of the record's headers are labels (not logpost's own).
+    label_headers: usize,
 }
 
 impl LabelCache {
-    /// Labels of `record` of `topic` and whether `selector` accepts them.
-    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool) {
+    /// Labels of `record` of `topic`, whether `selector` accepts them, and
+    /// how many of its headers are labels (see [`metadata_of`]).
+    fn get(&mut self, topic: &str, record: &RecordView<'_>, selector: &Selector) -> (&Labels, bool, usize) {
         if !self.last.same(record) {
             self.last.keep(record);
             let stream = crate::store::summary::stream_labels(record);
             self.labels = labels_of(topic, &stream);
             self.selected = selector.matches(&self.labels);
+            self.label_headers = record.headers.iter().filter(|h| !is_internal(h.key)).count();
         }
-        (&self.labels, self.selected)
+        (&self.labels, self.selected, self.label_headers)
     }
 }
 

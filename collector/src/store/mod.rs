@@ -203,6 +203,8 @@ pub enum StoreError {
     Busy { topic: String, partition: u32 },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Locked(#[from] logpost_shared::dir_lock::DirLockError),
 }
 
 /// All topics under one data directory.
@@ -213,6 +215,9 @@ pub struct Store {
     /// Serialises topic creation and deletion; appends never take it.
     admin: Mutex<()>,
     faults: Option<Arc<Faults>>,
+    /// Held while the store is open: a second collector on the same data
+    /// directory is refused instead of corrupting it.
+    _lock: logpost_shared::dir_lock::DirLock,
 }
 
 impl Store {
@@ -235,6 +240,7 @@ impl Store {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(meta_err)?;
+        let lock = logpost_shared::dir_lock::DirLock::acquire(&config.data_dir, "logpost-collector")?;
         let mut topics = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).map_err(meta_err)? {
             let entry = entry.map_err(meta_err)?;
@@ -272,6 +278,7 @@ impl Store {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             faults,
+            _lock: lock,
         };
         store.create_configured_topics()?;
         Ok(store)

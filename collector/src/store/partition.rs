@@ -211,6 +211,22 @@ impl Partition {
         self.lock().producers.get(producer_id).cloned()
     }
 
+    /// The producers whose last cursor's content head (its second and
+    /// third words: length and CRC) is one of `heads`.
+    pub fn producers_with_head(&self, heads: &std::collections::HashSet<(u32, u32)>) -> Vec<ProducerEntry> {
+        self.lock()
+            .producers
+            .iter()
+            .filter(|e| {
+                e.cursor
+                    .as_deref()
+                    .and_then(cursor_head)
+                    .is_some_and(|h| heads.contains(&h))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Whether a batch with `header` sent ahead of its predecessor can be
     /// decided now ([`decidable_ahead`](super::producer_state::decidable_ahead)),
     /// without copying the producer's entry.
@@ -544,4 +560,11 @@ fn build_view(log: &PartitionLog) -> PartitionView {
         high_watermark: segments.last().map_or(0, |s| s.next_offset),
         segments,
     }
+}
+
+/// The content head of a cursor `<position> <head length> <head CRC>`.
+pub fn cursor_head(cursor: &str) -> Option<(u32, u32)> {
+    let mut it = cursor.split_ascii_whitespace();
+    let _pos = it.next()?;
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }

@@ -256,6 +256,11 @@ impl ProducerState {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer's entry.
+    pub fn iter(&self) -> impl Iterator<Item = &ProducerEntry> {
+        self.producers.values()
+    }
+
     /// Classifies a batch of `count` records from `producer_id` at `epoch`
     /// starting at `base_seq`.
     pub fn check(&self, producer_id: i64, epoch: i16, base_seq: i32, count: i32) -> SequenceCheck {

@@ -3,6 +3,13 @@
 //! records carry the stream's labels and the entry's structured metadata
 //! as headers.
 //!
+//! Structured metadata belongs to one entry, not to its stream (Loki keeps
+//! it beside the line: filterable after the selector, never part of the
+//! stream's identity, not listed by `/labels` or `series`). Each pair is
+//! stored as a header named `logpost.sm.<name>`: logpost's own prefix keeps
+//! it out of the stream's labels and the segment summaries, and queries
+//! read it back per record (`query::source::metadata_of`).
+//!
 //! Timestamps: a record's timestamp is milliseconds, Loki's are
 //! nanoseconds. The record gets the millisecond (rounded down), and when
 //! that loses precision the nanoseconds past it go in a `logpost.ns_be`
@@ -36,6 +43,11 @@ pub const DECIMAL_SUB_MS_HEADER: &str = "logpost.ns";
 /// The exact timestamp in nanoseconds, as the oldest records carry it;
 /// still read.
 pub const LEGACY_TS_NS_HEADER: &str = "logpost.ts_ns";
+/// Prefix of the headers holding an entry's structured metadata: the pair
+/// `trace_id="abc"` is the header `logpost.sm.trace_id` = `abc`. (Records
+/// stored before it carry metadata as plain headers, which read as stream
+/// labels.)
+pub const METADATA_HEADER_PREFIX: &str = "logpost.sm.";
 
 /// Nanoseconds in a millisecond.
 const NS_PER_MS: i64 = 1_000_000;
@@ -119,6 +131,7 @@ pub fn to_batches(push: &Push, settings: &LokiSettings, tenant: Option<&str>) ->
         }
         let mut builder = BatchBuilder::new();
         let mut extra = HeaderSet::new();
+        let mut metadata_key = String::new();
         for (entry_index, entry) in stream.entries.iter().enumerate() {
             // Queries count in i64 nanoseconds: a time outside them would
             // be stored and never seen again.
@@ -138,7 +151,10 @@ pub fn to_batches(push: &Push, settings: &LokiSettings, tenant: Option<&str>) ->
                         name: name.clone(),
                     });
                 }
-                extra.push(name, Some(value.as_bytes()));
+                metadata_key.clear();
+                metadata_key.push_str(METADATA_HEADER_PREFIX);
+                metadata_key.push_str(name);
+                extra.push(&metadata_key, Some(value.as_bytes()));
             }
             // Below a million: fits the three bytes.
             let sub_ms = u32::try_from(ns.rem_euclid(1_000_000)).unwrap_or(0);

@@ -197,7 +197,10 @@ fn records_carry_labels_metadata_and_exact_nanoseconds() {
     );
     assert_eq!(records[0].value.as_deref(), Some(&b"first line"[..]));
     assert_eq!(records[0].header("app"), Some(&b"web"[..]));
-    assert_eq!(records[0].header("trace_id"), Some(&b"abc"[..]));
+    // Issue 32: structured metadata is the entry's, under logpost's own
+    // prefix, never a plain header (which would read as a stream label).
+    assert_eq!(records[0].header("logpost.sm.trace_id"), Some(&b"abc"[..]));
+    assert_eq!(records[0].header("trace_id"), None);
     // 456789 = 0x06f855, big-endian.
     assert_eq!(records[0].header(SUB_MS_HEADER), Some(&[0x06, 0xf8, 0x55][..]));
     assert_eq!(records[1].timestamp_ms, 1_700_000_001_000);
@@ -290,7 +293,7 @@ fn metadata_named_like_logposts_own_headers_is_refused() {
         LIMIT,
     )
     .unwrap();
-    assert_eq!(records[0].header("trace.id"), Some(&b"2"[..]));
+    assert_eq!(records[0].header("logpost.sm.trace.id"), Some(&b"2"[..]));
 }
 
 /// Issue 28: JSON pushes took label names the protobuf syntax refuses,

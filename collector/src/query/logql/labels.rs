@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub const ERROR_LABEL: &str = "__error__";
 /// Name of the label holding a failing stage's message (Loki's `__error_details__`).
 pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
+/// Suffix Loki appends to a parsed label or a structured metadata name
+/// that a stream label already has.
+pub(crate) const EXTRACTED_SUFFIX: &str = "_extracted";
 
 /// An ordered, cheaply clonable set of labels.
 ///
@@ -98,6 +101,22 @@ impl Labels {
         self.insert(ERROR_LABEL, kind);
         if !details.is_empty() {
             self.insert(ERROR_DETAILS_LABEL, details);
+        }
+    }
+
+    /// Adds an entry's structured metadata to its stream's labels, as
+    /// Loki does before the pipeline: a name the stream already has keeps
+    /// the stream's value and the metadata goes to `<name>_extracted`
+    /// (a parser that extracts the same name later takes that slot over,
+    /// as in Loki: stream > metadata > parsed for the name, the reverse
+    /// for `_extracted`).
+    pub fn add_metadata(&mut self, metadata: &Labels) {
+        for (name, value) in metadata.iter() {
+            if self.contains(name) {
+                self.insert(format!("{name}{EXTRACTED_SUFFIX}"), value);
+            } else {
+                self.insert(name, value);
+            }
         }
     }
 
@@ -208,6 +227,19 @@ mod tests {
         let l: Labels = [("b", "x\"y"), ("a", "1")].into_iter().collect();
         assert_eq!(l.to_string(), r#"{a="1", b="x\"y"}"#);
         assert_eq!(Labels::new().to_string(), "{}");
+    }
+
+    #[test]
+    fn metadata_yields_to_stream_labels() {
+        // Loki's functions.logqltest: {app="a", env="prod"} with metadata
+        // region="eu" env="canary" reads env="prod", env_extracted="canary".
+        let mut l: Labels = [("app", "a"), ("env", "prod")].into_iter().collect();
+        let m: Labels = [("region", "eu"), ("env", "canary")].into_iter().collect();
+        l.add_metadata(&m);
+        assert_eq!(
+            l.to_string(),
+            r#"{app="a", env="prod", env_extracted="canary", region="eu"}"#
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) enum Tok {
     Ident(String),
     Str(String),
     Number(f64),
+    /// `0x1F`: lexed so that the parser can say why it is refused (Loki
+    /// reads numbers as Go floats, which have no hex form without `p`).
+    Hex(String),
     /// Nanoseconds.
     Duration(i64),
     Bytes(u64),
@@ -309,6 +312,12 @@ impl<'a> Lexer<'a> {
             return Err(self.err(start, "missing closing ']' in duration"));
         };
         let text = rest.get(..end).unwrap_or("");
+        if text.contains(':') {
+            return Err(self.err(
+                start,
+                format!("subqueries ([{text}]) are not supported: LogQL has none, use a range like [5m]"),
+            ));
+        }
         let ns = units::parse_prometheus_duration(text)
             .ok_or_else(|| self.err(start, format!("invalid range duration {text:?}")))?;
         if ns <= 0 {
@@ -340,12 +349,11 @@ impl<'a> Lexer<'a> {
             return Ok(Tok::Bytes(b));
         }
         self.pos = start + num_len;
-        let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-            u64::from_str_radix(hex, 16).ok().map(|v| v as f64)
-        } else {
-            text.parse::<f64>().ok()
-        };
-        value
+        if text.starts_with("0x") || text.starts_with("0X") {
+            return Ok(Tok::Hex(text.to_string()));
+        }
+        text.parse::<f64>()
+            .ok()
             .map(Tok::Number)
             .ok_or_else(|| self.err(start, format!("invalid number {text:?}")))
     }
@@ -465,7 +473,7 @@ mod tests {
                 Number(42.0),
                 Number(1.5),
                 Number(1000.0),
-                Number(31.0),
+                Hex("0x1F".into()),
                 Number(0.5),
                 Duration(300_000_000_000),
                 Duration(5_400_000_000_000),
@@ -487,6 +495,11 @@ mod tests {
         assert_eq!((e.col, e.message.as_str()), (3, "missing closing ']' in duration"));
         assert!(lex_err("[1.5m]").message.contains("invalid range duration"));
         assert_eq!(lex_err("[0s]").message, "range duration must be greater than 0");
+        assert!(
+            lex_err("[10m:1m]")
+                .message
+                .starts_with("subqueries ([10m:1m]) are not supported")
+        );
     }
 
     #[test]

@@ -74,6 +74,16 @@
 //! - Extracted label names are sanitized (`[^a-zA-Z0-9_]` → `_`, a leading
 //!   digit gets `_`); a name that is already a stream label gets the
 //!   suffix `_extracted`.
+//! - Structured metadata is the entry's own ([`Entry::metadata`]): the
+//!   selector never sees it; it joins the labels before the pipeline, a
+//!   name the stream already has going to `<name>_extracted`; parsers that
+//!   extract a stream or metadata name write `<name>_extracted` (Loki:
+//!   stream > metadata > parsed for the name, the reverse for the slot).
+//! - `ip("...")` filters (lines: `|=`/`!=`; labels: `=`/`!=`) find IPv4
+//!   and IPv6 addresses anywhere in the text, as Loki's `ip.go` does.
+//! - Comparisons between scalars are 1 or 0 with or without `bool` (Loki
+//!   folds `1 > 1` to `0`); pattern filters (`|>`, `!>`) follow Loki's
+//!   `Matcher.Test` (see `pipeline::pattern`).
 //! - Label filter predicates combine strictly left to right: `a or b and c`
 //!   is `(a or b) and c`, as Loki documents; `,`, juxtaposition and a
 //!   further `| pred` all mean "and".
@@ -100,8 +110,13 @@
 //!   refused (they would not be valid UTF-8).
 //! - **Error details**: `__error_details__` texts are this crate's own, not
 //!   Go's error strings; `__error__` values match Loki's.
-//! - **Not supported** (parse errors): `ip()` filters, `rate_counter`,
-//!   `approx_topk`, `variants`, the XML parser, structured metadata.
+//! - **Refused at parse time** what Loki parses but refuses to run: `ip()`
+//!   after `|~`, `!~`, `|>`, `!>`, an invalid `ip()` pattern in a stage of
+//!   its own, `approx_topk` (Loki needs sharded aggregations for it).
+//! - **`label_replace`** to an empty label name leaves series unchanged
+//!   (Loki would set a label with an empty name).
+//! - **Not supported** (parse errors naming them): `rate_counter`,
+//!   `approx_topk`, subqueries (`[10m:1m]`, none in Loki either).
 //! - **Limits**: nesting deeper than [`MAX_DEPTH`] or more than
 //!   [`MAX_NODES`] operators is a parse error, and a range of `[0s]` is
 //!   refused; JSON nested deeper than 128 levels is a `JSONParserErr`.
@@ -144,9 +159,9 @@ pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};
 pub use limits::Limits;
 pub use parser::{MAX_DEPTH, MAX_NODES, parse, parse_with};
 pub use pipeline::{
-    CmpOp, Decolorize, DropLabels, JsonParser, KeepLabels, LabelFilter, LabelFormat, LabelFormatKind, LineFilter,
-    LineFilterOp, LineFormat, LogfmtParser, MIN_SECTION_LITERAL, PatternParser, Pipeline, RegexpParser, Stage,
-    Template, UnpackParser, found,
+    CmpOp, Decolorize, DropLabels, IpPattern, JsonParser, KeepLabels, LabelFilter, LabelFormat, LabelFormatKind,
+    LineFilter, LineFilterOp, LineFormat, LogfmtParser, MIN_SECTION_LITERAL, PatternParser, Pipeline, RegexpParser,
+    Stage, Template, UnpackParser, found,
 };
 pub use selector::{MatchOp, Matcher, Selector, TOPIC_LABEL};
 pub use units::{parse_bytes, parse_go_duration, parse_prometheus_duration};

@@ -9,7 +9,7 @@ use logpost_shared::batch::{BatchHeader, check, stored_records_section};
 
 use super::ahead::Ahead;
 use super::plan::Range;
-use super::{Hit, LabelCache, ScanRequest, ScanState, ScanStats, SourceError, record_ns};
+use super::{Hit, LabelCache, ScanRequest, ScanState, ScanStats, SourceError, metadata_of, record_ns};
 use crate::store::Topic;
 use crate::store::partition::{MAX_FRAME_BYTES, SegmentView};
 use crate::store::scan::SegmentScanner;
@@ -173,7 +173,7 @@ impl ScanRequest<'_> {
                 if timestamp_ns < self.start_ns || timestamp_ns >= self.end_ns {
                     return ControlFlow::Continue(());
                 }
-                let (labels, selected) = cache.get(&topic.name, &record, self.selector);
+                let (labels, selected, label_headers) = cache.get(&topic.name, &record, self.selector);
                 if !selected {
                     return ControlFlow::Continue(());
                 }
@@ -190,6 +190,7 @@ impl ScanRequest<'_> {
                     timestamp_ms,
                     timestamp_ns,
                     labels,
+                    metadata: metadata_of(&record, label_headers),
                     record: &record,
                 })
             })

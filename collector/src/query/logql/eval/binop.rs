@@ -50,12 +50,14 @@ fn outcome(b: &BinaryExpr, value: f64, keep: bool, vector_value: f64) -> Option<
 
 pub(super) fn eval(b: &BinaryExpr, lhs: Stepped, rhs: Stepped) -> Result<Stepped, EvalError> {
     Ok(match (lhs, rhs) {
+        // Between scalars a comparison is 1 or 0, `bool` or not: Loki folds
+        // `1 > 1` to the literal 0 where Prometheus refuses it.
         (Stepped::Scalar(l), Stepped::Scalar(r)) => Stepped::Scalar(
             l.into_iter()
                 .zip(r)
-                .map(|(x, y)| {
-                    let (v, keep) = apply(b.op, x, y);
-                    outcome(b, v, keep, v).unwrap_or(f64::NAN)
+                .map(|(x, y)| match apply(b.op, x, y) {
+                    (_, keep) if b.op.is_comparison() => f64::from(u8::from(keep)),
+                    (v, _) => v,
                 })
                 .collect(),
         ),

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use crate::query::logql::ast::LogExpr;
 use crate::query::logql::error::EvalError;
 use crate::query::logql::eval::{Entry, EntrySource, EvalOptions, Scanned};
-use crate::query::logql::labels::Labels;
+use crate::query::logql::labels::{EXTRACTED_SUFFIX, Labels};
 
 /// Which end of the time range a log query returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +35,13 @@ pub struct StreamEntry {
     pub timestamp_ns: i64,
     /// The line after the pipeline (e.g. after `line_format`).
     pub line: Vec<u8>,
+    /// Of the stream's final labels, those that came from the entry's
+    /// structured metadata (`None`: none did).
+    pub structured_metadata: Option<Labels>,
+    /// Of the stream's final labels, those the pipeline added (parsers,
+    /// `label_format`, `__error__`; `None`: none). The rest are the
+    /// stream's own: Loki's categorized labels.
+    pub parsed: Option<Labels>,
 }
 
 /// Lines sharing one final label set, in the query's direction.
@@ -65,6 +72,37 @@ struct Candidate {
     timestamp_ns: i64,
     labels: Labels,
     line: Vec<u8>,
+    /// The entry's stream labels and metadata, to tell where each of the
+    /// final labels came from.
+    stream: Labels,
+    metadata: Option<Labels>,
+}
+
+/// `(structured metadata, parsed)` of a kept entry's final labels.
+fn categorize(labels: &Labels, stream: &Labels, metadata: Option<&Labels>) -> (Option<Labels>, Option<Labels>) {
+    if metadata.is_none() && labels.is_same_set(stream) {
+        return (None, None);
+    }
+    let metadata_names: Vec<String> = metadata
+        .into_iter()
+        .flat_map(Labels::iter)
+        .map(|(name, _)| {
+            if stream.contains(name) {
+                format!("{name}{EXTRACTED_SUFFIX}")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    let is_metadata = |name: &str| metadata_names.iter().any(|m| m == name);
+    let pick = |keep: &dyn Fn(&str) -> bool| -> Option<Labels> {
+        let picked: Labels = labels.iter().filter(|(name, _)| keep(name)).collect();
+        (!picked.is_empty()).then_some(picked)
+    };
+    (
+        pick(&|name| is_metadata(name)),
+        pick(&|name| !is_metadata(name) && !stream.contains(name)),
+    )
 }
 
 impl PartialEq for Candidate {
@@ -138,7 +176,11 @@ pub fn eval_logs_with(
         if heap.len() >= limit && heap.peek().is_some_and(|Reverse(worst)| rank <= worst.rank) {
             return ControlFlow::Continue(());
         }
+        let stream = entry.labels.clone();
         let mut labels = entry.labels;
+        if let Some(metadata) = &entry.metadata {
+            labels.add_metadata(metadata);
+        }
         let Some(line) = expr
             .pipeline
             .process_entry(entry.line, &mut labels, entry.leading_filters_passed)
@@ -166,6 +208,8 @@ pub fn eval_logs_with(
             timestamp_ns: ts,
             labels,
             line,
+            stream,
+            metadata: entry.metadata,
         }));
         if heap.len() > limit
             && let Some(Reverse(worst)) = heap.pop()
@@ -198,9 +242,12 @@ pub fn eval_logs_with(
     kept.sort_by_key(|c| Reverse(c.rank));
     let mut streams: BTreeMap<Labels, Vec<StreamEntry>> = BTreeMap::new();
     for c in kept {
+        let (structured_metadata, parsed) = categorize(&c.labels, &c.stream, c.metadata.as_ref());
         streams.entry(c.labels).or_default().push(StreamEntry {
             timestamp_ns: c.timestamp_ns,
             line: c.line,
+            structured_metadata,
+            parsed,
         });
     }
     Ok(streams

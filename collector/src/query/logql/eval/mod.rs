@@ -34,6 +34,10 @@ pub struct Entry<'a> {
     pub timestamp_ns: i64,
     /// The stream's labels.
     pub labels: Labels,
+    /// The entry's structured metadata (Loki's per-entry labels), `None`
+    /// when it has none. The selector never sees it; the pipeline does,
+    /// merged into the labels as [`Labels::add_metadata`] says.
+    pub metadata: Option<Labels>,
     /// The line as stored (any bytes).
     pub line: &'a [u8],
     /// Whether the source ran the pipeline's leading line filters on the

@@ -265,6 +265,9 @@ fn collect(
             return ControlFlow::Continue(());
         }
         let mut labels = entry.labels;
+        if let Some(metadata) = &entry.metadata {
+            labels.add_metadata(metadata);
+        }
         let Some(line) = log
             .pipeline
             .process_entry(entry.line, &mut labels, entry.leading_filters_passed)
@@ -453,7 +456,12 @@ fn unwrap_value(u: &Unwrap, labels: &mut Labels) -> Option<f64> {
     let value = match converted {
         Some(v) => v,
         None => {
-            let details = format!("cannot convert {text:?} to a number");
+            let kind = match u.conversion {
+                Conversion::Float => "a number",
+                Conversion::Duration => "a duration",
+                Conversion::Bytes => "a byte size",
+            };
+            let details = format!("cannot convert {text:?} to {kind}");
             labels.set_error(SAMPLE_EXTRACTION_ERR, &details);
             0.0
         }

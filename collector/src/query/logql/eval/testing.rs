@@ -15,6 +15,7 @@ pub(crate) const S: i64 = 1_000_000_000;
 pub(crate) struct OwnedEntry {
     pub timestamp_ns: i64,
     pub labels: Labels,
+    pub metadata: Option<Labels>,
     pub line: Vec<u8>,
 }
 
@@ -37,9 +38,21 @@ impl MemSource {
     }
 
     pub fn push(&mut self, ts: i64, labels: &[(&str, &str)], line: &str) -> &mut Self {
+        self.push_with_metadata(ts, labels, &[], line)
+    }
+
+    /// An entry with structured metadata (none when `metadata` is empty).
+    pub fn push_with_metadata(
+        &mut self,
+        ts: i64,
+        labels: &[(&str, &str)],
+        metadata: &[(&str, &str)],
+        line: &str,
+    ) -> &mut Self {
         self.entries.push(OwnedEntry {
             timestamp_ns: ts,
             labels: labels.iter().copied().collect::<Labels>(),
+            metadata: (!metadata.is_empty()).then(|| metadata.iter().copied().collect()),
             line: line.as_bytes().to_vec(),
         });
         self
@@ -65,6 +78,7 @@ impl EntrySource for MemSource {
             let entry = Entry {
                 timestamp_ns: e.timestamp_ns,
                 labels: e.labels.clone(),
+                metadata: e.metadata.clone(),
                 line: &e.line,
                 leading_filters_passed: false,
             };

@@ -293,6 +293,17 @@ fn unwrap_conversion_errors_follow_loki() {
         instant(r#"sum_over_time({app="api"} | logfmt | unwrap nope [10s])"#, 10 * S),
         vec![]
     );
+    // Issue 32: the details name the conversion that failed.
+    let err = eval_instant(
+        &metric(r#"sum_over_time({app="api"} | logfmt | unwrap duration(level) [10s])"#),
+        10 * S,
+        &mut source(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(r#"cannot convert \"info\" to a duration"#),
+        "{err}"
+    );
 }
 
 #[test]
@@ -351,6 +362,13 @@ fn grafana_health_check_and_scalars() {
     assert_eq!(scalar("(1 + 2) * -3"), Value::Scalar(-9.0));
     assert_eq!(scalar("7 % 4"), Value::Scalar(3.0));
     assert_eq!(scalar("1 > bool 2"), Value::Scalar(0.0));
+    // Issue 32: Loki folds comparisons of scalars to 1 or 0, `bool` or not
+    // (its ast_test.go: `1 > 1 > bool 1` is `0`).
+    assert_eq!(scalar("1 > 2"), Value::Scalar(0.0));
+    assert_eq!(scalar("1 == 1"), Value::Scalar(1.0));
+    assert_eq!(scalar("2 >= 1"), Value::Scalar(1.0));
+    assert_eq!(scalar("1 > 1 > bool 1"), Value::Scalar(0.0));
+    assert_eq!(scalar("1 < 2 != 0"), Value::Scalar(1.0));
     let m = eval_range(&metric("1 + 1"), 0, 2 * S, S, &mut source()).unwrap();
     assert_eq!(
         m,
@@ -468,6 +486,15 @@ fn label_replace_relabels() {
 }
 
 #[test]
+fn issue_32_label_replace_to_an_empty_label_changes_nothing() {
+    let q = r#"label_replace(sum by (app) (count_over_time({topic="web"}[10s])), "", "x", "app", "(.*)")"#;
+    assert_eq!(
+        instant(q, 10 * S),
+        vec![(r#"{app="api"}"#.to_string(), 3.0), (r#"{app="web"}"#.to_string(), 2.0)]
+    );
+}
+
+#[test]
 fn limits_and_bad_ranges() {
     let m = metric(r#"count_over_time({topic="web"}[10s])"#);
     let opts = EvalOptions {
@@ -571,6 +598,7 @@ fn step_larger_than_range_skips_gaps() {
 }
 
 mod logs;
+mod metadata;
 
 /// Issue 28: points (series × steps) and the bytes of a log result are
 /// budgets, each refused with its key named before it is spent.

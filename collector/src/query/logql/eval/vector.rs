@@ -159,7 +159,12 @@ pub(super) fn label_replace(l: &LabelReplace, inner: Stepped) -> Result<Vec<Vec<
             e.labels = replaced.get(&e.labels, |labels| {
                 let mut labels = labels.clone();
                 let src = labels.get(&l.src).unwrap_or("").to_string();
-                if let Some(caps) = l.regex.captures(&src) {
+                // An empty destination names no label: the series stays as it
+                // is (Loki would set a label with an empty name, which
+                // Prometheus' data model has no room for).
+                if !l.dst.is_empty()
+                    && let Some(caps) = l.regex.captures(&src)
+                {
                     let mut value = String::new();
                     caps.expand(&l.replacement, &mut value);
                     if value.is_empty() {

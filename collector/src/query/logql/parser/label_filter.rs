@@ -5,8 +5,8 @@
 
 use super::{Parser, is_comparison, is_kw, regex_error};
 use crate::query::logql::error::ParseError;
-use crate::query::logql::lexer::Tok;
-use crate::query::logql::pipeline::{CmpOp, LabelFilter};
+use crate::query::logql::lexer::{Tok, Token};
+use crate::query::logql::pipeline::{CmpOp, IpPattern, LabelFilter};
 use crate::query::logql::selector::{MatchOp, Matcher};
 
 impl Parser<'_> {
@@ -51,6 +51,48 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
+    /// A label filter that is a whole stage (`| addr = ip("...")`, or after
+    /// `unwrap`): an invalid `ip()` pattern there is an error, as Loki
+    /// refuses to run it (inside `and`/`or` Loki lets it pass nothing).
+    pub(super) fn stage_label_filter(&mut self) -> Result<LabelFilter, ParseError> {
+        let start = self.peek()?.start;
+        let filter = self.label_filter()?;
+        if let LabelFilter::Ip {
+            pattern,
+            compiled: None,
+            ..
+        } = &filter
+        {
+            let message = IpPattern::new(pattern).err().unwrap_or_default();
+            return Err(self.error(start, message));
+        }
+        Ok(filter)
+    }
+
+    /// `name = ip("...")` or `name != ip("...")` once `name` and the
+    /// operator are read.
+    fn ip_label_filter(&mut self, name: String, op: &Token) -> Result<LabelFilter, ParseError> {
+        let negated = match op.tok {
+            Tok::Eq => false,
+            Tok::Neq => true,
+            _ => {
+                let text = self.src.get(op.start..op.end).unwrap_or("");
+                return Err(self.error(op.start, format!("ip() label filters take = or != only, not {text:?}")));
+            }
+        };
+        self.next()?;
+        self.next()?;
+        let (pattern, _) = self.expect_str("a quoted address, CIDR prefix or range")?;
+        self.expect(&Tok::RParen, "\")\"")?;
+        let compiled = IpPattern::new(&pattern).ok();
+        Ok(LabelFilter::Ip {
+            name,
+            negated,
+            pattern,
+            compiled,
+        })
+    }
+
     fn label_filter_atom(&mut self) -> Result<LabelFilter, ParseError> {
         if self.peek()?.tok == Tok::LParen {
             self.next()?;
@@ -61,6 +103,9 @@ impl Parser<'_> {
         let (name, _) = self.expect_label_name("a label name")?;
         let op_t = self.next()?;
         let v = self.peek()?;
+        if is_kw(&v, "ip") && self.peek_nth(1)?.tok == Tok::LParen {
+            return self.ip_label_filter(name, &op_t);
+        }
         if let Tok::Str(s) = &v.tok {
             let op = match op_t.tok {
                 Tok::Eq | Tok::EqEq => MatchOp::Eq,
@@ -106,6 +151,7 @@ impl Parser<'_> {
                 value_ns: if negative { d.saturating_neg() } else { d },
             },
             Tok::Bytes(b) if !negative => LabelFilter::Bytes { name, op, value: b },
+            Tok::Hex(ref text) => return Err(self.hex_error(&vt, text)),
             _ => return Err(self.unexpected(&vt, "a number, duration, byte size or quoted string")),
         })
     }

@@ -6,13 +6,15 @@
 //! Every regex, pattern, template and JSON path is compiled here, so a bad
 //! one is a parse error pointing at its string.
 
+use super::suggest::{STAGES, did_you_mean};
 use super::{Parser, is_comparison, is_kw, regex_error};
 use crate::query::logql::ast::LogExpr;
 use crate::query::logql::error::ParseError;
 use crate::query::logql::lexer::{Tok, Token, topic_end};
 use crate::query::logql::pipeline::{
-    Decolorize, DropLabels, JsonParser, JsonPath, KeepLabels, LabelFormat, LabelFormatKind, LineFilter, LineFilterOp,
-    LineFormat, LogfmtParser, NamedMatcher, PatternParser, Pipeline, RegexpParser, Stage, Template, UnpackParser,
+    Decolorize, DropLabels, FilterArg, JsonParser, JsonPath, KeepLabels, LabelFormat, LabelFormatKind, LineFilter,
+    LineFilterOp, LineFormat, LogfmtParser, NamedMatcher, PatternParser, Pipeline, RegexpParser, Stage, Template,
+    UnpackParser,
 };
 use crate::query::logql::selector::{MatchOp, Matcher, Selector, TOPIC_LABEL};
 
@@ -34,7 +36,9 @@ impl Parser<'_> {
         let t = self.peek()?;
         let selector = match &t.tok {
             Tok::LBrace => self.brace_selector()?,
-            Tok::Ident(_) | Tok::Number(_) | Tok::Duration(_) | Tok::Bytes(_) => self.topic_selector(&t)?,
+            Tok::Ident(_) | Tok::Number(_) | Tok::Duration(_) | Tok::Bytes(_) | Tok::Hex(_) => {
+                self.topic_selector(&t)?
+            }
             _ => {
                 return Err(self.unexpected(&t, "a stream selector like {app=\"x\"} or a topic name"));
             }
@@ -102,16 +106,15 @@ impl Parser<'_> {
         let mut stages = Vec::new();
         loop {
             let t = self.peek()?;
-            let next_is_str = matches!(self.peek_nth(1)?.tok, Tok::Str(_));
             let filter = match t.tok {
                 Tok::PipeExact => Some(LineFilterOp::Contains),
                 Tok::PipeMatch => Some(LineFilterOp::Regex),
                 Tok::PipePattern => Some(LineFilterOp::Pattern),
                 Tok::NotPattern => Some(LineFilterOp::NotPattern),
                 // `!=`/`!~` are also comparison operators; before a string
-                // they can only be line filters.
-                Tok::Neq if next_is_str => Some(LineFilterOp::NotContains),
-                Tok::Nre if next_is_str => Some(LineFilterOp::NotRegex),
+                // or `ip(` they can only be line filters.
+                Tok::Neq if self.starts_filter_arg(1)? => Some(LineFilterOp::NotContains),
+                Tok::Nre if self.starts_filter_arg(1)? => Some(LineFilterOp::NotRegex),
                 _ => None,
             };
             if let Some(op) = filter {
@@ -125,34 +128,54 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the token at `n` starts a line filter's argument: a string
+    /// or `ip(`.
+    fn starts_filter_arg(&mut self, n: usize) -> Result<bool, ParseError> {
+        let t = self.peek_nth(n)?;
+        Ok(matches!(t.tok, Tok::Str(_)) || (is_kw(&t, "ip") && self.peek_nth(n + 1)?.tok == Tok::LParen))
+    }
+
+    /// `"text"` or `ip("pattern")`, and where it starts.
+    fn filter_arg(&mut self) -> Result<(FilterArg, usize), ParseError> {
+        if self.starts_filter_arg(0)? && is_kw(&self.peek()?, "ip") {
+            let ip = self.next()?;
+            self.next()?;
+            let (pattern, _) = self.expect_str("a quoted address, CIDR prefix or range")?;
+            self.expect(&Tok::RParen, "\")\"")?;
+            return Ok((FilterArg::Ip(pattern), ip.start));
+        }
+        let (text, t) = self.expect_str("a quoted string or ip(\"...\")")?;
+        Ok((FilterArg::Text(text), t.start))
+    }
+
     fn line_filter(&mut self, op: LineFilterOp) -> Result<Stage, ParseError> {
         self.next()?;
-        let (first, ft) = self.expect_str("a quoted string")?;
-        let mut values = vec![first];
-        let mut positions = vec![ft.start];
-        while is_kw(&self.peek()?, "or") && matches!(self.peek_nth(1)?.tok, Tok::Str(_)) {
+        let (first, at) = self.filter_arg()?;
+        let mut args = vec![first];
+        let mut positions = vec![at];
+        while is_kw(&self.peek()?, "or") && self.starts_filter_arg(1)? {
             self.next()?;
-            let (v, vt) = self.expect_str("a quoted string")?;
-            values.push(v);
-            positions.push(vt.start);
+            let (arg, at) = self.filter_arg()?;
+            args.push(arg);
+            positions.push(at);
         }
-        LineFilter::new(op, &values)
+        LineFilter::with_args(op, &args)
             .map(Stage::LineFilter)
-            .map_err(|(i, msg)| self.error(positions.get(i).copied().unwrap_or(ft.start), msg))
+            .map_err(|(i, msg)| self.error(positions.get(i).copied().unwrap_or(at), msg))
     }
 
     fn stage(&mut self) -> Result<Stage, ParseError> {
         let t = self.peek()?;
         let name = match &t.tok {
             Tok::Ident(name) => name.to_ascii_lowercase(),
-            Tok::LParen => return Ok(Stage::LabelFilter(self.label_filter()?)),
+            Tok::LParen => return Ok(Stage::LabelFilter(self.stage_label_filter()?)),
             _ => {
                 return Err(self.unexpected(&t, "a pipeline stage (a parser, label filter, line_format, ...)"));
             }
         };
         // `| json = "x"` filters on a label that happens to be called json.
         if is_comparison(&self.peek_nth(1)?.tok) {
-            return Ok(Stage::LabelFilter(self.label_filter()?));
+            return Ok(Stage::LabelFilter(self.stage_label_filter()?));
         }
         let stage = match name.as_str() {
             "json" => {
@@ -202,10 +225,22 @@ impl Parser<'_> {
                 self.next()?;
                 Stage::Decolorize(Decolorize::new().map_err(|e| self.error(t.start, e.to_string()))?)
             }
-            "ip" | "unwrap" => {
-                return Err(self.error(t.start, format!("{name} is not supported here")));
+            "ip" => {
+                return Err(self.error(
+                    t.start,
+                    "ip() is not a stage: it filters lines (|= ip(\"10.0.0.0/8\")) or labels (| addr = ip(\"10.0.0.0/8\"))",
+                ));
             }
-            _ => Stage::LabelFilter(self.label_filter()?),
+            _ => {
+                let hint = did_you_mean(&name, STAGES);
+                return Err(self.error(
+                    t.start,
+                    format!(
+                        "unknown pipeline stage {name:?}{hint}; a stage is a parser (json, logfmt, regexp, pattern, unpack), \
+                         a label filter (level=\"error\", status >= 500), line_format, label_format, drop, keep or decolorize"
+                    ),
+                ));
+            }
         };
         Ok(stage)
     }

@@ -76,6 +76,16 @@ impl Parser<'_> {
         let name = name.to_ascii_lowercase();
         self.expect(&Tok::LParen, "\"(\"")?;
         let param = self.opt_number_param()?;
+        let t = self.peek()?;
+        if matches!(t.tok, Tok::Ident(_)) && self.peek_nth(1)?.tok == Tok::LParen {
+            return Err(self.error(
+                t.start,
+                format!(
+                    "{name} takes a log query and a range such as {{app=\"x\"}}[5m]: a metric expression there \
+                     would make a subquery, which LogQL does not support"
+                ),
+            ));
+        }
         let range = self.log_range()?;
         self.expect(&Tok::RParen, "\")\"")?;
         let grouping = self.opt_grouping()?;
@@ -194,7 +204,8 @@ impl Parser<'_> {
         let [(dst, dst_t), (replacement, _), (src, _), (re, re_t)]: [(String, Token); 4] = strings
             .try_into()
             .map_err(|_| self.error(0, "label_replace needs four strings"))?;
-        if !is_valid_label_name(&dst) {
+        // Loki accepts an empty destination (the series are left alone).
+        if !dst.is_empty() && !is_valid_label_name(&dst) {
             return Err(self.error(dst_t.start, format!("invalid destination label name {dst:?}")));
         }
         let regex = crate::query::logql::limits::compile_regex(&format!("^(?:{re})$"))
@@ -297,7 +308,7 @@ impl Parser<'_> {
         let mut post_filters = Vec::new();
         while self.peek()?.tok == Tok::Pipe && self.starts_label_filter(1, true)? {
             self.next()?;
-            post_filters.push(self.label_filter()?);
+            post_filters.push(self.stage_label_filter()?);
         }
         Ok(Some(Unwrap {
             label,

@@ -15,6 +15,7 @@
 mod label_filter;
 mod log;
 mod metric;
+mod suggest;
 
 use std::collections::VecDeque;
 
@@ -86,6 +87,19 @@ pub(crate) fn regex_error(source: &str, e: &regex::Error) -> String {
         other => other.to_string(),
     };
     format!("invalid regex {source:?}: {detail}")
+}
+
+/// Why a function name followed by `(` cannot be used: recognised but not
+/// supported, or unknown (with the nearest known name).
+fn unknown_function(name: &str) -> String {
+    match name {
+        "approx_topk" => "approx_topk is not supported: Loki runs it only with sharded aggregations \
+                          enabled (-limits.shard_aggregations), which logpost does not have; topk gives the exact answer"
+            .to_string(),
+        "rate_counter" => "rate_counter is not supported; rate(...) counts lines, sum_over_time(... | unwrap x [5m]) adds values"
+            .to_string(),
+        _ => format!("unknown function {name:?}{}", suggest::did_you_mean(name, suggest::FUNCTIONS)),
+    }
 }
 
 /// What a sub-expression turned out to be.
@@ -180,6 +194,14 @@ impl<'a> Parser<'a> {
             Tok::Str(_) => format!("string {text}"),
             _ => format!("\"{text}\""),
         }
+    }
+
+    /// Loki reads number literals as Go floats, which refuse `0x10`.
+    fn hex_error(&self, t: &Token, text: &str) -> ParseError {
+        self.error(
+            t.start,
+            format!("unable to parse literal {text:?} as a float: hexadecimal numbers are not supported"),
+        )
     }
 
     fn unexpected(&self, t: &Token, expected: &str) -> ParseError {
@@ -324,9 +346,6 @@ impl<'a> Parser<'a> {
                 format!("set operator {:?} not allowed in binary scalar expression", op.as_str()),
             ));
         }
-        if scalar_sides == (true, true) && op.is_comparison() && !return_bool {
-            return Err(self.error(t.start, "comparisons between scalars must use BOOL modifier"));
-        }
         Ok(Node::Metric(MetricExpr::Binary(Box::new(BinaryExpr {
             op,
             lhs,
@@ -339,11 +358,16 @@ impl<'a> Parser<'a> {
     fn unary(&mut self) -> Result<Node, ParseError> {
         let t = self.peek()?;
         if matches!(t.tok, Tok::Sub | Tok::Add) {
-            if let Tok::Number(n) = self.peek_nth(1)?.tok {
-                self.next()?;
-                self.next()?;
-                let v = if t.tok == Tok::Sub { -n } else { n };
-                return Ok(Node::Metric(MetricExpr::Literal(v)));
+            let number = self.peek_nth(1)?;
+            match &number.tok {
+                Tok::Number(n) => {
+                    let v = if t.tok == Tok::Sub { -n } else { *n };
+                    self.next()?;
+                    self.next()?;
+                    return Ok(Node::Metric(MetricExpr::Literal(v)));
+                }
+                Tok::Hex(text) => return Err(self.hex_error(&number, text)),
+                _ => {}
             }
             return Err(self.unexpected(&t, "an expression"));
         }
@@ -360,9 +384,10 @@ impl<'a> Parser<'a> {
                 Ok(inner)
             }
             Tok::LBrace => Ok(Node::Log(self.log_expr()?)),
-            Tok::Number(_) | Tok::Duration(_) | Tok::Bytes(_) if self.is_digit_topic(&t) => {
+            Tok::Number(_) | Tok::Duration(_) | Tok::Bytes(_) | Tok::Hex(_) if self.is_digit_topic(&t) => {
                 Ok(Node::Log(self.log_expr()?))
             }
+            Tok::Hex(text) => Err(self.hex_error(&t, text)),
             Tok::Number(n) => {
                 self.next()?;
                 Ok(Node::Metric(MetricExpr::Literal(*n)))
@@ -377,18 +402,17 @@ impl<'a> Parser<'a> {
                     match lower.as_str() {
                         "vector" => return self.vector_literal().map(Node::Metric),
                         "label_replace" => return self.label_replace().map(Node::Metric),
-                        "rate_counter" | "approx_topk" => {
-                            return Err(self.error(t.start, format!("{lower} is not supported")));
-                        }
                         _ => {}
                     }
                 }
-                if let Some(op) = VectorOp::from_name(&lower) {
-                    let grouped =
-                        (is_kw(&next, "by") || is_kw(&next, "without")) && self.peek_nth(2)?.tok == Tok::LParen;
-                    if next.tok == Tok::LParen || grouped {
-                        return self.vector_aggregation(op).map(Node::Metric);
-                    }
+                let grouped = (is_kw(&next, "by") || is_kw(&next, "without")) && self.peek_nth(2)?.tok == Tok::LParen;
+                if let Some(op) = VectorOp::from_name(&lower)
+                    && (next.tok == Tok::LParen || grouped)
+                {
+                    return self.vector_aggregation(op).map(Node::Metric);
+                }
+                if next.tok == Tok::LParen || grouped {
+                    return Err(self.error(t.start, unknown_function(&lower)));
                 }
                 Ok(Node::Log(self.log_expr()?))
             }

@@ -1,5 +1,6 @@
 //! Line filters: `|= "x"`, `!= "x"`, `|~ "re"`, `!~ "re"`, `|> "<_> x <_>"`,
-//! `!> "..."`, each optionally with `or` alternatives (`|= "a" or "b"`).
+//! `!> "..."`, each optionally with `or` alternatives (`|= "a" or "b"`);
+//! `|=` and `!=` also take `ip("...")` alternatives (`|= ip("10.0.0.0/8")`).
 //!
 //! Why a module of its own: filters are the one stage that runs on every
 //! scanned line, so they work on raw bytes (lines may be invalid UTF-8) and
@@ -14,6 +15,7 @@ use regex::bytes::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Class, Hir, HirKind};
 
+use crate::query::logql::pipeline::ip::IpPattern;
 use crate::query::logql::pipeline::pattern::PatternFilter;
 use crate::query::logql::selector::is_plain_literal;
 
@@ -52,6 +54,17 @@ enum Alternative {
     },
     Regex(Regex),
     Pattern(PatternFilter),
+    /// `ip("...")`: an address, prefix or range anywhere in the line.
+    Ip(IpPattern),
+}
+
+/// One alternative as written: a quoted string or `ip("...")`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FilterArg {
+    /// A string, read by the operator (text, regex or pattern).
+    Text(String),
+    /// `ip("...")`.
+    Ip(String),
 }
 
 impl Alternative {
@@ -60,6 +73,7 @@ impl Alternative {
             Alternative::Literal { text, search } => text.is_empty() || search.is_match(line),
             Alternative::Regex(re) => found(re, line),
             Alternative::Pattern(p) => p.is_match(line),
+            Alternative::Ip(ip) => ip.found_in(line),
         }
     }
 }
@@ -87,9 +101,31 @@ impl LineFilter {
     ///
     /// # Errors
     /// `(index of the bad alternative, message)` for a bad regex or pattern.
+    #[cfg(test)]
     pub(crate) fn new(op: LineFilterOp, values: &[String]) -> Result<Self, (usize, String)> {
-        let mut alternatives = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
+        let args: Vec<FilterArg> = values.iter().cloned().map(FilterArg::Text).collect();
+        Self::with_args(op, &args)
+    }
+
+    /// Compiles a filter whose alternatives may include `ip("...")`.
+    ///
+    /// # Errors
+    /// As [`LineFilter::new`]; also an invalid IP pattern, or `ip()` after
+    /// an operator other than `|=` and `!=` (Loki's "ip: invalid operation").
+    pub(crate) fn with_args(op: LineFilterOp, args: &[FilterArg]) -> Result<Self, (usize, String)> {
+        let mut alternatives = Vec::with_capacity(args.len());
+        for (i, arg) in args.iter().enumerate() {
+            let v = match arg {
+                FilterArg::Text(v) => v,
+                FilterArg::Ip(pattern) => {
+                    if !matches!(op, LineFilterOp::Contains | LineFilterOp::NotContains) {
+                        let msg = "ip: invalid operation: ip() line filters work with |= and != only";
+                        return Err((i, msg.to_string()));
+                    }
+                    alternatives.push(Alternative::Ip(IpPattern::new(pattern).map_err(|e| (i, e))?));
+                    continue;
+                }
+            };
             let alt = match op {
                 LineFilterOp::Contains | LineFilterOp::NotContains => literal(v).map_err(|e| (i, e))?,
                 LineFilterOp::Regex | LineFilterOp::NotRegex if is_plain_literal(v) => {
@@ -154,7 +190,7 @@ impl LineFilter {
             match alt {
                 Alternative::Literal { text, .. } => out.push(text.clone()),
                 Alternative::Regex(re) => out.extend(regex_prefixes(re.as_str())?),
-                Alternative::Pattern(_) => return None,
+                Alternative::Pattern(_) | Alternative::Ip(_) => return None,
             }
         }
         if out.iter().any(Vec::is_empty) || out.len() > MAX_PREFILTER_LITERALS {
@@ -210,7 +246,7 @@ impl LineFilter {
                     }
                     parts.push(hir);
                 }
-                Alternative::Pattern(_) => return None,
+                Alternative::Pattern(_) | Alternative::Ip(_) => return None,
             }
         }
         Some(Hir::alternation(parts).to_string())
@@ -234,7 +270,7 @@ impl LineFilter {
                 Alternative::Literal { text, .. } => text.len(),
                 Alternative::Regex(re) => shortest(regex_literals(re.as_str(), ExtractKind::Prefix))
                     .max(shortest(regex_literals(re.as_str(), ExtractKind::Suffix))),
-                Alternative::Pattern(_) => 0,
+                Alternative::Pattern(_) | Alternative::Ip(_) => 0,
             })
             .min()
             .unwrap_or(0)
@@ -567,5 +603,33 @@ mod tests {
         assert!(!p.matches(b"1.2.3.4 GET /api/v1 200 12ms"));
         let n = f(LineFilterOp::NotPattern, &["<_> 500 <_>"]);
         assert!(n.matches(b"x 200 y"));
+    }
+
+    #[test]
+    fn ip_alternatives() {
+        let args = |v: &[(&str, bool)]| -> Vec<FilterArg> {
+            v.iter()
+                .map(|&(s, ip)| {
+                    if ip {
+                        FilterArg::Ip(s.into())
+                    } else {
+                        FilterArg::Text(s.into())
+                    }
+                })
+                .collect()
+        };
+        let with = |op, v: &[(&str, bool)]| LineFilter::with_args(op, &args(v));
+        let pos = with(LineFilterOp::Contains, &[("10.0.0.0/8", true), ("foo", false)]).unwrap();
+        assert!(pos.matches(b"from 10.1.1.1") && pos.matches(b"foo") && !pos.matches(b"from 11.1.1.1"));
+        assert_eq!(pos.required_any_of(), None);
+        assert_eq!(pos.section_pattern(), None);
+        let neg = with(LineFilterOp::NotContains, &[("127.0.0.1", true), ("foo", false)]).unwrap();
+        assert!(neg.matches(b"from 127.0.0.2") && !neg.matches(b"127.0.0.1") && !neg.matches(b"foo"));
+        // Loki: ip() runs with |= and != only; a bad pattern names itself.
+        let e = with(LineFilterOp::Regex, &[("x", false), ("127.0.0.1", true)]).unwrap_err();
+        assert_eq!(e.0, 1);
+        assert!(e.1.starts_with("ip: invalid operation"), "{}", e.1);
+        let e = with(LineFilterOp::Contains, &[("1.2.3", true)]).unwrap_err();
+        assert_eq!(e, (0, "ip: invalid pattern: \"1.2.3\"".to_string()));
     }
 }

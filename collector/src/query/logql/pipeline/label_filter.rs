@@ -11,6 +11,7 @@
 //!   `__error__="LabelFilterErr"` and lets it through.
 
 use crate::query::logql::labels::Labels;
+use crate::query::logql::pipeline::ip::IpPattern;
 use crate::query::logql::selector::Matcher;
 use crate::query::logql::units;
 
@@ -83,6 +84,21 @@ pub enum LabelFilter {
         /// Right-hand side in bytes.
         value: u64,
     },
+    /// `name = ip("...")` / `name != ip("...")`: an address in the label
+    /// value matches (as in a line). Like the typed filters, it passes a
+    /// line that carries `__error__` and drops one that lacks the label.
+    Ip {
+        /// Label name.
+        name: String,
+        /// `!=`: passes when no address matches.
+        negated: bool,
+        /// The pattern as written.
+        pattern: String,
+        /// `None` for an invalid pattern inside `and`/`or`, which Loki
+        /// accepts and which then passes nothing (on its own it is a parse
+        /// error, as Loki refuses to run it).
+        compiled: Option<IpPattern>,
+    },
 }
 
 impl LabelFilter {
@@ -102,6 +118,20 @@ impl LabelFilter {
             }
             LabelFilter::Bytes { name, op, value } => {
                 typed(labels, name, "bytes", units::parse_bytes, |v| op.holds(v, *value))
+            }
+            LabelFilter::Ip {
+                name,
+                negated,
+                compiled,
+                ..
+            } => {
+                if labels.has_error() {
+                    return true;
+                }
+                match (labels.get(name), compiled) {
+                    (Some(value), Some(p)) => p.found_in(value.as_bytes()) != *negated,
+                    _ => false,
+                }
             }
         }
     }
@@ -222,6 +252,27 @@ mod tests {
         let f = LabelFilter::Matcher(Matcher::new("__error__", MatchOp::Eq, "").unwrap());
         assert!(f.process(&mut labels(&[])));
         assert!(!f.process(&mut labels(&[("__error__", "JSONParserErr")])));
+    }
+
+    #[test]
+    fn ip_filters_follow_loki() {
+        let ip = |negated, pattern: &str| LabelFilter::Ip {
+            name: "addr".into(),
+            negated,
+            pattern: pattern.into(),
+            compiled: IpPattern::new(pattern).ok(),
+        };
+        let mut l = labels(&[("addr", "10.1.2.3")]);
+        assert!(ip(false, "10.0.0.0/8").process(&mut l));
+        assert!(!ip(true, "10.0.0.0/8").process(&mut l));
+        assert!(ip(true, "192.168.0.0/16").process(&mut l));
+        // Missing label or invalid pattern: dropped, whatever the operator.
+        assert!(!ip(true, "10.0.0.0/8").process(&mut labels(&[])));
+        assert!(!ip(false, "").process(&mut l));
+        assert!(!ip(true, "").process(&mut l));
+        // A line already in error passes.
+        let mut l = labels(&[("__error__", "JSONParserErr")]);
+        assert!(ip(false, "10.0.0.0/8").process(&mut l));
     }
 
     #[test]

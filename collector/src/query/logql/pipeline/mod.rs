@@ -14,6 +14,7 @@
 
 mod filter;
 mod format;
+mod ip;
 mod json;
 mod json_scan;
 mod label_filter;
@@ -27,6 +28,7 @@ use std::sync::LazyLock;
 
 pub use filter::{LineFilter, LineFilterOp, MIN_SECTION_LITERAL, found};
 pub use format::{Decolorize, DropLabels, KeepLabels, LabelFormat, LabelFormatKind, LineFormat};
+pub use ip::IpPattern;
 pub use json::{JsonParser, UnpackParser};
 pub use label_filter::{CmpOp, LabelFilter};
 pub use logfmt::LogfmtParser;
@@ -34,17 +36,15 @@ pub use pattern::PatternParser;
 pub use regexp::RegexpParser;
 pub use template::Template;
 
+pub(crate) use filter::FilterArg;
 pub(crate) use format::NamedMatcher;
 pub(crate) use json::JsonPath;
 pub(crate) use label_filter::{convert_bytes, convert_duration_secs, convert_float};
 
-use crate::query::logql::labels::Labels;
+use crate::query::logql::labels::{EXTRACTED_SUFFIX, Labels};
 
 /// The stream labels of stages that do not read them.
 static NO_LABELS: LazyLock<Labels> = LazyLock::new(Labels::new);
-
-/// Suffix Loki appends to an extracted label whose name is already a stream label.
-const DUPLICATE_SUFFIX: &str = "_extracted";
 
 /// One stage of a pipeline.
 #[derive(Debug, Clone)]
@@ -333,7 +333,7 @@ pub(crate) fn set_extracted(labels: &mut Labels, stream: &Labels, name: &str, va
         return;
     }
     if stream.contains(name) {
-        labels.insert(format!("{name}{DUPLICATE_SUFFIX}"), value);
+        labels.insert(format!("{name}{EXTRACTED_SUFFIX}"), value);
     } else {
         labels.insert(name, value);
     }

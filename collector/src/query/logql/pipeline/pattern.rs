@@ -8,10 +8,8 @@
 //! at the start of the line; each capture extends to the *first* following
 //! occurrence of the next literal; if a literal is missing, the current
 //! capture takes the rest of the line and matching stops (captures found so
-//! far are kept). Filters instead require the whole line to match, with
-//! `<_>`/captures matching any text (compiled to an anchored regex).
-
-use regex::bytes::Regex;
+//! far are kept). Filters follow Loki's `Matcher.Test` instead (see
+//! [`PatternFilter`]).
 
 use crate::query::logql::labels::{Labels, is_valid_label_name};
 use crate::query::logql::pipeline::{line_text, set_extracted};
@@ -152,46 +150,64 @@ impl PatternParser {
     }
 }
 
-/// First index of `needle` in `hay` (`needle` is never empty here).
+/// First index of `needle` in `hay` (Go's `bytes.Index`).
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
-/// A whole-line pattern match for `|>` / `!>` filters.
+/// A whole-line pattern test for `|>` / `!>` filters, Loki's
+/// `pattern.Matcher.Test`: each literal is looked for (first occurrence)
+/// after the previous one; a literal that follows a capture must not
+/// follow it directly (captures are never empty); a pattern ending in a
+/// literal must end the line, one ending in a capture must not. The first
+/// literal may be anywhere. An empty pattern matches only the empty line,
+/// and no other pattern matches an empty line.
 #[derive(Debug, Clone)]
 pub struct PatternFilter {
-    re: Regex,
+    nodes: Vec<Node>,
 }
 
 impl PatternFilter {
-    /// Compiles a filter pattern; it needs at least one literal.
+    /// Compiles a filter pattern.
     ///
     /// # Errors
-    /// The pattern is only captures.
+    /// Loki's: a named capture (`<name>`; filters take `<_>` only), or two
+    /// captures in a row.
     pub(crate) fn new(pattern: &str) -> Result<Self, String> {
         let nodes = parse_nodes(pattern);
-        if !nodes.iter().any(|n| matches!(n, Node::Literal(_))) {
-            return Err("pattern filter needs at least one literal".into());
-        }
-        let mut re = String::from("^");
-        for node in &nodes {
-            match node {
-                Node::Literal(l) => re.push_str(&regex::escape(&String::from_utf8_lossy(l))),
-                // Any bytes, including invalid UTF-8 and newlines.
-                Node::Capture(_) => re.push_str("(?s-u:.)*?"),
+        for pair in nodes.windows(2) {
+            if let [Node::Capture(a), Node::Capture(b)] = pair {
+                let show = |c: &Option<String>| format!("<{}>", c.as_deref().unwrap_or("_"));
+                return Err(format!(
+                    "found consecutive capture '{}{}': invalid expression",
+                    show(a),
+                    show(b)
+                ));
             }
         }
-        re.push('$');
-        let re = crate::query::logql::limits::compile_bytes_regex(&re)
-            .map_err(|e| crate::query::logql::parser::regex_error(pattern, &e))?;
-        Ok(PatternFilter { re })
+        if let Some(Node::Capture(Some(name))) = nodes.iter().find(|n| matches!(n, Node::Capture(Some(_)))) {
+            return Err(format!("named captures are not allowed: found '<{name}>'"));
+        }
+        Ok(PatternFilter { nodes })
     }
 
     pub(crate) fn is_match(&self, line: &[u8]) -> bool {
-        self.re.is_match(line)
+        if line.is_empty() || self.nodes.is_empty() {
+            return line.is_empty() && self.nodes.is_empty();
+        }
+        let mut off = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Node::Literal(lit) = node else { continue };
+            let Some(j) = line.get(off..).and_then(|rest| find(rest, lit)) else {
+                return false;
+            };
+            if i != 0 && j == 0 {
+                return false;
+            }
+            off += j + lit.len();
+        }
+        let ends_in_capture = matches!(self.nodes.last(), Some(Node::Capture(_)));
+        ends_in_capture == (off != line.len())
     }
 }
 
@@ -272,13 +288,38 @@ mod tests {
     }
 
     #[test]
-    fn filter_requires_full_match() {
-        let f = PatternFilter::new("<_> error <_>").unwrap();
-        assert!(f.is_match(b"a error b"));
-        assert!(!f.is_match(b"a errors"));
-        assert!(PatternFilter::new("<_>").is_err());
-        let f = PatternFilter::new("GET <_>").unwrap();
-        assert!(f.is_match(b"GET /x\nmore"));
-        assert!(!f.is_match(b"POST /x"));
+    fn filter_follows_loki_test() {
+        let m = |p: &str, line: &str| PatternFilter::new(p).unwrap().is_match(line.as_bytes());
+        // Loki's pattern_test.go comments and cases.
+        assert!(!m("<_> bar", "foo bar baz"));
+        assert!(m("<_> baz", "foo bar baz"));
+        assert!(m("foo <_>", "foo bar baz"));
+        assert!(!m("<_> bar <_>", " bar "));
+        assert!(m("<_>bar<_>", " bar "));
+        assert!(m("<_> error <_>", "a error b"));
+        assert!(!m("<_> error <_>", "a errors"));
+        assert!(m("GET <_>", "GET /x\nmore"));
+        assert!(!m("GET <_>", "POST /x"));
+        // No backtracking: the first "ab" is taken and the line goes on.
+        assert!(!m("<_>ab", "xabab"));
+        // The first literal is not anchored.
+        assert!(m("foo <_>", "xx foo bar"));
+        // Only an empty pattern matches an empty line, and nothing else.
+        assert!(m("", ""));
+        assert!(!m("", "x"));
+        assert!(!m("<_>", ""));
+        assert!(m("<_>", "anything"));
+    }
+
+    #[test]
+    fn filter_pattern_errors_are_lokis() {
+        assert_eq!(
+            PatternFilter::new("<_> <ip>").unwrap_err(),
+            "named captures are not allowed: found '<ip>'"
+        );
+        assert_eq!(
+            PatternFilter::new("a <_><_>").unwrap_err(),
+            "found consecutive capture '<_><_>': invalid expression"
+        );
     }
 }
