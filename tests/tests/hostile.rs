@@ -92,7 +92,7 @@ fn issue_28_sequence_wraparound_over_http_and_kafka() {
 }
 
 /// Peak and current resident memory of a process, from /proc (kB).
-fn memory_kb(pid: u32) -> (u64, u64) {
+pub(crate) fn memory_kb(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status
@@ -122,7 +122,7 @@ fn enc(s: &str) -> String {
 }
 
 /// GET with query pairs: (status, body).
-fn get(c: &Collector, path: &str, params: &[(&str, String)]) -> (u16, String) {
+pub(crate) fn get(c: &Collector, path: &str, params: &[(&str, String)]) -> (u16, String) {
     let qs: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
     let resp = logpost_e2e::http()
         .get(format!("{}{path}?{}", c.url, qs.join("&")))
@@ -132,7 +132,7 @@ fn get(c: &Collector, path: &str, params: &[(&str, String)]) -> (u16, String) {
     (resp.status().as_u16(), resp.text().unwrap())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -143,7 +143,7 @@ fn now_ms() -> i64 {
 }
 
 /// Posts `lines` to `topic` with timestamps from `ts_ms`, `step_ms` apart.
-fn post_lines(c: &Collector, topic: &str, lines: &[String], ts_ms: i64, step_ms: i64) {
+pub(crate) fn post_lines(c: &Collector, topic: &str, lines: &[String], ts_ms: i64, step_ms: i64) {
     let mut b = logpost_shared::batch::BatchBuilder::new();
     for (i, l) in lines.iter().enumerate() {
         b.append(
@@ -292,7 +292,7 @@ fn issue_28_kafka_pipelined_produce_memory_is_bounded() {
 
 /// A request head, then a body of `sent` of `content_length` bytes, on
 /// its own connection (kept open by the returned stream).
-fn partial_body(addr: &str, content_length: usize, body: &[u8]) -> std::net::TcpStream {
+pub(crate) fn partial_body(addr: &str, content_length: usize, body: &[u8]) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
     let head = format!(
@@ -482,7 +482,7 @@ fn issue_28_result_bytes_and_entries_are_capped() {
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
-fn tail(c: &Collector, query: &str, extra: &str) -> Result<Ws, tungstenite::Error> {
+pub(crate) fn tail(c: &Collector, query: &str, extra: &str) -> Result<Ws, tungstenite::Error> {
     let url = format!("ws://{}/loki/api/v1/tail?query={}{extra}", c.addr, enc(query));
     let (ws, _) = tungstenite::connect(url)?;
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
