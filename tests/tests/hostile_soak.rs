@@ -225,7 +225,9 @@ fn issue_28_soak_abusive_clients_beside_an_agent() {
                     .body(body)
                     .send()
                     .unwrap();
-                assert_eq!(resp.status().as_u16(), 400, "{labels}");
+                // 503 while the held bodies have the listener's budget.
+                let status = resp.status().as_u16();
+                assert!(matches!(status, 400 | 503), "{labels}: {status}");
             }
             logpost_e2e::pace(Duration::from_millis(100));
         }));

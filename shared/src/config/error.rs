@@ -273,8 +273,9 @@ pub fn parse_toml<T: DeserializeOwned>(source: &SourceText) -> Result<T, ConfigE
         match deserialize::<T>(&text) {
             Ok(_) => break,
             // A blanking that broke the syntax would name a problem the
-            // file does not have: stop at what was found.
-            Err(f) if f.syntax || f.span.as_ref().map(|s| s.start) == Some(start) => break,
+            // file does not have, and the same problem again is no
+            // progress: stop at what was found.
+            Err(f) if f.syntax || (f.key == last.key && f.message == last.message) => break,
             Err(f) => {
                 problems.push(problem(&f));
                 last = f;
