@@ -73,36 +73,6 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("CRC mismatch: stored 1, computed 2")]
-    struct Crc;
-
-    #[derive(Debug, thiserror::Error)]
-    enum Outer {
-        #[error("batch 0 at byte 0: {0}")]
-        Shown(#[source] Crc),
-        #[error("batch 0 at byte 0")]
-        Hidden(#[source] Crc),
-    }
-
-    /// Issue 28: a cause the message already prints is not repeated.
-    #[test]
-    fn issue_28_causes_are_not_repeated() {
-        assert_eq!(
-            chain(&Outer::Shown(Crc)),
-            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
-        );
-        assert_eq!(
-            chain(&Outer::Hidden(Crc)),
-            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
-        );
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -218,5 +188,35 @@ impl From<ReadError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         Self::internal(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("CRC mismatch: stored 1, computed 2")]
+    struct Crc;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("batch 0 at byte 0: {0}")]
+        Shown(#[source] Crc),
+        #[error("batch 0 at byte 0")]
+        Hidden(#[source] Crc),
+    }
+
+    /// Issue 28: a cause the message already prints is not repeated.
+    #[test]
+    fn issue_28_causes_are_not_repeated() {
+        assert_eq!(
+            chain(&Outer::Shown(Crc)),
+            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
+        );
+        assert_eq!(
+            chain(&Outer::Hidden(Crc)),
+            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
+        );
     }
 }
