@@ -4,13 +4,14 @@
 //! Every key is documented here; `configs/collector.toml` repeats the docs as
 //! comments and is loaded by a test, so the two cannot drift apart. The
 //! ecosystem protocols' sections live in [`kafka`] (`[kafka]`, `[groups]`)
-//! and [`loki`] (`[loki]`).
+//! and [`loki`] (`[loki]`); the budgets of queries in [`query`] (`[query]`).
 
 pub mod auth;
 pub mod cluster;
 pub mod http;
 pub mod kafka;
 pub mod loki;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub struct CollectorToml {
     /// This collector as a node of a replicated cluster (docs/cluster.md).
     /// Without it, a single node.
     pub cluster: Option<cluster::ClusterToml>,
+    /// What one query may cost.
+    #[serde(default)]
+    pub query: query::QueryToml,
 }
 
 /// `[ingest]`.
@@ -296,6 +300,8 @@ pub struct CollectorConfig {
     pub loki: loki::LokiSettings,
     /// `None`: a single node.
     pub cluster: Option<cluster::ClusterSettings>,
+    /// `[query]`.
+    pub query: query::QuerySettings,
 }
 
 /// Smallest segment: below this, rolling costs more than it saves.
@@ -421,6 +427,7 @@ impl CollectorConfig {
                 ),
             );
         }
+        let query = query::validate_query(&raw.query, &mut problems);
         let config = CollectorConfig {
             data_dir: raw.data_dir.clone(),
             listen: http.listen,
@@ -458,6 +465,7 @@ impl CollectorConfig {
             groups,
             loki,
             cluster,
+            query,
         };
         problems.finish(config)
     }
@@ -551,6 +559,45 @@ mod tests {
         assert!(c.kafka.is_none(), "the example keeps the Kafka listener off");
         assert_eq!(c.loki.default_topic, "loki");
         assert_eq!(c.groups.initial_rebalance_delay, Duration::from_secs(3));
+        assert_eq!(
+            c.query,
+            query::QuerySettings::default(),
+            "the example states the defaults"
+        );
+        assert_eq!((c.http.max_in_flight_bytes, c.http.min_body_rate), (128 << 20, 1024));
+    }
+
+    /// Issue 28: the budgets of `[query]`, `http.max_in_flight_bytes`,
+    /// `http.min_body_rate` and `kafka.max_in_flight_bytes`.
+    #[test]
+    fn issue_28_budgets_load_and_are_checked() {
+        let c = load("data_dir = \"/x\"\n").unwrap();
+        let q = &c.query;
+        assert_eq!((q.max_entries, q.max_series, q.max_points), (5000, 500, 1_000_000));
+        assert_eq!((q.max_result_bytes, q.max_line_bytes), (32 << 20, 8 << 20));
+        assert_eq!(
+            (q.max_regex_bytes, q.max_regexes, q.max_concurrent_tails),
+            (1 << 20, 32, 64)
+        );
+        let c = load("data_dir = \"/x\"\n[query]\nmax_series = 20\nmax_line_bytes = \"1MiB\"\n[http]\nmax_in_flight_bytes = \"1GiB\"\nmin_body_rate = \"10KiB\"\n[kafka]\nlisten = \"127.0.0.1:0\"\nmax_in_flight_bytes = \"256MiB\"\n").unwrap();
+        assert_eq!((c.query.max_series, c.query.max_line_bytes), (20, 1 << 20));
+        assert_eq!(c.query.eval_options().max_series, 20);
+        assert_eq!(c.query.limits().max_line_bytes, 1 << 20);
+        assert_eq!((c.http.max_in_flight_bytes, c.http.min_body_rate), (1 << 30, 10 << 10));
+        assert_eq!(c.kafka.unwrap().max_in_flight_bytes, 256 << 20);
+        let err = load("data_dir = \"/x\"\n[query]\nmax_points = 0\nmax_result_bytes = \"1MiB\"\nmax_regex_bytes = \"1KiB\"\n[http]\nmax_in_flight_bytes = \"1MiB\"\nmin_body_rate = 0\n[kafka]\nlisten = \"127.0.0.1:0\"\nmax_in_flight_bytes = \"1MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "query.max_points: must be at least 1",
+            "query.max_result_bytes: 1MiB is below query.max_line_bytes (8MiB)",
+            "query.max_regex_bytes: 1KiB is below the minimum of 16KiB",
+            "http.max_in_flight_bytes: 1MiB is below http.max_body_bytes (64MiB)",
+            "http.min_body_rate: must be at least 1",
+            "kafka.max_in_flight_bytes: 1MiB is below kafka.max_request_bytes (64MiB)",
+        ] {
+            assert!(err.contains(key), "{key} not in {err}");
+        }
     }
 
     #[test]

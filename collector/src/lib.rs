@@ -2,6 +2,7 @@
 //! partitioned topic logs, and serves them back.
 //!
 //! # Layout
+//! - [`budget`]: the bytes of requests a listener may hold at once.
 //! - [`config`]: `collector.toml`, raw and validated.
 //! - [`server`]: start-up (store recovery, writer threads), serving, shutdown.
 //! - [`http`]: routes and handlers, a thin shell over the modules below;
@@ -18,6 +19,7 @@
 //! The path of a batch: `http::ingest` → `ingest::validate` → `ingest::route`
 //! → `store::writer` (group commit) → `store::partition` → `store::segment`.
 
+pub mod budget;
 pub mod client;
 pub mod cluster;
 pub mod config;

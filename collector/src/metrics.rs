@@ -101,7 +101,7 @@ fn describe() {
     );
     describe_counter!(
         "logpost_collector_rejected_requests_total",
-        "Requests refused, per reason (auth_missing, auth_unknown, auth_scope, body_too_large, bad_request, topic_limit, busy, header_timeout, header_too_large, tls_handshake)."
+        "Requests refused, per reason (auth_missing, auth_unknown, auth_scope, body_too_large, bad_request, topic_limit, busy, header_timeout, header_too_large, tls_handshake, body_budget, body_too_slow, tail_limit)."
     );
     describe_gauge!(
         "logpost_collector_cluster_under_replicated_partitions",
@@ -127,6 +127,30 @@ fn describe() {
         "logpost_collector_cluster_session_valid",
         "1 while this node's etcd lease is renewed in time, 0 while it acknowledges no writes (cluster)."
     );
+    describe_gauge!(
+        "logpost_collector_in_flight_bytes",
+        "Bytes of requests a listener holds now (http: bodies being read and checked; kafka: request frames until their appends are done), against http.max_in_flight_bytes and kafka.max_in_flight_bytes."
+    );
+    describe_gauge!("logpost_collector_tails_active", "Live tails (WebSocket) running now.");
+    describe_counter!(
+        "logpost_collector_tail_messages_total",
+        "Messages sent to live tails (WebSocket)."
+    );
+}
+
+/// Sets the bytes a listener (`http`, `kafka`) holds now.
+pub fn in_flight_bytes(listener: &'static str, bytes: u64) {
+    gauge!("logpost_collector_in_flight_bytes", "listener" => listener).set(bytes as f64);
+}
+
+/// Sets the number of live tails running.
+pub fn tails_active(n: usize) {
+    gauge!("logpost_collector_tails_active").set(n as f64);
+}
+
+/// Counts one message sent to a live tail.
+pub fn tail_message() {
+    counter!("logpost_collector_tail_messages_total").increment(1);
 }
 
 /// Counts an in-sync set change made as leader (`shrink`, `expand`).

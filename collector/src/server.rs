@@ -125,6 +125,7 @@ pub async fn run_with(
         None => None,
     };
     let http_settings = config.http.clone();
+    let query_slots = config.query.max_concurrent;
     announce_security(&config, addr);
     let cluster = match &config.cluster {
         Some(settings) => {
@@ -161,6 +162,9 @@ pub async fn run_with(
         validations: tokio::sync::Semaphore::new(crate::http::validation_slots()),
         metrics,
         cluster: cluster.clone(),
+        body_budget: crate::budget::ByteBudget::new(http_settings.max_in_flight_bytes, "http"),
+        tails: crate::http::loki_tail::TailSlots::default(),
+        queries: tokio::sync::Semaphore::new(query_slots),
     });
     let kafka = match kafka_listener {
         Some((listener, kafka_addr, server_config)) => {
@@ -273,6 +277,7 @@ async fn bind_kafka(
         max_fetch_wait: k.max_fetch_wait,
         auto_create_topics: k.auto_create_topics,
         max_uncompressed_bytes,
+        max_in_flight_bytes: k.max_in_flight_bytes,
         ..ServerConfig::default()
     };
     Ok((listener, bound, config))

@@ -14,6 +14,8 @@ mod config_errors;
 mod exactly_once;
 mod fetch;
 mod groups;
+mod hostile;
+mod hostile_soak;
 mod kafka_clients;
 mod kafka_raw;
 mod limits;

@@ -199,6 +199,19 @@ pub(super) fn validate_source(i: usize, s: &SourceToml, p: &mut Problems<'_>) ->
                 p.at(g.span(), key, format!("path glob {:?} must be absolute", g.get_ref()));
                 continue;
             }
+            if what == "paths"
+                && let Some(root) = crate::tail::discover::pseudo_glob(g.get_ref())
+            {
+                p.at(
+                    g.span(),
+                    key,
+                    format!(
+                        "path glob {:?} is under {root}, whose pseudo-files report a size that is not their content: they cannot be tailed (every read would look like a truncation)",
+                        g.get_ref()
+                    ),
+                );
+                continue;
+            }
             match glob::Pattern::new(g.get_ref()) {
                 Ok(pat) => out.push(pat),
                 Err(e) => p.at(

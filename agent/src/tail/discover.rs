@@ -1,8 +1,10 @@
 //! Finding the files a source names: glob expansion, exclusion, and the
-//! checks that keep non-files (directories, FIFOs, sockets, devices) and
-//! unreadable entries out, each reported rather than fatal.
+//! checks that keep non-files (directories, FIFOs, sockets, devices),
+//! files whose size lies (on pseudo-file systems such as /proc and /sys,
+//! see [`pseudo_file_system`]) and unreadable entries out, each reported
+//! rather than fatal.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     let mut seen = HashSet::new();
+    // Files of one directory share its file system (a symlink may not).
+    let mut dir_fs: HashMap<PathBuf, Option<&'static str>> = HashMap::new();
     for (i, source) in sources.iter().enumerate() {
         for pattern in &source.paths {
             let paths = match glob::glob_with(pattern.as_str(), glob::MatchOptions::new()) {
@@ -67,6 +71,20 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
                     Ok(m) if m.file_type().is_symlink() => (std::fs::metadata(&path), true),
                     other => (other, false),
                 };
+                let pseudo = match (&meta, via_symlink, path.parent()) {
+                    (Ok(m), false, Some(dir)) if m.is_file() => *dir_fs
+                        .entry(dir.to_path_buf())
+                        .or_insert_with(|| pseudo_file_system(dir)),
+                    (Ok(m), _, _) if m.is_file() => pseudo_file_system(&path),
+                    _ => None,
+                };
+                if let Some(fs) = pseudo {
+                    skipped.push(Skipped {
+                        path,
+                        reason: format!("{}{fs}", PSEUDO_REASON),
+                    });
+                    continue;
+                }
                 match meta {
                     Ok(meta) if meta.is_file() => found.push(Found {
                         source: i,
@@ -90,6 +108,51 @@ pub fn discover(sources: &[Source]) -> (Vec<Found>, Vec<Skipped>) {
         }
     }
     (found, skipped)
+}
+
+/// Why a file on a pseudo-file system is skipped; the system's name follows.
+pub const PSEUDO_REASON: &str = "reports a size that is not its content (every read would look like a truncation), so it cannot be tailed: it is on ";
+
+/// Pseudo-file systems, by statfs(2) magic number: their "files" are made
+/// up when read, report a size of 0 or 4096 whatever they hold, and change
+/// in place, so tailing one re-reads it from the start forever.
+const PSEUDO_FILE_SYSTEMS: [(u64, &str); 11] = [
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x6265_6570, "configfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2fs"),
+    (0xcafe_4a11, "bpffs"),
+    (0x6165_676c, "pstorefs"),
+    (0xde5e_81e4, "efivarfs"),
+];
+
+/// The name of the pseudo-file system `path` (symlinks followed) is on, if
+/// it is on one. Unknown (statfs failed): `None`, the open will say why.
+pub fn pseudo_file_system(path: &Path) -> Option<&'static str> {
+    let st = rustix::fs::statfs(path).ok()?;
+    // `f_type` is a C long (signed on most targets); magic numbers are 32 bits.
+    let magic = (st.f_type as u64) & 0xffff_ffff;
+    PSEUDO_FILE_SYSTEMS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name)
+}
+
+/// The pseudo-file system a path glob is under, judged by its text:
+/// `/proc/...` and `/sys/...` (for `validate`, before any file exists).
+pub fn pseudo_glob(pattern: &str) -> Option<&'static str> {
+    let under = |root: &str| pattern == root || pattern.strip_prefix(root).is_some_and(|r| r.starts_with('/'));
+    if under("/proc") {
+        Some("/proc")
+    } else if under("/sys") {
+        Some("/sys")
+    } else {
+        None
+    }
 }
 
 /// What a directory looked like: a change to its entries (a file created,
@@ -253,5 +316,28 @@ mod tests {
         let sources = vec![source(&[glob])];
         let stamps = DirStamps::record_at(&sources, SystemTime::now() + STAMP_SETTLE * 2);
         assert!(!stamps.unchanged());
+    }
+
+    /// Issue 28: `/proc` files passed discovery, then were re-read from
+    /// the start forever (their size is 0 whatever they hold). A symlink
+    /// into /proc is skipped with the reason; a real file is not.
+    #[test]
+    fn issue_28_pseudo_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("real.log"), "x\n").unwrap();
+        std::os::unix::fs::symlink("/proc/self/status", dir.path().join("status.log")).unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let (found, skipped) = discover(&[source(&[glob])]);
+        let found: Vec<_> = found.iter().map(|f| f.path.file_name().unwrap().to_owned()).collect();
+        assert_eq!(found, ["real.log"]);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].path.ends_with("status.log"));
+        assert!(skipped[0].reason.ends_with("procfs"), "{}", skipped[0].reason);
+        assert_eq!(pseudo_file_system(Path::new("/proc/uptime")), Some("procfs"));
+        assert_eq!(pseudo_file_system(dir.path()), None);
+        assert_eq!(pseudo_glob("/proc/self/status"), Some("/proc"));
+        assert_eq!(pseudo_glob("/sys/kernel/*"), Some("/sys"));
+        assert_eq!(pseudo_glob("/procedures/*.log"), None);
+        assert_eq!(pseudo_glob("/var/log/*.log"), None);
     }
 }

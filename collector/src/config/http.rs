@@ -39,9 +39,23 @@ pub struct HttpToml {
     /// and an idle keep-alive connection is closed after it. Default 10s.
     #[serde(default = "default_header_timeout")]
     pub header_timeout: HumanDuration,
-    /// Longest wait for the next piece of a request body. Default 30s.
+    /// Longest wait for the next piece of a request body, and for the
+    /// first; also the grace before `min_body_rate` applies. Default 30s.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: HumanDuration,
+    /// Slowest a request body may arrive, bytes per second: a body must be
+    /// complete within `body_timeout` plus one second per this many bytes
+    /// (Apache's `RequestReadTimeout ... MinRate`), or the request gets 408
+    /// and the connection is closed, so trickled bodies cannot hold
+    /// connection slots. Default 1KiB.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: Spanned<ByteSize>,
+    /// Request bodies held in memory at once, across all connections,
+    /// before they are checked; a body waits for room before it is read
+    /// (up to `body_timeout`, then 503), so memory does not grow with the
+    /// number of connections. At least `max_body_bytes`. Default 128MiB.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_bytes: Spanned<ByteSize>,
     /// Connections served at once; more wait in the accept backlog.
     /// Default 1024.
     #[serde(default = "default_max_connections")]
@@ -77,6 +91,8 @@ impl Default for HttpToml {
             max_header_bytes: default_max_header(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
+            min_body_rate: default_min_body_rate(),
+            max_in_flight_bytes: default_max_in_flight(),
             max_connections: default_max_connections(),
             query_threads: default_query_threads(),
             tls: None,
@@ -105,6 +121,12 @@ fn default_header_timeout() -> HumanDuration {
 fn default_body_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
+fn default_min_body_rate() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(1024))
+}
+fn default_max_in_flight() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(128 << 20))
+}
 fn default_query_threads() -> Spanned<u32> {
     Spanned::new(0..0, 0)
 }
@@ -130,6 +152,10 @@ pub struct HttpSettings {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Bytes per second; at least 1.
+    pub min_body_rate: u64,
+    /// At least `max_body_bytes`.
+    pub max_in_flight_bytes: u64,
     pub max_connections: usize,
     /// `query_threads` resolved: at least 1.
     pub query_threads: usize,
@@ -207,6 +233,25 @@ pub fn validate_http(raw: &HttpToml, problems: &mut Problems<'_>) -> HttpSetting
         }
     });
     let max_body = raw.max_body_bytes.bytes().min(MAX_BATCH_BYTES_CEILING);
+    let in_flight = raw.max_in_flight_bytes.get_ref().bytes();
+    if in_flight < max_body {
+        problems.at(
+            raw.max_in_flight_bytes.span(),
+            "http.max_in_flight_bytes",
+            format!(
+                "{} is below http.max_body_bytes ({}): a body of the largest size could never be read",
+                raw.max_in_flight_bytes.get_ref(),
+                raw.max_body_bytes
+            ),
+        );
+    }
+    if raw.min_body_rate.get_ref().bytes() == 0 {
+        problems.at(
+            raw.min_body_rate.span(),
+            "http.min_body_rate",
+            "must be at least 1 (bytes per second)",
+        );
+    }
     HttpSettings {
         listen,
         max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -216,6 +261,8 @@ pub fn validate_http(raw: &HttpToml, problems: &mut Problems<'_>) -> HttpSetting
         // Zero would close every connection at once; a millisecond is the floor.
         header_timeout: raw.header_timeout.get().max(Duration::from_millis(1)),
         body_timeout: raw.body_timeout.get().max(Duration::from_millis(1)),
+        min_body_rate: raw.min_body_rate.get_ref().bytes().max(1),
+        max_in_flight_bytes: in_flight.max(max_body),
         max_connections: (*raw.max_connections.get_ref()).max(1) as usize,
         query_threads,
         tls,

@@ -38,6 +38,13 @@ pub struct KafkaToml {
     /// larger one closes the connection. Default 64MiB.
     #[serde(default = "default_max_request")]
     pub max_request_bytes: ByteSize,
+    /// Request bytes held at once across all connections (Kafka's
+    /// `queued.max.request.bytes`): a request is read only once its size
+    /// fits, and holds it until its appends are done (acks=0 ones too), so
+    /// pipelining clients cannot grow memory. At least
+    /// `max_request_bytes`. Default 128MiB.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_bytes: Spanned<ByteSize>,
     /// A connection idle this long is closed (Kafka's
     /// `connections.max.idle.ms`). Default 10m.
     #[serde(default = "default_idle_timeout")]
@@ -59,6 +66,7 @@ impl Default for KafkaToml {
             cluster_id: default_cluster_id(),
             max_connections: default_max_connections(),
             max_request_bytes: default_max_request(),
+            max_in_flight_bytes: default_max_in_flight(),
             idle_timeout: default_idle_timeout(),
             max_fetch_wait: default_max_fetch_wait(),
             auto_create_topics: true,
@@ -106,6 +114,9 @@ fn default_max_connections() -> Spanned<u32> {
 fn default_max_request() -> ByteSize {
     ByteSize(64 << 20)
 }
+fn default_max_in_flight() -> Spanned<ByteSize> {
+    Spanned::new(0..0, ByteSize(128 << 20))
+}
 fn default_idle_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(600))
 }
@@ -137,6 +148,8 @@ pub struct KafkaSettings {
     pub cluster_id: String,
     pub max_connections: usize,
     pub max_request_bytes: usize,
+    /// At least `max_request_bytes`.
+    pub max_in_flight_bytes: u64,
     pub idle_timeout: Duration,
     pub max_fetch_wait: Duration,
     pub auto_create_topics: bool,
@@ -204,12 +217,25 @@ pub fn validate_kafka(raw: &KafkaToml, problems: &mut Problems) -> Option<KafkaS
         .max_request_bytes
         .bytes()
         .clamp(MIN_REQUEST_BYTES, MAX_REQUEST_BYTES);
+    let in_flight = raw.max_in_flight_bytes.get_ref().bytes();
+    if in_flight < request {
+        problems.at(
+            raw.max_in_flight_bytes.span(),
+            "kafka.max_in_flight_bytes",
+            format!(
+                "{} is below kafka.max_request_bytes ({}): a request of the largest size could never be read",
+                raw.max_in_flight_bytes.get_ref(),
+                raw.max_request_bytes
+            ),
+        );
+    }
     Some(KafkaSettings {
         listen,
         advertised,
         cluster_id: raw.cluster_id.clone(),
         max_connections: max_connections.max(1) as usize,
         max_request_bytes: usize::try_from(request).unwrap_or(usize::MAX),
+        max_in_flight_bytes: in_flight.max(request),
         idle_timeout: raw.idle_timeout.get().max(Duration::from_millis(100)),
         max_fetch_wait: raw.max_fetch_wait.get(),
         auto_create_topics: raw.auto_create_topics,

@@ -95,6 +95,14 @@ pub enum Denial {
 /// Decides a request: `Ok` to serve it, else why not.
 ///
 /// # Errors
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 9110, section 11.1: `BEARER` and `bearer` too);
+/// the token is taken as sent.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
 /// The denial, when a token is required and missing, unknown or lacking the scope.
 pub fn authorize(tokens: &[Token], method: &Method, path: &str, authorization: Option<&[u8]>) -> Result<(), Denial> {
     if tokens.is_empty() {
@@ -103,9 +111,7 @@ pub fn authorize(tokens: &[Token], method: &Method, path: &str, authorization: O
     let Some(needed) = required_scope(method, path) else {
         return Ok(());
     };
-    let presented = authorization
-        .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
-        .ok_or(Denial::Missing)?;
+    let presented = authorization.and_then(bearer_token).ok_or(Denial::Missing)?;
     let token = find_token(tokens, presented).ok_or(Denial::Unknown)?;
     if token.allows(needed) {
         Ok(())
@@ -284,6 +290,19 @@ mod tests {
             authorize(&tokens, &get, "/v1/topics", Some(b"Bearer admin-token-0123456789")),
             Ok(()),
             "admin includes read"
+        );
+        // Issue 28: the scheme is case-insensitive (RFC 9110, 11.1).
+        for scheme in ["BEARER", "bearer", "bEaReR"] {
+            let value = format!("{scheme} admin-token-0123456789");
+            assert_eq!(
+                authorize(&tokens, &get, "/v1/topics", Some(value.as_bytes())),
+                Ok(()),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            authorize(&tokens, &get, "/v1/topics", Some(b"Bearer")),
+            Err(Denial::Missing)
         );
         assert_eq!(authorize(&tokens, &get, "/health", None), Ok(()));
         assert_eq!(

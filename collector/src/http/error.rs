@@ -55,13 +55,19 @@ impl ApiError {
     }
 }
 
-/// `error: cause: cause`.
+/// `error: cause: cause`. A cause whose text the message already holds
+/// (an error that prints its source and also returns it, as `batch 0 at
+/// byte 0: {source}` does) is not repeated: the answer said `CRC mismatch:
+/// ...: CRC mismatch: ...`.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -76,6 +82,48 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(json!({ "error": self.message }))).into_response()
     }
+}
+
+/// Largest body of a non-JSON error that is rewritten as JSON: the
+/// framework's rejection texts are a line or two.
+const MAX_REWRITTEN_ERROR: usize = 64 << 10;
+
+/// A layer that makes every error answer of logpost's own API
+/// `{"error": "..."}`, as documented: the framework's own answers (a
+/// query string or JSON body it cannot read, an unknown route, a method a
+/// route does not take) come as plain text or empty. Loki's routes keep
+/// Loki's plain text, which Grafana shows as is.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let loki = req.uri().path().starts_with("/loki/");
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if loki || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REWRITTEN_ERROR).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = match (status, text.is_empty()) {
+        (StatusCode::NOT_FOUND, true) => format!("no such endpoint: {method} {path}"),
+        (StatusCode::METHOD_NOT_ALLOWED, true) => format!("method {method} is not allowed on {path}"),
+        (_, true) => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        (_, false) => text,
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let body = json!({ "error": message }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 impl From<IngestError> for ApiError {
@@ -160,5 +208,35 @@ impl From<ReadError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
         Self::internal(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("CRC mismatch: stored 1, computed 2")]
+    struct Crc;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("batch 0 at byte 0: {0}")]
+        Shown(#[source] Crc),
+        #[error("batch 0 at byte 0")]
+        Hidden(#[source] Crc),
+    }
+
+    /// Issue 28: a cause the message already prints is not repeated.
+    #[test]
+    fn issue_28_causes_are_not_repeated() {
+        assert_eq!(
+            chain(&Outer::Shown(Crc)),
+            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
+        );
+        assert_eq!(
+            chain(&Outer::Hidden(Crc)),
+            "batch 0 at byte 0: CRC mismatch: stored 1, computed 2"
+        );
     }
 }

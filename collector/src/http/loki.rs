@@ -26,6 +26,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::loki::RouteBy;
 use crate::ingest::loki::{self, records::to_batches};
 use crate::store::{AppendItem, Partition, StoreError};
 
@@ -60,7 +61,22 @@ pub async fn push(
         text(header::CONTENT_TYPE.as_str()),
         text(header::CONTENT_ENCODING.as_str()),
     );
-    let tenant = text(TENANT_HEADER);
+    let tenant = match headers.get(TENANT_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(t) => Some(t.to_owned()),
+            // Routing by tenant cannot place it: refuse, rather than let it
+            // fall through to the default topic (another tenant's data).
+            Err(_) if app.config.loki.route_by == RouteBy::Tenant => {
+                return Err(loki::PushError::Tenant {
+                    header: TENANT_HEADER,
+                    detail: format!("{:?}", String::from_utf8_lossy(v.as_bytes())),
+                }
+                .into());
+            }
+            Err(_) => None,
+        },
+    };
     let planner = Arc::clone(&app);
     let permit = app.validations.acquire().await.map_err(|_| StoreError::ShuttingDown)?;
     // Inflating and decoding a body, and creating a topic, are blocking work.

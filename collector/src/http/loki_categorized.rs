@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use serde_json::{Value as Json_, json};
 
-use super::loki_read::label_map;
+use super::loki_json::label_map;
 use crate::query::logql::{Direction, Labels, StreamEntry, Streams};
 
 /// Loki's header asking for labels by category (Loki 3, Grafana's

@@ -6,7 +6,8 @@
 //!
 //! Errors are Loki's: the status and a plain-text body naming the problem
 //! (`parse error at line 1, col 7: ...`); Grafana shows that text as is.
-//! Queries run on the blocking pool.
+//! Queries are parsed (regexes compiled) and run on the blocking pool,
+//! within `[query]`'s budgets; answers are written by `loki_json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,9 +22,11 @@ use serde_json::{Value as Json_, json};
 use super::AppState;
 use super::error::ApiError;
 use super::loki_categorized::{CATEGORIZE_LABELS, categorized_streams_json, wants_categorized};
+use super::loki_json;
 use super::loki_params::Params;
+use crate::config::query::QuerySettings;
 use crate::query::logql::{
-    EvalError, Expr, Labels, Matrix, Selector, Streams, Value, eval_instant, eval_logs, eval_range, parse,
+    EvalError, Expr, Labels, Selector, Value, eval_instant_with, eval_logs_with, eval_range_with, parse_with,
 };
 use crate::query::source::{ScanStats, StoreSource, labels_of, topics_for, unknown_topic};
 use crate::store::Store;
@@ -31,9 +34,6 @@ use crate::store::topic::now_ms;
 
 /// Loki's default `limit` for log queries.
 const DEFAULT_LIMIT: usize = 100;
-/// Largest `limit` accepted: the result is held in memory (Loki's
-/// `max_entries_limit_per_query` default).
-const MAX_LIMIT: usize = 5000;
 
 /// An error in Loki's form: status plus plain text.
 #[derive(Debug)]
@@ -66,9 +66,11 @@ fn now_ns() -> i64 {
     now_ms().saturating_mul(1_000_000)
 }
 
-/// Parses `q` and checks the topics it names exist.
-pub fn parse_query(store: &Store, q: &str) -> Result<Expr, ApiError> {
-    let expr = parse(q).map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// Parses `q` within `[query]`'s compile budgets and checks the topics it
+/// names exist. Compiling may take a while (regexes): call it on the
+/// blocking pool.
+pub fn parse_query(store: &Store, q: &str, budgets: &QuerySettings) -> Result<Expr, ApiError> {
+    let expr = parse_with(q, &budgets.limits()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(topic) = unknown_topic(store, &expr) {
         return Err(ApiError::bad_request(format!("unknown topic {topic:?}")));
     }
@@ -82,61 +84,21 @@ fn eval_error(e: EvalError) -> ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, LokiError> {
+/// Runs `f` on the blocking pool once a query slot is free
+/// (`query.max_concurrent`), holding the slot until it is done.
+async fn blocking<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, LokiError> {
+    let _slot = app
+        .queries
+        .acquire()
+        .await
+        .map_err(|_| LokiError(ApiError::from(crate::store::StoreError::ShuttingDown)))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| LokiError(ApiError::internal(&e)))?
         .map_err(LokiError)
-}
-
-pub(super) fn label_map(labels: &Labels) -> serde_json::Map<String, Json_> {
-    labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
-        .collect()
-}
-
-/// Seconds as Prometheus/Loki print them in matrix and vector points.
-fn seconds(ns: i64) -> f64 {
-    ns as f64 / 1e9
-}
-
-/// Formats a sample value as Prometheus does (`"2"`, `"0.5"`, `"NaN"`, `"+Inf"`).
-fn sample(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
-    } else {
-        v.to_string()
-    }
-}
-
-fn streams_json(streams: &Streams) -> Json_ {
-    Json_::Array(
-        streams
-            .iter()
-            .map(|s| {
-                let values: Vec<Json_> = s
-                    .entries
-                    .iter()
-                    .map(|e| json!([e.timestamp_ns.to_string(), String::from_utf8_lossy(&e.line)]))
-                    .collect();
-                json!({ "stream": label_map(&s.labels), "values": values })
-            })
-            .collect(),
-    )
-}
-
-fn matrix_json(m: &Matrix) -> Json_ {
-    Json_::Array(
-        m.iter()
-            .map(|s| {
-                let values: Vec<Json_> = s.points.iter().map(|(t, v)| json!([seconds(*t), sample(*v)])).collect();
-                json!({ "metric": label_map(&s.labels), "values": values })
-            })
-            .collect(),
-    )
 }
 
 /// Loki's `data.stats`, trimmed to the summary Grafana shows.
@@ -154,10 +116,6 @@ fn stats_json(stats: &ScanStats, entries: usize, started: Instant) -> Json_ {
     }})
 }
 
-fn success(data: Json_) -> Response {
-    Json(json!({ "status": "success", "data": data })).into_response()
-}
-
 /// `GET /loki/api/v1/query_range`.
 ///
 /// # Errors
@@ -169,48 +127,60 @@ pub async fn query_range(
 ) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let categorized = wants_categorized(&headers);
-    let expr = parse_query(&app.store, p.query()?)?;
+    let q = p.query()?.to_owned();
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(DEFAULT_LIMIT)?;
-    if limit > MAX_LIMIT {
+    let max_entries = app.config.query.max_entries;
+    if limit > max_entries {
         return Err(ApiError::bad_request(format!(
-            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {MAX_LIMIT})"
+            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {max_entries})"
         ))
         .into());
     }
     let direction = p.direction()?;
     let step = p.step(start, end)?;
     let max_uncompressed = app.config.max_uncompressed_bytes;
-    let data = blocking(move || {
+    let slots = Arc::clone(&app);
+    blocking(&slots, move || {
+        let budgets = &app.config.query;
+        let expr = parse_query(&app.store, &q, budgets)?;
+        let opts = budgets.eval_options();
         let started = Instant::now();
         let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
-        let (result_type, result, entries) = match &expr {
+        let mut result = Vec::new();
+        let (result_type, entries) = match &expr {
             Expr::Log(log) => {
                 // Loki's range is [start, end) for logs; end is inclusive
                 // in the request, so include its nanosecond.
-                let streams =
-                    eval_logs(log, start, end.saturating_add(1), limit, direction, &mut src).map_err(eval_error)?;
-                let n = streams.iter().map(|s| s.entries.len()).sum();
+                let streams = eval_logs_with(log, start, end.saturating_add(1), limit, direction, &mut src, &opts)
+                    .map_err(eval_error)?;
                 if categorized {
-                    ("streams", categorized_streams_json(&streams, direction), n)
+                    // Writing to a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut result, &categorized_streams_json(&streams, direction));
                 } else {
-                    ("streams", streams_json(&streams), n)
+                    loki_json::streams(&mut result, &streams);
                 }
+                ("streams", streams.iter().map(|s| s.entries.len()).sum())
             }
             Expr::Metric(m) => {
-                let matrix = eval_range(m, start, end, step, &mut src).map_err(eval_error)?;
-                ("matrix", matrix_json(&matrix), 0)
+                let matrix = eval_range_with(m, start, end, step, &mut src, &opts).map_err(eval_error)?;
+                loki_json::matrix(&mut result, &matrix);
+                ("matrix", 0)
             }
         };
-        let mut data =
-            json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, entries, started) });
-        if categorized && result_type == "streams" {
-            data["encodingFlags"] = json!([CATEGORIZE_LABELS]);
-        }
-        Ok(data)
+        let flags: &[&str] = if categorized && result_type == "streams" {
+            &[CATEGORIZE_LABELS]
+        } else {
+            &[]
+        };
+        Ok(loki_json::success(
+            result_type,
+            &result,
+            &stats_json(&src.stats, entries, started),
+            flags,
+        ))
     })
-    .await?;
-    Ok(success(data))
+    .await
 }
 
 /// `GET /loki/api/v1/query`: an instant metric query (Grafana's health
@@ -220,36 +190,43 @@ pub async fn query_range(
 /// 400 for a bad query or time, a log query, or an unknown topic.
 pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
-    let expr = parse_query(&app.store, p.query()?)?;
+    let q = p.query()?.to_owned();
     let time = p.time("time")?.unwrap_or_else(now_ns);
-    let Expr::Metric(m) = expr else {
-        return Err(ApiError::bad_request(
-            "log queries are not supported as an instant query type, use query_range (logpost: or /v1/query)",
-        )
-        .into());
-    };
     let max_uncompressed = app.config.max_uncompressed_bytes;
-    let data = blocking(move || {
+    let slots = Arc::clone(&app);
+    blocking(&slots, move || {
+        let budgets = &app.config.query;
+        let Expr::Metric(m) = parse_query(&app.store, &q, budgets)? else {
+            return Err(ApiError::bad_request(
+                "log queries are not supported as an instant query type, use query_range (logpost: or /v1/query)",
+            ));
+        };
         let started = Instant::now();
         let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
-        let value = eval_instant(&m, time, &mut src).map_err(eval_error)?;
-        let (result_type, result) = match value {
-            Value::Scalar(v) => ("scalar", json!([seconds(time), sample(v)])),
-            Value::Vector(samples) => (
-                "vector",
-                Json_::Array(
-                    samples
-                        .iter()
-                        .map(|s| json!({ "metric": label_map(&s.labels), "value": [seconds(s.timestamp_ns), sample(s.value)] }))
-                        .collect(),
-                ),
-            ),
-            Value::Matrix(m) => ("matrix", matrix_json(&m)),
+        let value = eval_instant_with(&m, time, &mut src, &budgets.eval_options()).map_err(eval_error)?;
+        let mut result = Vec::new();
+        let result_type = match value {
+            Value::Scalar(v) => {
+                loki_json::scalar(&mut result, time, v);
+                "scalar"
+            }
+            Value::Vector(samples) => {
+                loki_json::vector(&mut result, &samples);
+                "vector"
+            }
+            Value::Matrix(m) => {
+                loki_json::matrix(&mut result, &m);
+                "matrix"
+            }
         };
-        Ok(json!({ "resultType": result_type, "result": result, "stats": stats_json(&src.stats, 0, started) }))
+        Ok(loki_json::success(
+            result_type,
+            &result,
+            &stats_json(&src.stats, 0, started),
+            &[],
+        ))
     })
-    .await?;
-    Ok(success(data))
+    .await
 }
 
 /// Streams (label sets, with `topic`) stored in `[start_ns, end_ns]` that
@@ -308,16 +285,21 @@ fn inventory(store: &Store, selector: Option<&Selector>, start_ns: i64, end_ns: 
     inv
 }
 
-/// The selector of an optional `query` parameter (a log query's).
-fn selector_param(store: &Store, p: &Params, name: &str) -> Result<Option<Selector>, ApiError> {
-    p.check_utf8(name)?;
-    let Some(q) = p.get(name) else { return Ok(None) };
-    match parse_query(store, q)? {
+/// The selector of an optional `query` parameter (a log query's), parsed
+/// on the blocking pool (see [`parse_query`]).
+fn selector_param(app: &AppState, q: Option<&str>, name: &str) -> Result<Option<Selector>, ApiError> {
+    let Some(q) = q else { return Ok(None) };
+    match parse_query(&app.store, q, &app.config.query)? {
         Expr::Log(l) => Ok(Some(l.selector)),
         Expr::Metric(_) => Err(ApiError::bad_request(format!(
             "invalid parameter \"{name}\": expected a stream selector, got a metric query"
         ))),
     }
+}
+
+/// `{"status":"success","data":<data>}`.
+fn success(data: Json_) -> Response {
+    Json(json!({ "status": "success", "data": data })).into_response()
 }
 
 /// `GET /loki/api/v1/labels`.
@@ -327,8 +309,11 @@ fn selector_param(store: &Store, p: &Params, name: &str) -> Result<Option<Select
 pub async fn labels(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
-    let selector = selector_param(&app.store, &p, "query")?;
-    let names = blocking(move || {
+    p.check_utf8("query")?;
+    let q = p.get("query").map(str::to_owned);
+    let slots = Arc::clone(&app);
+    let names = blocking(&slots, move || {
+        let selector = selector_param(&app, q.as_deref(), "query")?;
         let inv = inventory(&app.store, selector.as_ref(), start, end);
         let names: BTreeSet<String> = inv
             .streams
@@ -352,8 +337,11 @@ pub async fn label_values(
 ) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
-    let selector = selector_param(&app.store, &p, "query")?;
-    let values = blocking(move || {
+    p.check_utf8("query")?;
+    let q = p.get("query").map(str::to_owned);
+    let slots = Arc::clone(&app);
+    let values = blocking(&slots, move || {
+        let selector = selector_param(&app, q.as_deref(), "query")?;
         let inv = inventory(&app.store, selector.as_ref(), start, end);
         let values: BTreeSet<String> = inv
             .streams
@@ -375,16 +363,20 @@ pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
     let (start, end) = p.range(now_ns())?;
     p.check_utf8("match[]")?;
     p.check_utf8("match")?;
-    let mut selectors = Vec::new();
-    for m in p.all("match[]").iter().chain(p.all("match")) {
-        match parse_query(&app.store, m)? {
-            Expr::Log(l) => selectors.push(l.selector),
-            Expr::Metric(_) => {
-                return Err(ApiError::bad_request(format!("invalid match[] {m:?}: expected a stream selector")).into());
+    let matches: Vec<String> = p.all("match[]").iter().chain(p.all("match")).cloned().collect();
+    let slots = Arc::clone(&app);
+    let data = blocking(&slots, move || {
+        let mut selectors = Vec::new();
+        for m in &matches {
+            match parse_query(&app.store, m, &app.config.query)? {
+                Expr::Log(l) => selectors.push(l.selector),
+                Expr::Metric(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid match[] {m:?}: expected a stream selector"
+                    )));
+                }
             }
         }
-    }
-    let data = blocking(move || {
         let mut all: BTreeSet<Labels> = BTreeSet::new();
         if selectors.is_empty() {
             all = inventory(&app.store, None, start, end).streams;
@@ -392,7 +384,17 @@ pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
         for s in &selectors {
             all.extend(inventory(&app.store, Some(s), start, end).streams);
         }
-        Ok(Json_::Array(all.iter().map(|l| Json_::Object(label_map(l))).collect()))
+        Ok(Json_::Array(
+            all.iter()
+                .map(|l| {
+                    Json_::Object(
+                        l.iter()
+                            .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ))
     })
     .await?;
     Ok(success(data))
@@ -406,8 +408,14 @@ pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
 pub async fn index_stats(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let (start, end) = p.range(now_ns())?;
-    let selector = selector_param(&app.store, &p, "query")?;
-    let inv = blocking(move || Ok(inventory(&app.store, selector.as_ref(), start, end))).await?;
+    p.check_utf8("query")?;
+    let q = p.get("query").map(str::to_owned);
+    let slots = Arc::clone(&app);
+    let inv = blocking(&slots, move || {
+        let selector = selector_param(&app, q.as_deref(), "query")?;
+        Ok(inventory(&app.store, selector.as_ref(), start, end))
+    })
+    .await?;
     Ok(Json(json!({
         "streams": inv.streams.len(),
         "chunks": inv.blocks,

@@ -2,19 +2,27 @@
 //! as Loki sends them: `{"streams":[{"stream":{..},"values":[["ns","line"]]}],
 //! "dropped_entries":null}` per message.
 //!
-//! How: every partition of the selected topics is read from an offset
-//! (found by time for `start`, default an hour ago) up to its high
-//! watermark, then polled; each poll sends what arrived since, so an entry
-//! is sent once per connection. A client that reconnects with `start` just
-//! after the last timestamp it saw resumes without gaps or repeats, as
-//! long as no two entries share that timestamp across the reconnect
-//! (timestamps are milliseconds unless a Loki push gave nanoseconds).
-//! The first message holds at most `limit` (default 100) of the newest
-//! backlog entries, as in Loki.
+//! How: the first message holds the newest `limit` (default 100) entries
+//! of the backlog, from `start` (default an hour ago) to each partition's
+//! high watermark when the tail began, as in Loki; from there every
+//! partition of the selected topics is polled, and each poll sends what
+//! arrived since, so an entry is sent once per connection. A client that
+//! reconnects with `start` just after the last timestamp it saw resumes
+//! without gaps or repeats, as long as no two entries share that timestamp
+//! across the reconnect (timestamps are milliseconds unless a Loki push
+//! gave nanoseconds).
+//!
+//! Memory: a message holds at most [`MAX_MESSAGE_BYTES`] of lines (at
+//! least one entry; the backlog's oldest entries give way first), and at
+//! most `query.max_concurrent_tails` tails run at once (Loki's limit and
+//! wording), so clients that never read hold a bounded amount each.
+//! Queries are parsed off the runtime, within `[query]`'s budgets.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -40,29 +48,87 @@ use crate::store::topic::now_ms;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Most entries one poll gathers (one message); the rest comes next poll.
 const MAX_ENTRIES_PER_POLL: usize = 1000;
+/// Most bytes of lines one message holds (it always holds one entry, so a
+/// longer line goes alone): a client that never reads holds the collector
+/// to about this much, plus the socket's buffers.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+
+/// Tails running now, against `query.max_concurrent_tails`.
+#[derive(Debug, Default)]
+pub struct TailSlots {
+    active: Arc<AtomicUsize>,
+}
+
+/// One running tail's slot, given back when dropped.
+pub struct TailSlot {
+    active: Arc<AtomicUsize>,
+}
+
+impl TailSlots {
+    /// A slot, or Loki's refusal when `max` tails already run.
+    ///
+    /// # Errors
+    /// 400 with Loki's "max concurrent tail requests limit exceeded".
+    pub fn take(&self, max: usize) -> Result<TailSlot, ApiError> {
+        let count = self.active.fetch_add(1, Ordering::AcqRel) + 1;
+        if count > max {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            crate::metrics::rejected("tail_limit");
+            return Err(ApiError::bad_request(format!(
+                "max concurrent tail requests limit exceeded, count > limit ({count} > {max})"
+            )));
+        }
+        crate::metrics::tails_active(count);
+        Ok(TailSlot {
+            active: Arc::clone(&self.active),
+        })
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        let left = self.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        crate::metrics::tails_active(left);
+    }
+}
 
 /// `GET /loki/api/v1/tail`.
 ///
 /// # Errors
-/// 400 for a bad query or parameter, a metric query, an unknown topic.
+/// 400 for a bad query or parameter, a metric query, an unknown topic, or
+/// when `query.max_concurrent_tails` tails already run.
 pub async fn tail(
     State(app): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
-    let Expr::Log(log) = parse_query(&app.store, p.query()?)? else {
-        return Err(ApiError::bad_request("tail needs a log query, not a metric query").into());
-    };
+    let q = p.query()?.to_owned();
     let start_ns = p
         .time("start")?
         .unwrap_or_else(|| now_ms().saturating_sub(3_600_000).saturating_mul(1_000_000));
     let limit = p.limit(100)?;
+    let max_entries = app.config.query.max_entries;
+    if limit > max_entries {
+        return Err(ApiError::bad_request(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit ({limit} > {max_entries})"
+        ))
+        .into());
+    }
+    let slot = app.tails.take(app.config.query.max_concurrent_tails)?;
+    let parsing = Arc::clone(&app);
+    // Compiling a query (its regexes) is blocking work.
+    let parsed = tokio::task::spawn_blocking(move || parse_query(&parsing.store, &q, &parsing.config.query))
+        .await
+        .map_err(|e| LokiError(ApiError::internal(&e)))??;
+    let Expr::Log(log) = parsed else {
+        return Err(ApiError::bad_request("tail needs a log query, not a metric query").into());
+    };
     // The web page offers `logpost` beside its token (auth.rs): a browser
     // fails the connection unless one offered subprotocol is answered.
     Ok(ws
         .protocols(["logpost"])
-        .on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket)))
+        .on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket, slot)))
 }
 
 /// `/loki/api/v2alpha/tail`: Grafana probes it and falls back to v1 on 404.
@@ -107,19 +173,20 @@ fn labels_and_ns(topic: &str, r: &StoredRecord) -> (Labels, i64) {
 }
 
 /// Reads what arrived past `positions` (new partitions start at
-/// `start_ns`), up to `max` entries, advancing `positions`.
+/// `start_ns`), up to each partition's high watermark, handing each entry
+/// the pipeline passes to `keep` until it says stop; advances `positions`
+/// past what was read.
 ///
 /// # Errors
 /// A read error, as text.
-pub fn poll(
+fn read_new(
     store: &Store,
     log: &LogExpr,
     positions: &mut Positions,
     start_ns: i64,
     max_uncompressed: usize,
-    max: usize,
-) -> Result<Vec<TailEntry>, String> {
-    let mut out = Vec::new();
+    mut keep: impl FnMut(TailEntry) -> ControlFlow<()>,
+) -> Result<(), String> {
     let filter = Arc::new(All);
     for topic in topics_for(store, &log.selector) {
         for partition in &topic.partitions {
@@ -135,9 +202,6 @@ pub fn poll(
             let mut cursor = PartitionCursor::new(partition.id, view, from, Arc::clone(&filter), max_uncompressed);
             let mut next = from;
             let flow = loop {
-                if out.len() >= max {
-                    break ControlFlow::Break(());
-                }
                 let Some(r) = cursor.next_record().map_err(|e| e.to_string())? else {
                     next = hwm.max(next);
                     break ControlFlow::Continue(());
@@ -152,20 +216,110 @@ pub fn poll(
                 }
                 let value = r.value.as_deref().unwrap_or_default();
                 if let Some(line) = log.pipeline.process(value, &mut labels) {
-                    out.push(TailEntry {
+                    let entry = TailEntry {
                         labels,
                         timestamp_ns: ts,
                         line: String::from_utf8_lossy(&line).into_owned(),
-                    });
+                    };
+                    if keep(entry).is_break() {
+                        break ControlFlow::Break(());
+                    }
                 }
             };
             positions.insert(key, next);
             if flow.is_break() {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
+    Ok(())
+}
+
+/// What arrived past `positions`: at most `max` entries and about
+/// `max_bytes` of lines (always one entry if any arrived), advancing
+/// `positions` past them only.
+///
+/// # Errors
+/// A read error, as text.
+pub fn poll(
+    store: &Store,
+    log: &LogExpr,
+    positions: &mut Positions,
+    start_ns: i64,
+    max_uncompressed: usize,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<TailEntry>, String> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    read_new(store, log, positions, start_ns, max_uncompressed, |e| {
+        bytes = bytes.saturating_add(e.line.len());
+        out.push(e);
+        if out.len() >= max || bytes >= max_bytes {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
     Ok(out)
+}
+
+/// The backlog's newest `limit` entries from `start_ns` on, oldest first,
+/// within `max_bytes` of lines (the oldest give way; the newest entry is
+/// always kept), reading every partition up to its high watermark and
+/// leaving `positions` there.
+///
+/// # Errors
+/// A read error, as text.
+pub fn backlog(
+    store: &Store,
+    log: &LogExpr,
+    positions: &mut Positions,
+    start_ns: i64,
+    max_uncompressed: usize,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<TailEntry>, String> {
+    // A min-heap by (time, arrival): its top is the oldest kept.
+    let mut newest: BinaryHeap<Reverse<(i64, u64, Kept)>> = BinaryHeap::new();
+    let (mut seq, mut bytes) = (0u64, 0usize);
+    read_new(store, log, positions, start_ns, max_uncompressed, |e| {
+        seq += 1;
+        if limit == 0 {
+            return ControlFlow::Continue(());
+        }
+        bytes = bytes.saturating_add(e.line.len());
+        newest.push(Reverse((e.timestamp_ns, seq, Kept(e))));
+        while newest.len() > limit || (bytes > max_bytes && newest.len() > 1) {
+            if let Some(Reverse((_, _, Kept(old)))) = newest.pop() {
+                bytes = bytes.saturating_sub(old.line.len());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut out: Vec<(i64, u64, TailEntry)> = newest.into_iter().map(|Reverse((t, s, Kept(e)))| (t, s, e)).collect();
+    out.sort_by_key(|(t, s, _)| (*t, *s));
+    Ok(out.into_iter().map(|(_, _, e)| e).collect())
+}
+
+/// An entry in the backlog heap, ordered by its key alone.
+struct Kept(TailEntry);
+
+impl PartialEq for Kept {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
 }
 
 /// Loki's tail message for `entries` (grouped by label set, in order).
@@ -191,18 +345,52 @@ pub fn message(entries: &[TailEntry]) -> Json_ {
     json!({ "streams": streams, "dropped_entries": null })
 }
 
-async fn run(app: Arc<AppState>, log: Arc<LogExpr>, start_ns: i64, limit: usize, mut socket: WebSocket) {
+async fn run(
+    app: Arc<AppState>,
+    log: Arc<LogExpr>,
+    start_ns: i64,
+    limit: usize,
+    mut socket: WebSocket,
+    _slot: TailSlot,
+) {
     let mut positions = Positions::new();
     let max_uncompressed = app.config.max_uncompressed_bytes;
     let mut first = true;
     loop {
         let (store, q) = (Arc::clone(&app.store), Arc::clone(&log));
         let mut pos = std::mem::take(&mut positions);
+        let backlog_now = first;
+        // A poll reads and inflates batches: one of the query slots.
+        let Ok(slot) = app.queries.acquire().await else {
+            return; // shutting down
+        };
         let polled = tokio::task::spawn_blocking(move || {
-            let r = poll(&store, &q, &mut pos, start_ns, max_uncompressed, MAX_ENTRIES_PER_POLL);
+            let r = if backlog_now {
+                backlog(
+                    &store,
+                    &q,
+                    &mut pos,
+                    start_ns,
+                    max_uncompressed,
+                    limit,
+                    MAX_MESSAGE_BYTES,
+                )
+            } else {
+                poll(
+                    &store,
+                    &q,
+                    &mut pos,
+                    start_ns,
+                    max_uncompressed,
+                    MAX_ENTRIES_PER_POLL,
+                    MAX_MESSAGE_BYTES,
+                )
+            };
             (r, pos)
         })
         .await;
+        // Not held while sending: a client that does not read would keep it.
+        drop(slot);
         let (result, pos) = match polled {
             Ok(x) => x,
             Err(e) => {
@@ -211,7 +399,8 @@ async fn run(app: Arc<AppState>, log: Arc<LogExpr>, start_ns: i64, limit: usize,
             }
         };
         positions = pos;
-        let mut entries = match result {
+        first = false;
+        let entries = match result {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "tail read failed");
@@ -219,17 +408,13 @@ async fn run(app: Arc<AppState>, log: Arc<LogExpr>, start_ns: i64, limit: usize,
                 return;
             }
         };
-        if first {
-            entries.sort_by_key(|e| e.timestamp_ns);
-            let drop = entries.len().saturating_sub(limit);
-            entries.drain(..drop);
-            first = false;
-        }
         if !entries.is_empty() {
             let text = message(&entries).to_string();
+            drop(entries);
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return; // the client went away
             }
+            crate::metrics::tail_message();
         }
         // Wait for the next poll, or for the client to close.
         tokio::select! {

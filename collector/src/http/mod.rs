@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_budget;
 pub mod cluster;
 pub mod error;
 pub mod fetch;
@@ -12,6 +13,7 @@ pub mod groups;
 pub mod ingest;
 pub mod loki;
 pub mod loki_categorized;
+pub mod loki_json;
 pub mod loki_params;
 pub mod loki_read;
 pub mod loki_tail;
@@ -58,4 +60,12 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// This node's part in a cluster; `None` for a single node.
     pub cluster: Option<Arc<crate::cluster::node::Cluster>>,
+    /// Request bodies held at once, across all connections, before they
+    /// are checked (`http.max_in_flight_bytes`).
+    pub body_budget: crate::budget::ByteBudget,
+    /// Live tails running now (`query.max_concurrent_tails`).
+    pub tails: loki_tail::TailSlots,
+    /// Queries being evaluated at once (`query.max_concurrent`): Loki's
+    /// read API and live tail polls take one while they run.
+    pub queries: tokio::sync::Semaphore,
 }

@@ -34,7 +34,7 @@ use super::error::{ApiError, chain};
 use super::loki_params::parse_time;
 use crate::query::cursor::{RecordFilter, StoredRecord};
 use crate::query::exec::scan_topic;
-use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, found, parse};
+use crate::query::logql::{Direction, Expr, Labels, LogExpr, Pipeline, found, parse_with};
 use crate::query::output::RecordJson;
 use crate::query::prefilter::Prefilter;
 use crate::query::source::newest_records;
@@ -169,13 +169,11 @@ fn render(topic: &str, pipeline: &Pipeline, record: &StoredRecord) -> Option<Rec
     Some(json)
 }
 
-/// Streams the result of a LogQL log query.
-///
-/// # Errors
-/// 400 for a bad query, regex or time, or a metric query; 404 for a topic
-/// the query names that does not exist.
-pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> {
-    let expr = parse(&q.query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// The query and `grep` compiled within `[query]`'s budgets (regexes take
+/// time and memory to compile: called on the blocking pool).
+fn compile(app: &AppState, query: &str, grep: Option<&str>) -> Result<(LogExpr, Option<Regex>), ApiError> {
+    let budgets = &app.config.query;
+    let expr = parse_with(query, &budgets.limits()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(topic) = unknown_topic(&app.store, &expr) {
         return Err(StoreError::UnknownTopic(topic).into());
     }
@@ -184,6 +182,38 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
             "a metric query has no records to stream: use /loki/api/v1/query_range",
         ));
     };
+    let grep = match grep {
+        None | Some("") => None,
+        Some(p) => Some(
+            regex::bytes::RegexBuilder::new(p)
+                .size_limit(budgets.max_regex_bytes)
+                .dfa_size_limit(budgets.max_regex_bytes)
+                .build()
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "invalid grep regex {p:?}: {e} (a program may take query.max_regex_bytes)"
+                    ))
+                })?,
+        ),
+    };
+    Ok((log, grep))
+}
+
+/// Streams the result of a LogQL log query.
+///
+/// # Errors
+/// 400 for a bad query, regex or time, a metric query, or a backward query
+/// past `query.max_entries`; 404 for a topic the query names that does not
+/// exist.
+pub async fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> {
+    let backward = q.direction == Direction::Backward;
+    let max_entries = app.config.query.max_entries;
+    if backward && q.limit > max_entries {
+        return Err(ApiError::bad_request(format!(
+            "limit {} is past the {max_entries} records a backward query may hold (query.max_entries); page with end= or read forward",
+            q.limit
+        )));
+    }
     let time = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
         v.as_deref()
             .map(|s| {
@@ -202,21 +232,20 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
             "invalid time range: end ({end_ns}) is before start ({start_ns})"
         )));
     }
-    let grep = match q.grep.as_deref() {
-        None | Some("") => None,
-        Some(p) => Some(Regex::new(p).map_err(|e| ApiError::bad_request(format!("invalid grep regex {p:?}: {e}")))?),
-    };
-    let backward = q.direction == Direction::Backward;
     if backward && q.limit == 0 {
         return Err(ApiError::bad_request(
             "direction=backward needs a limit (it returns the newest `limit` records); use direction=forward for all of them",
         ));
     }
     let limit = if q.limit == 0 { usize::MAX } else { q.limit };
+    let compiling = Arc::clone(&app);
+    let (query, grep) = (q.query, q.grep);
+    let (log, grep) = tokio::task::spawn_blocking(move || compile(&compiling, &query, grep.as_deref())).await??;
     let log = Arc::new(log);
     let cancelled = Arc::new(AtomicBool::new(false));
     let max_uncompressed = app.config.max_uncompressed_bytes;
     let query_threads = app.config.http.query_threads;
+    let max_result_bytes = app.config.query.max_result_bytes;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let filter = Arc::new(LogqlFilter {
         prefilter: Prefilter::new(&log.pipeline),
@@ -242,25 +271,42 @@ pub fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> 
             let result = if backward {
                 // Every topic at once: `newest_records` merges them.
                 let range = (start_ns, end_ns.saturating_add(1));
-                let newest = newest_records(&app.store, &log, range, limit, max_uncompressed, query_threads, |hit| {
-                    let line = hit.record.value.unwrap_or_default();
-                    if filter.grep.as_ref().is_some_and(|g| !found(g, line)) {
-                        return None;
-                    }
-                    // Whether the pipeline keeps it; rendering waits until
-                    // the newest `limit` are known.
-                    // (The scan ran the leading line filters.)
-                    log.pipeline
-                        .process_after_leading_filters(line, &mut hit.labels.clone())?;
-                    let record = StoredRecord::from_view(
-                        hit.partition,
-                        hit.offset,
-                        hit.producer_id,
-                        hit.timestamp_ms,
-                        hit.record,
-                    );
-                    Some((hit.topic.to_owned(), record))
-                });
+                let newest = newest_records(
+                    &app.store,
+                    &log,
+                    range,
+                    limit,
+                    max_result_bytes,
+                    max_uncompressed,
+                    query_threads,
+                    |hit| {
+                        let line = hit.record.value.unwrap_or_default();
+                        if filter.grep.as_ref().is_some_and(|g| !found(g, line)) {
+                            return None;
+                        }
+                        // Whether the pipeline keeps it; rendering waits until
+                        // the newest `limit` are known.
+                        // (The scan ran the leading line filters.)
+                        log.pipeline
+                            .process_after_leading_filters(line, &mut hit.labels.clone())?;
+                        let record = StoredRecord::from_view(
+                            hit.partition,
+                            hit.offset,
+                            hit.producer_id,
+                            hit.timestamp_ms,
+                            hit.record,
+                        );
+                        // What a kept record holds: its line, key and headers.
+                        let size = line.len()
+                            + record.key.as_ref().map_or(0, Vec::len)
+                            + record
+                                .headers
+                                .iter()
+                                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                                .sum::<usize>();
+                        Some(((hit.topic.to_owned(), record), size))
+                    },
+                );
                 left = 0;
                 newest
                     .map(|newest| {

@@ -173,5 +173,5 @@ pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryP
             }
         },
     };
-    super::query_stream::stream(app, q)
+    super::query_stream::stream(app, q).await
 }

@@ -5,25 +5,31 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::AppState;
-use super::{admin, auth, cluster, fetch, groups, ingest, loki, loki_read, observe, read, replica, streams, ui};
+use super::error::ApiError;
+use super::{
+    admin, auth, body_budget, cluster, error, fetch, groups, ingest, loki, loki_read, observe, read, replica, streams,
+    ui,
+};
 
 /// The collector's HTTP service: [`routes`] behind the layers every
-/// request passes, whatever its route: token check (`auth.rs`, by method
-/// and path prefix), body size and body timeout, and request metrics.
+/// request passes, whatever its route: request metrics, the token check
+/// (`auth.rs`, by method and path prefix), then the body read within the
+/// listener's budget, size and rate (`body_budget.rs`), so that no body
+/// of an unauthenticated request is read.
 /// Layers wrap only the routes present when they are added, which is why
 /// the routes are built first, in a function of their own.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    let body_timeout = state.config.http.body_timeout;
     routes()
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(from_fn_with_state(Arc::clone(&state), body_budget::layer))
         .layer(from_fn_with_state(Arc::clone(&state), auth::layer))
+        .layer(from_fn(error::json_errors))
         .layer(from_fn(observe::track))
         .with_state(state)
 }
@@ -55,4 +61,16 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
         .route("/metrics", get(observe::metrics))
+        .fallback(|method: Method, uri: Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {method} {}", uri.path()),
+            )
+        })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} is not allowed on {}", uri.path()),
+            )
+        })
 }

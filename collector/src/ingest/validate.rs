@@ -39,7 +39,41 @@ pub enum IngestError {
     ControlBatch { index: usize, pos: usize },
     #[error("batch {index} at byte {pos}: records inflate past the limit of {limit} bytes")]
     TooLarge { index: usize, pos: usize, limit: usize },
+    #[error(
+        "batch {index} at byte {pos}: record {record} has timestamp {timestamp_ms} ms, outside what queries can read ({})",
+        TIMESTAMP_RANGE
+    )]
+    TimestampOutOfRange {
+        index: usize,
+        pos: usize,
+        record: usize,
+        /// `None`: the base timestamp plus the record's delta overflows.
+        timestamp_ms: TimestampMs,
+    },
 }
+
+/// A record's timestamp as the error shows it: the sum, or that it overflowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampMs(pub Option<i64>);
+
+impl std::fmt::Display for TimestampMs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ms) => write!(f, "{ms}"),
+            None => f.write_str("(overflowing i64)"),
+        }
+    }
+}
+
+/// Milliseconds whose nanoseconds fit a signed 64-bit integer: what LogQL,
+/// Loki's API and every query here count in. Records outside are refused
+/// at ingest, where the sender can still be told, rather than stored and
+/// never seen again.
+pub const MIN_TIMESTAMP_MS: i64 = i64::MIN / 1_000_000 + 1;
+/// See [`MIN_TIMESTAMP_MS`].
+pub const MAX_TIMESTAMP_MS: i64 = i64::MAX / 1_000_000;
+/// The range of [`MIN_TIMESTAMP_MS`]..=[`MAX_TIMESTAMP_MS`] as dates.
+pub const TIMESTAMP_RANGE: &str = "1677-09-21 to 2262-04-11, nanoseconds since the epoch in a signed 64-bit integer";
 
 /// One checked frame, sliced from the body without copying.
 #[derive(Debug, Clone)]
@@ -196,7 +230,19 @@ fn verify_records(
                 },
             });
         }
-        stats.push(header.base_timestamp.wrapping_add(record.timestamp_delta), &record);
+        let timestamp_ms = header
+            .base_timestamp
+            .checked_add(record.timestamp_delta)
+            .filter(|ms| (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(ms));
+        let Some(timestamp_ms) = timestamp_ms else {
+            return Err(IngestError::TimestampOutOfRange {
+                index,
+                pos,
+                record: i,
+                timestamp_ms: TimestampMs(header.base_timestamp.checked_add(record.timestamp_delta)),
+            });
+        };
+        stats.push(timestamp_ms, &record);
         count += 1;
     }
     if count != header.records_count {
@@ -283,5 +329,35 @@ mod tests {
         let big = "x".repeat(100_000);
         let err = split_and_check(&Bytes::from(batch(&[&big])), 1000).unwrap_err();
         assert!(matches!(err, IngestError::TooLarge { limit: 1000, .. }), "{err}");
+    }
+
+    /// Issue 28: a timestamp whose nanoseconds do not fit an i64 (before
+    /// 1677-09-21 or after 2262-04-11) could be stored but never queried.
+    #[test]
+    fn issue_28_timestamps_queries_cannot_read_are_refused() {
+        for (ms, ok) in [
+            (0, true),
+            (MAX_TIMESTAMP_MS, true),
+            (MIN_TIMESTAMP_MS, true),
+            (MAX_TIMESTAMP_MS + 1, false),
+            (MIN_TIMESTAMP_MS - 1, false),
+            (i64::MAX, false),
+        ] {
+            let mut b = BatchBuilder::new();
+            b.append(1, None, Some(b"fine"), &[]);
+            b.append(ms, None, Some(b"far"), &[]);
+            let body = Bytes::from(b.finish(Compression::None).unwrap());
+            match split_and_check(&body, 1 << 20) {
+                Ok(_) => assert!(ok, "{ms} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{ms}: {e}");
+                    assert!(matches!(e, IngestError::TimestampOutOfRange { record: 1, .. }), "{e}");
+                    assert!(e.to_string().contains("2262-04-11"), "{e}");
+                }
+            }
+        }
+        // i64 nanoseconds of the limits are representable.
+        assert!(MAX_TIMESTAMP_MS.checked_mul(1_000_000).is_some());
+        assert!(MIN_TIMESTAMP_MS.checked_mul(1_000_000).is_some());
     }
 }

@@ -103,6 +103,7 @@ fn ingest_failure(e: &IngestError) -> Failure {
     use logpost_shared::batch::BatchError;
     let code = match e {
         IngestError::TooLarge { .. } => KafkaError::MESSAGE_TOO_LARGE,
+        IngestError::TimestampOutOfRange { .. } => KafkaError::INVALID_TIMESTAMP,
         IngestError::Batch {
             source: BatchError::UnsupportedCompression(_),
             ..

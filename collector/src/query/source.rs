@@ -71,6 +71,10 @@ pub enum SourceError {
         #[source]
         source: logpost_shared::batch::BatchError,
     },
+    #[error(
+        "the result would hold more than {limit} bytes of records (query.max_result_bytes): lower the limit or narrow the query"
+    )]
+    ResultTooLarge { limit: usize },
 }
 
 /// What a scan read and skipped, for logs and benchmarks.
@@ -283,26 +287,30 @@ impl EntrySource for StoreSource<'_> {
 }
 
 /// The newest `limit` records of `log` in `[start_ns, end_ns)` that `keep`
-/// turns into an item (`None`: not wanted), newest first, as `(timestamp
-/// ns, item)`: the records of `/v1/query?direction=backward`. Reads summary
-/// blocks newest first and stops once older ones cannot hold one of them.
-/// `threads`: helpers inflating ahead, as [`StoreSource::with_threads`].
+/// turns into an item and its size in bytes (`None`: not wanted), newest
+/// first, as `(timestamp ns, item)`: the records of
+/// `/v1/query?direction=backward`. Reads summary blocks newest first and
+/// stops once older ones cannot hold one of them. The items kept may hold
+/// `max_bytes` at most. `threads`: helpers inflating ahead, as
+/// [`StoreSource::with_threads`].
 ///
 /// # Errors
-/// A read error or a corrupt batch.
+/// A read error, a corrupt batch, or items past `max_bytes`.
+#[allow(clippy::too_many_arguments)]
 pub fn newest_records<T>(
     store: &Store,
     log: &LogExpr,
     (start_ns, end_ns): (i64, i64),
     limit: usize,
+    max_bytes: usize,
     max_uncompressed: usize,
     threads: usize,
-    mut keep: impl FnMut(&Hit<'_>) -> Option<T>,
+    mut keep: impl FnMut(&Hit<'_>) -> Option<(T, usize)>,
 ) -> Result<Vec<(i64, T)>, SourceError> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
-    /// Ordered by its key only: (ns, topic, partition, offset).
-    struct Kept<T>((i64, usize, u32, i64), T);
+    /// Ordered by its key only: (ns, topic, partition, offset); with its size.
+    struct Kept<T>((i64, usize, u32, i64), T, usize);
     impl<T> PartialEq for Kept<T> {
         fn eq(&self, o: &Self) -> bool {
             self.0 == o.0
@@ -334,6 +342,7 @@ pub fn newest_records<T>(
     let mut stats = ScanStats::default();
     // A min-heap of the best `limit`: its top is the worst kept.
     let mut heap: BinaryHeap<Reverse<Kept<T>>> = BinaryHeap::with_capacity(limit.min(4096));
+    let (mut kept_bytes, mut too_large) = (0usize, false);
     scan.newest_first(&topics, &mut stats, &mut |found| match found {
         Found::NoneNewerThan(ns) => {
             if heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| w.0.0 >= ns) {
@@ -348,15 +357,25 @@ pub fn newest_records<T>(
             if heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| key <= w.0) {
                 return ControlFlow::Continue(());
             }
-            if let Some(item) = keep(&h) {
-                heap.push(Reverse(Kept(key, item)));
-                if heap.len() > limit {
-                    heap.pop();
+            if let Some((item, size)) = keep(&h) {
+                kept_bytes = kept_bytes.saturating_add(size);
+                heap.push(Reverse(Kept(key, item, size)));
+                if heap.len() > limit
+                    && let Some(Reverse(worst)) = heap.pop()
+                {
+                    kept_bytes = kept_bytes.saturating_sub(worst.2);
+                }
+                if kept_bytes > max_bytes {
+                    too_large = true;
+                    return ControlFlow::Break(());
                 }
             }
             ControlFlow::Continue(())
         }
     })?;
+    if too_large {
+        return Err(SourceError::ResultTooLarge { limit: max_bytes });
+    }
     let mut kept: Vec<Kept<T>> = heap.into_iter().map(|Reverse(k)| k).collect();
     kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     Ok(kept.into_iter().map(|k| (k.0.0, k.1)).collect())

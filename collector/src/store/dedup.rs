@@ -184,7 +184,7 @@ pub fn trim_batch(frame: &[u8], skip: i32) -> Result<Vec<u8>, BatchError> {
     b.set_producer(ProducerInfo {
         producer_id: header.producer.producer_id,
         producer_epoch: header.producer.producer_epoch,
-        base_sequence: header.producer.base_sequence.saturating_add(skip),
+        base_sequence: super::producer_state::sequence_after(header.producer.base_sequence, i64::from(skip)),
     });
     for r in records.iter().skip(usize::try_from(skip).unwrap_or(usize::MAX)) {
         b.append_record(r);
@@ -229,5 +229,26 @@ mod tests {
                 .collect();
             assert_eq!(values, [b"line 2".to_vec(), b"line 3".to_vec(), b"line 4".to_vec()]);
         }
+    }
+
+    /// Issue 28: trimming a batch that wraps past 2^31 - 1 continues at 0.
+    #[test]
+    fn issue_28_trimmed_sequences_wrap() {
+        let mut b = BatchBuilder::new();
+        b.set_producer(ProducerInfo {
+            producer_id: 42,
+            producer_epoch: 0,
+            base_sequence: i32::MAX - 1,
+        });
+        for i in 0..5 {
+            b.append(1_700_000_000_000 + i, None, Some(b"x"), &[]);
+        }
+        let frame = b.finish(Compression::None).unwrap();
+        let trimmed = trim_batch(&frame, 3).unwrap();
+        assert_eq!(
+            check(&trimmed).unwrap().producer.base_sequence,
+            1,
+            "MAX-1, MAX, 0 skipped"
+        );
     }
 }

@@ -15,6 +15,14 @@
 //! stored record. A higher epoch starts again at sequence 0 (Kafka's rule,
 //! and how logpost's agent extends sequences past 2^31). Logical sequence
 //! numbers across epochs are `epoch << 31 | sequence`.
+//!
+//! Within an epoch, sequences wrap as Kafka's do: the record after
+//! 2^31 - 1 has sequence 0 (`DefaultRecordBatch.incrementSequence`), so a
+//! long-lived idempotent producer goes on from 0 in the same epoch, and a
+//! batch may itself wrap. Sequences are therefore compared modulo 2^31
+//! (serial-number arithmetic, RFC 1982): a batch starting up to
+//! [`SEQUENCE_WINDOW`] records before the next expected one is a retry (a
+//! duplicate or an overlap), anything else that is not the next one a gap.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +30,23 @@ use serde::{Deserialize, Serialize};
 
 /// Batches remembered per producer for answering retries (as Kafka's 5).
 pub const RECENT_BATCHES: usize = 5;
+/// Sequences live modulo 2^31: the record after `i32::MAX` is 0.
+const SEQUENCE_MODULUS: i64 = 1 << 31;
+/// How far before the next expected sequence a batch may start and still be
+/// read as a retry of stored records rather than a gap: half the sequence
+/// space, so that "behind" and "ahead" can never be confused (RFC 1982).
+pub const SEQUENCE_WINDOW: i64 = SEQUENCE_MODULUS / 2;
+
+/// The sequence `n` records after `seq`, wrapping past `i32::MAX` to 0.
+pub fn sequence_after(seq: i32, n: i64) -> i32 {
+    let next = (i64::from(seq) + n).rem_euclid(SEQUENCE_MODULUS);
+    i32::try_from(next).unwrap_or(0)
+}
+
+/// How many records `to` lies after `from`, modulo 2^31 (0 to 2^31 - 1).
+fn sequence_distance(from: i32, to: i32) -> i64 {
+    (i64::from(to) - i64::from(from)).rem_euclid(SEQUENCE_MODULUS)
+}
 const SNAPSHOT_VERSION: u32 = 1;
 
 /// Offsets and sequences of one stored batch.
@@ -83,7 +108,7 @@ impl ProducerEntry {
         if count <= 0 {
             return;
         }
-        let last_seq = base_seq.saturating_add(count - 1);
+        let last_seq = sequence_after(base_seq, i64::from(count) - 1);
         let meta = BatchMeta {
             first_seq: base_seq,
             last_seq,
@@ -120,31 +145,40 @@ pub fn classify(entry: Option<&ProducerEntry>, epoch: i16, base_seq: i32, count:
             SequenceCheck::Gap { expected_seq: 0, epoch }
         };
     }
-    let last_in_batch = i64::from(base_seq) + i64::from(count) - 1;
-    let last_stored = i64::from(p.last_seq);
-    if i64::from(base_seq) == last_stored + 1 {
-        SequenceCheck::Append
-    } else if last_in_batch <= last_stored {
+    // `last_seq` is -1 only for an entry with nothing stored yet: then 0 is next.
+    let expected = if p.last_seq < 0 {
+        0
+    } else {
+        sequence_after(p.last_seq, 1)
+    };
+    if base_seq == expected {
+        return SequenceCheck::Append;
+    }
+    // Records between the batch's first and the next expected one: those
+    // of the batch that are stored already, if it starts behind.
+    let behind = sequence_distance(base_seq, expected);
+    if base_seq < 0 || behind > SEQUENCE_WINDOW {
+        return SequenceCheck::Gap {
+            expected_seq: expected,
+            epoch: p.epoch,
+        };
+    }
+    if behind >= i64::from(count) {
+        let last_in_batch = sequence_after(base_seq, i64::from(count) - 1);
         let known = p
             .recent
             .iter()
-            .find(|b| b.first_seq == base_seq && i64::from(b.last_seq) == last_in_batch)
+            .find(|b| b.first_seq == base_seq && b.last_seq == last_in_batch)
             .copied();
         SequenceCheck::Duplicate {
             known,
             last_seq: p.last_seq,
             epoch: p.epoch,
         }
-    } else if i64::from(base_seq) <= last_stored {
-        let stored = i32::try_from(last_stored - i64::from(base_seq) + 1).unwrap_or(i32::MAX);
-        SequenceCheck::Overlap {
-            stored,
-            last_seq: p.last_seq,
-            epoch: p.epoch,
-        }
     } else {
-        SequenceCheck::Gap {
-            expected_seq: p.last_seq.saturating_add(1),
+        SequenceCheck::Overlap {
+            stored: i32::try_from(behind).unwrap_or(i32::MAX),
+            last_seq: p.last_seq,
             epoch: p.epoch,
         }
     }
@@ -343,6 +377,64 @@ mod tests {
         s.update(7, 1, 0, 1, 200, 2);
         assert_eq!(s.check(7, 0, 10, 1), SequenceCheck::Fenced { current_epoch: 1 });
         assert_eq!(s.get(7).unwrap().logical_last_seq(), 1 << 31);
+    }
+
+    /// Issue 28: Kafka wraps a producer's sequence from 2^31 - 1 to 0 in
+    /// the same epoch; the batch after the wrap is the next one, not a
+    /// duplicate of the first batch ever sent.
+    #[test]
+    fn issue_28_sequences_wrap_past_i32_max() {
+        let mut s = ProducerState::new();
+        s.update(7, 0, i32::MAX - 2, 3, 100, 1);
+        assert_eq!(s.get(7).unwrap().last_seq, i32::MAX);
+        assert_eq!(
+            s.check(7, 0, 0, 4),
+            SequenceCheck::Append,
+            "the sequence after 2^31-1 is 0"
+        );
+        assert!(matches!(
+            s.check(7, 0, i32::MAX - 2, 3),
+            SequenceCheck::Duplicate {
+                known: Some(BatchMeta { base_offset: 100, .. }),
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.check(7, 0, 1, 1),
+            SequenceCheck::Gap { expected_seq: 0, .. }
+        ));
+        // A batch that itself wraps: 2^31-1, 0, 1.
+        let mut w = ProducerState::new();
+        w.update(8, 0, i32::MAX - 5, 5, 0, 1);
+        assert_eq!(w.check(8, 0, i32::MAX, 3), SequenceCheck::Append);
+        w.update(8, 0, i32::MAX, 3, 5, 2);
+        let e = w.get(8).unwrap();
+        assert_eq!(e.last_seq, 1, "2^31-1, 0, 1");
+        assert_eq!(e.last_offset, 7);
+        assert_eq!(w.check(8, 0, 2, 1), SequenceCheck::Append);
+        assert!(matches!(
+            w.check(8, 0, i32::MAX, 3),
+            SequenceCheck::Duplicate {
+                known: Some(BatchMeta { base_offset: 5, .. }),
+                ..
+            }
+        ));
+        // A retry that overlaps the wrap: 2^31-2, 2^31-1, 0, 1 are stored, 2 is new.
+        assert_eq!(
+            w.check(8, 0, i32::MAX - 1, 5),
+            SequenceCheck::Overlap {
+                stored: 4,
+                last_seq: 1,
+                epoch: 0
+            }
+        );
+        // Far behind (more than half the sequence space) is a gap, not a retry.
+        assert!(matches!(
+            w.check(8, 0, 1 << 30, 1),
+            SequenceCheck::Gap { expected_seq: 2, .. }
+        ));
+        assert_eq!(sequence_after(i32::MAX, 1), 0);
+        assert_eq!(sequence_after(i32::MAX - 1, 3), 1);
     }
 
     #[test]

@@ -165,35 +165,126 @@ pub fn read_config(path: &Path) -> Result<SourceText, ConfigError> {
     })
 }
 
+/// Most unknown keys one load names (each costs a parse of the file).
+const MAX_UNKNOWN_KEYS: usize = 32;
+
+/// One failed deserialization: where, which key, what.
+struct Failure {
+    span: Option<Range<usize>>,
+    key: String,
+    message: String,
+    /// toml's own syntax error (nothing was deserialized).
+    syntax: bool,
+}
+
+fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| Failure {
+        span: e.span(),
+        key: String::new(),
+        message: e.message().trim().to_owned(),
+        syntax: true,
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let inner = e.inner();
+        Failure {
+            span: inner.span(),
+            key: clean_key_path(&e.path().to_string()),
+            message: inner.message().trim().to_owned(),
+            syntax: false,
+        }
+    })
+}
+
+/// The bytes of the entry (key through value) whose key starts at `offset`.
+fn entry_at(table: &toml::de::DeTable<'_>, offset: usize) -> Option<Range<usize>> {
+    for (key, value) in table.iter() {
+        if key.span().start == offset {
+            return Some(key.span().start..value.span().end.max(key.span().end));
+        }
+        if let Some(found) = value_entry_at(value.get_ref(), offset) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn value_entry_at(value: &toml::de::DeValue<'_>, offset: usize) -> Option<Range<usize>> {
+    match value {
+        toml::de::DeValue::Table(t) => entry_at(t, offset),
+        toml::de::DeValue::Array(a) => a.iter().find_map(|v| value_entry_at(v.get_ref(), offset)),
+        _ => None,
+    }
+}
+
 /// Deserializes `source` as TOML, naming line, column and key path on error.
 ///
+/// serde stops at the first unknown key; so that a file with several is
+/// fixed in one go (what `validate` promises), each unknown key found is
+/// blanked out of a copy of the text and the copy read again, naming the
+/// next problem, until one that is not an unknown key (or none) is left.
+///
 /// # Errors
-/// [`ConfigError::Invalid`] with one problem: toml stops at the first.
+/// [`ConfigError::Invalid`]: every unknown key, then at most one other problem.
 pub fn parse_toml<T: DeserializeOwned>(source: &SourceText) -> Result<T, ConfigError> {
-    let fail = |span: Option<Range<usize>>, key: String, message: String| {
-        let (line, column) = match span {
+    let first = match deserialize(&source.text) {
+        Ok(value) => return Ok(value),
+        Err(f) => f,
+    };
+    let problem = |f: &Failure| {
+        let (line, column) = match &f.span {
             Some(span) => {
                 let (l, c) = source.line_col(span.start);
                 (Some(l), Some(c))
             }
             None => (None, None),
         };
-        ConfigError::Invalid {
-            path: source.path.clone(),
-            problems: vec![Problem {
-                line,
-                column,
-                key,
-                message,
-            }],
+        Problem {
+            line,
+            column,
+            key: f.key.clone(),
+            message: f.message.clone(),
         }
     };
-    let deserializer = toml::Deserializer::parse(&source.text)
-        .map_err(|e| fail(e.span(), String::new(), e.message().trim().to_owned()))?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = clean_key_path(&e.path().to_string());
-        let inner = e.inner();
-        fail(inner.span(), key, inner.message().trim().to_owned())
+    let mut problems = vec![problem(&first)];
+    let mut text = source.text.clone();
+    let mut last = first;
+    for _ in 0..MAX_UNKNOWN_KEYS {
+        if last.syntax || !last.message.starts_with("unknown field") {
+            break;
+        }
+        let Some(start) = last.span.as_ref().map(|s| s.start) else {
+            break;
+        };
+        let entry = match toml::de::DeTable::parse(&text) {
+            Ok(table) => entry_at(table.get_ref(), start),
+            Err(_) => None,
+        };
+        let Some(entry) = entry else { break };
+        // Spaces, byte for byte, keep every other byte where it was (the
+        // places named); the entry starts and ends at char boundaries.
+        let mut bytes = text.into_bytes();
+        for b in bytes.get_mut(entry).unwrap_or_default() {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+        let Ok(blanked) = String::from_utf8(bytes) else { break };
+        text = blanked;
+        match deserialize::<T>(&text) {
+            Ok(_) => break,
+            // A blanking that broke the syntax would name a problem the
+            // file does not have, and the same problem again is no
+            // progress: stop at what was found.
+            Err(f) if f.syntax || (f.key == last.key && f.message == last.message) => break,
+            Err(f) => {
+                problems.push(problem(&f));
+                last = f;
+            }
+        }
+    }
+    Err(ConfigError::Invalid {
+        path: source.path.clone(),
+        problems,
     })
 }
 
@@ -207,4 +298,64 @@ fn clean_key_path(path: &str) -> String {
         .filter(|seg| !seg.starts_with("$__"))
         .collect::<Vec<_>>()
         .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Root {
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+        #[serde(default)]
+        items: Vec<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default)]
+        size: u32,
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        let source = SourceText {
+            path: "x.toml".into(),
+            text: text.to_owned(),
+        };
+        match parse_toml::<Root>(&source) {
+            Ok(r) => panic!("{r:?} was accepted"),
+            Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    /// Issue 28: serde stops at the first unknown key, so `validate`
+    /// named one mistake a run; every unknown key is named now, each at
+    /// its place, then the first other problem.
+    #[test]
+    fn issue_28_every_unknown_key_is_named() {
+        let got = errors(
+            "name = \"a\"\nnmae = [\n  \"\u{fc}\",\n]\n[inner]\nsise = 1\n[[items]]\nsize = 2\n[[items]]\nszie = 3\n",
+        );
+        assert_eq!(got.len(), 3, "{got:#?}");
+        for want in [
+            "x.toml:2:1: nmae: unknown field `nmae`",
+            "x.toml:6:1: inner.sise: unknown field `sise`",
+            "x.toml:10:1: items[1].szie: unknown field `szie`",
+        ] {
+            assert!(got.iter().any(|e| e.starts_with(want)), "{want} not in {got:#?}");
+        }
+        // A misspelt required key: the misspelling, then what is missing.
+        let got = errors("nmae = \"a\"\n");
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].starts_with("x.toml:1:1: nmae: unknown field `nmae`"), "{got:#?}");
+        assert!(got[1].contains("missing field `name`"), "{got:#?}");
+        // A syntax error is one problem, as before.
+        assert_eq!(errors("name = \n").len(), 1);
+    }
 }

@@ -15,6 +15,13 @@ pub enum LabelError {
     Unterminated { pos: usize },
 }
 
+/// Whether `name` is a Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+}
+
 /// Parses `{name="value", ...}` into `(name, value)` pairs, in order.
 /// Names follow Prometheus (`[a-zA-Z_][a-zA-Z0-9_]*`); values are quoted
 /// with `\\`, `\"`, `\n`, `\t` and `\r` escapes. An empty string or `{}`

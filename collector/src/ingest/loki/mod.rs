@@ -74,6 +74,19 @@ pub enum PushError {
     MissingTimestamp { stream: usize, entry: usize },
     #[error("stream {stream} entry {entry}: timestamp {value:?} is not a valid count of nanoseconds since the epoch")]
     BadTimestamp { stream: usize, entry: usize, value: String },
+    #[error(
+        "stream {stream} entry {entry}: timestamp {value} ns is outside what queries can read ({})",
+        crate::ingest::validate::TIMESTAMP_RANGE
+    )]
+    TimestampOutOfRange { stream: usize, entry: usize, value: String },
+    #[error("stream {stream}: error at least one label pair is required per stream")]
+    NoLabels { stream: usize },
+    #[error(
+        "stream {stream}: label name {name:?} is not valid: names are [a-zA-Z_][a-zA-Z0-9_]*, as in Prometheus and Loki"
+    )]
+    LabelName { stream: usize, name: String },
+    #[error("the {header} header is not ASCII: {detail}; a tenant names a topic, which must be ASCII")]
+    Tenant { header: &'static str, detail: String },
     #[error("stream {stream}: topic {topic:?} (from {from}) is not a valid topic name")]
     Topic {
         stream: usize,
@@ -144,12 +157,12 @@ pub fn decode(
         }
         other => return Err(PushError::ContentEncoding(other.to_owned())),
     };
-    match format {
+    let push = match format {
         Format::Json => {
             if body.len() > limit {
                 return Err(PushError::TooLarge { limit });
             }
-            json::decode(body)
+            json::decode(body)?
         }
         Format::Protobuf => {
             // The block format states its length first: check it before
@@ -161,9 +174,33 @@ pub fn decode(
             let raw = snap::raw::Decoder::new()
                 .decompress_vec(body)
                 .map_err(PushError::Snappy)?;
-            proto::decode(&raw)
+            proto::decode(&raw)?
+        }
+    };
+    check_labels(&push)?;
+    Ok(push)
+}
+
+/// Every stream has labels, with valid names, whatever the format: what
+/// the protobuf label syntax enforces, a JSON object does not (`"1abc"`,
+/// `"a-b"`, `""` as names, or `{}`), and such a stream could not be
+/// selected by any query.
+///
+/// # Errors
+/// The first stream without labels or with a bad name.
+pub fn check_labels(push: &Push) -> Result<(), PushError> {
+    for (stream, s) in push.streams.iter().enumerate() {
+        if s.labels.is_empty() {
+            return Err(PushError::NoLabels { stream });
+        }
+        if let Some((name, _)) = s.labels.iter().find(|(name, _)| !labels::is_label_name(name)) {
+            return Err(PushError::LabelName {
+                stream,
+                name: name.clone(),
+            });
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -133,12 +133,14 @@ pub fn to_batches(push: &Push, settings: &LokiSettings, tenant: Option<&str>) ->
         let mut extra = HeaderSet::new();
         let mut metadata_key = String::new();
         for (entry_index, entry) in stream.entries.iter().enumerate() {
-            let ns = entry.timestamp_ns;
-            let ms = i64::try_from(ns.div_euclid(1_000_000)).map_err(|_| PushError::BadTimestamp {
+            // Queries count in i64 nanoseconds: a time outside them would
+            // be stored and never seen again.
+            let ns = i64::try_from(entry.timestamp_ns).map_err(|_| PushError::TimestampOutOfRange {
                 stream: index,
                 entry: entry_index,
-                value: ns.to_string(),
+                value: entry.timestamp_ns.to_string(),
             })?;
+            let ms = ns.div_euclid(1_000_000);
             extra.clear();
             for (name, value) in &entry.metadata {
                 // A client's `logpost.ns_be` would be read as the entry's time.

@@ -295,3 +295,83 @@ fn metadata_named_like_logposts_own_headers_is_refused() {
     .unwrap();
     assert_eq!(records[0].header("logpost.sm.trace.id"), Some(&b"2"[..]));
 }
+
+/// Issue 28: JSON pushes took label names the protobuf syntax refuses,
+/// and streams without labels; neither could be selected by a query.
+#[test]
+fn issue_28_label_names_and_empty_streams_are_refused() {
+    for (stream, name) in [
+        (r#"{"1abc":"x"}"#, Some("1abc")),
+        (r#"{"a-b":"x"}"#, Some("a-b")),
+        (r#"{"":"x"}"#, Some("")),
+        (r#"{"a.b":"x"}"#, Some("a.b")),
+        (r#"{"ok":"x","ü":"y"}"#, Some("ü")),
+        ("{}", None),
+    ] {
+        let json = format!(
+            r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["1","x"]]}},{{"stream":{stream},"values":[["1","x"]]}}]}}"#
+        );
+        let err = decode(Some("application/json"), None, json.as_bytes(), LIMIT).unwrap_err();
+        match name {
+            Some(name) => assert!(
+                matches!(&err, PushError::LabelName { stream: 1, name: n } if n == name),
+                "{stream}: {err}"
+            ),
+            None => assert!(matches!(err, PushError::NoLabels { stream: 1 }), "{stream}: {err}"),
+        }
+    }
+    let req = PushRequest {
+        streams: vec![StreamAdapter {
+            labels: "{}".into(),
+            entries: vec![],
+            hash: 0,
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prost::Message::encode_to_vec(&req))
+        .unwrap();
+    let err = decode(None, None, &body, LIMIT).unwrap_err();
+    assert!(matches!(err, PushError::NoLabels { stream: 0 }), "{err}");
+    assert!(labels::is_label_name("_a1") && labels::is_label_name("A"));
+}
+
+/// Issue 28: times outside i64 nanoseconds (1677 to 2262) were stored by
+/// protobuf pushes and never seen by a query.
+#[test]
+fn issue_28_protobuf_times_past_2262_are_refused() {
+    for (seconds, ok) in [(9_223_372_036, true), (9_223_372_037, false), (-9_223_372_037, false)] {
+        let req = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: r#"{app="far"}"#.into(),
+                entries: vec![EntryAdapter {
+                    timestamp: Some(Timestamp { seconds, nanos: 0 }),
+                    line: b"x".to_vec(),
+                    structured_metadata: vec![],
+                }],
+                hash: 0,
+            }],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&prost::Message::encode_to_vec(&req))
+            .unwrap();
+        let push = decode(None, None, &body, LIMIT).unwrap();
+        match to_batches(&push, &settings(RouteBy::Default), None) {
+            Ok(_) => assert!(ok, "{seconds} s was accepted"),
+            Err(e) => {
+                assert!(!ok, "{seconds}: {e}");
+                assert!(
+                    matches!(
+                        e,
+                        PushError::TimestampOutOfRange {
+                            stream: 0,
+                            entry: 0,
+                            ..
+                        }
+                    ),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("2262-04-11"), "{e}");
+            }
+        }
+    }
+}

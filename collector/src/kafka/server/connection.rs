@@ -11,9 +11,17 @@
 //! Anything malformed (a length prefix that is too short or too large, a
 //! header or body that does not decode, an API we do not implement)
 //! closes this connection only.
+//!
+//! Memory: a frame is read only once its length fits in the listener's
+//! budget (`kafka.max_in_flight_bytes`, all connections together), and
+//! holds it until its response is ready (a produce: its appends are done,
+//! acks=0 too); until then the bytes wait in the kernel's socket buffers.
+//! With at most `max_in_flight` requests per connection, neither many
+//! connections nor a deep pipeline on one can grow memory past it.
 
 use super::Shared;
 use super::handlers::{self, Pending};
+use crate::budget::{BudgetError, ByteBudget, Held};
 use crate::kafka::error::KafkaError;
 use crate::kafka::protocol::wire::{DecodeError, Reader, Writer};
 use crate::kafka::protocol::{ApiKey, RequestHeader, ResponseFrame, api_versions};
@@ -23,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -96,7 +105,11 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     }
 }
 
-async fn read_frame(rd: &mut BufReader<OwnedReadHalf>, max: usize) -> Result<Option<Bytes>, Close> {
+async fn read_frame(
+    rd: &mut BufReader<OwnedReadHalf>,
+    max: usize,
+    budget: &ByteBudget,
+) -> Result<Option<(Bytes, Held)>, Close> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -108,6 +121,13 @@ async fn read_frame(rd: &mut BufReader<OwnedReadHalf>, max: usize) -> Result<Opt
     if !(MIN_FRAME..=max).contains(&len) {
         return Err(Close::BadFrame(len));
     }
+    // Before a byte of the body is read: the wait (bounded by the idle
+    // timeout around this call) leaves the body in the socket's buffers.
+    let held = match budget.take(len as u64, Duration::MAX).await {
+        Ok(h) => h,
+        Err(BudgetError::Closed) => return Err(Close::Shutdown),
+        Err(_) => return Err(Close::BadFrame(len)),
+    };
     let mut buf = BytesMut::with_capacity(len.min(READ_STEP));
     while buf.len() < len {
         let want = len - buf.len();
@@ -121,7 +141,7 @@ async fn read_frame(rd: &mut BufReader<OwnedReadHalf>, max: usize) -> Result<Opt
             return Err(Close::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), held)))
 }
 
 async fn read_loop(
@@ -146,7 +166,8 @@ async fn read_loop(
         }
         // A frame that has started must finish within the idle timeout too:
         // a client stalling mid-frame is dropped.
-        let frame = match tokio::time::timeout(idle, read_frame(&mut rd, shared.config.max_frame_size)).await {
+        let read = read_frame(&mut rd, shared.config.max_frame_size, &shared.budget);
+        let (frame, held) = match tokio::time::timeout(idle, read).await {
             Err(_) => return Close::Idle,
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return Close::Eof,
@@ -188,6 +209,12 @@ async fn read_loop(
                 }
             }
         };
+        // The frame's bytes stay taken until the response is ready.
+        let pending: Pending = Box::pin(async move {
+            let frame = pending.await;
+            drop(held);
+            frame
+        });
         in_flight.fetch_add(1, Ordering::AcqRel);
         if tx.send(pending).await.is_err() {
             return Close::WriterGone;

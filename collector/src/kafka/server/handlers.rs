@@ -397,10 +397,14 @@ async fn handle_produce(shared: &Arc<Shared>, req: ProduceRequest, id: i32, v: i
     if respond_at_all {
         Box::pin(async move { Some(finish.await) })
     } else {
-        // acks=0: no response; the appends complete on the writer threads
-        // whether or not anyone waits, and failures are still logged.
-        tokio::spawn(finish);
-        Box::pin(std::future::ready(None))
+        // acks=0: no response, but the request stays in the connection's
+        // queue until its appends are done (failures are still logged), so
+        // it counts against the requests and bytes in flight: answering
+        // nothing must not let a client pipeline without bound.
+        Box::pin(async move {
+            finish.await;
+            None
+        })
     }
 }
 

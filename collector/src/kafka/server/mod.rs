@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ByteBudget;
 use crate::http::AppState;
 
 /// Server settings, from `[kafka]` and the address actually bound.
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub max_fetch_wait: Duration,
     /// Largest records section a produced batch may inflate to.
     pub max_uncompressed_bytes: usize,
+    /// Request bytes held at once across all connections.
+    pub max_in_flight_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             auto_create_topics: true,
             max_fetch_wait: Duration::from_secs(30),
             max_uncompressed_bytes: 256 << 20,
+            max_in_flight_bytes: 128 << 20,
         }
     }
 }
@@ -76,6 +80,8 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     pub(crate) app: Arc<AppState>,
     pub(crate) config: ServerConfig,
+    /// Request frames held at once, all connections together.
+    pub(crate) budget: ByteBudget,
 }
 
 /// Serves Kafka clients on `listener` until `shutdown` is cancelled, then
@@ -84,7 +90,8 @@ pub(crate) struct Shared {
 /// for sessions to expire and commits to complete.
 pub async fn serve(listener: TcpListener, app: Arc<AppState>, config: ServerConfig, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(config.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
-    let shared = Arc::new(Shared { app, config });
+    let budget = ByteBudget::new(config.max_in_flight_bytes.max(config.max_frame_size as u64), "kafka");
+    let shared = Arc::new(Shared { app, config, budget });
     let mut connections = JoinSet::new();
     loop {
         // Take a permit before accepting, so excess clients queue in the

@@ -72,6 +72,23 @@ pub enum EvalError {
         /// The limit that was hit.
         limit: usize,
     },
+    /// More points (series × steps) than [`EvalOptions::max_points`](crate::query::logql::EvalOptions::max_points)
+    /// in some part of a metric query.
+    #[error(
+        "maximum of points ({limit}) reached for a single query: use a larger step, a shorter range or fewer series (query.max_points)"
+    )]
+    TooManyPoints {
+        /// The limit that was hit.
+        limit: usize,
+    },
+    /// A log query's lines would pass [`EvalOptions::max_result_bytes`](crate::query::logql::EvalOptions::max_result_bytes).
+    #[error(
+        "the result would hold more than {limit} bytes of lines (query.max_result_bytes): lower the limit or narrow the query"
+    )]
+    ResultTooLarge {
+        /// The limit that was hit.
+        limit: usize,
+    },
     /// The time range, step or resolution of the request is unusable.
     #[error("invalid query range: {0}")]
     InvalidRange(String),

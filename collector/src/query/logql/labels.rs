@@ -38,6 +38,12 @@ impl Labels {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// An identity of this very set (a clone shares it until changed), for
+    /// memoizing what is derived from it; see [`Labels::is_same_set`].
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

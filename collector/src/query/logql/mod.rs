@@ -51,6 +51,8 @@
 //!   aggregations, bucketed), `vector` (vector aggregations,
 //!   `label_replace`), `binop` (binary operators, vector matching), `logs`
 //!   (log queries with a bounded heap).
+//! - `limits`: the compile-time budgets of a query ([`Limits`]): regex
+//!   program size and count, the line budget of templates.
 //! - `units`: Prometheus/Go durations and humanized byte sizes.
 //! - `error`: [`ParseError`] and [`EvalError`].
 //!
@@ -118,7 +120,10 @@
 //! - **Limits**: nesting deeper than [`MAX_DEPTH`] or more than
 //!   [`MAX_NODES`] operators is a parse error, and a range of `[0s]` is
 //!   refused; JSON nested deeper than 128 levels is a `JSONParserErr`.
-//!   [`EvalOptions`] bounds series and steps.
+//!   [`Limits`] bound each regex's program, the regexes of a query, and
+//!   the line or labels a template may make (past it: `TemplateFormatErr`,
+//!   line unchanged). [`EvalOptions`] bounds series, steps, points and the
+//!   bytes of a log query's result.
 //! - **Memory**: range aggregations keep one accumulator per series and
 //!   elementary interval (at most `2 × steps` of them), never the entries;
 //!   the exception is `quantile_over_time`, which keeps every sample value
@@ -135,6 +140,7 @@ mod error;
 mod eval;
 mod labels;
 mod lexer;
+mod limits;
 mod parser;
 mod pipeline;
 mod selector;
@@ -147,11 +153,12 @@ pub use ast::{
 pub use error::{EvalError, ParseError};
 pub use eval::{
     Direction, Entry, EntrySource, EvalOptions, Matrix, Sample, Scanned, Series, Stream, StreamEntry, Streams, Value,
-    eval_instant, eval_instant_with, eval_logs, eval_range, eval_range_with,
+    eval_instant, eval_instant_with, eval_logs, eval_logs_with, eval_range, eval_range_with,
 };
 pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};
 pub use lexer::token_spans;
-pub use parser::{MAX_DEPTH, MAX_NODES, parse};
+pub use limits::Limits;
+pub use parser::{MAX_DEPTH, MAX_NODES, parse, parse_with};
 pub use pipeline::{
     CmpOp, Decolorize, DropLabels, IpPattern, JsonParser, KeepLabels, LabelFilter, LabelFormat, LabelFormatKind,
     LineFilter, LineFilterOp, LineFormat, LogfmtParser, MIN_SECTION_LITERAL, PatternParser, Pipeline, RegexpParser,

@@ -62,7 +62,7 @@ impl Matcher {
     pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, regex::Error> {
         let value = value.into();
         let re = match op {
-            MatchOp::Re | MatchOp::Nre => Some(Regex::new(&format!("^(?:{value})$"))?),
+            MatchOp::Re | MatchOp::Nre => Some(crate::query::logql::limits::compile_regex(&format!("^(?:{value})$"))?),
             MatchOp::Eq | MatchOp::Neq => None,
         };
         Ok(Matcher {

@@ -209,13 +209,14 @@ fn newest_records_are_the_newest_of_a_full_scan() {
             &log,
             (start * NS_PER_MS, end * NS_PER_MS),
             limit,
+            usize::MAX,
             64 << 20,
             1,
             |h| {
                 let line = h.record.value.unwrap_or_default();
                 log.pipeline
                     .process(line, &mut h.labels.clone())
-                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .map(|l| (String::from_utf8_lossy(&l).into_owned(), l.len()))
             },
         )
         .unwrap();

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::query::logql::ast::{BinaryExpr, BinaryOp, Cardinality, VectorMatching};
 use crate::query::logql::error::EvalError;
-use crate::query::logql::eval::{Elem, Stepped};
+use crate::query::logql::eval::{Elem, LabelMemo, Stepped};
 use crate::query::logql::labels::Labels;
 
 /// `(value, keep)`: for comparisons the value is the left operand and
@@ -73,12 +73,15 @@ pub(super) fn eval(b: &BinaryExpr, lhs: Stepped, rhs: Stepped) -> Result<Stepped
                 .map(|(elems, s)| with_scalar(b, elems, s, true))
                 .collect(),
         ),
-        (Stepped::Vector(l), Stepped::Vector(r)) => Stepped::Vector(
-            l.into_iter()
-                .zip(r)
-                .map(|(le, re)| vector_vector(b, le, re))
-                .collect::<Result<_, _>>()?,
-        ),
+        (Stepped::Vector(l), Stepped::Vector(r)) => {
+            let mut signatures = LabelMemo::default();
+            Stepped::Vector(
+                l.into_iter()
+                    .zip(r)
+                    .map(|(le, re)| vector_vector(b, le, re, &mut signatures))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
     })
 }
 
@@ -96,36 +99,41 @@ fn with_scalar(b: &BinaryExpr, elems: Vec<Elem>, s: f64, scalar_left: bool) -> V
         .collect()
 }
 
-/// The labels two series are matched on.
-fn signature(labels: &Labels, m: &VectorMatching) -> Labels {
-    if m.on {
-        labels.keep_only(&m.labels)
-    } else {
-        labels.without(&m.labels)
-    }
+/// The labels two series are matched on, derived once per series (`memo`).
+fn signature(labels: &Labels, m: &VectorMatching, memo: &mut LabelMemo) -> Labels {
+    memo.get(labels, |labels| {
+        if m.on {
+            labels.keep_only(&m.labels)
+        } else {
+            labels.without(&m.labels)
+        }
+    })
 }
 
-fn vector_vector(b: &BinaryExpr, lhs: Vec<Elem>, rhs: Vec<Elem>) -> Result<Vec<Elem>, EvalError> {
+fn vector_vector(b: &BinaryExpr, lhs: Vec<Elem>, rhs: Vec<Elem>, memo: &mut LabelMemo) -> Result<Vec<Elem>, EvalError> {
     let m = &b.matching;
     match b.op {
         BinaryOp::And | BinaryOp::Unless => {
-            let right: HashSet<Labels> = rhs.iter().map(|e| signature(&e.labels, m)).collect();
+            let right: HashSet<Labels> = rhs.iter().map(|e| signature(&e.labels, m, memo)).collect();
             let want = b.op == BinaryOp::And;
             Ok(lhs
                 .into_iter()
-                .filter(|e| right.contains(&signature(&e.labels, m)) == want)
+                .filter(|e| right.contains(&signature(&e.labels, m, memo)) == want)
                 .collect())
         }
         BinaryOp::Or => {
-            let left: HashSet<Labels> = lhs.iter().map(|e| signature(&e.labels, m)).collect();
+            let left: HashSet<Labels> = lhs.iter().map(|e| signature(&e.labels, m, memo)).collect();
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|e| !left.contains(&signature(&e.labels, m))));
+            out.extend(
+                rhs.into_iter()
+                    .filter(|e| !left.contains(&signature(&e.labels, m, memo))),
+            );
             Ok(out)
         }
         _ => match m.card {
-            Cardinality::OneToOne => one_to_one(b, lhs, rhs),
-            Cardinality::ManyToOne => many_to_one(b, lhs, rhs, false),
-            Cardinality::OneToMany => many_to_one(b, rhs, lhs, true),
+            Cardinality::OneToOne => one_to_one(b, lhs, rhs, memo),
+            Cardinality::ManyToOne => many_to_one(b, lhs, rhs, false, memo),
+            Cardinality::OneToMany => many_to_one(b, rhs, lhs, true, memo),
         },
     }
 }
@@ -135,10 +143,11 @@ fn index_one_side<'e>(
     elems: &'e [Elem],
     m: &VectorMatching,
     side: &str,
+    memo: &mut LabelMemo,
 ) -> Result<HashMap<Labels, &'e Elem>, EvalError> {
     let mut index: HashMap<Labels, &Elem> = HashMap::new();
     for e in elems {
-        let sig = signature(&e.labels, m);
+        let sig = signature(&e.labels, m, memo);
         if let Some(prev) = index.insert(sig.clone(), e) {
             return Err(EvalError::Matching(format!(
                 "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -149,25 +158,22 @@ fn index_one_side<'e>(
     Ok(index)
 }
 
-fn one_to_one(b: &BinaryExpr, lhs: Vec<Elem>, rhs: Vec<Elem>) -> Result<Vec<Elem>, EvalError> {
+fn one_to_one(b: &BinaryExpr, lhs: Vec<Elem>, rhs: Vec<Elem>, memo: &mut LabelMemo) -> Result<Vec<Elem>, EvalError> {
     let m = &b.matching;
-    let right = index_one_side(&rhs, m, "right")?;
+    let right = index_one_side(&rhs, m, "right", memo)?;
     let mut matched: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for e in lhs {
-        let sig = signature(&e.labels, m);
+        let sig = signature(&e.labels, m, memo);
         let Some(r) = right.get(&sig) else { continue };
-        if !matched.insert(sig) {
+        if !matched.insert(sig.clone()) {
             return Err(EvalError::Matching(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
             ));
         }
         let (v, keep) = apply(b.op, e.value, r.value);
         if let Some(value) = outcome(b, v, keep, e.value) {
-            out.push(Elem {
-                labels: signature(&e.labels, m),
-                value,
-            });
+            out.push(Elem { labels: sig, value });
         }
     }
     Ok(out)
@@ -176,14 +182,20 @@ fn one_to_one(b: &BinaryExpr, lhs: Vec<Elem>, rhs: Vec<Elem>) -> Result<Vec<Elem
 /// `group_left` (`swapped` false: `many` is the left side) or
 /// `group_right` (`swapped` true: `many` is the right side). The result
 /// keeps the "many" side's labels plus the `include` labels of the "one" side.
-fn many_to_one(b: &BinaryExpr, many: Vec<Elem>, one: Vec<Elem>, swapped: bool) -> Result<Vec<Elem>, EvalError> {
+fn many_to_one(
+    b: &BinaryExpr,
+    many: Vec<Elem>,
+    one: Vec<Elem>,
+    swapped: bool,
+    memo: &mut LabelMemo,
+) -> Result<Vec<Elem>, EvalError> {
     let m = &b.matching;
     let one_side = if swapped { "left" } else { "right" };
-    let index = index_one_side(&one, m, one_side)?;
+    let index = index_one_side(&one, m, one_side, memo)?;
     let mut seen: HashSet<Labels> = HashSet::new();
     let mut out = Vec::new();
     for e in many {
-        let Some(o) = index.get(&signature(&e.labels, m)) else {
+        let Some(o) = index.get(&signature(&e.labels, m, memo)) else {
             continue;
         };
         let (x, y) = if swapped {

@@ -5,7 +5,9 @@
 //! Why a module of its own: a source may return entries in any order, so
 //! the only way to honour `limit` with bounded memory is a heap of at most
 //! `limit` candidates. An entry that could not beat the worst candidate is
-//! rejected before its pipeline runs, so a full heap also saves CPU.
+//! rejected before its pipeline runs, so a full heap also saves CPU. The
+//! candidates' lines may hold at most `max_result_bytes` at any moment
+//! (`limit` long lines would otherwise be held whatever their size).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -13,7 +15,7 @@ use std::ops::ControlFlow;
 
 use crate::query::logql::ast::LogExpr;
 use crate::query::logql::error::EvalError;
-use crate::query::logql::eval::{Entry, EntrySource, Scanned};
+use crate::query::logql::eval::{Entry, EntrySource, EvalOptions, Scanned};
 use crate::query::logql::labels::{EXTRACTED_SUFFIX, Labels};
 
 /// Which end of the time range a log query returns.
@@ -120,7 +122,8 @@ impl Ord for Candidate {
     }
 }
 
-/// Runs a log query, returning at most `limit` entries.
+/// Runs a log query, returning at most `limit` entries, under the default
+/// [`EvalOptions`].
 ///
 /// # Errors
 /// An empty or inverted time range, or a source error.
@@ -132,6 +135,23 @@ pub fn eval_logs(
     direction: Direction,
     src: &mut dyn EntrySource,
 ) -> Result<Streams, EvalError> {
+    eval_logs_with(expr, start_ns, end_ns, limit, direction, src, &EvalOptions::default())
+}
+
+/// [`eval_logs`] with explicit limits.
+///
+/// # Errors
+/// As [`eval_logs`]; [`EvalError::ResultTooLarge`] when the lines kept
+/// pass `opts.max_result_bytes`.
+pub fn eval_logs_with(
+    expr: &LogExpr,
+    start_ns: i64,
+    end_ns: i64,
+    limit: usize,
+    direction: Direction,
+    src: &mut dyn EntrySource,
+    opts: &EvalOptions,
+) -> Result<Streams, EvalError> {
     if end_ns < start_ns {
         return Err(EvalError::InvalidRange("end is before start".into()));
     }
@@ -141,7 +161,11 @@ pub fn eval_logs(
     // A min-heap of the best `limit` candidates: its top is the worst kept.
     let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(limit.min(4096));
     let mut seq: u64 = 0;
-    let consider = |heap: &mut BinaryHeap<Reverse<Candidate>>, seq: &mut u64, entry: Entry<'_>| {
+    // Bytes of the kept candidates' lines; past the budget, the query fails.
+    let mut kept_bytes: usize = 0;
+    let mut too_large = false;
+    let max_bytes = opts.max_result_bytes;
+    let mut consider = |heap: &mut BinaryHeap<Reverse<Candidate>>, seq: &mut u64, entry: Entry<'_>| {
         *seq += 1;
         let seq = *seq;
         let ts = entry.timestamp_ns;
@@ -163,6 +187,18 @@ pub fn eval_logs(
         else {
             return ControlFlow::Continue(());
         };
+        kept_bytes = kept_bytes.saturating_add(line.len());
+        if kept_bytes > max_bytes && heap.len() + 1 > limit {
+            // Full: the one about to go may make room.
+            if let Some(Reverse(worst)) = heap.peek() {
+                kept_bytes = kept_bytes.saturating_sub(worst.line.len());
+                heap.pop();
+            }
+        }
+        if kept_bytes > max_bytes {
+            too_large = true;
+            return ControlFlow::Break(());
+        }
         let line = match line {
             std::borrow::Cow::Owned(v) => v,
             std::borrow::Cow::Borrowed(b) => b.to_vec(),
@@ -175,8 +211,10 @@ pub fn eval_logs(
             stream,
             metadata: entry.metadata,
         }));
-        if heap.len() > limit {
-            heap.pop();
+        if heap.len() > limit
+            && let Some(Reverse(worst)) = heap.pop()
+        {
+            kept_bytes = kept_bytes.saturating_sub(worst.line.len());
         }
         ControlFlow::Continue(())
     };
@@ -196,6 +234,9 @@ pub fn eval_logs(
                 }
             }
         })?,
+    }
+    if too_large {
+        return Err(EvalError::ResultTooLarge { limit: max_bytes });
     }
     let mut kept: Vec<Candidate> = heap.into_iter().map(|Reverse(c)| c).collect();
     kept.sort_by_key(|c| Reverse(c.rank));

@@ -20,7 +20,7 @@ mod vector;
 
 use std::ops::ControlFlow;
 
-pub use logs::{Direction, Stream, StreamEntry, Streams, eval_logs};
+pub use logs::{Direction, Stream, StreamEntry, Streams, eval_logs, eval_logs_with};
 
 use crate::query::logql::ast::{LogExpr, MetricExpr};
 use crate::query::logql::error::EvalError;
@@ -138,13 +138,46 @@ pub struct EvalOptions {
     /// Most steps in a range query, Loki's 11,000-point limit, which bounds
     /// the per-series memory.
     pub max_steps: usize,
+    /// Most points (series × steps) a range aggregation may produce: what
+    /// a metric query's memory grows with.
+    pub max_points: usize,
+    /// Most bytes of lines a log query may keep for its answer.
+    pub max_result_bytes: usize,
 }
 
 impl Default for EvalOptions {
+    /// The collector's `[query]` defaults (Loki's for series and steps).
     fn default() -> Self {
         EvalOptions {
-            max_series: 500_000,
+            max_series: 500,
             max_steps: 11_000,
+            max_points: 1_000_000,
+            max_result_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Label sets derived from others (grouping keys, match signatures,
+/// `label_replace` results), computed once per input set: a series present
+/// at every step is one set shared by all its points, where deriving it
+/// per step allocated a map per point (about 900 bytes a point).
+#[derive(Default)]
+pub(crate) struct LabelMemo {
+    /// By the input set's identity; the input is kept so that its address
+    /// cannot be reused by another set while the memo lives.
+    derived: std::collections::HashMap<usize, (Labels, Labels)>,
+}
+
+impl LabelMemo {
+    /// `derive(input)`, computed the first time `input` (this very set) is seen.
+    pub(crate) fn get(&mut self, input: &Labels, derive: impl FnOnce(&Labels) -> Labels) -> Labels {
+        match self.derived.entry(input.identity()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().1.clone(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let out = derive(input);
+                v.insert((input.clone(), out.clone()));
+                out
+            }
         }
     }
 }

@@ -222,7 +222,7 @@ pub(super) fn eval(
     Ok(if agg.op == RangeOp::Absent {
         absent(agg, &iv, &buckets)
     } else {
-        emit(agg, &iv, &buckets)
+        emit(agg, &iv, &buckets, opts.max_points)?
     })
 }
 
@@ -332,8 +332,19 @@ fn collect(
     Ok(sorted)
 }
 
-/// The per-step vectors: each window's value for every series with samples in it.
-fn emit(agg: &RangeAggregation, iv: &Intervals, buckets: &Buckets) -> Vec<Vec<Elem>> {
+/// The per-step vectors: each window's value for every series with samples
+/// in it; at most `max_points` of them in all (each costs memory here and
+/// in every node above).
+///
+/// # Errors
+/// [`EvalError::TooManyPoints`], found before the points past it are made.
+fn emit(
+    agg: &RangeAggregation,
+    iv: &Intervals,
+    buckets: &Buckets,
+    max_points: usize,
+) -> Result<Vec<Vec<Elem>>, EvalError> {
+    let mut points: usize = 0;
     let range_secs = ns_to_secs(agg.range.range_ns);
     let param = agg.param.unwrap_or(0.0);
     let unwrapped = agg.range.unwrap.is_some();
@@ -376,6 +387,10 @@ fn emit(agg: &RangeAggregation, iv: &Intervals, buckets: &Buckets) -> Vec<Vec<El
                 };
                 acc.value(agg.op, unwrapped, range_secs, param)
             };
+            points += 1;
+            if points > max_points {
+                return Err(EvalError::TooManyPoints { limit: max_points });
+            }
             if let Some(v) = out.get_mut(step) {
                 v.push(Elem {
                     labels: labels.clone(),
@@ -384,7 +399,7 @@ fn emit(agg: &RangeAggregation, iv: &Intervals, buckets: &Buckets) -> Vec<Vec<El
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The merged accumulator of intervals `lo..hi`, if any holds samples.

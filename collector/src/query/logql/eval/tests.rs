@@ -599,3 +599,66 @@ fn step_larger_than_range_skips_gaps() {
 
 mod logs;
 mod metadata;
+
+/// Issue 28: points (series × steps) and the bytes of a log result are
+/// budgets, each refused with its key named before it is spent.
+#[test]
+fn issue_28_points_and_result_bytes_are_budgets() {
+    let mut src = MemSource::new();
+    for i in 0..10 {
+        src.push(S, &[("topic", "web"), ("id", &i.to_string())], "x");
+    }
+    let m = metric(r#"sum by (id) (count_over_time({topic="web"}[1h]))"#);
+    let opts = EvalOptions {
+        max_points: 1000,
+        ..EvalOptions::default()
+    };
+    // 10 series × 101 steps = 1010 points.
+    let err = eval_range_with(&m, S, 101 * S, S, &mut src, &opts).unwrap_err();
+    assert!(matches!(err, EvalError::TooManyPoints { limit: 1000 }), "{err}");
+    assert!(err.to_string().contains("query.max_points"), "{err}");
+    let ok = eval_range_with(&m, S, 99 * S, S, &mut src, &opts).unwrap();
+    assert_eq!(ok.len(), 10);
+    assert!(ok.iter().all(|s| s.points.len() == 99));
+    // Every point of a series shares its one label set.
+    assert!(ok.iter().all(|s| s.labels.len() == 1));
+
+    let log = log_expr(r#"{topic="web"}"#);
+    let mut src = MemSource::new();
+    for i in 0..10 {
+        src.push(i * S, &[("topic", "web")], &"y".repeat(1000));
+    }
+    let opts = EvalOptions {
+        max_result_bytes: 5000,
+        ..EvalOptions::default()
+    };
+    let err = eval_logs_with(&log, 0, 100 * S, 100, Direction::Backward, &mut src, &opts).unwrap_err();
+    assert!(matches!(err, EvalError::ResultTooLarge { limit: 5000 }), "{err}");
+    assert!(err.to_string().contains("query.max_result_bytes"), "{err}");
+    // Five lines fit; the newest five, as without the budget.
+    let got = eval_logs_with(&log, 0, 100 * S, 5, Direction::Backward, &mut src, &opts).unwrap();
+    let ts: Vec<i64> = got[0].entries.iter().map(|e| e.timestamp_ns / S).collect();
+    assert_eq!(ts, [9, 8, 7, 6, 5]);
+}
+
+/// Issue 28: a grouping key is made once per series, not once per point.
+#[test]
+fn issue_28_group_keys_are_shared_across_steps() {
+    let mut src = MemSource::new();
+    src.push(S, &[("topic", "web"), ("id", "1"), ("x", "a")], "x");
+    let m = metric(r#"sum by (id) (count_over_time({topic="web"}[1h]))"#);
+    let out = eval_range(&m, S, 50 * S, S, &mut src).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].points.len(), 50);
+    let mut memo = LabelMemo::default();
+    let input: Labels = [("id", "1"), ("x", "a")].into_iter().collect();
+    let calls = std::cell::Cell::new(0);
+    let derive = |l: &Labels| {
+        calls.set(calls.get() + 1);
+        l.keep_only(&["id".to_owned()])
+    };
+    let a = memo.get(&input, derive);
+    let b = memo.get(&input.clone(), derive);
+    assert_eq!(calls.get(), 1, "derived once");
+    assert!(a.is_same_set(&b));
+}

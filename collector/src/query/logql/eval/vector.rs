@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::query::logql::ast::{Grouping, LabelReplace, VectorAggregation, VectorOp};
 use crate::query::logql::error::EvalError;
-use crate::query::logql::eval::{Elem, Stepped};
+use crate::query::logql::eval::{Elem, LabelMemo, Stepped};
 use crate::query::logql::labels::Labels;
 
 /// The grouping key of a series: `by` keeps, `without` removes, no
@@ -33,9 +33,10 @@ fn steps_of(inner: Stepped) -> Vec<Vec<Elem>> {
 
 /// Applies `agg` at every step.
 pub(super) fn aggregate(agg: &VectorAggregation, inner: Stepped) -> Vec<Vec<Elem>> {
+    let mut keys = LabelMemo::default();
     steps_of(inner)
         .into_iter()
-        .map(|elems| aggregate_step(agg, elems))
+        .map(|elems| aggregate_step(agg, elems, &mut keys))
         .collect()
 }
 
@@ -49,7 +50,7 @@ struct Group {
     m2: f64,
 }
 
-fn aggregate_step(agg: &VectorAggregation, mut elems: Vec<Elem>) -> Vec<Elem> {
+fn aggregate_step(agg: &VectorAggregation, mut elems: Vec<Elem>, keys: &mut LabelMemo) -> Vec<Elem> {
     let grouping = agg.grouping.as_ref();
     match agg.op {
         VectorOp::Sort => {
@@ -60,12 +61,13 @@ fn aggregate_step(agg: &VectorAggregation, mut elems: Vec<Elem>) -> Vec<Elem> {
             elems.sort_by(|a, b| nan_last(a.value, b.value, true));
             elems
         }
-        VectorOp::Topk | VectorOp::Bottomk => top_k(agg, elems),
+        VectorOp::Topk | VectorOp::Bottomk => top_k(agg, elems, keys),
         _ => {
             let mut groups: BTreeMap<Labels, Group> = BTreeMap::new();
             for e in &elems {
                 let v = e.value;
-                let g = groups.entry(group_key(&e.labels, grouping)).or_insert(Group {
+                let key = keys.get(&e.labels, |l| group_key(l, grouping));
+                let g = groups.entry(key).or_insert(Group {
                     count: 0.0,
                     sum: 0.0,
                     min: v,
@@ -107,14 +109,14 @@ fn aggregate_step(agg: &VectorAggregation, mut elems: Vec<Elem>) -> Vec<Elem> {
 
 /// `topk`/`bottomk`: the `k` largest/smallest of each group, full labels
 /// kept, groups in order of first appearance, NaN never preferred.
-fn top_k(agg: &VectorAggregation, elems: Vec<Elem>) -> Vec<Elem> {
+fn top_k(agg: &VectorAggregation, elems: Vec<Elem>, keys: &mut LabelMemo) -> Vec<Elem> {
     let grouping = agg.grouping.as_ref();
     let k = agg.param.unwrap_or(1.0).max(0.0) as usize;
     let desc = agg.op == VectorOp::Topk;
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Elem>> = HashMap::new();
     for e in elems {
-        let key = group_key(&e.labels, grouping);
+        let key = keys.get(&e.labels, |l| group_key(l, grouping));
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
@@ -149,25 +151,30 @@ fn nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
 /// Two series end up with the same labels.
 pub(super) fn label_replace(l: &LabelReplace, inner: Stepped) -> Result<Vec<Vec<Elem>>, EvalError> {
     let mut out = Vec::new();
+    let mut replaced = LabelMemo::default();
     for elems in steps_of(inner) {
         let mut seen = std::collections::HashSet::new();
         let mut step = Vec::with_capacity(elems.len());
         for mut e in elems {
-            let src = e.labels.get(&l.src).unwrap_or("").to_string();
-            // An empty destination names no label: the series stays as it
-            // is (Loki would set a label with an empty name, which
-            // Prometheus' data model has no room for).
-            if !l.dst.is_empty()
-                && let Some(caps) = l.regex.captures(&src)
-            {
-                let mut value = String::new();
-                caps.expand(&l.replacement, &mut value);
-                if value.is_empty() {
-                    e.labels.remove(&l.dst);
-                } else {
-                    e.labels.insert(l.dst.as_str(), value);
+            e.labels = replaced.get(&e.labels, |labels| {
+                let mut labels = labels.clone();
+                let src = labels.get(&l.src).unwrap_or("").to_string();
+                // An empty destination names no label: the series stays as it
+                // is (Loki would set a label with an empty name, which
+                // Prometheus' data model has no room for).
+                if !l.dst.is_empty()
+                    && let Some(caps) = l.regex.captures(&src)
+                {
+                    let mut value = String::new();
+                    caps.expand(&l.replacement, &mut value);
+                    if value.is_empty() {
+                        labels.remove(&l.dst);
+                    } else {
+                        labels.insert(l.dst.as_str(), value);
+                    }
                 }
-            }
+                labels
+            });
             if !seen.insert(e.labels.clone()) {
                 return Err(EvalError::Matching(format!(
                     "vector cannot contain metrics with the same labelset {}",

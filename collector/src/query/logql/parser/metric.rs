@@ -4,8 +4,6 @@
 //! checks Loki makes on them (which functions need `unwrap` or a parameter,
 //! where `by`/`without` is allowed).
 
-use regex::Regex;
-
 use super::{Node, Parser, is_kw, regex_error};
 use crate::query::logql::ast::{
     Conversion, Grouping, LabelReplace, LogExpr, LogRange, MetricExpr, RangeAggregation, RangeOp, Unwrap,
@@ -210,7 +208,8 @@ impl Parser<'_> {
         if !dst.is_empty() && !is_valid_label_name(&dst) {
             return Err(self.error(dst_t.start, format!("invalid destination label name {dst:?}")));
         }
-        let regex = Regex::new(&format!("^(?:{re})$")).map_err(|e| self.error(re_t.start, regex_error(&re, &e)))?;
+        let regex = crate::query::logql::limits::compile_regex(&format!("^(?:{re})$"))
+            .map_err(|e| self.error(re_t.start, regex_error(&re, &e)))?;
         Ok(MetricExpr::LabelReplace(Box::new(LabelReplace {
             inner,
             dst,

@@ -25,6 +25,7 @@ use crate::query::logql::ast::{
 use crate::query::logql::error::ParseError;
 use crate::query::logql::labels::is_valid_label_name;
 use crate::query::logql::lexer::{Lexer, Tok, Token, topic_end};
+use crate::query::logql::limits::Limits;
 
 /// Deepest nesting (parentheses, aggregations, label-filter groups)
 /// accepted. Real queries nest a handful of levels; the bound keeps the
@@ -35,13 +36,23 @@ pub const MAX_DEPTH: usize = 32;
 /// recursively afterwards, so their length is bounded too.
 pub const MAX_NODES: usize = 500;
 
-/// Parses and compiles a LogQL query.
+/// Parses and compiles a LogQL query under the default [`Limits`].
 ///
 /// # Errors
 /// A [`ParseError`] with the position and a description of the first
 /// problem: a syntax error, a bad regex, template or pattern, or a query
 /// Loki would refuse (e.g. a selector that matches every stream).
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
+    parse_with(input, &Limits::default())
+}
+
+/// Parses and compiles a LogQL query: its regexes within `limits`' size
+/// and count, its templates bounded by its line budget.
+///
+/// # Errors
+/// As [`parse`]; also a regex past `limits`.
+pub fn parse_with(input: &str, limits: &Limits) -> Result<Expr, ParseError> {
+    let _scope = crate::query::logql::limits::Scope::enter(*limits);
     let mut p = Parser::new(input);
     let node = p.expr(0)?;
     let t = p.peek()?;
@@ -71,7 +82,7 @@ pub(crate) fn regex_error(source: &str, e: &regex::Error) -> String {
             .unwrap_or(s)
             .to_string(),
         regex::Error::CompiledTooBig(limit) => {
-            format!("compiled regex exceeds the size limit of {limit} bytes")
+            format!("compiled regex exceeds the size limit of {limit} bytes (query.max_regex_bytes)")
         }
         other => other.to_string(),
     };

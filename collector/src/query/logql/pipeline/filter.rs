@@ -134,9 +134,10 @@ impl LineFilter {
                     // `required_literals`.
                     literal(v).map_err(|e| (i, e))?
                 }
-                LineFilterOp::Regex | LineFilterOp::NotRegex => {
-                    Alternative::Regex(Regex::new(v).map_err(|e| (i, crate::query::logql::parser::regex_error(v, &e)))?)
-                }
+                LineFilterOp::Regex | LineFilterOp::NotRegex => Alternative::Regex(
+                    crate::query::logql::limits::compile_bytes_regex(v)
+                        .map_err(|e| (i, crate::query::logql::parser::regex_error(v, &e)))?,
+                ),
                 LineFilterOp::Pattern | LineFilterOp::NotPattern => {
                     Alternative::Pattern(PatternFilter::new(v).map_err(|e| (i, e))?)
                 }

@@ -3,7 +3,8 @@
 //!
 //! Why a module of its own: these stages share Loki's rules for templates
 //! at run time (a template that fails to render marks the line with
-//! `__error__="TemplateFormatErr"` and leaves it unchanged) and for label
+//! `__error__="TemplateFormatErr"` and leaves it unchanged; so does one
+//! whose line, or labels, would pass `query.max_line_bytes`) and for label
 //! sets (`keep` never removes the error labels, so errors stay visible).
 
 use regex::bytes::Regex;
@@ -75,7 +76,14 @@ impl LabelFormat {
                 }
                 LabelFormatKind::Template(t) => {
                     let data = snapshot.get_or_insert_with(|| labels.clone());
-                    match t.render(data, line) {
+                    // The labels, with the new value, stay within the line
+                    // budget: otherwise each assignment could add that much.
+                    let others: usize = labels
+                        .iter()
+                        .filter(|(k, _)| *k != dst)
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum();
+                    match t.render_within(data, line, t.max_bytes().saturating_sub(others)) {
                         Ok(v) => labels.insert(dst.as_str(), v),
                         Err(e) => labels.set_error(TEMPLATE_FORMAT_ERR, &e),
                     }

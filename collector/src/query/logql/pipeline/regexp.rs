@@ -25,7 +25,8 @@ impl RegexpParser {
     /// The regex is invalid, has no named group, or a group name is not a
     /// valid label name.
     pub(crate) fn new(source: &str) -> Result<Self, String> {
-        let re = Regex::new(source).map_err(|e| crate::query::logql::parser::regex_error(source, &e))?;
+        let re = crate::query::logql::limits::compile_bytes_regex(source)
+            .map_err(|e| crate::query::logql::parser::regex_error(source, &e))?;
         let mut names = Vec::new();
         for (i, name) in re.capture_names().enumerate() {
             if let Some(name) = name {

@@ -13,6 +13,12 @@
 //! `trimPrefix p s` and `trimSuffix p s`, `Replace s old new n`, sprig's
 //! `replace old new s`, `default fallback value`, `trunc n s`, `__line__`.
 //! A missing label renders as the empty string (Loki uses `missingkey=zero`).
+//!
+//! Output is bounded: a template renders at most the line budget in force
+//! when it was parsed (`query.max_line_bytes`, see `limits`), checked
+//! before each piece is added and before a `Replace` grows its text, so a
+//! template that would make more fails (`TemplateFormatErr`) having made
+//! at most that much.
 
 use crate::query::logql::labels::Labels;
 
@@ -83,6 +89,22 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Most bytes one rendering may make.
+    max_bytes: usize,
+}
+
+/// The error of a rendering that would pass `max` bytes.
+fn too_long(max: usize) -> String {
+    format!("output exceeds {max} bytes (query.max_line_bytes)")
+}
+
+/// Appends `piece` unless `out` would pass `max` bytes.
+fn push_within(out: &mut String, piece: &str, max: usize) -> Result<(), String> {
+    if out.len().saturating_add(piece.len()) > max {
+        return Err(too_long(max));
+    }
+    out.push_str(piece);
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,24 +162,42 @@ impl Template {
         if !text.is_empty() {
             parts.push(Part::Text(text.to_string()));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            parts,
+            max_bytes: crate::query::logql::limits::max_line_bytes(),
+        })
+    }
+
+    /// The most bytes a rendering may make.
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Renders with `labels` as the data and `line` as `__line__`.
     ///
     /// # Errors
-    /// A function got an argument it cannot use (e.g. `trunc "x" .a`).
+    /// A function got an argument it cannot use (e.g. `trunc "x" .a`), or
+    /// the output would pass the line budget.
     pub fn render(&self, labels: &Labels, line: &[u8]) -> Result<String, String> {
+        self.render_within(labels, line, self.max_bytes)
+    }
+
+    /// [`render`](Self::render) making at most `max` bytes.
+    pub(crate) fn render_within(&self, labels: &Labels, line: &[u8], max: usize) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
+                Part::Text(t) => push_within(&mut out, t, max)?,
                 Part::Action(cmds) => {
                     let mut piped: Option<String> = None;
                     for cmd in cmds {
-                        piped = Some(run(cmd, piped.take(), labels, line)?);
+                        let value = run(cmd, piped.take(), labels, line, max)?;
+                        if value.len() > max {
+                            return Err(too_long(max));
+                        }
+                        piped = Some(value);
                     }
-                    out.push_str(piped.as_deref().unwrap_or(""));
+                    push_within(&mut out, piped.as_deref().unwrap_or(""), max)?;
                 }
             }
         }
@@ -307,7 +347,23 @@ fn resolve(op: &Operand, labels: &Labels, line: &[u8]) -> String {
     }
 }
 
-fn run(cmd: &Command, piped: Option<String>, labels: &Labels, line: &[u8]) -> Result<String, String> {
+/// Bytes `s` has once `n` of its matches of `from` (all when `None`) are
+/// replaced by `to`, computed before replacing: a replacement that grows
+/// the text is refused before it allocates.
+fn replaced_len(s: &str, from: &str, to: &str, n: Option<usize>) -> usize {
+    // An empty pattern matches before every char and at the end, as in Go.
+    let matches = if from.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(from).count()
+    };
+    let matches = n.map_or(matches, |n| n.min(matches));
+    s.len()
+        .saturating_sub(matches.saturating_mul(from.len()))
+        .saturating_add(matches.saturating_mul(to.len()))
+}
+
+fn run(cmd: &Command, piped: Option<String>, labels: &Labels, line: &[u8], max: usize) -> Result<String, String> {
     let (func, args) = match cmd {
         Command::Value(op) => return Ok(resolve(op, labels, line)),
         Command::Call(func, args) => (func, args),
@@ -320,6 +376,15 @@ fn run(cmd: &Command, piped: Option<String>, labels: &Labels, line: &[u8]) -> Re
             .parse::<i64>()
             .map_err(|_| format!("expected an integer, got {:?}", arg(i)))
     };
+    let within = |len: usize| if len > max { Err(too_long(max)) } else { Ok(()) };
+    match func {
+        Func::Replace => {
+            let n = usize::try_from(int(3)?).ok();
+            within(replaced_len(arg(0), arg(1), arg(2), n))?;
+        }
+        Func::SprigReplace => within(replaced_len(arg(2), arg(0), arg(1), None))?,
+        _ => {}
+    }
     Ok(match func {
         Func::Upper => arg(0).to_uppercase(),
         Func::Lower => arg(0).to_lowercase(),

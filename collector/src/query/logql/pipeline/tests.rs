@@ -204,3 +204,82 @@ fn leading_line_filters_and_the_stages_after_them() {
     assert_eq!(p.leading_line_filters().count(), 0);
     assert!(p.process_after_leading_filters(b"y", &mut stream()).is_some());
 }
+
+/// Issue 28: thirty `line_format`s that each double the line asked for
+/// 16 GiB. Under a line budget, the stage that would pass it keeps the
+/// line as it was and marks it `TemplateFormatErr`; no stage ever makes
+/// more than the budget.
+#[test]
+fn issue_28_templates_stay_within_the_line_budget() {
+    let limits = crate::query::logql::Limits {
+        max_line_bytes: 1 << 16,
+        ..crate::query::logql::Limits::default()
+    };
+    let q = format!(
+        "{{app=\"api\"}}{}",
+        r#" | line_format "{{__line__}}{{__line__}}""#.repeat(30)
+    );
+    let Ok(Expr::Log(l)) = crate::query::logql::parse_with(&q, &limits) else {
+        panic!("{q}")
+    };
+    let mut labels = stream();
+    let out = l.pipeline.process(b"0123456789abcdef", &mut labels).unwrap();
+    assert_eq!(out.len(), 1 << 16, "doubled up to the budget, not past it");
+    assert_eq!(labels.get("__error__"), Some("TemplateFormatErr"));
+    let details = labels.get("__error_details__").unwrap();
+    assert!(
+        details.contains("exceeds 65536 bytes (query.max_line_bytes)"),
+        "{details}"
+    );
+
+    // label_format cannot pile labels up past the budget either.
+    let q = format!(
+        "{{app=\"api\"}} | label_format a=\"{{{{__line__}}}}\"{}",
+        (0..20)
+            .map(|i| format!(r#" | label_format b{i}="{{{{.a}}}}{{{{.a}}}}""#))
+            .collect::<String>()
+    );
+    let Ok(Expr::Log(l)) = crate::query::logql::parse_with(&q, &limits) else {
+        panic!("{q}")
+    };
+    let mut labels = stream();
+    let line = "x".repeat(10_000);
+    l.pipeline.process(line.as_bytes(), &mut labels).unwrap();
+    let total: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(total <= (1 << 16) + 200, "labels hold {total} bytes");
+    assert_eq!(labels.get("__error__"), Some("TemplateFormatErr"));
+
+    // Replace that would grow the text past the budget is refused before it runs.
+    let q = r#"{app="api"} | line_format "{{ Replace __line__ \"a\" \"aaaaaaaaaaaaaaaa\" -1 }}""#;
+    let Ok(Expr::Log(l)) = crate::query::logql::parse_with(q, &limits) else {
+        panic!("{q}")
+    };
+    let mut labels = stream();
+    let long = "a".repeat(10_000);
+    let out = l.pipeline.process(long.as_bytes(), &mut labels).unwrap();
+    assert_eq!(out.len(), 10_000, "unchanged");
+    assert_eq!(labels.get("__error__"), Some("TemplateFormatErr"));
+    // Within the budget, templates work as before.
+    assert_eq!(
+        run(r#"{app="api"} | line_format "{{__line__}}!""#, "hi").unwrap().0,
+        "hi!"
+    );
+}
+
+/// Issue 28: a query's regexes are compiled within a program size and a
+/// count, named in the error.
+#[test]
+fn issue_28_regex_budgets() {
+    let limits = crate::query::logql::Limits::default();
+    let heavy = r#"{app="api"} |~ "\\w{200}""#;
+    let err = crate::query::logql::parse_with(heavy, &limits).unwrap_err().to_string();
+    assert!(err.contains("query.max_regex_bytes"), "{err}");
+    let many = format!("{{app=\"api\"}}{}", r#" |~ "l.ne""#.repeat(33));
+    let err = crate::query::logql::parse_with(&many, &limits).unwrap_err().to_string();
+    assert!(err.contains("more than 32 regexes (query.max_regexes)"), "{err}");
+    let fine = format!("{{app=\"api\"}}{}", r#" |~ "l.ne""#.repeat(32));
+    assert!(crate::query::logql::parse_with(&fine, &limits).is_ok());
+    // Plain literals are substring searches, not regexes: not counted.
+    let literals = format!("{{app=\"api\"}}{}", r#" |~ "line""#.repeat(100));
+    assert!(crate::query::logql::parse_with(&literals, &limits).is_ok());
+}
