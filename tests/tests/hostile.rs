@@ -437,7 +437,7 @@ fn issue_28_regex_programs_are_bounded() {
 /// Defect 6: results had no byte cap: `limit=5000` over 60 lines of 1 MiB
 /// held them all (277 MB), and `/v1/query direction=backward` took
 /// `limit=1e9`. Log results are now capped (`query.max_result_bytes`,
-/// `query.max_entries`).
+/// `query.max_entries`, `query.max_backward_records`).
 #[test]
 fn issue_28_result_bytes_and_entries_are_capped() {
     let tmp = tempfile::tempdir().unwrap();
@@ -475,7 +475,7 @@ fn issue_28_result_bytes_and_entries_are_capped() {
         ],
     );
     assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
-    assert!(body.contains("query.max_entries"), "{body}");
+    assert!(body.contains("query.max_backward_records"), "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["error"].is_string(), "{v}");
 }

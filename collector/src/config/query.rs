@@ -19,10 +19,16 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct QueryToml {
     /// Most lines a log query may return (Loki's
-    /// `max_entries_limit_per_query`): a larger `limit` gets 400, as does
-    /// `/v1/query` backward (it must hold them). Default 5000.
+    /// `max_entries_limit_per_query`): a larger `limit` gets 400. Default
+    /// 5000.
     #[serde(default = "default_max_entries")]
     pub max_entries: Spanned<u32>,
+    /// Most records `/v1/query` backward (the newest first: `logpost query`
+    /// on a terminal, the web page) may hold before it answers; a larger
+    /// `limit` gets 400. `max_result_bytes` bounds their bytes too.
+    /// Default 100000.
+    #[serde(default = "default_max_backward_records")]
+    pub max_backward_records: Spanned<u32>,
     /// Most bytes of lines a log query's answer may hold (Loki's
     /// `query_range`, `/v1/query` backward, a tail's first message);
     /// a larger answer gets 400 naming this key. Default 32MiB.
@@ -64,6 +70,7 @@ impl Default for QueryToml {
     fn default() -> Self {
         Self {
             max_entries: default_max_entries(),
+            max_backward_records: default_max_backward_records(),
             max_result_bytes: default_max_result_bytes(),
             max_line_bytes: default_max_line_bytes(),
             max_series: default_max_series(),
@@ -78,6 +85,9 @@ impl Default for QueryToml {
 
 fn default_max_entries() -> Spanned<u32> {
     Spanned::new(0..0, 5000)
+}
+fn default_max_backward_records() -> Spanned<u32> {
+    Spanned::new(0..0, 100_000)
 }
 fn default_max_result_bytes() -> Spanned<ByteSize> {
     Spanned::new(0..0, ByteSize(32 << 20))
@@ -108,6 +118,7 @@ fn default_max_concurrent_tails() -> Spanned<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuerySettings {
     pub max_entries: usize,
+    pub max_backward_records: usize,
     pub max_result_bytes: usize,
     pub max_line_bytes: usize,
     pub max_series: usize,
@@ -163,6 +174,7 @@ const MIN_REGEX_BYTES: u64 = 16 << 10;
 pub fn validate_query(raw: &QueryToml, problems: &mut Problems<'_>) -> QuerySettings {
     for (key, v) in [
         ("query.max_entries", &raw.max_entries),
+        ("query.max_backward_records", &raw.max_backward_records),
         ("query.max_series", &raw.max_series),
         ("query.max_points", &raw.max_points),
         ("query.max_regexes", &raw.max_regexes),
@@ -203,6 +215,7 @@ pub fn validate_query(raw: &QueryToml, problems: &mut Problems<'_>) -> QuerySett
     let count = |v: &Spanned<u32>| usize::try_from(*v.get_ref()).unwrap_or(usize::MAX).max(1);
     QuerySettings {
         max_entries: count(&raw.max_entries),
+        max_backward_records: count(&raw.max_backward_records),
         max_result_bytes: size(result.max(line)),
         max_line_bytes: size(line.max(MIN_LINE_BYTES)),
         max_series: count(&raw.max_series),

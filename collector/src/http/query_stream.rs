@@ -203,14 +203,14 @@ fn compile(app: &AppState, query: &str, grep: Option<&str>) -> Result<(LogExpr, 
 ///
 /// # Errors
 /// 400 for a bad query, regex or time, a metric query, or a backward query
-/// past `query.max_entries`; 404 for a topic the query names that does not
+/// past `query.max_backward_records`; 404 for a topic the query names that does not
 /// exist.
 pub async fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiError> {
     let backward = q.direction == Direction::Backward;
-    let max_entries = app.config.query.max_entries;
-    if backward && q.limit > max_entries {
+    let max_records = app.config.query.max_backward_records;
+    if backward && q.limit > max_records {
         return Err(ApiError::bad_request(format!(
-            "limit {} is past the {max_entries} records a backward query may hold (query.max_entries); page with end= or read forward",
+            "limit {} is past the {max_records} records a backward query may hold (query.max_backward_records); page with end= or read forward",
             q.limit
         )));
     }
