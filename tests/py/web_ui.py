@@ -322,14 +322,25 @@ def search(env):
         if "web" not in legend or "worker" not in legend:
             fail(f"the histogram is not split by source: {legend!r}")
         shot(page, "histogram")
-        box = page.locator("#volume svg").bounding_box()
-        y = box["y"] + box["height"] / 2
-        page.mouse.move(box["x"] + box["width"] * 0.5, y)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
-        page.mouse.move(box["x"] + box["width"] * 0.98, y, steps=5)
-        page.mouse.up()
-        wait("the zoom", lambda: "from=" in page.url and f"from={frm}" not in page.url)
+        zoomed_in = lambda: "from=" in page.url and f"from={frm}" not in page.url
+        # The histogram may be redrawn (results still arriving) between
+        # measuring it and the drag: a drag that met no histogram is made
+        # again on the one drawn now, as a user would.
+        for attempt in range(5):
+            page.wait_for_selector("#volume svg[data-total]")
+            box = page.locator("#volume svg").bounding_box()
+            y = box["y"] + box["height"] / 2
+            page.mouse.move(box["x"] + box["width"] * 0.5, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+            page.mouse.move(box["x"] + box["width"] * 0.98, y, steps=5)
+            page.mouse.up()
+            deadline = time.monotonic() + 15
+            while not zoomed_in() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if zoomed_in():
+                break
+        wait("the zoom", zoomed_in)
         zoomed = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
         zf, zt = int(zoomed["from"][0]), int(zoomed["to"][0])
         if not frm < zf < zt <= to:
