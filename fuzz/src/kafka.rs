@@ -94,6 +94,7 @@ fn decode_and_answer(api: ApiKey, v: i16, header: &RequestHeader, r: &mut Reader
                     leader: 0,
                     leader_epoch: 0,
                     replicas: vec![0],
+                    isr: vec![0],
                 }],
             });
             let res = MetadataResponse {

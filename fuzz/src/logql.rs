@@ -213,6 +213,7 @@ pub fn eval(data: &[u8]) {
     let opts = EvalOptions {
         max_series: 1000,
         max_steps: 300,
+        ..EvalOptions::default()
     };
     match expr {
         Expr::Log(log) => {
