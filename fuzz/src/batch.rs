@@ -3,7 +3,7 @@
 //! batch targets assert.
 
 use bytes::Bytes;
-use logpost_collector::ingest::validate::split_and_check;
+use logpost_collector::ingest::validate::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, split_and_check};
 use logpost_shared::batch::{
     BatchBuilder, HEADER_LEN, LOG_OVERHEAD, check, frame_len, records_section, records_to_owned,
     stored_records_section_into,
@@ -124,6 +124,19 @@ pub fn assert_round_trip(records: &[Record], compression: Compression) {
     assert_eq!(records.len(), back.len(), "{compression:?}: record count changed");
     for (a, b) in records.iter().zip(&back) {
         assert_eq!(a, b, "{compression:?}: a record changed in a round trip");
+    }
+    // The collector refuses timestamps queries cannot read (issue 28:
+    // outside 1677-2262, nanoseconds in a signed 64-bit integer); a frame
+    // holding one is checked for that refusal, not for acceptance.
+    let readable = MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS;
+    let unreadable = records.iter().any(|r| !readable.contains(&r.timestamp_ms));
+    if unreadable {
+        let body = Bytes::from(frame);
+        assert!(
+            split_and_check(&body, usize::MAX).is_err(),
+            "{compression:?}: a timestamp outside 1677-2262 was accepted"
+        );
+        return;
     }
     if !records.is_empty() {
         let body = Bytes::from(frame);
