@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::checkpoint::Continues;
 use super::compressed;
-use super::emit::{EmitCtx, Sink, emit_lines, flush_multiline};
+use super::emit::{EmitCtx, Sink, flush_multiline};
 use super::file_server::{FileServer, unix_ms};
 use super::fingerprint::{FileKey, HEAD_BYTES, Head, born};
 use super::tracked::{Start, TrackedFile};
@@ -414,7 +414,14 @@ impl FileServer {
             keys.iter()
                 .filter(|k| Some(**k) != except)
                 .filter_map(|k| self.files.get(k))
-                .any(|o| !o.gone && size <= o.size().unwrap_or(0).max(o.framer.next_pos()))
+                .any(|o| {
+                    !o.gone
+                        && (size <= o.size().unwrap_or(0).max(o.framer.next_pos())
+                            // Truncated (or rewritten) and not seen yet:
+                            // held until the loop sees it, which then says
+                            // where this copy starts (`copy_of_retired`).
+                            || !o.content_unchanged().unwrap_or(true))
+                })
         })
     }
 
@@ -553,12 +560,15 @@ impl FileServer {
             sealed,
             scratch: &mut self.scratch,
         };
-        // The old content is gone: its last line (unless the copy has it
-        // whole) and held event go out now.
-        if copy.is_none() {
-            emit_lines(f, &ctx, &mut sink, |framer, emit| {
-                framer.flush(emit);
-            });
+        // The old content is gone: its held event goes out now. An
+        // incomplete last line does not: copytruncate's copy has it whole
+        // (the writer finished it before the copy), and the copy, found
+        // now or later, is read from the end of the last complete line.
+        // Emitted here it would arrive cut in two: its start now, its rest
+        // from the copy.
+        if f.framer.partial_len() > 0 {
+            tracing::debug!(path = %f.path.display(), bytes = f.framer.partial_len(),
+                "incomplete last line of truncated content left to its copy");
         }
         flush_multiline(f, &ctx, &mut sink, true);
         let old_content = (f.generation, f.last_record_end);

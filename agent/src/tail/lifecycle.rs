@@ -408,7 +408,13 @@ impl FileServer {
                 self.adopt_moved_content(&dir, &entry, source, now);
                 continue;
             }
-            if meta.len() <= entry.pos {
+            // Read to its end: nothing to do, unless a glob matches it (a
+            // rotated name in `app.log*`, missed by the first scan because
+            // logrotate renamed it meanwhile). That one stays tracked at
+            // its position, or the next checkpoint would forget it and the
+            // next scan read it again from its start as a new file.
+            let matched = self.matched_by_a_source(&path);
+            if meta.len() <= entry.pos && !matched {
                 continue;
             }
             let start = Start {
@@ -429,8 +435,10 @@ impl FileServer {
                 (self.cfg.tail.max_line_bytes, self.cfg.tail.long_lines),
                 now,
             ) {
-                tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
-                t.gone = true;
+                if meta.len() > entry.pos {
+                    tracing::info!(path = %path.display(), pos = entry.pos, "found unfinished rotated file; reading it to its end");
+                }
+                t.gone = !matched;
                 t.continues = entry.continues;
                 t.inflated = inflated;
                 t.record_key = self.render_key(source, &path);

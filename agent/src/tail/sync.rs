@@ -105,21 +105,24 @@ impl FileServer {
         }
     }
 
-    /// Files about to be read from their start as new streams (nothing of
-    /// them stored, no copy of anything known): if the collector holds
-    /// their content from another stream (a copy, plain or compressed,
-    /// made while the agent was down, whose original the checkpoint does
-    /// not place), each goes on from that stream's cursor instead. Heads
-    /// too short to identify a content are not asked about; files held
-    /// back as copies of a live file are that file's business.
+    /// Files whose own stream has nothing stored yet, about to be read
+    /// from their start or from where the checkpoint placed a copy: if the
+    /// collector holds their content further along from another stream (a
+    /// copy, plain or compressed, made while the agent was down; or the
+    /// original's content before a copytruncate, which the collector
+    /// remembers after the stream went on in new content), each goes on
+    /// from there instead. Only ever forward: what the collector holds of
+    /// a content is stored, whichever stream sent it. Heads too short to
+    /// identify a content are not asked about; files held back as copies
+    /// of a live file are that file's business.
     fn continue_known_contents(&mut self, lookup: &StreamLookup, pending: &[FileKey]) {
         let candidates: Vec<FileKey> = pending
             .iter()
             .filter(|k| {
                 self.files.get(*k).is_some_and(|f| {
-                    f.continues.is_none()
+                    (f.continues.is_some() || f.framer.next_pos() == 0)
+                        && f.after_original.is_none()
                         && f.copy_check_until.is_none()
-                        && f.framer.next_pos() == 0
                         && f.next_seq == 0
                         && f.head.len >= super::copies::MIN_COPY_HEAD
                 })
@@ -164,17 +167,24 @@ impl FileServer {
                 continue;
             };
             let size = f.size().unwrap_or(0);
-            if live || head != f.head || pos > size || u64::from(head.len) < pos.min(HEAD_BYTES as u64) {
+            if live
+                || head != f.head
+                || pos > size
+                || pos <= f.framer.next_pos()
+                || u64::from(head.len) < pos.min(HEAD_BYTES as u64)
+            {
                 continue;
             }
             let Some(f) = self.files.get_mut(key) else { continue };
-            tracing::info!(path = %f.path.display(), pos, stream = state.producer_id,
+            tracing::info!(path = %f.path.display(), from = f.framer.next_pos(), to = pos, stream = state.producer_id,
                 "the collector holds this file's content from another stream; going on from there");
             f.start_at(pos);
-            f.continues = Some(Continues {
-                original: state.producer_id,
-                checkpoint_seq: None,
-            });
+            if f.continues.is_none() {
+                f.continues = Some(Continues {
+                    original: state.producer_id,
+                    checkpoint_seq: None,
+                });
+            }
             self.checkpoint_stale = true;
         }
     }
