@@ -145,6 +145,31 @@ impl FileServer {
         if taken {
             return None;
         }
+        // A copy held back while it was being made (copytruncate's plain
+        // copy, maybe deleted since by logrotate's gzip: its handle still
+        // reads it) is this content's copy, before any `.gz` of it.
+        let held = self
+            .files
+            .values()
+            .find(|t| {
+                t.pristine
+                    && t.copy_check_until.is_some()
+                    && t.path.parent() == Some(dir)
+                    && t.file.as_ref().is_some_and(|f| head.matches(f).unwrap_or(false))
+            })
+            .map(|t| t.key);
+        if let Some(key) = held
+            && let Some(t) = self.files.get_mut(&key)
+        {
+            let pos = pos.min(t.size().unwrap_or(0));
+            tracing::info!(path = %t.path.display(), pos, "a copy held back is the copy of truncated content; reading only what was not read before");
+            t.start_at(pos);
+            t.continues = original;
+            t.copy_check_until = None;
+            self.retired.retain(|r| !(r.dir == dir && r.head == head));
+            self.checkpoint_stale = true;
+            return Some(key);
+        }
         let entries = std::fs::read_dir(dir).ok()?;
         // (plain rather than gzip, newest, ...): a plain copy being
         // compressed is read, not its half-written `.gz`.
@@ -200,6 +225,13 @@ impl FileServer {
                 }
             }
         };
+        // Positions are line ends: in a copy of this content the byte
+        // before `pos` is a newline. One that is not holds other content
+        // (read from there it would send the rest of a line as a line).
+        if pos > 0 && pos < file.metadata().map_or(0, |m| m.len()) && !newline_before(&file, pos) {
+            tracing::warn!(path = %path.display(), pos, "a file that starts like truncated content has no line end where that content was read to; not taken for its copy");
+            return None;
+        }
         if let Some(t) = self.files.get_mut(&key) {
             // Found as new earlier in this run: it is this copy.
             let pos = pos.min(meta.len());
@@ -488,10 +520,27 @@ impl FileServer {
                 return false;
             }
         }
+        // A second copy of a content a copy already continues (the plain
+        // file and the `.gz` logrotate made of it): that one brings its
+        // lines; this one is not read.
+        let dir = path.parent().map(Path::to_path_buf);
+        let second = copy_from.is_none()
+            && self.files.values().any(|o| {
+                o.key != key
+                    && o.continues.is_some()
+                    && o.path.parent().map(Path::to_path_buf) == dir
+                    && o.head.len >= MIN_COPY_HEAD
+                    && o.head.matches(&file).unwrap_or(false)
+            });
         let Some(f) = self.files.get_mut(&key) else {
             return false;
         };
         f.copy_check_until = None;
+        if second {
+            tracing::info!(path = %path.display(), "a second copy of content a copy is read from; not read");
+            f.start_at(size);
+            return true;
+        }
         if let Some(c) = copy_from {
             tracing::info!(path = %path.display(), pos = c.pos, "file is a copy of truncated content; reading only what was not read before");
             f.start_at(c.pos);
@@ -602,4 +651,11 @@ impl FileServer {
             self.send(req);
         }
     }
+}
+
+/// Whether the byte just before `pos` in `file` is a newline.
+fn newline_before(file: &File, pos: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, pos - 1).is_ok() && byte[0] == b'\n'
 }

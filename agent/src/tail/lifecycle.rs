@@ -461,9 +461,16 @@ impl FileServer {
             from: entry.born_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
             until: SystemTime::now(),
         };
-        let continues = Continues {
-            original: entry.producer_id,
-            checkpoint_seq: Some(entry.next_seq),
+        // A copy that had sent nothing yet (adopted at a live truncation,
+        // its position where the original had *read* to) continues the
+        // same original: what the collector stored of that one says where
+        // the content's next copy starts, not this entry's position.
+        let continues = match entry.continues {
+            Some(c) if entry.next_seq == 0 && entry.generation == 0 => c,
+            _ => Continues {
+                original: entry.producer_id,
+                checkpoint_seq: Some(entry.next_seq),
+            },
         };
         match self.adopt_truncated_copy(dir, entry.head, entry.pos, source, Some(continues), window, now) {
             Some(copy) => {
@@ -545,6 +552,20 @@ impl FileServer {
                 } else {
                     (file, None)
                 };
+                // Content a tracked file is reading (the plain file that
+                // logrotate is compressing into this `.gz`, or a live file
+                // whose copy this is, truncation still to come): its lines
+                // arrive through that file.
+                let head = super::fingerprint::Head::read(&file).unwrap_or(super::fingerprint::Head::EMPTY);
+                if head.len >= super::copies::MIN_COPY_HEAD
+                    && self
+                        .files
+                        .values()
+                        .any(|o| o.file.is_some() && o.head == head && o.path.parent() == Some(dir.as_path()))
+                {
+                    tracing::debug!(path = %path.display(), "rotated file holds content a tracked file is reading; not read");
+                    continue;
+                }
                 let size = file.metadata().map_or(0, |m| m.len());
                 // A copy of content the checkpoint knows (its copy was
                 // made while the agent was down, and held nothing unread)
