@@ -216,8 +216,12 @@ impl FileServer {
         let (file, inflated) = if plain {
             (file, None)
         } else {
-            match compressed::inflate(&path, key, &self.cfg.data_dir) {
-                Ok((f, guard)) if f.metadata().is_ok_and(|m| m.len() > pos) => (f, Some(guard)),
+            // The handle whose head was checked, not the name: logrotate
+            // may have renamed the next `.gz` to it since.
+            match compressed::inflate_open(file, key, &self.cfg.data_dir) {
+                Ok((f, guard)) if f.metadata().is_ok_and(|m| m.len() > pos) && head.matches(&f).unwrap_or(false) => {
+                    (f, Some(guard))
+                }
                 Ok(_) => return None,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed copy of truncated content");

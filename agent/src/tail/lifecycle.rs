@@ -390,7 +390,7 @@ impl FileServer {
                 if !super::compressed::is_gzip(&path) {
                     continue;
                 }
-                match super::compressed::inflate(&path, entry.key, &self.cfg.data_dir) {
+                match super::compressed::inflate_open(file, entry.key, &self.cfg.data_dir) {
                     Ok((f, guard)) => (f, Some(guard)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed rotated file");
@@ -542,7 +542,7 @@ impl FileServer {
                 // gzip keeps the mtime of the file it compressed: this one
                 // was written after the checkpoint. Read what it inflates to.
                 let (file, inflated) = if gzip {
-                    match super::compressed::inflate(&path, key, &self.cfg.data_dir) {
+                    match super::compressed::inflate_open(file, key, &self.cfg.data_dir) {
                         Ok((f, guard)) => (f, Some(guard)),
                         Err(e) => {
                             tracing::warn!(path = %path.display(), error = %e, "cannot inflate a rotated file written while the agent was not running");
