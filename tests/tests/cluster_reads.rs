@@ -98,10 +98,18 @@ fn get(client: &reqwest::blocking::Client, url: &str, path: &str) -> (u16, Strin
     (resp.status().as_u16(), resp.text().unwrap())
 }
 
-/// What must match between nodes: the answer without timing figures.
+/// What must match between nodes: the answer without timing figures
+/// (`/v1/query`'s NDJSON as a list of records).
 fn answer(status: u16, body: &str) -> Result<Value, (u16, String)> {
     if status != 200 {
         return Err((status, body.to_owned()));
+    }
+    if !body.starts_with('{') || body.starts_with("{\"topic\"") || body.is_empty() {
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        return Ok(Value::Array(lines));
     }
     let mut v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     if let Some(data) = v.get_mut("data").and_then(Value::as_object_mut) {
@@ -157,6 +165,16 @@ fn requests(start_ns: i64, end_ns: i64) -> Vec<String> {
     for q in metrics {
         out.push(format!("/loki/api/v1/query_range?query={}&{range}&step=300", enc(q)));
         out.push(format!("/loki/api/v1/query?query={}&time={end_ns}", enc(q)));
+    }
+    // logpost's own streaming query (what `logpost query` and the web
+    // page read), records in full: partition and offset included.
+    for q in [logs[0], logs[5], logs[9], logs[14]] {
+        for (dir, limit) in [("forward", 0), ("forward", 50), ("backward", 50)] {
+            out.push(format!(
+                "/v1/query?query={}&{range}&direction={dir}&limit={limit}",
+                enc(q)
+            ));
+        }
     }
     out.push(format!("/loki/api/v1/labels?{range}"));
     out.push(format!("/loki/api/v1/label/source/values?{range}"));

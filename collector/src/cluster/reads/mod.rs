@@ -416,3 +416,74 @@ pub fn unavailable(e: &EvalError) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::meta::{NodeInfo, PartitionState, Versioned};
+
+    fn view(live: &[i32], leader: i32, isr: &[i32]) -> ClusterView {
+        let mut v = ClusterView::default();
+        for &id in live {
+            v.nodes.insert(
+                id,
+                NodeInfo {
+                    id,
+                    http: format!("127.0.0.1:{}", 7000 + id),
+                    scheme: "http".into(),
+                    kafka: None,
+                    started_ms: 0,
+                },
+            );
+        }
+        v.partitions.insert(
+            ("web".into(), 0),
+            Versioned {
+                value: PartitionState {
+                    replicas: vec![1, 2, 3],
+                    leader,
+                    leader_epoch: 4,
+                    isr: isr.to_vec(),
+                },
+                mod_revision: 1,
+            },
+        );
+        v
+    }
+
+    #[test]
+    fn the_leader_reads_first_then_in_sync_replicas_this_node_first() {
+        // Node 2 asks; node 1 leads: the leader, then itself, then node 3.
+        assert_eq!(candidates(&view(&[1, 2, 3], 1, &[1, 3, 2]), 2, "web", 0), vec![1, 2, 3]);
+        // Node 1 leads and asks: itself.
+        assert_eq!(candidates(&view(&[1, 2, 3], 1, &[1, 2]), 1, "web", 0)[0], 1);
+    }
+
+    #[test]
+    fn dead_or_out_of_sync_nodes_are_never_asked() {
+        // Leader 1 is dead, node 3 is out of sync: only node 2.
+        assert_eq!(candidates(&view(&[2, 3], 1, &[1, 2]), 3, "web", 0), vec![2]);
+        // No leader and the only in-sync replica dead: nobody, so the
+        // query fails naming the partition rather than read a stale copy.
+        assert!(candidates(&view(&[2, 3], -1, &[1]), 3, "web", 0).is_empty());
+    }
+
+    #[test]
+    fn a_partition_the_cluster_does_not_know_is_read_here() {
+        assert_eq!(candidates(&ClusterView::default(), 5, "local", 0), vec![5]);
+    }
+
+    #[test]
+    fn unavailable_reads_are_told_from_other_failures() {
+        let e = EvalError::Source(Box::new(ReadError::Unavailable {
+            parts: "web/1".into(),
+            tried: "node 2: refused".into(),
+        }));
+        let msg = unavailable(&e).unwrap();
+        assert!(
+            msg.contains("cannot read web/1") && msg.contains("node 2: refused"),
+            "{msg}"
+        );
+        assert!(unavailable(&EvalError::InvalidRange("x".into())).is_none());
+    }
+}
