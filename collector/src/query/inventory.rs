@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::logql::{Labels, Selector};
-use super::source::{labels_of, topics_for};
+use super::source::{PartitionFilter, labels_of, topics_for};
 use crate::store::Store;
 
 /// Streams (label sets, with `topic`) stored in `[start_ns, end_ns]` that
@@ -42,7 +42,7 @@ pub fn inventory(
     selector: Option<&Selector>,
     start_ns: i64,
     end_ns: i64,
-    wanted: Option<&dyn Fn(&str, u32) -> bool>,
+    wanted: Option<PartitionFilter<'_>>,
 ) -> Inventory {
     let (start_ms, end_ms) = (start_ns.div_euclid(1_000_000), end_ns.div_euclid(1_000_000));
     let topics = match selector {

@@ -79,6 +79,10 @@ pub enum SourceError {
     ResultTooLarge { limit: usize },
 }
 
+/// Which partitions a scan reads, by topic and number (a cluster node
+/// reads those it was asked for).
+pub type PartitionFilter<'a> = &'a dyn Fn(&str, u32) -> bool;
+
 /// What a scan read and skipped, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanStats {
@@ -303,7 +307,7 @@ impl EntrySource for StoreSource<'_> {
 pub fn newest_records<T>(
     store: &Store,
     log: &LogExpr,
-    wanted: Option<&dyn Fn(&str, u32) -> bool>,
+    wanted: Option<PartitionFilter<'_>>,
     (start_ns, end_ns): (i64, i64),
     limit: usize,
     max_bytes: usize,
@@ -503,7 +507,7 @@ impl ScanRequest<'_> {
     fn newest_first(
         &self,
         topics: &[Arc<Topic>],
-        wanted: Option<&dyn Fn(&str, u32) -> bool>,
+        wanted: Option<PartitionFilter<'_>>,
         stats: &mut ScanStats,
         f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
     ) -> Result<(), SourceError> {

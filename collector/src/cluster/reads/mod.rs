@@ -41,6 +41,10 @@ use wire::{ScanAsk, ScanLine};
 /// range sends nothing while it reads.
 const REMOTE_SILENCE: Duration = Duration::from_secs(60);
 
+/// Where a failed remote part resumes: the index of its first incomplete
+/// partition and the offset to restart that one at (`None`: its start).
+type Resume = (usize, Option<i64>);
+
 /// Why a cluster-wide read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -251,7 +255,7 @@ impl<'a> ClusterSource<'a> {
         (start_ns, end_ns): (i64, i64),
         parts: &[PartScan],
         f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
-    ) -> Result<ControlFlow<()>, (String, (usize, Option<i64>))> {
+    ) -> Result<ControlFlow<()>, (String, Resume)> {
         let Some((cluster, handle)) = self.remote.clone() else {
             return Err(("no cluster".into(), (0, None)));
         };
@@ -265,8 +269,8 @@ impl<'a> ClusterSource<'a> {
             end_ns,
             parts: parts.to_vec(),
         };
-        let mut at: (usize, Option<i64>) = (0, None);
-        let fail = |e: String, at: (usize, Option<i64>)| Err((format!("{url}: {e}"), at));
+        let mut at: Resume = (0, None);
+        let fail = |e: String, at: Resume| Err((format!("{url}: {e}"), at));
         let sent = handle.block_on(async {
             tokio::time::timeout(
                 REMOTE_SILENCE,
