@@ -25,7 +25,9 @@ impl FileServer {
     /// to its end. Costs one directory listing per directory, however many
     /// entries there are.
     pub(super) fn recover_dormant(&mut self, now: Instant) {
-        let dormant: Vec<Entry> = self.dormant.drain().map(|(_, e)| e).collect();
+        let mut dormant: Vec<Entry> = self.dormant.drain().map(|(_, e)| e).collect();
+        // Copies held back last: their originals claim the content first.
+        dormant.sort_by_key(|e| e.held);
         let mut listings: HashMap<PathBuf, HashMap<FileKey, PathBuf>> = HashMap::new();
         for entry in dormant {
             let Some(source) = self.cfg.sources.iter().position(|s| s.name == entry.source) else {
@@ -129,7 +131,7 @@ impl FileServer {
     /// was down, found as new by the scan or not matched by any glob), that
     /// file is read from where the content had got to, as its continuation.
     fn adopt_moved_content(&mut self, dir: &Path, entry: &Entry, source: usize, now: Instant) {
-        if never_read(entry) && entry.held {
+        if never_read(entry) && entry.held && self.original_checkpointed(entry) {
             // A copy held back: its content is its original's, recovered
             // through that one.
             return;
@@ -166,6 +168,19 @@ impl FileServer {
                 until: now + super::copies::MISSING_LOOKED_FOR,
             }),
         }
+    }
+
+    /// Whether the checkpoint knows the original of a copy held back: a
+    /// file in the same directory, not held, that starts as the copy did.
+    /// Files are held for other reasons too (too short to tell when
+    /// found, or found while the collector could not be asked where they
+    /// resume): those have no original, and their content is their own.
+    fn original_checkpointed(&self, held: &Entry) -> bool {
+        held.head.len >= super::copies::MIN_COPY_HEAD
+            && self
+                .loaded_entries
+                .iter()
+                .any(|e| !e.held && e.key != held.key && e.head == held.head && e.path.parent() == held.path.parent())
     }
 
     /// After a restart: files beside the tracked ones that no glob matches,
