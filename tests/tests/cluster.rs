@@ -20,6 +20,8 @@ use logpost_e2e::process::{Agent, Collector, agent_config_for};
 use logpost_e2e::{PATIENCE, http, pace, wait_for};
 use serde_json::Value;
 
+mod faults;
+
 const TOPIC: &str = "replicated";
 /// Lines per posted batch.
 const PER_BATCH: usize = 10;

@@ -1,0 +1,186 @@
+//! Issue 29's faults other than a crash: a leader paused past its lease
+//! (a zombie: a long GC pause, a VM frozen, a cut-off network), and etcd
+//! unreachable for 30 s. Same checker as the SIGKILL test: every
+//! acknowledged line stored exactly once, the replicas identical.
+
+use std::time::Instant;
+
+use super::*;
+
+/// A body posted to the ingest API with a timeout longer than any pause
+/// below: the answer, not a client-side timeout, is what is checked.
+fn post_patiently(url: &str, line: &str) -> Result<u16, String> {
+    let client = http();
+    let resp = client
+        .post(format!("{url}/v1/ingest/{TOPIC}"))
+        .header("content-type", logpost_e2e::ingest::BATCH_CONTENT_TYPE)
+        .timeout(Duration::from_secs(600))
+        .body(batch(&[line.to_owned()], 1_750_000_000_000))
+        .send()
+        .map_err(|e| e.to_string())?;
+    Ok(resp.status().as_u16())
+}
+
+/// Waits until the three replicas hold the same log with every line the
+/// ledger says was acknowledged, then checks each acknowledged line is
+/// stored exactly once and nothing never sent is stored.
+fn assert_acknowledged_exactly_once(cl: &ClusterUnderTest, client: &reqwest::blocking::Client, ledger: &Ledger) {
+    let logs = wait_for(
+        "three identical replicas holding every acknowledged line",
+        PATIENCE,
+        || {
+            let logs: Vec<Vec<(i64, String)>> = (1..=3)
+                .map(|id| replica_log(client, &cl.url(id)))
+                .collect::<Option<_>>()?;
+            let same = logs.windows(2).all(|w| w[0] == w[1]);
+            let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
+            (same && ledger.acked.iter().all(|l| stored.contains(l.as_str()))).then_some(logs)
+        },
+    );
+    let sent: std::collections::HashSet<&str> = ledger.sent.iter().map(String::as_str).collect();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (_, line) in &logs[0] {
+        assert!(sent.contains(line.as_str()), "a line never sent is stored: {line:?}");
+        *counts.entry(line.as_str()).or_default() += 1;
+    }
+    for line in &ledger.acked {
+        assert_eq!(
+            counts.get(line.as_str()),
+            Some(&1),
+            "acknowledged line {line:?} not stored exactly once"
+        );
+    }
+}
+
+/// A leader paused (SIGSTOP) past its lease is replaced; writes go on
+/// through the new leader. Woken (SIGCONT), the old leader acknowledges
+/// nothing, not even the write that waited in its socket while it was
+/// paused; it steps down, truncates and catches up, and every
+/// acknowledged line is on every replica exactly once.
+#[test]
+fn a_paused_leader_acknowledges_nothing_once_replaced_and_rejoins_as_a_follower() {
+    const ZOMBIE_LINE: &str = "sent to the paused leader";
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+    let first = cl.formed_with_topic(&client, TOPIC);
+    let writer = Writer::start(Arc::clone(&cl.live));
+    let before = writer.wait_acked("writes acknowledged before the pause", 0, 300);
+
+    let zombie = first.leader;
+    let others: Vec<i32> = (1..=3).filter(|&id| id != zombie).collect();
+    cl.set_live(&others);
+    cl.nodes[&zombie].proc.signal(libc::SIGSTOP);
+    // Sent while it is paused: the request waits in its socket.
+    let zombie_url = cl.url(zombie);
+    let pending = std::thread::spawn(move || post_patiently(&zombie_url, ZOMBIE_LINE));
+
+    let second = wait_for("a new leader while the old one is paused", PATIENCE, || {
+        let p = cl.view_from(&client, others[0])?;
+        (p.leader >= 0 && p.leader != zombie).then_some(p)
+    });
+    assert!(second.epoch > first.epoch, "no new epoch: {first:?} then {second:?}");
+    let during = writer.wait_acked("writes acknowledged by the new leader", before, 300);
+
+    cl.nodes[&zombie].proc.signal(libc::SIGCONT);
+    let answer = pending.join().unwrap();
+    eprintln!("the paused leader answered {answer:?}");
+    assert!(
+        !matches!(answer, Ok(200)),
+        "the paused leader acknowledged a write after it was replaced\n{}",
+        cl.logs(zombie)
+    );
+    // It knows it no longer leads at its old epoch.
+    wait_for("the woken node to see the new leadership", PATIENCE, || {
+        let p = cl.view_from(&client, zombie)?;
+        (p.leader >= 0 && p.epoch > first.epoch).then_some(())
+    });
+    cl.set_live(&[1, 2, 3]);
+    wait_for("the woken node back in sync", PATIENCE, || {
+        let p = cl.view_from(&client, others[0])?;
+        (p.leader >= 0 && p.isr.len() == 3).then_some(())
+    });
+    writer.wait_acked("writes acknowledged after the node rejoined", during, 200);
+    let mut ledger = writer.finish();
+    ledger.sent.push(ZOMBIE_LINE.to_owned());
+    assert_acknowledged_exactly_once(&cl, &client, &ledger);
+}
+
+/// etcd paused for 30 s under writes: leaders acknowledge until their
+/// lease can no longer be renewed, then refuse writes naming the lapsed
+/// session, while every node still serves reads; once etcd answers again
+/// writes are acknowledged again and leadership changes work (the leader
+/// is then SIGKILLed and replaced). Nothing acknowledged is lost.
+#[test]
+fn etcd_unreachable_for_30_s_loses_no_acknowledged_write() {
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+    let first = cl.formed_with_topic(&client, TOPIC);
+    let writer = Writer::start(Arc::clone(&cl.live));
+    writer.wait_acked("writes acknowledged before etcd stops", 0, 300);
+
+    cl._etcd.proc.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    let refusal = wait_for("writes refused for a lapsed session", PATIENCE, || {
+        writer
+            .ledger
+            .lock()
+            .unwrap()
+            .refusals
+            .iter()
+            .find(|r| r.starts_with("503") && r.contains("session has lapsed"))
+            .cloned()
+    });
+    // Reads go on, on every node, with every line acknowledged so far.
+    let acked_so_far: Vec<String> = writer.ledger.lock().unwrap().acked.clone();
+    for id in 1..=3 {
+        let log = wait_for(
+            &format!("node {id} to serve reads while etcd is down"),
+            PATIENCE,
+            || replica_log(&client, &cl.url(id)),
+        );
+        if id == first.leader {
+            let stored: std::collections::HashSet<&str> = log.iter().map(|(_, l)| l.as_str()).collect();
+            assert!(
+                acked_so_far.iter().all(|l| stored.contains(l.as_str())),
+                "the leader does not serve every acknowledged line while etcd is down"
+            );
+        }
+    }
+    if let Some(rest) = OUTAGE.checked_sub(stopped.elapsed()) {
+        pace(rest);
+    }
+    let acked_in_outage = writer.acked();
+    cl._etcd.proc.signal(libc::SIGCONT);
+    let resumed = writer.wait_acked("writes acknowledged once etcd answers again", acked_in_outage, 300);
+
+    // Leadership changes work again: the leader dies and is replaced.
+    let now = wait_for("a leader after etcd's return", PATIENCE, || {
+        let p = cl.view_from(&client, first.leader)?;
+        (p.leader >= 0 && p.isr.len() >= 2).then_some(p)
+    });
+    let survivors: Vec<i32> = (1..=3).filter(|&id| id != now.leader).collect();
+    cl.set_live(&survivors);
+    cl.nodes.get_mut(&now.leader).unwrap().kill9();
+    let next = wait_for("a new leader after etcd's return", PATIENCE, || {
+        let p = cl.view_from(&client, survivors[0])?;
+        (p.leader >= 0 && p.leader != now.leader).then_some(p)
+    });
+    assert!(next.epoch > now.epoch, "no new epoch: {now:?} then {next:?}");
+    let after = writer.wait_acked("writes acknowledged by the new leader", resumed, 200);
+    cl.nodes.get_mut(&now.leader).unwrap().restart();
+    cl.set_live(&[1, 2, 3]);
+    writer.wait_acked("writes acknowledged with every node back", after, 200);
+    let ledger = writer.finish();
+    eprintln!(
+        "etcd paused {OUTAGE:?}: refused with {refusal:?}; acked {} of {} lines, {} refusals",
+        ledger.acked.len(),
+        ledger.sent.len(),
+        ledger.refusals.len()
+    );
+    assert_acknowledged_exactly_once(&cl, &client, &ledger);
+}
