@@ -5,7 +5,8 @@
 //! gzip within `[loki] max_decompressed_bytes`, protobuf or JSON, one
 //! record batch per stream), each stream is routed to a topic (`[loki]
 //! route_by`) and to a partition by its labels, and the batches go to the
-//! writer threads. 204 is sent only once every batch is durable.
+//! writer threads. 204 is sent only once every batch is durable (in a
+//! cluster: held by every in-sync replica, as the ingest API's acks=all).
 //!
 //! Backpressure: queue places for every partition are reserved at once,
 //! without waiting; if any writer queue is full nothing is queued and the
@@ -43,7 +44,9 @@ type Plan = Vec<(Arc<Partition>, Vec<AppendItem>)>;
 /// disabled or a topic may not be created, 413 for a body too large before
 /// or after inflating, 415 for an unsupported content type or encoding,
 /// 429 when the writers are saturated, 503 during shutdown or for a
-/// partition refusing writes, 507 for a full disk.
+/// partition refusing writes, 507 for a full disk. In a cluster: 421 on a
+/// node that does not lead a partition the push goes to (naming the
+/// leader), 503 with too few in-sync replicas.
 pub async fn push(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -113,6 +116,16 @@ pub async fn push(
     drop(permit);
 
     let partitions: Vec<Arc<Partition>> = plan.iter().map(|(p, _)| Arc::clone(p)).collect();
+    // In a cluster, this node must lead every partition the push goes to,
+    // with enough replicas in sync (acks=all, as for the ingest API):
+    // checked before anything is stored.
+    let epochs: Vec<Option<i32>> = match &app.cluster {
+        Some(cluster) => partitions
+            .iter()
+            .map(|p| cluster.ticket(p, true).map(Some))
+            .collect::<Result<_, _>>()?,
+        None => vec![None; partitions.len()],
+    };
     let permits = match app.writer.try_reserve(&partitions) {
         Ok(permits) => permits,
         Err(e @ StoreError::Busy { .. }) => return Ok(too_many_requests(&e)),
@@ -135,10 +148,16 @@ pub async fn push(
         .zip(plan)
         .map(|(permit, (_, items))| permit.send(items))
         .collect();
-    for rx in receivers {
+    for ((rx, partition), epoch) in receivers.into_iter().zip(&partitions).zip(epochs) {
         rx.await
             .map_err(|_| StoreError::ShuttingDown)?
             .map_err(|e| ApiError::from(&*e))?;
+        // 204 only once every in-sync replica holds it.
+        if let (Some(cluster), Some(epoch)) = (&app.cluster, epoch) {
+            cluster
+                .acknowledge(partition, epoch, partition.log_end_offset())
+                .await?;
+        }
     }
     for (topic, batches, records, bytes) in counts {
         crate::metrics::ingested(&topic, batches, records, bytes, 0);

@@ -1,7 +1,8 @@
 //! Issue 29's faults other than a crash: a leader paused past its lease
-//! (a zombie: a long GC pause, a VM frozen, a cut-off network), and etcd
-//! unreachable for 30 s. Same checker as the SIGKILL test: every
-//! acknowledged line stored exactly once, the replicas identical.
+//! (a zombie: a long GC pause, a VM frozen, a cut-off network), etcd
+//! unreachable for 30 s, and Loki pushes with too few replicas in sync.
+//! Same checker as the SIGKILL test: every acknowledged line stored
+//! exactly once, the replicas identical.
 
 use std::time::Instant;
 
@@ -24,13 +25,18 @@ fn post_patiently(url: &str, line: &str) -> Result<u16, String> {
 /// Waits until the three replicas hold the same log with every line the
 /// ledger says was acknowledged, then checks each acknowledged line is
 /// stored exactly once and nothing never sent is stored.
-fn assert_acknowledged_exactly_once(cl: &ClusterUnderTest, client: &reqwest::blocking::Client, ledger: &Ledger) {
+fn assert_acknowledged_exactly_once(
+    cl: &ClusterUnderTest,
+    client: &reqwest::blocking::Client,
+    topic: &str,
+    ledger: &Ledger,
+) {
     let logs = wait_for(
         "three identical replicas holding every acknowledged line",
         PATIENCE,
         || {
             let logs: Vec<Vec<(i64, String)>> = (1..=3)
-                .map(|id| replica_log(client, &cl.url(id)))
+                .map(|id| replica_log_of(client, &cl.url(id), topic))
                 .collect::<Option<_>>()?;
             let same = logs.windows(2).all(|w| w[0] == w[1]);
             let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
@@ -104,7 +110,7 @@ fn a_paused_leader_acknowledges_nothing_once_replaced_and_rejoins_as_a_follower(
     writer.wait_acked("writes acknowledged after the node rejoined", during, 200);
     let mut ledger = writer.finish();
     ledger.sent.push(ZOMBIE_LINE.to_owned());
-    assert_acknowledged_exactly_once(&cl, &client, &ledger);
+    assert_acknowledged_exactly_once(&cl, &client, TOPIC, &ledger);
 }
 
 /// etcd paused for 30 s under writes: leaders acknowledge until their
@@ -182,5 +188,78 @@ fn etcd_unreachable_for_30_s_loses_no_acknowledged_write() {
         ledger.sent.len(),
         ledger.refusals.len()
     );
-    assert_acknowledged_exactly_once(&cl, &client, &ledger);
+    assert_acknowledged_exactly_once(&cl, &client, TOPIC, &ledger);
+}
+
+/// Pushes one line through Loki's push API (JSON); the status.
+fn loki_push(client: &reqwest::blocking::Client, url: &str, line: &str) -> Result<(u16, String), String> {
+    let body = serde_json::json!({
+        "streams": [{ "stream": { "job": "faults" }, "values": [["1750000000000000000", line]] }]
+    });
+    let resp = client
+        .post(format!("{url}/loki/api/v1/push"))
+        .timeout(Duration::from_secs(60))
+        .json(&body)
+        .send()
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().unwrap_or_default()))
+}
+
+/// Loki pushes in a cluster are acknowledged (204) only once every
+/// in-sync replica holds them, as the ingest API's acks=all: with two of
+/// three nodes down the leader refuses them with the 503 naming the
+/// partition, instead of answering 204 for lines held on one disk; a
+/// follower answers 421. Every line answered 204 ends on every replica
+/// exactly once.
+#[test]
+fn loki_pushes_wait_for_the_in_sync_replicas_or_are_refused() {
+    const LOKI: &str = "loki";
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cl = ClusterUnderTest::start(dir.path());
+    let client = http();
+    let first = cl.formed_with_topic(&client, LOKI);
+    let leader = first.leader;
+    let followers: Vec<i32> = (1..=3).filter(|&id| id != leader).collect();
+    let mut ledger = Ledger::default();
+    let push = |ledger: &mut Ledger, url: &str| {
+        let line = format!("pushed {:04}", ledger.sent.len());
+        ledger.sent.push(line.clone());
+        let answer = loki_push(&client, url, &line);
+        if matches!(answer, Ok((204, _))) {
+            ledger.acked.push(line);
+        }
+        answer
+    };
+
+    match push(&mut ledger, &cl.url(followers[0])) {
+        Ok((421, _)) => {}
+        other => panic!("a follower answered a Loki push with {other:?}"),
+    }
+    assert!(matches!(push(&mut ledger, &cl.url(leader)), Ok((204, _))));
+
+    for id in &followers {
+        cl.nodes.get_mut(id).unwrap().kill9();
+    }
+    let leader_url = cl.url(leader);
+    let refusal = wait_for(
+        "the leader to refuse Loki pushes for too few replicas",
+        PATIENCE,
+        || match push(&mut ledger, &leader_url) {
+            Ok((503, text)) if text.contains("not enough in-sync replicas") => Some(text),
+            _ => None,
+        },
+    );
+    assert!(
+        refusal.contains(&format!("{LOKI}/0")),
+        "the refusal does not name the partition: {refusal}"
+    );
+
+    cl.nodes.get_mut(&followers[0]).unwrap().restart();
+    wait_for("Loki pushes acknowledged with two nodes up", PATIENCE, || {
+        matches!(push(&mut ledger, &leader_url), Ok((204, _))).then_some(())
+    });
+    cl.nodes.get_mut(&followers[1]).unwrap().restart();
+    assert_acknowledged_exactly_once(&cl, &client, LOKI, &ledger);
 }
