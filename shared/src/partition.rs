@@ -30,7 +30,9 @@ pub fn murmur2(data: &[u8]) -> i32 {
     let mut h: u32 = SEED ^ (len as u32);
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(chunk);
+        let mut k = u32::from_le_bytes(bytes);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -38,11 +40,11 @@ pub fn murmur2(data: &[u8]) -> i32 {
         h ^= k;
     }
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&b) = tail.get(2) {
+        h ^= u32::from(b) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&b) = tail.get(1) {
+        h ^= u32::from(b) << 8;
     }
     if let Some(&b) = tail.first() {
         h ^= u32::from(b);
