@@ -9,6 +9,7 @@ mod agent_pipeline;
 mod bad_files;
 mod bad_requests;
 mod cluster;
+mod cluster_reads;
 mod codecs;
 mod config_errors;
 mod exactly_once;

@@ -76,12 +76,22 @@ impl Drop for Inflated {
 /// The file cannot be read, is not whole gzip (still being written), or
 /// the copy cannot be written.
 pub fn inflate(gz: &Path, key: FileKey, data_dir: &Path) -> io::Result<(File, Inflated)> {
+    inflate_open(File::open(gz)?, key, data_dir)
+}
+
+/// [`inflate`] of a gzip file already open: what was checked through this
+/// handle is what is inflated, even if logrotate renamed another file to
+/// its name meanwhile.
+///
+/// # Errors
+/// Reading, inflating (a truncated or corrupt stream) or writing failed.
+pub fn inflate_open(gz: File, key: FileKey, data_dir: &Path) -> io::Result<(File, Inflated)> {
     let dir = data_dir.join(INFLATED_DIR);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{}-{}", key.dev, key.ino));
     let guard = Inflated { path: path.clone() };
     let mut out = File::create(&path)?;
-    let mut decoder = MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, File::open(gz)?));
+    let mut decoder = MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, gz));
     io::copy(&mut decoder, &mut out)?;
     drop(out);
     Ok((File::open(&path)?, guard))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::checkpoint::Continues;
 use super::compressed;
-use super::emit::{EmitCtx, Sink, emit_lines, flush_multiline};
+use super::emit::{EmitCtx, Sink, flush_multiline};
 use super::file_server::{FileServer, unix_ms};
 use super::fingerprint::{FileKey, HEAD_BYTES, Head, born};
 use super::tracked::{Start, TrackedFile};
@@ -145,6 +145,31 @@ impl FileServer {
         if taken {
             return None;
         }
+        // A copy held back while it was being made (copytruncate's plain
+        // copy, maybe deleted since by logrotate's gzip: its handle still
+        // reads it) is this content's copy, before any `.gz` of it.
+        let held = self
+            .files
+            .values()
+            .find(|t| {
+                t.pristine
+                    && t.copy_check_until.is_some()
+                    && t.path.parent() == Some(dir)
+                    && t.file.as_ref().is_some_and(|f| head.matches(f).unwrap_or(false))
+            })
+            .map(|t| t.key);
+        if let Some(key) = held
+            && let Some(t) = self.files.get_mut(&key)
+        {
+            let pos = pos.min(t.size().unwrap_or(0));
+            tracing::info!(path = %t.path.display(), pos, "a copy held back is the copy of truncated content; reading only what was not read before");
+            t.start_at(pos);
+            t.continues = original;
+            t.copy_check_until = None;
+            self.retired.retain(|r| !(r.dir == dir && r.head == head));
+            self.checkpoint_stale = true;
+            return Some(key);
+        }
         let entries = std::fs::read_dir(dir).ok()?;
         // (plain rather than gzip, newest, ...): a plain copy being
         // compressed is read, not its half-written `.gz`.
@@ -191,8 +216,12 @@ impl FileServer {
         let (file, inflated) = if plain {
             (file, None)
         } else {
-            match compressed::inflate(&path, key, &self.cfg.data_dir) {
-                Ok((f, guard)) if f.metadata().is_ok_and(|m| m.len() > pos) => (f, Some(guard)),
+            // The handle whose head was checked, not the name: logrotate
+            // may have renamed the next `.gz` to it since.
+            match compressed::inflate_open(file, key, &self.cfg.data_dir) {
+                Ok((f, guard)) if f.metadata().is_ok_and(|m| m.len() > pos) && head.matches(&f).unwrap_or(false) => {
+                    (f, Some(guard))
+                }
                 Ok(_) => return None,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot inflate a compressed copy of truncated content");
@@ -200,6 +229,13 @@ impl FileServer {
                 }
             }
         };
+        // Positions are line ends: in a copy of this content the byte
+        // before `pos` is a newline. One that is not holds other content
+        // (read from there it would send the rest of a line as a line).
+        if pos > 0 && pos < file.metadata().map_or(0, |m| m.len()) && !newline_before(&file, pos) {
+            tracing::warn!(path = %path.display(), pos, "a file that starts like truncated content has no line end where that content was read to; not taken for its copy");
+            return None;
+        }
         if let Some(t) = self.files.get_mut(&key) {
             // Found as new earlier in this run: it is this copy.
             let pos = pos.min(meta.len());
@@ -379,120 +415,6 @@ impl FileServer {
         })
     }
 
-    /// Whether a new file may be a copy that copytruncate is making of a
-    /// tracked file whose truncation is still to come: it starts like a
-    /// tracked file in the same directory (its first KiB, whatever its
-    /// size: the copy may still be being written), or is too short to
-    /// tell. Such a file is tracked at once but not read until
-    /// `copy_check_passed` says so.
-    pub(super) fn might_be_copy(&self, path: &Path, file: &File, size: u64, heads: &LiveHeads) -> bool {
-        if size < HEAD_BYTES as u64 {
-            return true;
-        }
-        self.shadows_live_file(path, file, size, heads, None)
-    }
-
-    /// Whether `file` (of `size` bytes, at least `HEAD_BYTES`) starts as a
-    /// live tracked file in the same directory (other than `except`) and
-    /// is no longer than it: a copy of it, whose lines arrive through it.
-    ///
-    /// Both are compared as the agent knows the live file (its head as
-    /// read, the furthest it has read), not as it is now: the copy may be
-    /// looked at after the live file was truncated but before the agent
-    /// noticed, and must then still be taken for its copy.
-    fn shadows_live_file(
-        &self,
-        path: &Path,
-        file: &File,
-        size: u64,
-        heads: &LiveHeads,
-        except: Option<FileKey>,
-    ) -> bool {
-        let Some(dir) = path.parent() else { return false };
-        let Ok(head) = Head::read(file) else { return false };
-        heads.get(&(dir.to_owned(), head.crc)).is_some_and(|keys| {
-            keys.iter()
-                .filter(|k| Some(**k) != except)
-                .filter_map(|k| self.files.get(k))
-                .any(|o| !o.gone && size <= o.size().unwrap_or(0).max(o.framer.next_pos()))
-        })
-    }
-
-    /// Whether `file`, shorter than `HEAD_BYTES`, starts as the content
-    /// of a live tracked file in the same directory (other than `except`)
-    /// as the agent knows it: the file is a prefix of that content, or that
-    /// content as read so far is a prefix of the file.
-    fn prefix_of_live_file(&self, path: &Path, file: &File, size: u64, except: FileKey) -> bool {
-        let Some(dir) = path.parent() else { return false };
-        if size == 0 {
-            return false;
-        }
-        self.files.values().any(|o| {
-            if o.key == except || o.gone || o.path.parent() != Some(dir) || o.head.len == 0 {
-                return false;
-            }
-            if u64::from(o.head.len) <= size {
-                // What was read of it is how this file starts.
-                Head::read_len(file, o.head.len as usize).is_ok_and(|h| h == o.head)
-            } else {
-                // This file is how it starts (read now: it may have changed).
-                let Ok(mine) = Head::read(file) else { return false };
-                u64::from(mine.len) == size
-                    && o.file
-                        .as_ref()
-                        .is_some_and(|h| Head::read_len(h, mine.len as usize).is_ok_and(|p| p == mine))
-            }
-        })
-    }
-
-    /// Whether a file held back as a possible copy may be read now: once
-    /// a tracked file's truncation shows it is that file's copy (it is then
-    /// read only past what was read of the original), once it is long
-    /// enough and starts like no tracked file, or after `COPY_DECISION`.
-    /// Unrelated files are thus read from their start, at most a little
-    /// later; a file is never skipped unless an original was truncated.
-    pub(super) fn copy_check_passed(&mut self, key: FileKey, now: Instant, heads: &mut Option<LiveHeads>) -> bool {
-        let Some(f) = self.files.get(&key) else { return false };
-        let Some(until) = f.copy_check_until else { return true };
-        let Some(file) = f.file.as_ref().and_then(|h| h.try_clone().ok()) else {
-            return false;
-        };
-        let (path, size) = (f.path.clone(), f.size().unwrap_or(0));
-        let copy_from = self.copy_of_retired(&path, &file, size, now);
-        if copy_from.is_none() {
-            // Still a copy of a live file (its whole content a prefix of
-            // that file's): its lines arrive through that file, so it is
-            // held for as long as that lasts, not only `COPY_DECISION`.
-            let heads = heads.get_or_insert_with(|| self.live_heads());
-            let shadow = if size >= HEAD_BYTES as u64 {
-                self.shadows_live_file(&path, &file, size, heads, Some(key))
-            } else {
-                self.prefix_of_live_file(&path, &file, size, key)
-            };
-            let hold = if size >= HEAD_BYTES as u64 {
-                shadow
-            } else {
-                // Empty, or a short prefix: maybe a copy being written.
-                // Past `COPY_DECISION` too little says it is a copy: it
-                // is read (a duplicate at worst, never a loss).
-                (shadow || size == 0) && now < until
-            };
-            if hold {
-                return false;
-            }
-        }
-        let Some(f) = self.files.get_mut(&key) else {
-            return false;
-        };
-        f.copy_check_until = None;
-        if let Some(c) = copy_from {
-            tracing::info!(path = %path.display(), pos = c.pos, "file is a copy of truncated content; reading only what was not read before");
-            f.start_at(c.pos);
-            self.continue_in_copy(key, c.original, c.after);
-        }
-        true
-    }
-
     /// A file shorter than what was read has been truncated in place
     /// (copytruncate): finish the old content's last line, start again at 0.
     pub(super) fn check_truncation(&mut self, key: FileKey, now: Instant, sealed: &mut Vec<ShipRequest>) {
@@ -553,12 +475,15 @@ impl FileServer {
             sealed,
             scratch: &mut self.scratch,
         };
-        // The old content is gone: its last line (unless the copy has it
-        // whole) and held event go out now.
-        if copy.is_none() {
-            emit_lines(f, &ctx, &mut sink, |framer, emit| {
-                framer.flush(emit);
-            });
+        // The old content is gone: its held event goes out now. An
+        // incomplete last line does not: copytruncate's copy has it whole
+        // (the writer finished it before the copy), and the copy, found
+        // now or later, is read from the end of the last complete line.
+        // Emitted here it would arrive cut in two: its start now, its rest
+        // from the copy.
+        if f.framer.partial_len() > 0 {
+            tracing::debug!(path = %f.path.display(), bytes = f.framer.partial_len(),
+                "incomplete last line of truncated content left to its copy");
         }
         flush_multiline(f, &ctx, &mut sink, true);
         let old_content = (f.generation, f.last_record_end);
@@ -592,4 +517,11 @@ impl FileServer {
             self.send(req);
         }
     }
+}
+
+/// Whether the byte just before `pos` in `file` is a newline.
+fn newline_before(file: &File, pos: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, pos - 1).is_ok() && byte[0] == b'\n'
 }

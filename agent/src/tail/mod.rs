@@ -8,7 +8,9 @@
 //! - [`checkpointing`]: when the loop writes them.
 //! - [`watch`]: inotify events and the polling fallback.
 //! - [`lifecycle`]: which files exist, where they start, the open-handle cap.
+//! - [`restart`]: contents and rotated files found again after a restart.
 //! - [`copies`]: copytruncate's copies, read from where the original stopped.
+//! - [`held`]: new files held back while they may be copies.
 //! - [`compressed`]: gzip files holding lines rotated away unread.
 //! - [`sync`]: asking the collector where each file resumes (exactly once).
 //! - [`file_server`]: the loop on its own thread that ties them together.
@@ -22,8 +24,10 @@ pub mod emit;
 pub mod file_server;
 pub mod fingerprint;
 pub mod framing;
+pub mod held;
 pub mod lifecycle;
 pub mod reading;
+pub mod restart;
 pub mod sync;
 pub mod tracked;
 pub mod watch;

@@ -105,21 +105,25 @@ impl FileServer {
         }
     }
 
-    /// Files about to be read from their start as new streams (nothing of
-    /// them stored, no copy of anything known): if the collector holds
-    /// their content from another stream (a copy, plain or compressed,
-    /// made while the agent was down, whose original the checkpoint does
-    /// not place), each goes on from that stream's cursor instead. Heads
-    /// too short to identify a content are not asked about; files held
-    /// back as copies of a live file are that file's business.
+    /// Files whose own stream has nothing stored yet, about to be read
+    /// from their start or from where the checkpoint placed a copy: if the
+    /// collector holds their content from another stream (a copy, plain or
+    /// compressed, made while the agent was down; or the original's content
+    /// before a copytruncate, which the collector remembers after the
+    /// stream went on in new content), each goes on from where the stored
+    /// records of that content end: forward (what is stored is stored,
+    /// whichever stream sent it), or back for a copy placed past them.
+    /// Heads too short to
+    /// identify a content are not asked about; files held back as copies
+    /// of a live file are that file's business.
     fn continue_known_contents(&mut self, lookup: &StreamLookup, pending: &[FileKey]) {
         let candidates: Vec<FileKey> = pending
             .iter()
             .filter(|k| {
                 self.files.get(*k).is_some_and(|f| {
-                    f.continues.is_none()
+                    (f.continues.is_some() || f.framer.next_pos() == 0)
+                        && f.after_original.is_none()
                         && f.copy_check_until.is_none()
-                        && f.framer.next_pos() == 0
                         && f.next_seq == 0
                         && f.head.len >= super::copies::MIN_COPY_HEAD
                 })
@@ -154,27 +158,62 @@ impl FileServer {
             if !state.found || state.producer_id == f.producer_id {
                 continue;
             }
-            // A stream this agent is reading live from the same content:
-            // this file is its copy, and its lines arrive through it.
-            let live = self
+            // A stream this agent is reading from the same content (the
+            // original, still growing, or renamed away and read to its
+            // end through its handle while logrotate compresses it): this
+            // file is its copy, and its lines arrive through it.
+            let reader = self
                 .files
                 .values()
-                .any(|o| o.producer_id == state.producer_id && o.head == f.head && !o.gone);
+                .find(|o| o.key != f.key && o.producer_id == state.producer_id && o.head == f.head)
+                .map(|o| o.gone && o.file.is_some());
+            match reader {
+                Some(true) => {
+                    // Read to its end by the original: nothing left here.
+                    let Some(f) = self.files.get_mut(key) else { continue };
+                    let size = f.size().unwrap_or(0);
+                    tracing::info!(path = %f.path.display(), stream = state.producer_id,
+                        "a copy of content another file is read to its end from; not read");
+                    f.start_at(size);
+                    f.continues = Some(Continues {
+                        original: state.producer_id,
+                        checkpoint_seq: None,
+                    });
+                    self.checkpoint_stale = true;
+                    continue;
+                }
+                Some(false) => {
+                    // Its original still grows: held as its copy (read
+                    // past what the original had, once that is truncated).
+                    if let Some(f) = self.files.get_mut(key) {
+                        f.copy_check_until = Some(Instant::now() + super::copies::COPY_DECISION);
+                    }
+                    continue;
+                }
+                None => {}
+            }
             let Some((pos, head)) = state.cursor.as_deref().and_then(parse_cursor) else {
                 continue;
             };
             let size = f.size().unwrap_or(0);
-            if live || head != f.head || pos > size || u64::from(head.len) < pos.min(HEAD_BYTES as u64) {
+            // Forward past what is stored; or back, for a copy that sent
+            // nothing yet and was placed past what is stored (where its
+            // original had read to when the agent died): no stream holds
+            // the lines in between.
+            let moves = pos > f.framer.next_pos() || (pos < f.framer.next_pos() && f.continues.is_some());
+            if head != f.head || pos > size || !moves || u64::from(head.len) < pos.min(HEAD_BYTES as u64) {
                 continue;
             }
             let Some(f) = self.files.get_mut(key) else { continue };
-            tracing::info!(path = %f.path.display(), pos, stream = state.producer_id,
+            tracing::info!(path = %f.path.display(), from = f.framer.next_pos(), to = pos, stream = state.producer_id,
                 "the collector holds this file's content from another stream; going on from there");
             f.start_at(pos);
-            f.continues = Some(Continues {
-                original: state.producer_id,
-                checkpoint_seq: None,
-            });
+            if f.continues.is_none() {
+                f.continues = Some(Continues {
+                    original: state.producer_id,
+                    checkpoint_seq: None,
+                });
+            }
             self.checkpoint_stale = true;
         }
     }

@@ -270,6 +270,16 @@ impl TrackedFile {
         {
             self.head = h;
         }
+        // A file never read (held back as a possible copy, or waiting for
+        // the collector to say where it resumes) keeps the head it had
+        // when found, often empty. The checkpoint gets its head as it is
+        // now: after a crash it is by this head that the content is found
+        // again wherever rotation moved it (renamed, compressed).
+        let head = if self.framer.next_pos() == 0 && (self.head.len as usize) < HEAD_BYTES {
+            self.file.as_ref().and_then(|f| Head::read(f).ok()).unwrap_or(self.head)
+        } else {
+            self.head
+        };
         let (pos, next_seq) = if self.committed.generation == self.generation {
             // Events dropped by filters yield no record, so no acknowledgement:
             // once every record sent is acknowledged, the checkpoint may pass them.
@@ -287,7 +297,7 @@ impl TrackedFile {
         Entry {
             key: self.key,
             source: source_name.to_owned(),
-            head: self.head,
+            head,
             path: self.path.clone(),
             pos,
             producer_id: self.producer_id,

@@ -16,12 +16,15 @@
 //!   (followers' progress, in-sync set, high watermark), waiting for acks.
 //! - [`fetcher`]: a follower's fetch loop, truncation first.
 //! - [`epochs`]: leader epoch cache and saved high watermark per replica.
+//! - [`reads`]: queries across the cluster: which node reads which
+//!   partition, remote parts asked for and merged, failover.
 //! - [`error`]: refusals, with the leader and the in-sync set named.
 //! - [`node`]: ties it together: start, tasks, what the rest of the
 //!   collector asks (`ticket`, `acknowledge`).
 //!
 //! The HTTP side is `http::replica` (followers' fetches) and
-//! `http::cluster` (`GET /v1/cluster`).
+//! `http::cluster` (`GET /v1/cluster`), `http::replica_scan` (a query's
+//! part asked by another node).
 
 pub mod assign;
 pub mod controller;
@@ -32,6 +35,7 @@ pub mod etcd;
 pub mod fetcher;
 pub mod meta;
 pub mod node;
+pub mod reads;
 pub mod reconcile;
 pub mod replica;
 pub mod session;

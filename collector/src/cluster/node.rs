@@ -55,6 +55,10 @@ pub struct Cluster {
     pub store: Arc<Store>,
     /// Node-to-node HTTP (with `[cluster] token_file`'s token).
     pub peers: reqwest::Client,
+    /// Node-to-node HTTP for query parts (`cluster::reads`): as `peers`
+    /// but with no limit on the whole answer, which streams for as long
+    /// as the scan takes; silence is bounded by the reader instead.
+    pub reads: reqwest::Client,
     view: watch::Sender<Arc<ClusterView>>,
     replicas: Mutex<HashMap<(String, u32), Arc<Replica>>>,
     pub(super) cancel: CancellationToken,
@@ -86,7 +90,8 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Result<Arc<Cluster>, StartError> {
         let etcd = Etcd::new(settings.etcd.clone()).map_err(StartError::Client)?;
-        let peers = peer_client(&settings).map_err(StartError::Client)?;
+        let peers = peer_client(&settings, Some(Duration::from_secs(10))).map_err(StartError::Client)?;
+        let reads = peer_client(&settings, None).map_err(StartError::Client)?;
         let keys = Keys::new(&settings.etcd_prefix);
         let cancel = shutdown.child_token();
         let cluster_id = retry(&cancel, "read the cluster id", || ensure_cluster_id(&etcd, &keys)).await?;
@@ -131,6 +136,7 @@ impl Cluster {
             session,
             store: Arc::clone(&store),
             peers,
+            reads,
             view: view_tx,
             replicas: Mutex::new(HashMap::new()),
             cancel,
@@ -426,7 +432,8 @@ impl Cluster {
 }
 
 /// The HTTP client other nodes are called with.
-fn peer_client(settings: &ClusterSettings) -> Result<reqwest::Client, reqwest::Error> {
+/// `timeout` bounds a whole call; `None` for streamed answers.
+fn peer_client(settings: &ClusterSettings, timeout: Option<Duration>) -> Result<reqwest::Client, reqwest::Error> {
     logpost_shared::tls::install_default_provider();
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = &settings.token
@@ -434,9 +441,12 @@ fn peer_client(settings: &ClusterSettings) -> Result<reqwest::Client, reqwest::E
     {
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
+    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(1));
+    let builder = match timeout {
+        Some(t) => builder.timeout(t),
+        None => builder,
+    };
+    builder
         .default_headers(headers)
         .pool_idle_timeout(Duration::from_secs(60))
         .build()

@@ -13,7 +13,7 @@
 //! | any other `GET`/`HEAD`                               | `read`   |
 //! | `POST /loki/api/v1/…` (Loki queries may be POSTed)   | `read`   |
 //! | `POST` under `/v1/groups/`, `/v1/consumers/`, `/v1/fetch` (consumers commit offsets) | `read` |
-//! | `GET /v1/replica/…` (a cluster's followers fetching from leaders) | `cluster` |
+//! | `GET`/`POST` `/v1/replica/…` (followers fetching from leaders, a query's parts asked of other nodes) | `cluster` |
 //! | anything else (topic create/delete, unknown routes)   | `admin`  |
 //!
 //! Unknown writes need `admin` so that a new mutating route is never open

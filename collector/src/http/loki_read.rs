@@ -24,11 +24,14 @@ use super::error::ApiError;
 use super::loki_categorized::{CATEGORIZE_LABELS, categorized_streams_json, wants_categorized};
 use super::loki_json;
 use super::loki_params::Params;
+use crate::cluster::reads::inventory::gather;
+use crate::cluster::reads::{ClusterSource, ReadError};
 use crate::config::query::QuerySettings;
+use crate::query::inventory::{Inventory, inventory};
 use crate::query::logql::{
     EvalError, Expr, Labels, Selector, Value, eval_instant_with, eval_logs_with, eval_range_with, parse_with,
 };
-use crate::query::source::{ScanStats, StoreSource, labels_of, topics_for, unknown_topic};
+use crate::query::source::{ScanStats, unknown_topic};
 use crate::store::Store;
 use crate::store::topic::now_ms;
 
@@ -78,6 +81,9 @@ pub fn parse_query(store: &Store, q: &str, budgets: &QuerySettings) -> Result<Ex
 }
 
 fn eval_error(e: EvalError) -> ApiError {
+    if let Some(message) = crate::cluster::reads::unavailable(&e) {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+    }
     match e {
         EvalError::Source(_) => ApiError::internal(&e),
         other => ApiError::bad_request(other.to_string()),
@@ -99,6 +105,17 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| LokiError(ApiError::internal(&e)))?
         .map_err(LokiError)
+}
+
+/// The entries of the whole cluster (of this node without one). Call it
+/// on the blocking pool: remote parts are awaited there.
+fn source(app: &AppState, max_uncompressed: usize) -> ClusterSource<'_> {
+    ClusterSource::new(
+        &app.store,
+        max_uncompressed,
+        app.config.http.query_threads,
+        app.cluster.clone(),
+    )
 }
 
 /// Loki's `data.stats`, trimmed to the summary Grafana shows.
@@ -146,7 +163,7 @@ pub async fn query_range(
         let expr = parse_query(&app.store, &q, budgets)?;
         let opts = budgets.eval_options();
         let started = Instant::now();
-        let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
+        let mut src = source(&app, max_uncompressed).for_query(&expr, &q);
         let mut result = Vec::new();
         let (result_type, entries) = match &expr {
             Expr::Log(log) => {
@@ -176,7 +193,7 @@ pub async fn query_range(
         Ok(loki_json::success(
             result_type,
             &result,
-            &stats_json(&src.stats, entries, started),
+            &stats_json(&src.total_stats(), entries, started),
             flags,
         ))
     })
@@ -196,14 +213,15 @@ pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
     let slots = Arc::clone(&app);
     blocking(&slots, move || {
         let budgets = &app.config.query;
-        let Expr::Metric(m) = parse_query(&app.store, &q, budgets)? else {
+        let expr = parse_query(&app.store, &q, budgets)?;
+        let Expr::Metric(m) = &expr else {
             return Err(ApiError::bad_request(
                 "log queries are not supported as an instant query type, use query_range (logpost: or /v1/query)",
             ));
         };
         let started = Instant::now();
-        let mut src = StoreSource::new(&app.store, max_uncompressed).with_threads(app.config.http.query_threads);
-        let value = eval_instant_with(&m, time, &mut src, &budgets.eval_options()).map_err(eval_error)?;
+        let mut src = source(&app, max_uncompressed).for_query(&expr, &q);
+        let value = eval_instant_with(m, time, &mut src, &budgets.eval_options()).map_err(eval_error)?;
         let mut result = Vec::new();
         let result_type = match value {
             Value::Scalar(v) => {
@@ -222,67 +240,11 @@ pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
         Ok(loki_json::success(
             result_type,
             &result,
-            &stats_json(&src.stats, 0, started),
+            &stats_json(&src.total_stats(), 0, started),
             &[],
         ))
     })
     .await
-}
-
-/// Streams (label sets, with `topic`) stored in `[start_ns, end_ns]` that
-/// `selector` accepts (all when `None`), from the segment summaries; with
-/// the blocks, records and line bytes they hold there.
-#[derive(Debug, Default)]
-struct Inventory {
-    streams: BTreeSet<Labels>,
-    blocks: u64,
-    records: u64,
-    bytes: u64,
-}
-
-fn inventory(store: &Store, selector: Option<&Selector>, start_ns: i64, end_ns: i64) -> Inventory {
-    let (start_ms, end_ms) = (start_ns.div_euclid(1_000_000), end_ns.div_euclid(1_000_000));
-    let topics = match selector {
-        Some(s) => topics_for(store, s),
-        None => store.topics(),
-    };
-    let mut inv = Inventory::default();
-    for topic in topics {
-        for partition in &topic.partitions {
-            for seg in &partition.view().segments {
-                let summary = seg.summary.read().unwrap_or_else(|e| e.into_inner());
-                let labels: Vec<Labels> = summary.streams().iter().map(|s| labels_of(&topic.name, s)).collect();
-                let ok: Vec<bool> = labels.iter().map(|l| selector.is_none_or(|s| s.matches(l))).collect();
-                for b in summary.blocks() {
-                    if b.pos >= seg.len || b.max_timestamp < start_ms || b.min_timestamp > end_ms {
-                        continue;
-                    }
-                    let Some(ids) = &b.streams else {
-                        // Streams unknown: counted, but no names to list.
-                        inv.blocks += 1;
-                        inv.records += b.records;
-                        inv.bytes += b.line_bytes;
-                        continue;
-                    };
-                    let mut any = false;
-                    for &id in ids {
-                        if ok.get(id as usize).copied().unwrap_or(false)
-                            && let Some(l) = labels.get(id as usize)
-                        {
-                            inv.streams.insert(l.clone());
-                            any = true;
-                        }
-                    }
-                    if any {
-                        inv.blocks += 1;
-                        inv.records += b.records;
-                        inv.bytes += b.line_bytes;
-                    }
-                }
-            }
-        }
-    }
-    inv
 }
 
 /// The selector of an optional `query` parameter (a log query's), parsed
@@ -294,6 +256,43 @@ fn selector_param(app: &AppState, q: Option<&str>, name: &str) -> Result<Option<
         Expr::Metric(_) => Err(ApiError::bad_request(format!(
             "invalid parameter \"{name}\": expected a stream selector, got a metric query"
         ))),
+    }
+}
+
+/// The inventory of `[start, end]` for the selector of the log query `q`
+/// (every stream when `None`; `name` is the parameter it came in, for
+/// errors): this node's, or in a cluster the whole cluster's.
+async fn inventory_of(
+    app: &Arc<AppState>,
+    q: Option<String>,
+    name: &'static str,
+    (start, end): (i64, i64),
+) -> Result<Inventory, LokiError> {
+    let parsing = Arc::clone(app);
+    let text = q.clone();
+    let selector = blocking(app, move || selector_param(&parsing, text.as_deref(), name)).await?;
+    let Some(cluster) = &app.cluster else {
+        let local = Arc::clone(app);
+        return blocking(app, move || {
+            Ok(inventory(&local.store, selector.as_ref(), start, end, None))
+        })
+        .await;
+    };
+    let _slot = app
+        .queries
+        .acquire()
+        .await
+        .map_err(|_| LokiError(ApiError::from(crate::store::StoreError::ShuttingDown)))?;
+    gather(cluster, &app.store, q.as_deref(), selector.map(Arc::new), (start, end))
+        .await
+        .map_err(|e| LokiError(read_error(e)))
+}
+
+/// A failed cluster-wide read: 503 when replicas are missing.
+fn read_error(e: ReadError) -> ApiError {
+    match e {
+        ReadError::Unavailable { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        ReadError::Local(e) => ApiError::internal(&e),
     }
 }
 
@@ -311,18 +310,12 @@ pub async fn labels(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
     let (start, end) = p.range(now_ns())?;
     p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
-    let slots = Arc::clone(&app);
-    let names = blocking(&slots, move || {
-        let selector = selector_param(&app, q.as_deref(), "query")?;
-        let inv = inventory(&app.store, selector.as_ref(), start, end);
-        let names: BTreeSet<String> = inv
-            .streams
-            .iter()
-            .flat_map(|l| l.iter().map(|(k, _)| k.to_string()))
-            .collect();
-        Ok(names)
-    })
-    .await?;
+    let inv = inventory_of(&app, q, "query", (start, end)).await?;
+    let names: BTreeSet<String> = inv
+        .streams
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.to_string()))
+        .collect();
     Ok(success(json!(names)))
 }
 
@@ -339,18 +332,12 @@ pub async fn label_values(
     let (start, end) = p.range(now_ns())?;
     p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
-    let slots = Arc::clone(&app);
-    let values = blocking(&slots, move || {
-        let selector = selector_param(&app, q.as_deref(), "query")?;
-        let inv = inventory(&app.store, selector.as_ref(), start, end);
-        let values: BTreeSet<String> = inv
-            .streams
-            .iter()
-            .filter_map(|l| l.get(&name).map(str::to_string))
-            .collect();
-        Ok(values)
-    })
-    .await?;
+    let inv = inventory_of(&app, q, "query", (start, end)).await?;
+    let values: BTreeSet<String> = inv
+        .streams
+        .iter()
+        .filter_map(|l| l.get(&name).map(str::to_string))
+        .collect();
     Ok(success(json!(values)))
 }
 
@@ -364,39 +351,24 @@ pub async fn series(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) -
     p.check_utf8("match[]")?;
     p.check_utf8("match")?;
     let matches: Vec<String> = p.all("match[]").iter().chain(p.all("match")).cloned().collect();
-    let slots = Arc::clone(&app);
-    let data = blocking(&slots, move || {
-        let mut selectors = Vec::new();
-        for m in &matches {
-            match parse_query(&app.store, m, &app.config.query)? {
-                Expr::Log(l) => selectors.push(l.selector),
-                Expr::Metric(_) => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid match[] {m:?}: expected a stream selector"
-                    )));
-                }
-            }
-        }
-        let mut all: BTreeSet<Labels> = BTreeSet::new();
-        if selectors.is_empty() {
-            all = inventory(&app.store, None, start, end).streams;
-        }
-        for s in &selectors {
-            all.extend(inventory(&app.store, Some(s), start, end).streams);
-        }
-        Ok(Json_::Array(
-            all.iter()
-                .map(|l| {
-                    Json_::Object(
-                        l.iter()
-                            .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ))
-    })
-    .await?;
+    let mut all: BTreeSet<Labels> = BTreeSet::new();
+    if matches.is_empty() {
+        all = inventory_of(&app, None, "match[]", (start, end)).await?.streams;
+    }
+    for m in matches {
+        all.extend(inventory_of(&app, Some(m), "match[]", (start, end)).await?.streams);
+    }
+    let data = Json_::Array(
+        all.iter()
+            .map(|l| {
+                Json_::Object(
+                    l.iter()
+                        .map(|(k, v)| (k.to_string(), Json_::String(v.to_string())))
+                        .collect(),
+                )
+            })
+            .collect(),
+    );
     Ok(success(data))
 }
 
@@ -410,12 +382,7 @@ pub async fn index_stats(State(app): State<Arc<AppState>>, RawQuery(raw): RawQue
     let (start, end) = p.range(now_ns())?;
     p.check_utf8("query")?;
     let q = p.get("query").map(str::to_owned);
-    let slots = Arc::clone(&app);
-    let inv = blocking(&slots, move || {
-        let selector = selector_param(&app, q.as_deref(), "query")?;
-        Ok(inventory(&app.store, selector.as_ref(), start, end))
-    })
-    .await?;
+    let inv = inventory_of(&app, q, "query", (start, end)).await?;
     Ok(Json(json!({
         "streams": inv.streams.len(),
         "chunks": inv.blocks,

@@ -66,6 +66,10 @@ pub struct StreamQuery {
     /// segments are read newest first and only as far back as they can
     /// still hold one of them (memory: `limit` records).
     pub direction: Direction,
+    /// Only these partitions of this node (a cluster node's part of a
+    /// query asked elsewhere); `None`: every partition, in a cluster
+    /// across the nodes (`query_fanout`).
+    pub only: Option<Vec<(String, u32)>>,
 }
 
 struct LogqlFilter {
@@ -80,6 +84,8 @@ struct LogqlFilter {
     tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
     /// Labels of the last record checked, and the answer.
     last: Mutex<(LabelBytes, bool)>,
+    /// The partitions read; `None`: all.
+    only: Option<Vec<(String, u32)>>,
 }
 
 impl RecordFilter for LogqlFilter {
@@ -92,6 +98,12 @@ impl RecordFilter for LogqlFilter {
 
     fn prefilter(&self) -> Option<&Prefilter> {
         Some(&self.prefilter)
+    }
+
+    fn wants_partition(&self, topic: &str, partition: u32) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|(t, p)| t == topic && *p == partition))
     }
 
     fn matches(&self, timestamp_ms: i64, record: &RecordView<'_>) -> bool {
@@ -237,6 +249,12 @@ pub async fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiE
             "direction=backward needs a limit (it returns the newest `limit` records); use direction=forward for all of them",
         ));
     }
+    if q.only.is_none()
+        && let Some(cluster) = &app.cluster
+        && let Some(plan) = super::query_fanout::plan(&app.store, cluster, &q.query, &app.config.query).await?
+    {
+        return super::query_fanout::fan_out(Arc::clone(cluster), q, plan).await;
+    }
     let limit = if q.limit == 0 { usize::MAX } else { q.limit };
     let compiling = Arc::clone(&app);
     let (query, grep) = (q.query, q.grep);
@@ -256,6 +274,7 @@ pub async fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiE
         cancelled: Arc::clone(&cancelled),
         last: Mutex::new((LabelBytes::default(), false)),
         tx: tx.clone(),
+        only: q.only,
     });
     let from_ms = (start_ns != i64::MIN).then(|| start_ns.div_euclid(1_000_000));
     let scan = tokio::task::spawn_blocking(move || {
@@ -271,9 +290,11 @@ pub async fn stream(app: Arc<AppState>, q: StreamQuery) -> Result<Response, ApiE
             let result = if backward {
                 // Every topic at once: `newest_records` merges them.
                 let range = (start_ns, end_ns.saturating_add(1));
+                let wanted = |t: &str, p: u32| filter.wants_partition(t, p);
                 let newest = newest_records(
                     &app.store,
                     &log,
+                    Some(&wanted),
                     range,
                     limit,
                     max_result_bytes,

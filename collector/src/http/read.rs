@@ -140,6 +140,9 @@ pub struct QueryParams {
     /// With `query`: `forward` (default: the oldest `limit`, oldest first)
     /// or `backward` (the newest `limit`, newest first).
     pub direction: Option<String>,
+    /// Only these partitions, of this node alone: `topic:0,2;other:1`
+    /// (what a cluster node asks of another for its part of a query).
+    pub partitions: Option<String>,
 }
 
 /// Default number of records a query returns.
@@ -157,6 +160,7 @@ pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryP
         (None, Some(topic)) => format!("{{topic=\"{}\"}}", topic.replace('\\', "\\\\").replace('"', "\\\"")),
         (None, None) => return Err(ApiError::bad_request("missing query parameter `query` (or `topic`)")),
     };
+    let only = params.partitions.as_deref().map(parse_partitions).transpose()?;
     let q = super::query_stream::StreamQuery {
         query,
         grep: params.grep,
@@ -172,6 +176,24 @@ pub async fn query(State(app): State<Arc<AppState>>, Query(params): Query<QueryP
                 )));
             }
         },
+        only,
     };
     super::query_stream::stream(app, q).await
+}
+
+/// `topic:0,2;other:1` as `(topic, partition)` pairs.
+fn parse_partitions(s: &str) -> Result<Vec<(String, u32)>, ApiError> {
+    let mut out = Vec::new();
+    for group in s.split(';').filter(|g| !g.is_empty()) {
+        let bad = || {
+            ApiError::bad_request(format!(
+                "invalid parameter \"partitions\": {group:?} (use topic:0,2;other:1)"
+            ))
+        };
+        let (topic, list) = group.rsplit_once(':').ok_or_else(bad)?;
+        for p in list.split(',') {
+            out.push((topic.to_owned(), p.trim().parse::<u32>().map_err(|_| bad())?));
+        }
+    }
+    Ok(out)
 }

@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::error::ApiError;
 use super::{
-    admin, auth, body_budget, cluster, error, fetch, groups, ingest, loki, loki_read, observe, read, replica, streams,
-    ui,
+    admin, auth, body_budget, cluster, error, fetch, groups, ingest, loki, loki_read, observe, read, replica,
+    replica_scan, streams, ui,
 };
 
 /// The collector's HTTP service: [`routes`] behind the layers every
@@ -54,6 +54,8 @@ fn routes() -> Router<Arc<AppState>> {
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/replica/fetch/{topic}/{partition}", get(replica::fetch))
         .route("/v1/replica/epoch/{topic}/{partition}", get(replica::epoch_end))
+        .route("/v1/replica/scan", post(replica_scan::scan))
+        .route("/v1/replica/inventory", post(replica_scan::inventory))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())
         .route("/", get(ui::index))

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::store::producer_state::parse_cursor;
 
 /// Most streams one lookup may ask about.
 const MAX_LOOKUP: usize = 100_000;
@@ -136,11 +137,12 @@ pub struct ContentStates {
 }
 
 /// Per (topic, head): the furthest stream found so far (its partition,
-/// producer entry, and position in the content).
-type Best = (u32, crate::store::producer_state::ProducerEntry, u64);
+/// producer entry, position in the content, and that cursor).
+type Best = (u32, crate::store::producer_state::ProducerEntry, u64, String);
 
-/// Finds, per content head, the stream whose last cursor is in that
-/// content and furthest along.
+/// Finds, per content head, the stream that got furthest in that content:
+/// its last cursor, or the last cursor of a content it sent earlier (a
+/// file copytruncated since). The answer's cursor is that one.
 ///
 /// # Errors
 /// 400 for a malformed body, a malformed head or too many contents.
@@ -186,25 +188,23 @@ pub async fn by_content(
             };
             for p in &t.partitions {
                 for e in p.producers_with_head(heads) {
-                    let Some(cursor) = e.cursor.as_deref() else { continue };
-                    let (Some(head), Some(pos)) = (
-                        crate::store::partition::cursor_head(cursor),
-                        cursor
-                            .split_ascii_whitespace()
-                            .next()
-                            .and_then(|p| p.parse::<u64>().ok()),
-                    ) else {
-                        continue;
-                    };
-                    let slot = best.entry((topic.clone(), head));
-                    match slot {
-                        std::collections::hash_map::Entry::Occupied(mut o) => {
-                            if pos > o.get().2 {
-                                o.insert((p.id, e, pos));
+                    // The furthest cursor of each content this producer
+                    // was in: its current one or an earlier content's end.
+                    let found: Vec<((u32, u32), u64, String)> = e
+                        .cursors()
+                        .filter_map(|c| parse_cursor(c).map(|(pos, head)| (head, pos, c.to_owned())))
+                        .filter(|(head, ..)| heads.contains(head))
+                        .collect();
+                    for (head, pos, cursor) in found {
+                        match best.entry((topic.clone(), head)) {
+                            std::collections::hash_map::Entry::Occupied(mut o) => {
+                                if pos > o.get().2 {
+                                    o.insert((p.id, e.clone(), pos, cursor));
+                                }
                             }
-                        }
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert((p.id, e, pos));
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert((p.id, e.clone(), pos, cursor));
+                            }
                         }
                     }
                 }
@@ -212,13 +212,13 @@ pub async fn by_content(
         }
         keys.into_iter()
             .map(|(topic, head)| match best.get(&(topic.clone(), head)) {
-                Some((partition, e, _)) => StreamState {
+                Some((partition, e, _, cursor)) => StreamState {
                     topic,
                     producer_id: e.producer_id,
                     found: true,
                     partition: Some(*partition),
                     next_sequence: Some(e.logical_last_seq() + 1),
-                    cursor: e.cursor.clone(),
+                    cursor: Some(cursor.clone()),
                 },
                 None => StreamState {
                     topic,

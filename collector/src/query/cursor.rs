@@ -86,6 +86,11 @@ pub trait RecordFilter {
     fn prefilter(&self) -> Option<&Prefilter> {
         None
     }
+    /// Whether a partition is read at all (a cluster node reads only the
+    /// partitions it was asked for).
+    fn wants_partition(&self, _topic: &str, _partition: u32) -> bool {
+        true
+    }
 }
 
 /// Matching records of one partition, from an offset, in offset order.

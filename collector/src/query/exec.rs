@@ -48,6 +48,9 @@ pub fn scan_topic<F: RecordFilter>(
 ) -> Result<usize, ReadError> {
     let mut cursors: Vec<PartitionCursor<F>> = Vec::with_capacity(topic.partitions.len());
     for p in &topic.partitions {
+        if !filter.wants_partition(&topic.name, p.id) {
+            continue;
+        }
         let view = p.view();
         let start = match from_ms {
             None => Some(view.log_start_offset),

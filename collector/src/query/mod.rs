@@ -11,11 +11,14 @@
 //! - [`logql`]: the query language (pure, no store).
 //! - [`source`]: the store as LogQL's entry source, with pruning by time,
 //!   summaries and [`prefilter`] literals.
+//! - [`inventory`]: streams and their sizes in a time range, from the
+//!   summaries (Loki's label and series endpoints).
 //! - [`folded_literal`]: the prefilter's search for `(?i)` literals.
 
 pub mod cursor;
 pub mod exec;
 pub mod folded_literal;
+pub mod inventory;
 pub mod logql;
 pub mod output;
 pub mod prefilter;

@@ -35,9 +35,11 @@ pub(crate) mod ahead;
 mod batches;
 mod metadata;
 mod newest;
+mod partitions;
 mod plan;
 
 pub use metadata::{metadata_of, stored_metadata};
+pub use partitions::{PartScan, scan_partitions};
 
 use newest::Part;
 use plan::plan_segment;
@@ -77,8 +79,12 @@ pub enum SourceError {
     ResultTooLarge { limit: usize },
 }
 
+/// Which partitions a scan reads, by topic and number (a cluster node
+/// reads those it was asked for).
+pub type PartitionFilter<'a> = &'a dyn Fn(&str, u32) -> bool;
+
 /// What a scan read and skipped, for logs and benchmarks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanStats {
     pub segments_skipped: u64,
     pub blocks_skipped: u64,
@@ -272,7 +278,7 @@ impl EntrySource for StoreSource<'_> {
             helpers: self.helpers,
         };
         let topics = topics_for(self.store, &log.selector);
-        scan.newest_first(&topics, &mut self.stats, &mut |found| match found {
+        scan.newest_first(&topics, None, &mut self.stats, &mut |found| match found {
             Found::Hit(h) => f(Scanned::Entry(Entry {
                 timestamp_ns: h.timestamp_ns,
                 labels: h.labels.clone(),
@@ -292,7 +298,8 @@ impl EntrySource for StoreSource<'_> {
 /// `/v1/query?direction=backward`. Reads summary blocks newest first and
 /// stops once older ones cannot hold one of them. The items kept may hold
 /// `max_bytes` at most. `threads`: helpers inflating ahead, as
-/// [`StoreSource::with_threads`].
+/// [`StoreSource::with_threads`]. `wanted`: the partitions read (all
+/// when `None`; a cluster node reads those it was asked for).
 ///
 /// # Errors
 /// A read error, a corrupt batch, or items past `max_bytes`.
@@ -300,6 +307,7 @@ impl EntrySource for StoreSource<'_> {
 pub fn newest_records<T>(
     store: &Store,
     log: &LogExpr,
+    wanted: Option<PartitionFilter<'_>>,
     (start_ns, end_ns): (i64, i64),
     limit: usize,
     max_bytes: usize,
@@ -343,7 +351,7 @@ pub fn newest_records<T>(
     // A min-heap of the best `limit`: its top is the worst kept.
     let mut heap: BinaryHeap<Reverse<Kept<T>>> = BinaryHeap::with_capacity(limit.min(4096));
     let (mut kept_bytes, mut too_large) = (0usize, false);
-    scan.newest_first(&topics, &mut stats, &mut |found| match found {
+    scan.newest_first(&topics, wanted, &mut stats, &mut |found| match found {
         Found::NoneNewerThan(ns) => {
             if heap.len() >= limit && heap.peek().is_some_and(|Reverse(w)| w.0.0 >= ns) {
                 ControlFlow::Break(())
@@ -463,19 +471,31 @@ impl ScanRequest<'_> {
     ) -> Result<ControlFlow<()>, SourceError> {
         let mut state = ScanState::default();
         for partition in &topic.partitions {
-            let view = partition.view();
-            for seg in &view.segments {
-                if seg.max_timestamp >= 0 && seg.max_timestamp < self.bounds_ms().0 {
-                    stats.segments_skipped += 1;
-                    continue;
-                }
-                for range in plan_segment(seg, &topic.name, self.selector, self.bounds_ms(), true, stats) {
-                    if self
-                        .range(topic, partition.id, seg, range, &mut state, stats, f)?
-                        .is_break()
-                    {
-                        return Ok(ControlFlow::Break(()));
-                    }
+            if self.partition(topic, partition, &mut state, stats, f)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Every segment of one partition of `topic`, in offset order.
+    fn partition(
+        &self,
+        topic: &Topic,
+        partition: &crate::store::Partition,
+        state: &mut ScanState,
+        stats: &mut ScanStats,
+        f: &mut dyn FnMut(Hit<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SourceError> {
+        let view = partition.view();
+        for seg in &view.segments {
+            if seg.max_timestamp >= 0 && seg.max_timestamp < self.bounds_ms().0 {
+                stats.segments_skipped += 1;
+                continue;
+            }
+            for range in plan_segment(seg, &topic.name, self.selector, self.bounds_ms(), true, stats) {
+                if self.range(topic, partition.id, seg, range, state, stats, f)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
                 }
             }
         }
@@ -487,12 +507,16 @@ impl ScanRequest<'_> {
     fn newest_first(
         &self,
         topics: &[Arc<Topic>],
+        wanted: Option<PartitionFilter<'_>>,
         stats: &mut ScanStats,
         f: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
     ) -> Result<(), SourceError> {
         let mut parts = Vec::new();
         for (t, topic) in topics.iter().enumerate() {
             for partition in &topic.partitions {
+                if wanted.is_some_and(|w| !w(&topic.name, partition.id)) {
+                    continue;
+                }
                 let view = partition.view();
                 for (i, seg) in view.segments.iter().enumerate() {
                     if seg.max_timestamp >= 0 && seg.max_timestamp < self.bounds_ms().0 {

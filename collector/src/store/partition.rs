@@ -247,18 +247,14 @@ impl Partition {
         self.lock().producers.get(producer_id).cloned()
     }
 
-    /// The producers whose last cursor's content head (its second and
-    /// third words: length and CRC) is one of `heads`.
+    /// The producers with a cursor (the last, or an earlier content's
+    /// last) whose content head (its second and third words: length and
+    /// CRC) is one of `heads`.
     pub fn producers_with_head(&self, heads: &std::collections::HashSet<(u32, u32)>) -> Vec<ProducerEntry> {
         self.lock()
             .producers
             .iter()
-            .filter(|e| {
-                e.cursor
-                    .as_deref()
-                    .and_then(cursor_head)
-                    .is_some_and(|h| heads.contains(&h))
-            })
+            .filter(|e| e.cursors().filter_map(cursor_head).any(|h| heads.contains(&h)))
             .cloned()
             .collect()
     }

@@ -30,6 +30,19 @@ use serde::{Deserialize, Serialize};
 
 /// Batches remembered per producer for answering retries (as Kafka's 5).
 pub const RECENT_BATCHES: usize = 5;
+/// Earlier contents' last cursors remembered per producer: enough for a
+/// file copytruncated several times while its copies wait to be read.
+pub const EARLIER_CONTENTS: usize = 16;
+
+/// A cursor `<position> <head length> <head CRC-32C>`: the position and
+/// the content head.
+pub fn parse_cursor(cursor: &str) -> Option<(u64, (u32, u32))> {
+    let mut it = cursor.split_ascii_whitespace();
+    let pos = it.next()?.parse().ok()?;
+    let len = it.next()?.parse().ok()?;
+    let crc = it.next()?.parse().ok()?;
+    Some((pos, (len, crc)))
+}
 /// Sequences live modulo 2^31: the record after `i32::MAX` is 0.
 const SEQUENCE_MODULUS: i64 = 1 << 31;
 /// How far before the next expected sequence a batch may start and still be
@@ -74,6 +87,13 @@ pub struct ProducerEntry {
     /// it asks where to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// The last cursors of the contents this producer sent before the
+    /// current one (newest last, at most [`EARLIER_CONTENTS`]): after a
+    /// copytruncate the stream goes on in new content, and a copy of the
+    /// old content found later must resume where the old one was stored
+    /// to, which the last cursor alone no longer says.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub earlier_cursors: VecDeque<String>,
 }
 
 impl ProducerEntry {
@@ -92,7 +112,42 @@ impl ProducerEntry {
             last_append_ms: 0,
             recent: VecDeque::new(),
             cursor: None,
+            earlier_cursors: VecDeque::new(),
         }
+    }
+
+    /// Every cursor known of this producer: the current one, then the
+    /// earlier contents' last ones, newest first.
+    pub fn cursors(&self) -> impl Iterator<Item = &str> {
+        self.cursor
+            .as_deref()
+            .into_iter()
+            .chain(self.earlier_cursors.iter().rev().map(String::as_str))
+    }
+
+    /// Takes `cursor` as the newest; the one it replaces is remembered if
+    /// it was the end of another content (not the same content, nor a
+    /// short content's head merely lengthening as the file grew).
+    fn advance_cursor(&mut self, cursor: String) {
+        if let Some(previous) = self.cursor.take() {
+            let old = parse_cursor(&previous);
+            let new = parse_cursor(&cursor);
+            let another_content = match (old, new) {
+                (Some((old_pos, old_head)), Some((_, new_head))) => {
+                    old_head != new_head && !(new_head.0 > old_head.0 && old_pos <= u64::from(old_head.0))
+                }
+                _ => false,
+            };
+            if another_content {
+                self.earlier_cursors
+                    .retain(|c| parse_cursor(c).is_none_or(|(_, h)| Some(h) != old.map(|o| o.1)));
+                if self.earlier_cursors.len() == EARLIER_CONTENTS {
+                    self.earlier_cursors.pop_front();
+                }
+                self.earlier_cursors.push_back(previous);
+            }
+        }
+        self.cursor = Some(cursor);
     }
 
     /// Records an appended batch of `count` records starting at `base_seq`.
@@ -126,8 +181,8 @@ impl ProducerEntry {
             self.recent.pop_front();
         }
         self.recent.push_back(meta);
-        if cursor.is_some() {
-            self.cursor = cursor;
+        if let Some(cursor) = cursor {
+            self.advance_cursor(cursor);
         }
     }
 }
@@ -334,6 +389,40 @@ impl ProducerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_contents_keep_their_last_cursor() {
+        let mut e = ProducerEntry::new(1, 0);
+        let mut seq = 0;
+        let mut send = |e: &mut ProducerEntry, cursor: &str| {
+            e.apply(0, seq, 1, i64::from(seq), 0, Some(cursor.to_owned()));
+            seq += 1;
+        };
+        // A short content's head lengthens as the file grows: one content.
+        send(&mut e, "40 40 1");
+        send(&mut e, "90 90 2");
+        send(&mut e, "1500 1024 3");
+        send(&mut e, "3000 1024 3");
+        assert!(e.earlier_cursors.is_empty(), "{:?}", e.earlier_cursors);
+        // Truncated, new content: the old one's end is remembered.
+        send(&mut e, "500 1024 4");
+        send(&mut e, "800 1024 4");
+        assert_eq!(e.cursors().collect::<Vec<_>>(), ["800 1024 4", "3000 1024 3"]);
+        // Back to a content already remembered (a copy continuing it):
+        // one entry per content, the newest position.
+        send(&mut e, "3500 1024 3");
+        send(&mut e, "100 1024 5");
+        assert_eq!(
+            e.cursors().collect::<Vec<_>>(),
+            ["100 1024 5", "3500 1024 3", "800 1024 4"]
+        );
+        // Bounded.
+        for i in 0..20u32 {
+            send(&mut e, &format!("10 1024 {}", 100 + i));
+        }
+        assert_eq!(e.earlier_cursors.len(), EARLIER_CONTENTS);
+        assert_eq!(e.cursor.as_deref(), Some("10 1024 119"));
+    }
 
     #[test]
     fn sequences_classify() {

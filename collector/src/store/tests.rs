@@ -405,6 +405,74 @@ fn dedup_answers_duplicates_trims_overlaps_refuses_gaps() {
 }
 
 #[test]
+fn earlier_contents_cursors_survive_crashes_through_snapshot_and_log() {
+    // A stream copytruncated twice: its copies must resume where each old
+    // content was stored to, after the stream went on in new content.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = open(dir.path(), 1 << 20, None);
+        p.append(
+            &[&item(
+                producer_batch(5, 0, 0, 3, Some("3000 1024 11")),
+                Some("3000 1024 11"),
+            )],
+            true,
+            true,
+        )
+        .unwrap();
+        p.append(
+            &[&item(
+                producer_batch(5, 0, 3, 3, Some("6000 1024 11")),
+                Some("6000 1024 11"),
+            )],
+            true,
+            true,
+        )
+        .unwrap();
+        p.append(
+            &[&item(
+                producer_batch(5, 0, 6, 3, Some("2000 1024 22")),
+                Some("2000 1024 22"),
+            )],
+            true,
+            true,
+        )
+        .unwrap();
+        p.checkpoint().unwrap();
+        // Only in the log: the second content's end and the third content.
+        p.append(
+            &[&item(
+                producer_batch(5, 0, 9, 3, Some("4000 1024 22")),
+                Some("4000 1024 22"),
+            )],
+            true,
+            true,
+        )
+        .unwrap();
+        p.append(
+            &[&item(
+                producer_batch(5, 0, 12, 3, Some("900 1024 33")),
+                Some("900 1024 33"),
+            )],
+            true,
+            true,
+        )
+        .unwrap();
+    }
+    let p = open(dir.path(), 1 << 20, None);
+    let e = p.producer(5).unwrap();
+    assert_eq!(e.cursor.as_deref(), Some("900 1024 33"));
+    let all: Vec<&str> = e.cursors().collect();
+    assert_eq!(all, ["900 1024 33", "4000 1024 22", "6000 1024 11"]);
+    let heads: std::collections::HashSet<(u32, u32)> = [(1024, 22)].into();
+    assert_eq!(
+        p.producers_with_head(&heads).len(),
+        1,
+        "found by an earlier content's head"
+    );
+}
+
+#[test]
 fn cursors_survive_crashes_through_snapshot_and_log() {
     let dir = tempfile::tempdir().unwrap();
     {

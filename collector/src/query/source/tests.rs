@@ -207,6 +207,7 @@ fn newest_records_are_the_newest_of_a_full_scan() {
         let got = newest_records(
             &fx.store,
             &log,
+            None,
             (start * NS_PER_MS, end * NS_PER_MS),
             limit,
             usize::MAX,
