@@ -72,6 +72,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "Requests sent to the collector (retries included)."
     );
     describe_counter!(
+        "logpost_agent_not_leader_total",
+        "Requests a cluster node refused because it does not lead the partition (421); the agent then asks who does."
+    );
+    describe_counter!(
         "logpost_agent_requests_resent_in_order_total",
         "Requests sent ahead of an unanswered one (batch.max_in_flight) that the collector did not store whole, sent again once alone."
     );

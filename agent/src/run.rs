@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::ship::acks::AckBoard;
 use crate::ship::client::{self, SharedUrls, ShipperConfig, ShipperStats};
+use crate::ship::leaders::Leaders;
 use crate::ship::lookup::StreamLookup;
 use crate::tail::file_server::FileServer;
 
@@ -114,8 +115,19 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
     let acks = Arc::new(AckBoard::default());
     let hard_stop = CancellationToken::new();
     let urls: SharedUrls = Arc::new(RwLock::new(config.collector_urls.clone()));
+    // Who leads which partition, when the collectors form a cluster: the
+    // shipper routes by it and the stream lookup asks the leaders.
+    let leaders = crate::ship::http::client_builder(&config.collector_auth)
+        .and_then(|b| {
+            b.connect_timeout(Duration::from_secs(3))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .map(|http| Arc::new(Leaders::new(http, Arc::clone(&urls))))
+        .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?;
     let shipper_config = ShipperConfig {
         urls: Arc::clone(&urls),
+        leaders: Arc::clone(&leaders),
         compression: config.batch.compression,
         max_in_flight: config.batch.max_in_flight,
         request_timeout: config.request_timeout,
@@ -143,8 +155,13 @@ pub fn run(config: AgentConfig, shutdown: CancellationToken, options: RunOptions
         None
     } else {
         Some(
-            StreamLookup::new(runtime.handle().clone(), Arc::clone(&urls), &config.collector_auth)
-                .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?,
+            StreamLookup::new(
+                runtime.handle().clone(),
+                Arc::clone(&urls),
+                leaders,
+                &config.collector_auth,
+            )
+            .map_err(|e| AgentError::Runtime(std::io::Error::other(e)))?,
         )
     };
     let mut server = FileServer::new(

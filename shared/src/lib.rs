@@ -12,6 +12,8 @@
 //! - [`config`]: value types both sides parse (sizes, durations) and
 //!   [`config::ConfigError`], which names file, line and key.
 //! - [`topic`]: topic-name validation shared by agent, collector and client.
+//! - [`partition`]: Kafka's default partitioner, which the collector places
+//!   batches by and a cluster's agent routes streams by.
 //! - [`dir_lock`]: the exclusive lock agent and collector take on their
 //!   data directories.
 //! - [`tls`]: rustls configs (ring provider) for the collector's listener
@@ -26,6 +28,7 @@ pub mod batch;
 pub mod compression;
 pub mod config;
 pub mod dir_lock;
+pub mod partition;
 pub mod record;
 pub mod tls;
 pub mod topic;

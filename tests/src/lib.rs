@@ -53,6 +53,41 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A test's temporary directory that outlives a failed test: when the
+/// test panics, the directory (processes' stderr, data, etcd) is kept and
+/// its path printed, so that a failure seen once on a loaded machine can
+/// be read afterwards. Removed as usual when the test passes, unless
+/// `LOGPOST_TEST_KEEP` is set (to compare with a passing run).
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir(Some(tempfile::tempdir().unwrap()))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.0.as_ref().map(tempfile::TempDir::path).unwrap()
+    }
+}
+
+impl Default for TestDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if (failed || std::env::var_os("LOGPOST_TEST_KEEP").is_some())
+            && let Some(dir) = self.0.take()
+        {
+            let why = if failed { "test failed" } else { "LOGPOST_TEST_KEEP" };
+            eprintln!("{why}: the test's directory is kept at {}", dir.keep().display());
+        }
+    }
+}
+
 /// Sleeps for `d`: only for pacing writers, never for letting the system
 /// settle (that is what [`wait_for`] is for).
 pub fn pace(d: Duration) {

@@ -32,6 +32,10 @@ pub struct StreamBatch {
     pub next_seq: i64,
     /// Fingerprint of the file content `end_pos` is in.
     pub head: Head,
+    /// Its first record's key: with the producer id, it decides the
+    /// batch's partition (how a cluster's agent finds the leader).
+    pub key: Option<Box<[u8]>>,
+    pub producer_id: i64,
 }
 
 impl StreamBatch {
@@ -199,6 +203,8 @@ impl Batcher {
                             end_pos: at.end_pos,
                             next_seq: at.seq,
                             head: at.head,
+                            key: key.map(Box::from),
+                            producer_id: at.producer_id,
                         });
                         t.open.insert(at.file, t.batches.len() - 1);
                         t.batches.len() - 1

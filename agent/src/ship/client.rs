@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckBoard, Acked, Unsettled};
 use super::batcher::ShipRequest;
+use super::leaders::Leaders;
 use super::refusals::{Refusal, RefusalLog};
 use super::retry::{Backoff, parse_retry_after};
 use crate::tail::fingerprint::FileKey;
@@ -51,6 +52,17 @@ pub struct Payload {
     pub raw_bytes: usize,
     /// The request's count as unsettled, released with the payload.
     pub unsettled: Option<Unsettled>,
+    /// Where each batch's frame is in `body`, and what decides its
+    /// partition (for routing to leaders), in request order.
+    pub frames: Vec<FrameRoute>,
+}
+
+/// One batch of a payload, for routing it to its partition's leader.
+#[derive(Debug)]
+pub struct FrameRoute {
+    pub range: std::ops::Range<usize>,
+    pub key: Option<Box<[u8]>>,
+    pub producer_id: i64,
 }
 
 /// Collector URLs, replaced on reload.
@@ -73,6 +85,8 @@ pub struct ShipperConfig {
     pub auth: crate::config::CollectorAuth,
     /// Where refusals and set-aside requests are recorded.
     pub refusals: RefusalLog,
+    /// Partition leaders in a cluster, shared with the stream lookup.
+    pub leaders: Arc<Leaders>,
 }
 
 /// What the shipper did, for the exit summary and tests.
@@ -93,13 +107,20 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
     // Room for the compressed body up front: growing it would copy it.
     let mut body = Vec::with_capacity(req.raw_bytes / 3 + 256 * req.batches.len());
     let mut acks = Vec::with_capacity(req.batches.len());
+    let mut frames = Vec::with_capacity(req.batches.len());
     let unsettled = req.unsettled;
     for mut b in req.batches {
+        let start = body.len();
         // The collector keeps the last record's cursor per stream: where to
         // resume after a crash without sending anything twice.
         let cursor = b.cursor();
         b.builder.add_header_to_last(CURSOR_HEADER, cursor.as_bytes());
         b.builder.finish_append(compression, &mut body)?;
+        frames.push(FrameRoute {
+            range: start..body.len(),
+            key: b.key.take(),
+            producer_id: b.producer_id,
+        });
         acks.push((
             b.file,
             Acked {
@@ -116,6 +137,7 @@ pub fn compress(req: ShipRequest, compression: Compression) -> Result<Payload, l
         records: req.records,
         raw_bytes: req.raw_bytes,
         unsettled,
+        frames,
     })
 }
 
@@ -205,9 +227,11 @@ pub async fn run(
             return ShipperStats::default();
         }
     };
+    let leaders = Arc::clone(&config.leaders);
     let sender = Arc::new(Sender {
         config,
         http,
+        leaders,
         url_index: AtomicUsize::new(0),
         retries: AtomicU64::new(0),
         seed: AtomicU64::new(seed()),
@@ -354,6 +378,7 @@ enum Attempt {
 struct Sender {
     config: ShipperConfig,
     http: reqwest::Client,
+    leaders: Arc<Leaders>,
     url_index: AtomicUsize,
     retries: AtomicU64,
     seed: AtomicU64,
@@ -422,11 +447,122 @@ impl Sender {
         }
     }
 
-    /// One POST of `payload`, `pipelined` if an older request is unanswered.
+    /// One attempt at `payload`, `pipelined` if an older request is
+    /// unanswered. In a cluster each batch goes to its partition's leader
+    /// (one POST per leader, at once); otherwise the whole request goes to
+    /// the current URL, and the next one is tried after a failure.
     async fn attempt(&self, payload: &Payload, pipelined: bool) -> Attempt {
+        if let Some(groups) = self.route(payload).await {
+            if let [(base, _)] = groups.as_slice() {
+                let (answer, moved) = self
+                    .post_to(base, payload.body.clone(), payload, payload.acks.len(), pipelined)
+                    .await;
+                if moved {
+                    self.leaders.invalidate();
+                }
+                return answer;
+            }
+            return self.attempt_split(payload, &groups, pipelined).await;
+        }
         let urls = current(&self.config.urls);
         let index = self.url_index.load(Ordering::Relaxed);
         let base = urls.get(index % urls.len().max(1)).cloned().unwrap_or_default();
+        let (answer, moved) = self
+            .post_to(&base, payload.body.clone(), payload, payload.acks.len(), pipelined)
+            .await;
+        // Fail over to the next URL on connection problems and 421s; two
+        // requests failing on the same URL move on once.
+        if moved && !urls.is_empty() {
+            let next = (index + 1) % urls.len();
+            let _ = self
+                .url_index
+                .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+            // A node that does not lead may mean a cluster formed since.
+            self.leaders.invalidate();
+        }
+        answer
+    }
+
+    /// The leader of each batch's partition, grouping batch indexes by
+    /// leader URL in request order; `None` without a cluster map, for a
+    /// topic it does not list, or when a partition has no leader now.
+    async fn route(&self, payload: &Payload) -> Option<Vec<(String, Vec<usize>)>> {
+        let map = self.leaders.map_for(&payload.topic).await?;
+        let leaders = map.topic(&payload.topic)?;
+        let count = u32::try_from(leaders.len()).ok().filter(|&n| n > 0)?;
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, f) in payload.frames.iter().enumerate() {
+            let p = logpost_shared::partition::by_key(f.key.as_deref(), f.producer_id, count)?;
+            let url = leaders.get(p as usize)?.as_deref()?;
+            match groups.iter_mut().find(|(u, _)| u == url) {
+                Some((_, indexes)) => indexes.push(i),
+                None => groups.push((url.to_owned(), vec![i])),
+            }
+        }
+        (!groups.is_empty()).then_some(groups)
+    }
+
+    /// Sends each group's batches to its leader at once and merges the
+    /// answers. Any attempt to retry retries the whole request: batches a
+    /// leader already stored come back as duplicates, which the collector
+    /// acknowledges without storing them again.
+    async fn attempt_split(&self, payload: &Payload, groups: &[(String, Vec<usize>)], pipelined: bool) -> Attempt {
+        let posts = groups.iter().map(|(base, indexes)| {
+            let mut body = Vec::new();
+            for f in indexes.iter().filter_map(|&i| payload.frames.get(i)) {
+                body.extend_from_slice(payload.body.get(f.range.clone()).unwrap_or_default());
+            }
+            self.post_to(base, Bytes::from(body), payload, indexes.len(), pipelined)
+        });
+        let answers = join_all(posts.collect()).await;
+        let mut refused = vec![false; payload.acks.len()];
+        let mut partly = false;
+        let mut retry: Option<Option<Duration>> = None;
+        let mut other = None;
+        for ((_, indexes), (answer, moved)) in groups.iter().zip(answers) {
+            if moved {
+                self.leaders.invalidate();
+            }
+            match answer {
+                Attempt::Done(Outcome::Acked) => {}
+                Attempt::Done(Outcome::Partly(r)) => {
+                    partly = true;
+                    for (&i, r) in indexes.iter().zip(r) {
+                        if let Some(slot) = refused.get_mut(i) {
+                            *slot = r;
+                        }
+                    }
+                }
+                Attempt::Retry(after) => retry = Some(retry.flatten().max(after)),
+                // `post_to` answers no other outcome; sent again if it did.
+                Attempt::Done(_) => retry = Some(retry.flatten()),
+                a @ (Attempt::Refused(_) | Attempt::Malformed(_)) => {
+                    other.get_or_insert(a);
+                }
+            }
+        }
+        if let Some(after) = retry {
+            Attempt::Retry(after)
+        } else if let Some(a) = other {
+            a
+        } else if partly {
+            Attempt::Done(Outcome::Partly(refused))
+        } else {
+            Attempt::Done(Outcome::Acked)
+        }
+    }
+
+    /// One POST of `body` (`batches` of `payload`'s batches) to `base`;
+    /// also says whether the node does not lead or cannot be reached, so
+    /// that the caller looks elsewhere.
+    async fn post_to(
+        &self,
+        base: &str,
+        body: Bytes,
+        payload: &Payload,
+        batches: usize,
+        pipelined: bool,
+    ) -> (Attempt, bool) {
         let url = format!("{base}/v1/ingest/{}", payload.topic);
         counter!("logpost_agent_batches_sent_total").increment(1);
         let sent = self
@@ -437,15 +573,19 @@ impl Sender {
                 url.clone()
             })
             .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
-            .body(payload.body.clone())
+            .body(body)
             .send()
             .await;
-        match sent {
+        let moved = match &sent {
+            Ok(resp) => resp.status() == StatusCode::MISDIRECTED_REQUEST,
+            Err(_) => true,
+        };
+        let answer = match sent {
             Ok(resp) if resp.status().is_success() => Attempt::Done(Outcome::Acked),
             Ok(resp) if resp.status() == StatusCode::CONFLICT => {
                 // Per-batch outcomes: some were refused for a sequence gap.
                 let body = resp.text().await.unwrap_or_default();
-                match refused_batches(&body, payload.acks.len()) {
+                match refused_batches(&body, batches) {
                     Some(refused) => {
                         if !pipelined {
                             tracing::warn!(topic = %payload.topic, refused = refused.iter().filter(|r| **r).count(),
@@ -460,17 +600,13 @@ impl Sender {
                 }
             }
             Ok(resp) if resp.status() == StatusCode::MISDIRECTED_REQUEST => {
-                // A cluster node that does not lead the partition: the next
-                // URL may (agents do not route by leader yet; docs/cluster.md).
+                // A cluster node that does not lead the partition (any
+                // more): the caller asks the cluster again, or tries the
+                // next URL.
+                counter!("logpost_agent_not_leader_total").increment(1);
                 let message = resp.text().await.unwrap_or_default();
                 if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
-                    tracing::warn!(%url, message = %message.trim(), "collector node does not lead the partition; trying the next URL");
-                }
-                if !urls.is_empty() {
-                    let next = (index + 1) % urls.len();
-                    let _ = self
-                        .url_index
-                        .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+                    tracing::warn!(%url, message = %message.trim(), "collector node does not lead the partition; looking for its leader");
                 }
                 Attempt::Retry(None)
             }
@@ -486,44 +622,63 @@ impl Sender {
                 if status == StatusCode::BAD_REQUEST {
                     tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
                         "collector calls the request malformed");
-                    return Attempt::Malformed(message);
+                    Attempt::Malformed(message)
                 } else if is_permanent(status) {
                     let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                         " (check [collector] token/token_file and the token's scopes)"
                     } else {
                         ""
                     };
-                    return Attempt::Refused(Refusal {
+                    Attempt::Refused(Refusal {
                         topic: payload.topic.clone(),
-                        url: base,
+                        url: base.to_owned(),
                         status: status.as_u16(),
                         message: format!("{}{hint}", message.trim()),
                         since_ms: 0,
                         attempts: 0,
                         records: 0,
-                    });
-                } else if attempts.is_multiple_of(10) {
-                    tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = attempts + 1,
-                        "collector busy or failing; retrying");
+                    })
+                } else {
+                    if attempts.is_multiple_of(10) {
+                        tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = attempts + 1,
+                            "collector busy or failing; retrying");
+                    }
+                    Attempt::Retry(retry_after)
                 }
-                Attempt::Retry(retry_after)
             }
             Err(e) => {
                 if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
                     tracing::warn!(%url, error = %error_chain(&e), "cannot reach collector; retrying");
                 }
-                // Fail over to the next URL on connection problems; two
-                // requests failing on the same URL move on once.
-                if !urls.is_empty() {
-                    let next = (index + 1) % urls.len();
-                    let _ = self
-                        .url_index
-                        .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
-                }
                 Attempt::Retry(None)
             }
-        }
+        };
+        (answer, moved)
     }
+}
+
+/// Awaits every future, polled together on this task; answers in order.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// Which batches of a 409 answer were refused, in request order.

@@ -7,6 +7,8 @@
 //! - [`client`]: the async shell: compresses sealed requests off the
 //!   runtime, POSTs them with retries and failover, and records
 //!   acknowledged positions on the [`acks::AckBoard`].
+//! - [`leaders`]: in a cluster, which node leads each partition (what
+//!   the client and the lookup route by).
 //! - [`lookup`]: asks the collector where streams stand.
 //! - [`refusals`]: requests the collector will not take: retried and
 //!   reported (policy) or set aside in a dead-letter file (malformed).
@@ -17,6 +19,7 @@ pub mod acks;
 pub mod batcher;
 pub mod client;
 pub mod http;
+pub mod leaders;
 pub mod lookup;
 pub mod refusals;
 pub mod retry;

@@ -203,6 +203,7 @@ mod tests {
             )],
             records: 4,
             raw_bytes: 30,
+            frames: Vec::new(),
             unsettled: None,
         };
         let body = log.dead_letter(&payload, 400, "batch 0: CRC mismatch").unwrap();

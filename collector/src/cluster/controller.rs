@@ -4,6 +4,10 @@
 //! decides: new leaders for partitions whose leader is gone, in-sync sets
 //! without dead nodes, leadership back to preferred replicas.
 //!
+//! Whether this node is the controller is read from its view each time
+//! round ([`controller_term`]), not remembered: a node that holds the key
+//! always acts, and one that does not never does.
+//!
 //! Every write is a compare-and-swap on the partition's revision *and* on
 //! the controller key's creation revision, so a controller that lost its
 //! lease (and may not know it yet) changes nothing.
@@ -13,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::elect::{Change, decide};
+use super::elect::{Change, controller_term, decide};
 use super::etcd::{Compare, Op};
 use super::meta::{ControllerRecord, NO_LEADER};
 use super::node::Cluster;
@@ -26,22 +30,31 @@ const TICK: Duration = Duration::from_secs(1);
 pub async fn run(cluster: &Arc<Cluster>) {
     let mut views = cluster.subscribe();
     let mut sessions = cluster.session.subscribe();
-    let mut term: Option<i64> = None;
+    // The term of the last campaign won, for as long as the view may not
+    // show it yet.
+    let mut won: Option<i64> = None;
+    let mut acting: Option<i64> = None;
     loop {
         if cluster.cancel.is_cancelled() {
             return;
         }
         let view = cluster.view();
-        let mine = view
-            .controller
-            .filter(|(c, _)| c.node_id == cluster.me.id)
-            .map(|(_, rev)| rev);
-        if term.is_some() && (mine != term || !cluster.session.is_valid()) {
-            tracing::info!(node = cluster.me.id, "no longer the controller");
-            term = None;
+        let valid = cluster.session.is_valid();
+        let mut term = if valid {
+            controller_term(&view, cluster.me.id, cluster.session.lease(), won)
+        } else {
+            None
+        };
+        if term.is_none() && view.controller.is_none() && valid {
+            won = campaign(cluster).await;
+            term = won;
         }
-        if term.is_none() && view.controller.is_none() && cluster.session.is_valid() {
-            term = campaign(cluster).await;
+        if term != acting {
+            match term {
+                Some(t) => tracing::info!(node = cluster.me.id, term = t, "acting as the controller"),
+                None => tracing::info!(node = cluster.me.id, "no longer the controller"),
+            }
+            acting = term;
         }
         if let Some(t) = term {
             for change in decide(&view, cluster.settings.unclean_leader_election) {
@@ -117,7 +130,7 @@ async fn apply(cluster: &Cluster, term: i64, change: &Change) -> bool {
         Ok((false, _)) => cluster
             .view()
             .controller
-            .is_some_and(|(c, rev)| c.node_id == cluster.me.id && rev == term),
+            .is_some_and(|c| c.node_id == cluster.me.id && c.term == term),
         Err(e) => {
             tracing::warn!(error = %crate::http::error::chain(&e), "cannot write a partition state");
             false

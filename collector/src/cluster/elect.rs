@@ -1,6 +1,7 @@
 //! The controller's decisions, as a pure function of the cluster's state:
-//! which partitions need a new leader (theirs is gone, or the preferred
-//! replica is back and in sync) and which in-sync sets lose dead nodes.
+//! whether this node is the controller, which partitions need a new
+//! leader (theirs is gone, or the preferred replica is back and in sync)
+//! and which in-sync sets lose dead nodes.
 //!
 //! Rules (Kafka's, before KRaft):
 //! - Only an in-sync replica that is alive becomes leader; replicas are
@@ -29,6 +30,28 @@ pub struct Change {
     pub mod_revision: i64,
     pub next: PartitionState,
     pub why: &'static str,
+}
+
+/// The term this node controls under now, if it is the controller.
+///
+/// The view decides: the node is the controller while the controller key
+/// names it under its current session's `lease`, whatever happened
+/// meanwhile (its session seemed lapsed for a moment on a starved
+/// machine, say). Only until the view has caught up with a campaign this
+/// node just `won` (at that revision) does the won term stand on its own:
+/// the view is late then, not wrong. Deciding from the node's memory
+/// instead once left a cluster without a controller: the winner read a
+/// view older than its own write, took itself for deposed, and never
+/// campaigned again because the key (its own) existed.
+pub fn controller_term(view: &ClusterView, me: i32, lease: i64, won: Option<i64>) -> Option<i64> {
+    if let Some(c) = view.controller
+        && c.node_id == me
+        && lease != 0
+        && c.lease == lease
+    {
+        return Some(c.term);
+    }
+    won.filter(|&term| view.revision < term)
 }
 
 /// What the controller should change now. `unclean_default` is
@@ -113,6 +136,7 @@ pub fn next_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::meta::ElectedController;
 
     fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
         PartitionState {
@@ -125,6 +149,42 @@ mod tests {
 
     fn alive(nodes: &'static [i32]) -> impl Fn(i32) -> bool {
         move |n| nodes.contains(&n)
+    }
+
+    fn view(revision: i64, controller: Option<(i32, i64, i64)>) -> ClusterView {
+        ClusterView {
+            revision,
+            controller: controller.map(|(node_id, term, lease)| ElectedController { node_id, term, lease }),
+            ..ClusterView::default()
+        }
+    }
+
+    #[test]
+    fn a_campaign_won_stands_until_the_view_shows_its_key() {
+        // Won at revision 4; the view still reads revision 3, no
+        // controller: the node controls (this view once made it step down
+        // for good).
+        assert_eq!(controller_term(&view(3, None), 1, 77, Some(4)), Some(4));
+        // The view caught up and shows the key: the view's term.
+        assert_eq!(controller_term(&view(5, Some((1, 4, 77))), 1, 77, Some(4)), Some(4));
+        assert_eq!(controller_term(&view(5, Some((1, 4, 77))), 1, 77, None), Some(4));
+        // The view is past the campaign and the key is gone (lease
+        // expired) or another node's: not the controller.
+        assert_eq!(controller_term(&view(9, None), 1, 77, Some(4)), None);
+        assert_eq!(controller_term(&view(9, Some((2, 8, 55))), 1, 77, Some(4)), None);
+    }
+
+    #[test]
+    fn the_key_under_this_nodes_lease_makes_it_controller_again() {
+        // The loop forgot its term (a moment without a valid session), but
+        // the key is still its own: it controls again, with the key's term.
+        assert_eq!(controller_term(&view(40, Some((1, 4, 77))), 1, 77, None), Some(4));
+        // A key left by an earlier session of this node (a lease that is
+        // expiring) is not: writes under it would fail, and the node
+        // campaigns once it is gone.
+        assert_eq!(controller_term(&view(40, Some((1, 4, 66))), 1, 77, None), None);
+        assert_eq!(controller_term(&view(40, Some((1, 4, 0))), 1, 0, None), None);
+        assert_eq!(controller_term(&view(40, Some((2, 4, 77))), 1, 77, None), None);
     }
 
     #[test]

@@ -79,6 +79,17 @@ pub struct ControllerRecord {
     pub node_id: i32,
 }
 
+/// The controller key as the view holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectedController {
+    pub node_id: i32,
+    /// The key's creation revision: the controller's term, which every
+    /// controller write compares.
+    pub term: i64,
+    /// The lease the key lives under (its holder's session).
+    pub lease: i64,
+}
+
 /// A value and the revision it was last written at (for compare-and-swap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
@@ -157,8 +168,8 @@ pub struct ClusterView {
     pub revision: i64,
     pub cluster_id: Option<String>,
     pub nodes: BTreeMap<i32, NodeInfo>,
-    /// The controller and its key's create revision (its term).
-    pub controller: Option<(ControllerRecord, i64)>,
+    /// The controller, its term and lease.
+    pub controller: Option<ElectedController>,
     pub topics: BTreeMap<String, Versioned<TopicRecord>>,
     pub partitions: BTreeMap<(String, u32), Versioned<PartitionState>>,
 }
@@ -194,8 +205,14 @@ impl ClusterView {
         let bad = |what: &str| tracing::warn!(key = %kv.key, what, "ignoring an etcd value that does not parse");
         match key {
             Key::ClusterId => self.cluster_id = Some(String::from_utf8_lossy(&kv.value).into_owned()),
-            Key::Controller => match serde_json::from_slice(&kv.value) {
-                Ok(c) => self.controller = Some((c, kv.create_revision)),
+            Key::Controller => match serde_json::from_slice::<ControllerRecord>(&kv.value) {
+                Ok(c) => {
+                    self.controller = Some(ElectedController {
+                        node_id: c.node_id,
+                        term: kv.create_revision,
+                        lease: kv.lease,
+                    });
+                }
                 Err(_) => bad("controller"),
             },
             Key::Node(id) => match serde_json::from_slice::<NodeInfo>(&kv.value) {
@@ -260,7 +277,7 @@ impl ClusterView {
 
     /// The controller's node id.
     pub fn controller_id(&self) -> Option<i32> {
-        self.controller.map(|(c, _)| c.node_id)
+        self.controller.map(|c| c.node_id)
     }
 }
 

@@ -1,10 +1,13 @@
 //! Choosing a batch's partition. A batch goes to the partition of its first
-//! record's key, hashed as Kafka's default partitioner does (murmur2), so
-//! that logpost and a Kafka producer agree on where a key lives and one
-//! file's lines (one key) stay in one partition, in order. Batches without
-//! a key go to the partition of their producer id, or round-robin.
+//! record's key, hashed as Kafka's default partitioner does (murmur2,
+//! `logpost_shared::partition`), so that logpost, its agent and a Kafka
+//! producer agree on where a key lives and one file's lines (one key) stay
+//! in one partition, in order. Batches without a key go to the partition
+//! of their producer id, or round-robin.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use logpost_shared::partition::murmur2;
 
 /// Picks partitions for batches of one topic.
 #[derive(Debug, Default)]
@@ -20,52 +23,9 @@ impl Router {
 
     /// The partition for a batch with `key` and `producer_id` among `partitions`.
     pub fn partition(&self, key: Option<&[u8]>, producer_id: i64, partitions: u32) -> u32 {
-        let partitions = partitions.max(1);
-        if let Some(key) = key {
-            return to_positive(murmur2(key)) % partitions;
-        }
-        if producer_id >= 0 {
-            return to_positive(murmur2(&producer_id.to_be_bytes())) % partitions;
-        }
-        self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions
+        logpost_shared::partition::by_key(key, producer_id, partitions)
+            .unwrap_or_else(|| self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions.max(1))
     }
-}
-
-fn to_positive(hash: i32) -> u32 {
-    (hash & 0x7fff_ffff) as u32
-}
-
-/// Kafka's `Utils.murmur2`: MurmurHash2, seed 0x9747b28c, 32-bit.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let len = data.len();
-    let mut h: u32 = SEED ^ (len as u32);
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if let Some(&b) = tail.first() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
 }
 
 #[cfg(test)]
@@ -73,26 +33,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_kafka_test_vectors() {
-        // From Kafka's UtilsTest.testMurmur2.
-        let cases: &[(&[u8], i32)] = &[
-            (b"21", -973_932_308),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
-            (b"abc", 479_470_107),
-        ];
-        for &(input, expected) in cases {
-            assert_eq!(murmur2(input), expected, "{}", String::from_utf8_lossy(input));
-        }
-    }
-
-    #[test]
     fn keyless_batches_spread() {
         let r = Router::new();
         let picks: Vec<u32> = (0..6).map(|_| r.partition(None, -1, 3)).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
-        assert_eq!(r.partition(Some(b"21"), -1, 7), to_positive(-973_932_308) % 7);
+        assert_eq!(
+            r.partition(Some(b"21"), -1, 7),
+            (-973_932_308i32 & 0x7fff_ffff) as u32 % 7
+        );
     }
 }

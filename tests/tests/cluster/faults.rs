@@ -67,7 +67,7 @@ fn assert_acknowledged_exactly_once(
 fn a_paused_leader_acknowledges_nothing_once_replaced_and_rejoins_as_a_follower() {
     const ZOMBIE_LINE: &str = "sent to the paused leader";
     let _heavy = logpost_e2e::heavy();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = logpost_e2e::TestDir::new();
     let cl = ClusterUnderTest::start(dir.path());
     let client = http();
     let first = cl.formed_with_topic(&client, TOPIC);
@@ -122,7 +122,7 @@ fn a_paused_leader_acknowledges_nothing_once_replaced_and_rejoins_as_a_follower(
 fn etcd_unreachable_for_30_s_loses_no_acknowledged_write() {
     const OUTAGE: Duration = Duration::from_secs(30);
     let _heavy = logpost_e2e::heavy();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = logpost_e2e::TestDir::new();
     let mut cl = ClusterUnderTest::start(dir.path());
     let client = http();
     let first = cl.formed_with_topic(&client, TOPIC);
@@ -216,7 +216,7 @@ fn loki_push(client: &reqwest::blocking::Client, url: &str, line: &str) -> Resul
 fn loki_pushes_wait_for_the_in_sync_replicas_or_are_refused() {
     const LOKI: &str = "loki";
     let _heavy = logpost_e2e::heavy();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = logpost_e2e::TestDir::new();
     let mut cl = ClusterUnderTest::start(dir.path());
     let client = http();
     let first = cl.formed_with_topic(&client, LOKI);
