@@ -220,6 +220,44 @@ fn partition_log(
     }
 }
 
+/// Waits until the three replicas hold the same log of `topic` with every
+/// line the ledger says was acknowledged, then checks each acknowledged
+/// line is stored exactly once and nothing never sent is stored. The
+/// replicas' logs.
+fn assert_acknowledged_exactly_once(
+    cl: &ClusterUnderTest,
+    client: &reqwest::blocking::Client,
+    topic: &str,
+    ledger: &Ledger,
+) -> Vec<Vec<(i64, String)>> {
+    let logs = wait_for(
+        "three identical replicas holding every acknowledged line",
+        PATIENCE,
+        || {
+            let logs: Vec<Vec<(i64, String)>> = (1..=3)
+                .map(|id| replica_log_of(client, &cl.url(id), topic))
+                .collect::<Option<_>>()?;
+            let same = logs.windows(2).all(|w| w[0] == w[1]);
+            let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
+            (same && ledger.acked.iter().all(|l| stored.contains(l.as_str()))).then_some(logs)
+        },
+    );
+    let sent: std::collections::HashSet<&str> = ledger.sent.iter().map(String::as_str).collect();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (_, line) in &logs[0] {
+        assert!(sent.contains(line.as_str()), "a line never sent is stored: {line:?}");
+        *counts.entry(line.as_str()).or_default() += 1;
+    }
+    for line in &ledger.acked {
+        assert_eq!(
+            counts.get(line.as_str()),
+            Some(&1),
+            "acknowledged line {line:?} not stored exactly once"
+        );
+    }
+    logs
+}
+
 struct ClusterUnderTest {
     _etcd: Etcd,
     nodes: BTreeMap<i32, Collector>,
@@ -390,31 +428,7 @@ fn a_killed_leader_is_replaced_from_the_isr_without_losing_acknowledged_writes()
 
     // Every acknowledged line is stored exactly once, and the three logs
     // are the same offset by offset once the followers have caught up.
-    let sent: std::collections::HashSet<&str> = ledger.sent.iter().map(String::as_str).collect();
-    let logs = wait_for(
-        "three identical replicas holding every acknowledged line",
-        PATIENCE,
-        || {
-            let logs: Vec<Vec<(i64, String)>> = (1..=3)
-                .map(|id| replica_log(&client, &cl.url(id)))
-                .collect::<Option<_>>()?;
-            let same = logs.windows(2).all(|w| w[0] == w[1]);
-            let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
-            (same && ledger.acked.iter().all(|l| stored.contains(l.as_str()))).then_some(logs)
-        },
-    );
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for (_, line) in &logs[0] {
-        assert!(sent.contains(line.as_str()), "a line never sent is stored: {line:?}");
-        *counts.entry(line.as_str()).or_default() += 1;
-    }
-    for line in &ledger.acked {
-        assert_eq!(
-            counts.get(line.as_str()),
-            Some(&1),
-            "acknowledged line {line:?} not stored exactly once"
-        );
-    }
+    let logs = assert_acknowledged_exactly_once(&cl, &client, TOPIC, &ledger);
     let offsets: Vec<i64> = logs[0].iter().map(|(o, _)| *o).collect();
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets out of order");
 

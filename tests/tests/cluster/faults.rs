@@ -22,42 +22,6 @@ fn post_patiently(url: &str, line: &str) -> Result<u16, String> {
     Ok(resp.status().as_u16())
 }
 
-/// Waits until the three replicas hold the same log with every line the
-/// ledger says was acknowledged, then checks each acknowledged line is
-/// stored exactly once and nothing never sent is stored.
-fn assert_acknowledged_exactly_once(
-    cl: &ClusterUnderTest,
-    client: &reqwest::blocking::Client,
-    topic: &str,
-    ledger: &Ledger,
-) {
-    let logs = wait_for(
-        "three identical replicas holding every acknowledged line",
-        PATIENCE,
-        || {
-            let logs: Vec<Vec<(i64, String)>> = (1..=3)
-                .map(|id| replica_log_of(client, &cl.url(id), topic))
-                .collect::<Option<_>>()?;
-            let same = logs.windows(2).all(|w| w[0] == w[1]);
-            let stored: std::collections::HashSet<&str> = logs[0].iter().map(|(_, l)| l.as_str()).collect();
-            (same && ledger.acked.iter().all(|l| stored.contains(l.as_str()))).then_some(logs)
-        },
-    );
-    let sent: std::collections::HashSet<&str> = ledger.sent.iter().map(String::as_str).collect();
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for (_, line) in &logs[0] {
-        assert!(sent.contains(line.as_str()), "a line never sent is stored: {line:?}");
-        *counts.entry(line.as_str()).or_default() += 1;
-    }
-    for line in &ledger.acked {
-        assert_eq!(
-            counts.get(line.as_str()),
-            Some(&1),
-            "acknowledged line {line:?} not stored exactly once"
-        );
-    }
-}
-
 /// A leader paused (SIGSTOP) past its lease is replaced; writes go on
 /// through the new leader. Woken (SIGCONT), the old leader acknowledges
 /// nothing, not even the write that waited in its socket while it was
