@@ -291,14 +291,31 @@ fn torture(setup: &Setup) -> (Report, u32, u32) {
 /// Every rotation the issue names, for one glob form: create; create,
 /// compress and delaycompress; create and compress at once; copytruncate;
 /// copytruncate and compress at once.
+/// LOGPOST_TORTURE_ONLY=copytruncate-compress (or any one name) gives every
+/// writer that one rotation, to chase a failure seen in one of them.
 fn every_rotation() -> Vec<Rotation> {
-    vec![
+    let all = vec![
         Rotation::Create,
         Rotation::CreateCompressed,
         Rotation::CreateCompressedNow,
         Rotation::CopyTruncate,
         Rotation::CopyTruncateCompressedNow,
-    ]
+    ];
+    let Ok(only) = std::env::var("LOGPOST_TORTURE_ONLY") else {
+        return all;
+    };
+    let one = match only.as_str() {
+        "create" => Rotation::Create,
+        "create-compress-delay" => Rotation::CreateCompressed,
+        "create-compress" => Rotation::CreateCompressedNow,
+        "copytruncate" => Rotation::CopyTruncate,
+        "copytruncate-compress" => Rotation::CopyTruncateCompressedNow,
+        other => panic!(
+            "LOGPOST_TORTURE_ONLY={other}: expected create, create-compress-delay, \
+             create-compress, copytruncate or copytruncate-compress"
+        ),
+    };
+    vec![one; all.len()]
 }
 
 /// Issue 27's settings: five writers at 5,000 lines/s (25,000 in all),

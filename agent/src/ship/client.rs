@@ -20,7 +20,6 @@ use bytes::Bytes;
 use logpost_shared::compression::Compression;
 use logpost_shared::record::CURSOR_HEADER;
 use metrics::counter;
-use reqwest::StatusCode;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +28,14 @@ use super::acks::{AckBoard, Acked, Unsettled};
 use super::batcher::ShipRequest;
 use super::leaders::Leaders;
 use super::refusals::{Refusal, RefusalLog};
-use super::retry::{Backoff, parse_retry_after};
+use super::retry::Backoff;
 use crate::tail::fingerprint::FileKey;
+
+mod dry_run;
+mod post;
+mod routing;
+
+pub use dry_run::run_dry;
 
 /// Content type of a body of RecordBatch v2 frames (the collector's ingest API).
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.kafka.record-batch.v2";
@@ -482,232 +487,6 @@ impl Sender {
         }
         answer
     }
-
-    /// The leader of each batch's partition, grouping batch indexes by
-    /// leader URL in request order; `None` without a cluster map, for a
-    /// topic it does not list, or when a partition has no leader now.
-    async fn route(&self, payload: &Payload) -> Option<Vec<(String, Vec<usize>)>> {
-        let map = self.leaders.map_for(&payload.topic).await?;
-        let leaders = map.topic(&payload.topic)?;
-        let count = u32::try_from(leaders.len()).ok().filter(|&n| n > 0)?;
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, f) in payload.frames.iter().enumerate() {
-            let p = logpost_shared::partition::by_key(f.key.as_deref(), f.producer_id, count)?;
-            let url = leaders.get(p as usize)?.as_deref()?;
-            match groups.iter_mut().find(|(u, _)| u == url) {
-                Some((_, indexes)) => indexes.push(i),
-                None => groups.push((url.to_owned(), vec![i])),
-            }
-        }
-        (!groups.is_empty()).then_some(groups)
-    }
-
-    /// Sends each group's batches to its leader at once and merges the
-    /// answers. Any attempt to retry retries the whole request: batches a
-    /// leader already stored come back as duplicates, which the collector
-    /// acknowledges without storing them again.
-    async fn attempt_split(&self, payload: &Payload, groups: &[(String, Vec<usize>)], pipelined: bool) -> Attempt {
-        let posts = groups.iter().map(|(base, indexes)| {
-            let mut body = Vec::new();
-            for f in indexes.iter().filter_map(|&i| payload.frames.get(i)) {
-                body.extend_from_slice(payload.body.get(f.range.clone()).unwrap_or_default());
-            }
-            self.post_to(base, Bytes::from(body), payload, indexes.len(), pipelined)
-        });
-        let answers = join_all(posts.collect()).await;
-        let mut refused = vec![false; payload.acks.len()];
-        let mut partly = false;
-        let mut retry: Option<Option<Duration>> = None;
-        let mut other = None;
-        for ((_, indexes), (answer, moved)) in groups.iter().zip(answers) {
-            if moved {
-                self.leaders.invalidate();
-            }
-            match answer {
-                Attempt::Done(Outcome::Acked) => {}
-                Attempt::Done(Outcome::Partly(r)) => {
-                    partly = true;
-                    for (&i, r) in indexes.iter().zip(r) {
-                        if let Some(slot) = refused.get_mut(i) {
-                            *slot = r;
-                        }
-                    }
-                }
-                Attempt::Retry(after) => retry = Some(retry.flatten().max(after)),
-                // `post_to` answers no other outcome; sent again if it did.
-                Attempt::Done(_) => retry = Some(retry.flatten()),
-                a @ (Attempt::Refused(_) | Attempt::Malformed(_)) => {
-                    other.get_or_insert(a);
-                }
-            }
-        }
-        if let Some(after) = retry {
-            Attempt::Retry(after)
-        } else if let Some(a) = other {
-            a
-        } else if partly {
-            Attempt::Done(Outcome::Partly(refused))
-        } else {
-            Attempt::Done(Outcome::Acked)
-        }
-    }
-
-    /// One POST of `body` (`batches` of `payload`'s batches) to `base`;
-    /// also says whether the node does not lead or cannot be reached, so
-    /// that the caller looks elsewhere.
-    async fn post_to(
-        &self,
-        base: &str,
-        body: Bytes,
-        payload: &Payload,
-        batches: usize,
-        pipelined: bool,
-    ) -> (Attempt, bool) {
-        let url = format!("{base}/v1/ingest/{}", payload.topic);
-        counter!("logpost_agent_batches_sent_total").increment(1);
-        let sent = self
-            .http
-            .post(if pipelined {
-                format!("{url}?pipelined=true")
-            } else {
-                url.clone()
-            })
-            .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
-            .body(body)
-            .send()
-            .await;
-        let moved = match &sent {
-            Ok(resp) => resp.status() == StatusCode::MISDIRECTED_REQUEST,
-            Err(_) => true,
-        };
-        let answer = match sent {
-            Ok(resp) if resp.status().is_success() => Attempt::Done(Outcome::Acked),
-            Ok(resp) if resp.status() == StatusCode::CONFLICT => {
-                // Per-batch outcomes: some were refused for a sequence gap.
-                let body = resp.text().await.unwrap_or_default();
-                match refused_batches(&body, batches) {
-                    Some(refused) => {
-                        if !pipelined {
-                            tracing::warn!(topic = %payload.topic, refused = refused.iter().filter(|r| **r).count(),
-                                "collector refused batches (sequence gap); resynchronising those files");
-                        }
-                        Attempt::Done(Outcome::Partly(refused))
-                    }
-                    None => {
-                        tracing::error!(%url, body = %body.trim(), "unexpected conflict answer");
-                        Attempt::Retry(None)
-                    }
-                }
-            }
-            Ok(resp) if resp.status() == StatusCode::MISDIRECTED_REQUEST => {
-                // A cluster node that does not lead the partition (any
-                // more): the caller asks the cluster again, or tries the
-                // next URL.
-                counter!("logpost_agent_not_leader_total").increment(1);
-                let message = resp.text().await.unwrap_or_default();
-                if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
-                    tracing::warn!(%url, message = %message.trim(), "collector node does not lead the partition; looking for its leader");
-                }
-                Attempt::Retry(None)
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                let message = resp.text().await.unwrap_or_default();
-                let attempts = self.retries.load(Ordering::Relaxed);
-                if status == StatusCode::BAD_REQUEST {
-                    tracing::error!(%url, status = status.as_u16(), message = %message.trim(),
-                        "collector calls the request malformed");
-                    Attempt::Malformed(message)
-                } else if is_permanent(status) {
-                    let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        " (check [collector] token/token_file and the token's scopes)"
-                    } else {
-                        ""
-                    };
-                    Attempt::Refused(Refusal {
-                        topic: payload.topic.clone(),
-                        url: base.to_owned(),
-                        status: status.as_u16(),
-                        message: format!("{}{hint}", message.trim()),
-                        since_ms: 0,
-                        attempts: 0,
-                        records: 0,
-                    })
-                } else {
-                    if attempts.is_multiple_of(10) {
-                        tracing::warn!(%url, status = status.as_u16(), message = %message.trim(), attempt = attempts + 1,
-                            "collector busy or failing; retrying");
-                    }
-                    Attempt::Retry(retry_after)
-                }
-            }
-            Err(e) => {
-                if self.retries.load(Ordering::Relaxed).is_multiple_of(10) {
-                    tracing::warn!(%url, error = %error_chain(&e), "cannot reach collector; retrying");
-                }
-                Attempt::Retry(None)
-            }
-        };
-        (answer, moved)
-    }
-}
-
-/// Awaits every future, polled together on this task; answers in order.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *o = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
-/// Which batches of a 409 answer were refused, in request order.
-fn refused_batches(body: &str, expected: usize) -> Option<Vec<bool>> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let batches = v.get("batches")?.as_array()?;
-    if batches.len() != expected {
-        return None;
-    }
-    Some(
-        batches
-            .iter()
-            .map(|b| b.get("outcome").and_then(|o| o.as_str()) == Some("refused"))
-            .collect(),
-    )
-}
-
-/// 4xx other than timeouts, throttling, conflicts and authorization: the
-/// request itself is at fault. 401 and 403 (a missing or wrong token, a
-/// topic cap) are the operator's to fix, not the batch's: they are retried
-/// with backoff, never given up, so fixing the token loses no line.
-/// A refusal that needs an operator (unknown topic, token, scope, caps,
-/// limits): retrying soon will not change it, but retrying is all the
-/// agent can do without losing lines.
-fn is_permanent(status: StatusCode) -> bool {
-    status.is_client_error()
-        && status != StatusCode::REQUEST_TIMEOUT
-        && status != StatusCode::TOO_MANY_REQUESTS
-        && status != StatusCode::CONFLICT
 }
 
 pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -726,60 +505,4 @@ fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id())
-}
-
-/// Dry run: prints each record of each sealed request as a JSON line on
-/// stdout instead of shipping it, and acknowledges nothing (so no
-/// checkpoint moves).
-pub async fn run_dry(mut requests: mpsc::Receiver<ShipRequest>) -> ShipperStats {
-    let mut stats = ShipperStats::default();
-    while let Some(req) = requests.recv().await {
-        let printed = tokio::task::spawn_blocking(move || print_request(req))
-            .await
-            .unwrap_or(0);
-        stats.requests += 1;
-        stats.records += printed;
-    }
-    stats
-}
-
-fn print_request(req: ShipRequest) -> u64 {
-    use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut printed = 0;
-    for b in req.batches {
-        let Ok(frame) = b.builder.finish(Compression::None) else {
-            continue;
-        };
-        let Ok(records) = logpost_shared::batch::records_to_owned(&frame, usize::MAX) else {
-            continue;
-        };
-        for r in records {
-            let headers: serde_json::Map<String, serde_json::Value> = r
-                .headers
-                .iter()
-                .map(|h| {
-                    let v = h.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
-                    (
-                        h.key.clone(),
-                        v.map_or(serde_json::Value::Null, serde_json::Value::String),
-                    )
-                })
-                .collect();
-            let line = serde_json::json!({
-                "topic": req.topic,
-                "timestamp_ms": r.timestamp_ms,
-                "key": r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
-                "headers": headers,
-                "line": String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()),
-            });
-            if writeln!(out, "{line}").is_err() {
-                return printed;
-            }
-            printed += 1;
-        }
-    }
-    let _ = out.flush();
-    printed
 }

@@ -6,7 +6,10 @@
 //! - [`retry`]: the backoff policy. Sync core.
 //! - [`client`]: the async shell: compresses sealed requests off the
 //!   runtime, POSTs them with retries and failover, and records
-//!   acknowledged positions on the [`acks::AckBoard`].
+//!   acknowledged positions on the [`acks::AckBoard`]. Its parts: one
+//!   POST and its answer (`client/post.rs`), routing to partition leaders
+//!   in a cluster (`client/routing.rs`), and the dry run
+//!   (`client/dry_run.rs`).
 //! - [`leaders`]: in a cluster, which node leads each partition (what
 //!   the client and the lookup route by).
 //! - [`lookup`]: asks the collector where streams stand.
