@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CollectorConfig;
@@ -166,6 +167,11 @@ pub async fn run_with(
         tails: crate::http::loki_tail::TailSlots::default(),
         queries: tokio::sync::Semaphore::new(query_slots),
     });
+    if state.cluster.is_some() {
+        // Groups live on their __consumer_offsets leaders, commits in that log.
+        let placement = crate::kafka::coordinator::in_cluster::ClusterGroups::new(&state, Handle::current());
+        state.coordinator.set_placement(Arc::new(placement));
+    }
     let kafka = match kafka_listener {
         Some((listener, kafka_addr, server_config)) => {
             tracing::info!(addr = %kafka_addr, advertised = %format!("{}:{}", server_config.advertised_host, server_config.advertised_port), "kafka listening");

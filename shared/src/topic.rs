@@ -19,6 +19,13 @@ pub enum TopicNameError {
     BadChar { name: String, ch: char, pos: usize },
 }
 
+/// Whether `name` is one of the store's own topics (Kafka's convention:
+/// `__consumer_offsets`): kept out of queries over every topic, flagged
+/// internal in Kafka's Metadata.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 /// Checks a topic name.
 ///
 /// # Errors

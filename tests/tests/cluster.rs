@@ -21,6 +21,7 @@ use logpost_e2e::{PATIENCE, http, pace, wait_for};
 use serde_json::Value;
 
 mod faults;
+mod kafka;
 
 const TOPIC: &str = "replicated";
 /// Lines per posted batch.
@@ -267,10 +268,16 @@ struct ClusterUnderTest {
 
 impl ClusterUnderTest {
     fn start(dir: &std::path::Path) -> ClusterUnderTest {
+        Self::start_with(dir, "")
+    }
+
+    /// As [`start`](Self::start), each node's config ending with `extra`.
+    fn start_with(dir: &std::path::Path, extra: &str) -> ClusterUnderTest {
         let etcd = Etcd::start(&dir.join("etcd"));
         let mut nodes = BTreeMap::new();
         for id in 1..=3 {
-            let c = Collector::start(&dir.join(format!("node{id}")), &node_config(id, &etcd.url));
+            let config = format!("{}{extra}", node_config(id, &etcd.url));
+            let c = Collector::start(&dir.join(format!("node{id}")), &config);
             nodes.insert(id, c);
         }
         let live = Arc::new(Mutex::new(nodes.values().map(|c| c.url.clone()).collect()));

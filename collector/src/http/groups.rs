@@ -204,6 +204,16 @@ fn refused(error: KafkaError, group: &str) -> ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("group {group:?}: {}", error.name()),
         )
+    } else if error == KafkaError::NOT_COORDINATOR {
+        // In a cluster the group lives on the leader of its partition of
+        // __consumer_offsets (GET /v1/cluster lists the leaders).
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "group {group:?}: {}: another node of the cluster coordinates this group",
+                error.name()
+            ),
+        )
     } else {
         ApiError::bad_request(format!("group {group:?}: {}", error.name()))
     }
@@ -352,7 +362,8 @@ pub async fn offsets(
         .collect();
     let committed = app
         .coordinator
-        .committed(&group, Some(&[(p.topic.clone(), partitions)]));
+        .committed(&group, Some(&[(p.topic.clone(), partitions)]))
+        .map_err(|e| refused(e, &group))?;
     let offsets = committed
         .into_iter()
         .flat_map(|(topic, parts)| {

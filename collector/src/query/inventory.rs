@@ -47,7 +47,7 @@ pub fn inventory(
     let (start_ms, end_ms) = (start_ns.div_euclid(1_000_000), end_ns.div_euclid(1_000_000));
     let topics = match selector {
         Some(s) => topics_for(store, s),
-        None => store.topics(),
+        None => store.user_topics(),
     };
     let mut inv = Inventory::default();
     for topic in topics {

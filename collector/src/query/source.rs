@@ -101,7 +101,7 @@ pub struct ScanStats {
 pub fn topics_for(store: &Store, selector: &Selector) -> Vec<Arc<Topic>> {
     let mut topics = match selector.topics() {
         Some(names) => names.iter().filter_map(|n| store.topic(n)).collect(),
-        None => store.topics(),
+        None => store.user_topics(),
     };
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     topics

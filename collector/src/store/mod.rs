@@ -359,6 +359,14 @@ impl Store {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
+    /// Every topic but the internal ones (`__consumer_offsets`): what a
+    /// query over all topics reads.
+    pub fn user_topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics = self.topics();
+        topics.retain(|t| !logpost_shared::topic::is_internal(&t.name));
+        topics
+    }
+
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics

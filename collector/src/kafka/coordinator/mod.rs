@@ -13,6 +13,7 @@
 
 pub mod assign;
 mod group;
+pub mod in_cluster;
 pub mod offsets;
 pub mod state;
 
@@ -25,7 +26,7 @@ pub use state::{GroupDescription, GroupState, Groups, PartitionCount};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -194,6 +195,40 @@ pub struct OffsetInfo {
 
 type OffsetMap = HashMap<String, HashMap<(String, i32), OffsetInfo>>;
 
+/// Where groups are coordinated and their commits kept when this node is
+/// one of a cluster's (`in_cluster`): a group belongs to one node at a
+/// time, and its committed offsets ride a replicated log.
+pub trait GroupPlacement: Send + Sync + 'static {
+    /// The node that coordinates `group` now (FindCoordinator).
+    ///
+    /// # Errors
+    /// COORDINATOR_NOT_AVAILABLE while none can (no leader yet).
+    fn locate(&self, group: &str) -> Result<i32, KafkaError>;
+    /// Whether this node coordinates `group` now: `Ok(None)` if it does
+    /// and has its offsets in memory; `Ok(Some(reload))` if it has just
+    /// become the coordinator of the groups `reload` owns (their state in
+    /// memory is replaced by `reload`); or NOT_COORDINATOR /
+    /// COORDINATOR_NOT_AVAILABLE. Called with the coordinator's lock held.
+    ///
+    /// # Errors
+    /// Another node coordinates the group, or none can now.
+    fn claim(&self, group: &str) -> Result<Option<Reload>, KafkaError>;
+    /// Stores `commits` durably on the group's replicas before returning.
+    /// Called from a blocking thread, one call at a time.
+    ///
+    /// # Errors
+    /// This node no longer coordinates the groups, or too few replicas.
+    fn save(&self, commits: &[CommittedOffset]) -> Result<(), KafkaError>;
+}
+
+/// What a node that has just become coordinator knows of its groups.
+pub struct Reload {
+    /// Whether a group belongs to the reloaded set.
+    pub owns: Box<dyn Fn(&str) -> bool + Send>,
+    /// Their committed offsets, oldest first (later entries win).
+    pub offsets: Vec<CommittedOffset>,
+}
+
 struct Inner {
     groups: Groups,
     offsets: OffsetMap,
@@ -212,6 +247,7 @@ pub struct GroupCoordinator {
     commits: mpsc::Sender<CommitJob>,
     commit_rx: Mutex<Option<mpsc::Receiver<CommitJob>>>,
     store: Arc<dyn OffsetStore>,
+    placement: OnceLock<Arc<dyn GroupPlacement>>,
     config: CoordinatorConfig,
 }
 
@@ -242,6 +278,7 @@ impl GroupCoordinator {
             commits: tx,
             commit_rx: Mutex::new(Some(rx)),
             store,
+            placement: OnceLock::new(),
             config,
         }))
     }
@@ -250,6 +287,49 @@ impl GroupCoordinator {
     // check; the state itself is plain data, so carry on with it.
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes this the coordinator of a cluster node: groups are served
+    /// only where `placement` says, and commits go where it keeps them.
+    /// Set once, before the first request.
+    pub fn set_placement(&self, placement: Arc<dyn GroupPlacement>) {
+        let _ = self.placement.set(placement);
+    }
+
+    /// In a cluster, the node that coordinates `group` now; `None` for a
+    /// single node, which coordinates every group.
+    pub fn locate(&self, group: &str) -> Option<Result<i32, KafkaError>> {
+        self.placement.get().map(|p| p.locate(group))
+    }
+
+    /// Whether this node serves `group` now (always, outside a cluster).
+    /// A node that has just become the group's coordinator first replaces
+    /// what it held of the group's partition with the log's state, and
+    /// forgets those groups' members (they join again, as with Kafka's
+    /// coordinator moves).
+    fn claim(&self, group: &str) -> Result<(), KafkaError> {
+        let Some(placement) = self.placement.get() else {
+            return Ok(());
+        };
+        let mut inner = self.lock();
+        let Some(reload) = placement.claim(group)? else {
+            return Ok(());
+        };
+        inner.offsets.retain(|g, _| !(reload.owns)(g));
+        inner.groups.forget(|g| (reload.owns)(g));
+        for c in reload.offsets {
+            let info = OffsetInfo {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata,
+            };
+            inner
+                .offsets
+                .entry(c.group)
+                .or_default()
+                .insert((c.topic, c.partition), info);
+        }
+        Ok(())
     }
 
     /// Drives session expiry and persists commits until `shutdown`. Spawn
@@ -298,7 +378,18 @@ impl GroupCoordinator {
             }
             let records: Vec<CommittedOffset> = jobs.iter().flat_map(|j| j.records.iter().cloned()).collect();
             let store = Arc::clone(&store);
-            let saved = tokio::task::spawn_blocking(move || store.save(&records).map(|()| records)).await;
+            let placement = coordinator.upgrade().and_then(|c| c.placement.get().cloned());
+            let saved = tokio::task::spawn_blocking(move || {
+                match placement {
+                    Some(p) => p.save(&records),
+                    None => store.save(&records).map_err(|e| {
+                        tracing::error!(error = %e, "saving committed offsets failed");
+                        KafkaError::COORDINATOR_NOT_AVAILABLE
+                    }),
+                }
+                .map(|()| records)
+            })
+            .await;
             let outcome = match saved {
                 Ok(Ok(records)) => {
                     if let Some(c) = coordinator.upgrade() {
@@ -318,10 +409,7 @@ impl GroupCoordinator {
                     }
                     Ok(())
                 }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "saving committed offsets failed");
-                    Err(KafkaError::COORDINATOR_NOT_AVAILABLE)
-                }
+                Ok(Err(e)) => Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "offset save task failed");
                     Err(KafkaError::COORDINATOR_NOT_AVAILABLE)
@@ -338,7 +426,11 @@ impl GroupCoordinator {
     pub fn join(&self, req: JoinRequest) -> impl Future<Output = JoinResult> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let member_id = req.member_id.clone();
-        self.lock().groups.join(req, tx, Instant::now());
+        if let Err(e) = self.claim(&req.group_id) {
+            let _ = tx.send(JoinResult::failed(e, &member_id));
+        } else {
+            self.lock().groups.join(req, tx, Instant::now());
+        }
         self.wake.notify_one();
         async move {
             rx.await
@@ -349,7 +441,11 @@ impl GroupCoordinator {
     /// SyncGroup. Resolves with the member's assignment.
     pub fn sync(&self, req: SyncRequest) -> impl Future<Output = SyncResult> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.lock().groups.sync(req, tx, Instant::now());
+        if let Err(e) = self.claim(&req.group_id) {
+            let _ = tx.send(SyncResult::failed(e));
+        } else {
+            self.lock().groups.sync(req, tx, Instant::now());
+        }
         self.wake.notify_one();
         async move {
             rx.await
@@ -359,6 +455,7 @@ impl GroupCoordinator {
 
     /// Heartbeat.
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> Result<(), KafkaError> {
+        self.claim(group_id)?;
         let r = self
             .lock()
             .groups
@@ -369,6 +466,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup for each `(member id, instance id)`.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<Result<(), KafkaError>> {
+        if let Err(e) = self.claim(group_id) {
+            return vec![Err(e); members.len()];
+        }
         let now = Instant::now();
         let mut inner = self.lock();
         let out = members
@@ -384,10 +484,11 @@ impl GroupCoordinator {
     /// per entry of `req.offsets`.
     pub fn commit(&self, req: CommitRequest) -> impl Future<Output = Vec<Result<(), KafkaError>>> + Send + 'static {
         let n = req.offsets.len();
-        let checked = self
-            .lock()
-            .groups
-            .check_commit(&req.group_id, req.generation_id, &req.member_id, Instant::now());
+        let checked = self.claim(&req.group_id).and_then(|()| {
+            self.lock()
+                .groups
+                .check_commit(&req.group_id, req.generation_id, &req.member_id, Instant::now())
+        });
         let mut results: Vec<Result<(), KafkaError>> = vec![checked; n];
         let mut records = Vec::new();
         if checked.is_ok() {
@@ -432,11 +533,15 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the given partitions (or, with `None`, every partition
     /// the group committed), each with -1 when never committed.
+    ///
+    /// # Errors
+    /// In a cluster, another node coordinates the group (or none can now).
     pub fn committed(
         &self,
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
-    ) -> Vec<(String, Vec<(i32, OffsetInfo)>)> {
+    ) -> Result<Vec<(String, Vec<(i32, OffsetInfo)>)>, KafkaError> {
+        self.claim(group_id)?;
         let inner = self.lock();
         let group = inner.offsets.get(group_id);
         let none = OffsetInfo {
@@ -444,7 +549,7 @@ impl GroupCoordinator {
             leader_epoch: -1,
             metadata: None,
         };
-        match topics {
+        Ok(match topics {
             Some(topics) => topics
                 .iter()
                 .map(|(t, parts)| {
@@ -476,7 +581,7 @@ impl GroupCoordinator {
                     })
                     .collect()
             }
-        }
+        })
     }
 
     /// Every committed offset: (group, topic, partition, offset), for the

@@ -334,6 +334,13 @@ impl Groups {
             .retain(|_, g| !(g.state == GroupState::Empty && g.members.is_empty() && g.pending.is_empty()));
     }
 
+    /// Drops every group `owned` picks, members and all (their pending
+    /// joins and syncs end with the coordinator gone): another node
+    /// coordinated them meanwhile.
+    pub fn forget(&mut self, owned: impl Fn(&str) -> bool) {
+        self.groups.retain(|id, _| !owned(id));
+    }
+
     /// The earliest instant at which [`Groups::tick`] has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.groups.values().filter_map(Group::next_deadline).min()

@@ -46,14 +46,14 @@ async fn commits_are_durable_before_acknowledged_and_readable_after() {
     let results = c.commit(commit_req(-1, "", 41)).await;
     assert_eq!(results, vec![Ok(()), Ok(())]);
     assert_eq!(store.load().unwrap().len(), 2, "saved before the commit resolved");
-    let got = c.committed("g", Some(&[("t".into(), vec![0, 1, 7])]));
+    let got = c.committed("g", Some(&[("t".into(), vec![0, 1, 7])])).unwrap();
     let offsets: Vec<(i32, i64, i32)> = got[0].1.iter().map(|(p, i)| (*p, i.offset, i.leader_epoch)).collect();
     assert_eq!(offsets, vec![(0, 41, -1), (1, 42, 3), (7, -1, -1)]);
     assert_eq!(got[0].1[0].1.metadata.as_deref(), Some("md"));
-    let all = c.committed("g", None);
+    let all = c.committed("g", None).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].1.len(), 2);
-    assert!(c.committed("nobody", None).is_empty());
+    assert!(c.committed("nobody", None).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -95,14 +95,21 @@ async fn failed_save_is_reported_and_memory_keeps_the_old_offset() {
     let c = coordinator(store.clone());
     tokio::spawn(Arc::clone(&c).run(CancellationToken::new()));
     assert_eq!(
-        c.committed("g", Some(&[("t".into(), vec![0])]))[0].1[0].1.offset,
+        c.committed("g", Some(&[("t".into(), vec![0])])).unwrap()[0].1[0]
+            .1
+            .offset,
         9,
         "loaded at start"
     );
     let results = c.commit(commit_req(-1, "", 100)).await;
     assert_eq!(results, vec![Err(KafkaError::COORDINATOR_NOT_AVAILABLE); 2]);
     assert_eq!(store.0.load(Ordering::SeqCst), 1);
-    assert_eq!(c.committed("g", Some(&[("t".into(), vec![0])]))[0].1[0].1.offset, 9);
+    assert_eq!(
+        c.committed("g", Some(&[("t".into(), vec![0])])).unwrap()[0].1[0]
+            .1
+            .offset,
+        9
+    );
 }
 
 #[tokio::test]
@@ -145,4 +152,89 @@ async fn join_future_resolves_when_second_member_arrives() {
     assert_eq!((a2.generation_id, b.generation_id), (2, 2));
     let left = c.leave("g", &[(b.member_id.clone(), None), ("nobody".into(), None)]);
     assert_eq!(left, vec![Ok(()), Err(KafkaError::UNKNOWN_MEMBER_ID)]);
+}
+
+/// A cluster's placement, scripted: whether this node coordinates, what
+/// a reload brings, and what was saved through it.
+struct ScriptedPlacement {
+    coordinates: std::sync::atomic::AtomicBool,
+    reload: Mutex<Option<Vec<CommittedOffset>>>,
+    saved: Mutex<Vec<CommittedOffset>>,
+}
+
+impl GroupPlacement for ScriptedPlacement {
+    fn locate(&self, _group: &str) -> Result<i32, KafkaError> {
+        Ok(7)
+    }
+
+    fn claim(&self, _group: &str) -> Result<Option<Reload>, KafkaError> {
+        if !self.coordinates.load(Ordering::SeqCst) {
+            return Err(KafkaError::NOT_COORDINATOR);
+        }
+        Ok(self.reload.lock().unwrap().take().map(|offsets| Reload {
+            owns: Box::new(|g| g == "g"),
+            offsets,
+        }))
+    }
+
+    fn save(&self, commits: &[CommittedOffset]) -> Result<(), KafkaError> {
+        self.saved.lock().unwrap().extend_from_slice(commits);
+        Ok(())
+    }
+}
+
+fn committed_at(c: &GroupCoordinator, partition: i32) -> i64 {
+    c.committed("g", Some(&[("t".into(), vec![partition])])).unwrap()[0].1[0]
+        .1
+        .offset
+}
+
+#[tokio::test]
+async fn in_a_cluster_groups_are_served_where_placed_and_reloaded_from_the_log() {
+    let file = Arc::new(MemoryOffsetStore::new());
+    let c = coordinator(file.clone());
+    tokio::spawn(Arc::clone(&c).run(CancellationToken::new()));
+    let stale = CommittedOffset {
+        group: "g".into(),
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let placement = Arc::new(ScriptedPlacement {
+        coordinates: std::sync::atomic::AtomicBool::new(false),
+        reload: Mutex::new(Some(vec![
+            stale.clone(),
+            CommittedOffset {
+                offset: 9,
+                ..stale.clone()
+            },
+        ])),
+        saved: Mutex::new(Vec::new()),
+    });
+    c.set_placement(placement.clone());
+    assert_eq!(c.locate("g"), Some(Ok(7)));
+
+    // Another node coordinates: every group call says so.
+    assert_eq!(c.committed("g", None).unwrap_err(), KafkaError::NOT_COORDINATOR);
+    assert_eq!(c.heartbeat("g", 1, "m"), Err(KafkaError::NOT_COORDINATOR));
+    let joined = c.join(join_req("", 10_000)).await;
+    assert_eq!(joined.error, Some(KafkaError::NOT_COORDINATOR));
+    assert_eq!(
+        c.commit(commit_req(-1, "", 1)).await,
+        vec![Err(KafkaError::NOT_COORDINATOR); 2]
+    );
+
+    // This node takes over: the log's commits replace what it held (later
+    // entries win), and commits go through the placement, not the file.
+    placement.coordinates.store(true, Ordering::SeqCst);
+    assert_eq!(committed_at(&c, 0), 9);
+    assert_eq!(c.commit(commit_req(-1, "", 20)).await, vec![Ok(()), Ok(())]);
+    assert_eq!(committed_at(&c, 0), 20);
+    assert_eq!(placement.saved.lock().unwrap().len(), 2);
+    assert!(
+        file.load().unwrap().is_empty(),
+        "a cluster's commits bypass the local file"
+    );
 }

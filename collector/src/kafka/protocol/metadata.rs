@@ -104,7 +104,7 @@ impl MetadataResponse {
             w.i16(t.error_code);
             w.string(&t.name);
             if version >= 1 {
-                w.bool(false); // is_internal
+                w.bool(logpost_shared::topic::is_internal(&t.name)); // is_internal
             }
             w.array_len(t.partitions.len());
             for p in &t.partitions {

@@ -68,14 +68,33 @@ pub(crate) async fn dispatch(
         ApiKey::FindCoordinator => {
             let req = metadata::FindCoordinatorRequest::decode(r, v)?;
             let c = &shared.config;
-            // Transactions are not implemented, so there is no transaction coordinator.
-            let error = if req.key_type == 0 {
-                0
+            let here = (c.node_id, c.advertised_host.clone(), c.advertised_port);
+            // Transactions are not implemented, so there is no transaction
+            // coordinator. In a cluster a group's coordinator is the leader
+            // of its partition of __consumer_offsets.
+            let found = if req.key_type != 0 {
+                Err(KafkaError::COORDINATOR_NOT_AVAILABLE)
             } else {
-                KafkaError::COORDINATOR_NOT_AVAILABLE.code()
+                match (shared.app.coordinator.locate(&req.key), &shared.app.cluster) {
+                    (Some(found), Some(cluster)) => found.and_then(|node| {
+                        let view = cluster.view();
+                        let (host, port) = view
+                            .nodes
+                            .get(&node)
+                            .and_then(|n| n.kafka.as_deref()?.rsplit_once(':'))
+                            .ok_or(KafkaError::COORDINATOR_NOT_AVAILABLE)?;
+                        let port = port.parse().map_err(|_| KafkaError::COORDINATOR_NOT_AVAILABLE)?;
+                        Ok((node, host.to_owned(), port))
+                    }),
+                    _ => Ok(here.clone()),
+                }
+            };
+            let (error, node) = match found {
+                Ok(node) => (0, node),
+                Err(e) => (e.code(), (-1, String::new(), -1)),
             };
             respond(id, |w| {
-                metadata::encode_find_coordinator(w, v, error, (c.node_id, &c.advertised_host, c.advertised_port))
+                metadata::encode_find_coordinator(w, v, error, (node.0, &node.1, node.2))
             })
         }
         ApiKey::InitProducerId => {
@@ -137,7 +156,24 @@ pub(crate) async fn dispatch(
         ApiKey::OffsetCommit => handle_offset_commit(shared, OffsetCommitRequest::decode(r, v)?, id, v),
         ApiKey::OffsetFetch => {
             let req = OffsetFetchRequest::decode(r, v)?;
-            let found = shared.app.coordinator.committed(&req.group_id, req.topics.as_deref());
+            let (found, error) = match shared.app.coordinator.committed(&req.group_id, req.topics.as_deref()) {
+                Ok(found) => (found, 0),
+                // Each asked partition carries the error too (before v2
+                // there is no top-level one).
+                Err(e) => {
+                    let none = crate::kafka::coordinator::OffsetInfo {
+                        offset: -1,
+                        leader_epoch: -1,
+                        metadata: None,
+                    };
+                    let asked = req.topics.clone().unwrap_or_default();
+                    let found = asked
+                        .into_iter()
+                        .map(|(t, parts)| (t, parts.into_iter().map(|p| (p, none.clone())).collect()))
+                        .collect();
+                    (found, e.code())
+                }
+            };
             let topics: Vec<(String, Vec<FetchedOffset>)> = found
                 .into_iter()
                 .map(|(t, parts)| {
@@ -148,13 +184,13 @@ pub(crate) async fn dispatch(
                             offset: info.offset,
                             leader_epoch: info.leader_epoch,
                             metadata: info.metadata,
-                            error_code: 0,
+                            error_code: error,
                         })
                         .collect();
                     (t, parts)
                 })
                 .collect();
-            respond(id, |w| offsets::encode_offset_fetch(w, v, &topics, 0))
+            respond(id, |w| offsets::encode_offset_fetch(w, v, &topics, error))
         }
     })
 }
