@@ -200,7 +200,7 @@ pub async fn ingest(
         if let (Some(cluster), Some(Some(epoch)), Some(partition)) =
             (&app.cluster, epochs.get(p as usize), topic.partition(p))
         {
-            let target = partition.log_end_offset();
+            let target = BatchOutcome::ack_target(&outcomes, || partition.log_end_offset());
             cluster.acknowledge(partition, *epoch, target).await?;
         }
         for (&i, outcome) in indexes.iter().zip(outcomes) {

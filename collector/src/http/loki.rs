@@ -149,14 +149,14 @@ pub async fn push(
         .map(|(permit, (_, items))| permit.send(items))
         .collect();
     for ((rx, partition), epoch) in receivers.into_iter().zip(&partitions).zip(epochs) {
-        rx.await
+        let outcomes = rx
+            .await
             .map_err(|_| StoreError::ShuttingDown)?
             .map_err(|e| ApiError::from(&*e))?;
         // 204 only once every in-sync replica holds it.
         if let (Some(cluster), Some(epoch)) = (&app.cluster, epoch) {
-            cluster
-                .acknowledge(partition, epoch, partition.log_end_offset())
-                .await?;
+            let target = crate::store::BatchOutcome::ack_target(&outcomes, || partition.log_end_offset());
+            cluster.acknowledge(partition, epoch, target).await?;
         }
     }
     for (topic, batches, records, bytes) in counts {

@@ -52,6 +52,8 @@ pub struct ProduceOk {
     /// it got the first time).
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// The offset after the batch's records (what acks=all waits for).
+    pub stored_end: i64,
 }
 
 /// What one partition's read returned.
@@ -263,9 +265,11 @@ pub async fn outcome(partition: &Partition, rx: oneshot::Receiver<AppendResult>)
         .map_err(|_| store_failure(&StoreError::ShuttingDown))?
         .map_err(|e| store_failure(&e))?;
     let log_start_offset = partition.view().log_start_offset;
+    let stored_end = BatchOutcome::ack_target(&outcomes, || partition.log_end_offset());
     let ok = |base_offset| ProduceOk {
         base_offset,
         log_start_offset,
+        stored_end,
     };
     match outcomes.first() {
         Some(BatchOutcome::Appended(s)) => Ok(ok(s.base_offset)),

@@ -31,6 +31,32 @@ pub enum BatchOutcome {
     Refused(Refusal),
 }
 
+impl BatchOutcome {
+    /// The offset after this batch's records in the log, which an
+    /// `acks=all` answer waits for on the in-sync replicas: `None` for a
+    /// duplicate whose first copy is not located (it is somewhere below
+    /// the log end), 0 for a refused batch (nothing to wait for).
+    pub fn stored_end(&self) -> Option<i64> {
+        match self {
+            BatchOutcome::Appended(s) | BatchOutcome::Trimmed { summary: s, .. } => Some(s.last_offset + 1),
+            BatchOutcome::Duplicate { offsets, .. } => offsets.map(|(_, last)| last + 1),
+            BatchOutcome::Refused(_) => Some(0),
+        }
+    }
+
+    /// What an `acks=all` answer for `outcomes` waits for: the end of
+    /// their records, or the whole log end `log_end` when a duplicate's
+    /// first copy is not located. Waiting for the log end instead would
+    /// make each request wait for the requests appended after it too.
+    pub fn ack_target(outcomes: &[BatchOutcome], log_end: impl FnOnce() -> i64) -> i64 {
+        outcomes
+            .iter()
+            .map(BatchOutcome::stored_end)
+            .try_fold(0, |acc, end| end.map(|e| acc.max(e)))
+            .unwrap_or_else(log_end)
+    }
+}
+
 /// Why a batch was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -250,5 +276,32 @@ mod tests {
             1,
             "MAX-1, MAX, 0 skipped"
         );
+    }
+
+    #[test]
+    fn acks_wait_for_the_requests_own_records_unless_a_duplicate_is_not_located() {
+        let appended = |base, last| {
+            BatchOutcome::Appended(super::super::BatchSummary {
+                base_offset: base,
+                last_offset: last,
+                max_timestamp: 0,
+            })
+        };
+        let log_end = || 1_000;
+        assert_eq!(
+            BatchOutcome::ack_target(&[appended(10, 19), appended(20, 24)], log_end),
+            25
+        );
+        let located = BatchOutcome::Duplicate {
+            offsets: Some((3, 4)),
+            next_seq: 0,
+        };
+        assert_eq!(BatchOutcome::ack_target(&[located, appended(10, 19)], log_end), 20);
+        let unknown = BatchOutcome::Duplicate {
+            offsets: None,
+            next_seq: 0,
+        };
+        assert_eq!(BatchOutcome::ack_target(&[appended(10, 19), unknown], log_end), 1_000);
+        assert_eq!(BatchOutcome::ack_target(&[], log_end), 0);
     }
 }

@@ -191,9 +191,9 @@ impl ClusterGroups {
         )
         .map_err(|f| f.error)?;
         let (partition, rx) = backend::submit(&app.writer, checked).await.map_err(|f| f.error)?;
-        backend::outcome(&partition, rx).await.map_err(|f| f.error)?;
+        let stored = backend::outcome(&partition, rx).await.map_err(|f| f.error)?;
         cluster
-            .acknowledge(&partition, epoch, partition.log_end_offset())
+            .acknowledge(&partition, epoch, stored.stored_end)
             .await
             .map_err(|e| coordinator_error(&e))
     }

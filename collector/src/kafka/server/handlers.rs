@@ -399,7 +399,7 @@ async fn handle_produce(shared: &Arc<Shared>, req: ProduceRequest, id: i32, v: i
                         let ok = backend::outcome(&partition, rx).await;
                         match (ok, &cluster, epoch) {
                             (Ok(ok), Some(cluster), Some(epoch)) if acks_all => cluster
-                                .acknowledge(&partition, epoch, partition.log_end_offset())
+                                .acknowledge(&partition, epoch, ok.stored_end)
                                 .await
                                 .map(|()| ok)
                                 .map_err(|e| Failure {
