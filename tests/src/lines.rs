@@ -107,6 +107,16 @@ impl LineWriter {
         out
     }
 
+    /// Stops the writer after the lines of its current tick; how many it
+    /// wrote, every one complete.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let (lock, cond) = &*self.paused;
+        *lock.lock().unwrap() = false;
+        cond.notify_all();
+        self.finish()
+    }
+
     /// Waits until the writer has written everything (or stops it).
     pub fn finish(mut self) -> u64 {
         if let Some(h) = self.handle.take() {

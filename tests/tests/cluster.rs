@@ -20,6 +20,7 @@ use logpost_e2e::process::{Agent, Collector, agent_config_for};
 use logpost_e2e::{PATIENCE, http, pace, wait_for};
 use serde_json::Value;
 
+mod failovers;
 mod faults;
 mod kafka;
 
