@@ -274,10 +274,15 @@ impl ClusterUnderTest {
 
     /// As [`start`](Self::start), each node's config ending with `extra`.
     fn start_with(dir: &std::path::Path, extra: &str) -> ClusterUnderTest {
+        Self::start_each(dir, |_| extra.to_owned())
+    }
+
+    /// As [`start`](Self::start), node `id`'s config ending with `extra(id)`.
+    fn start_each(dir: &std::path::Path, extra: impl Fn(i32) -> String) -> ClusterUnderTest {
         let etcd = Etcd::start(&dir.join("etcd"));
         let mut nodes = BTreeMap::new();
         for id in 1..=3 {
-            let config = format!("{}{extra}", node_config(id, &etcd.url));
+            let config = format!("{}{}", node_config(id, &etcd.url), extra(id));
             let c = Collector::start(&dir.join(format!("node{id}")), &config);
             nodes.insert(id, c);
         }

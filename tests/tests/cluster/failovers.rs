@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use logpost_e2e::clients::Client;
 use logpost_e2e::lines::{LineWriter, Reopen, check};
-use logpost_e2e::process::{Agent, agent_config_for};
+use logpost_e2e::process::{Agent, agent_config_for, free_port};
 use logpost_e2e::{http, wait_for};
 use serde_json::Value;
 
@@ -64,7 +64,13 @@ fn delivered(producer: &Client) -> HashMap<String, (u32, i64)> {
 fn ten_leader_kills_under_an_agent_and_an_idempotent_producer_lose_and_duplicate_nothing() {
     let _heavy = logpost_e2e::heavy();
     let dir = logpost_e2e::TestDir::new();
-    let mut cl = ClusterUnderTest::start_with(dir.path(), "[kafka]\nlisten = \"127.0.0.1:0\"\n");
+    // Fixed Kafka ports, as brokers have: a restarted node must be found
+    // where clients knew it (with `:0` every node may have moved by the
+    // time a client looks again, and a client that knows no live address
+    // is stuck; seen in this test before).
+    let mut cl = ClusterUnderTest::start_each(dir.path(), |_| {
+        format!("[kafka]\nlisten = \"127.0.0.1:{}\"\n", free_port())
+    });
     let client = http();
     cl.formed_with_partitions(&client, AGENT_TOPIC, PARTITIONS);
     cl.formed_with_partitions(&client, KAFKA_TOPIC, PARTITIONS);
@@ -124,9 +130,21 @@ fn ten_leader_kills_under_an_agent_and_an_idempotent_producer_lose_and_duplicate
                 (view.leader >= 0 && view.leader != victim).then_some(())
             },
         );
-        wait_for(&format!("round {round}: deliveries going on"), LONG, || {
-            (delivered(&producer).len() >= before + 100).then_some(())
-        });
+        let deadline = std::time::Instant::now() + LONG;
+        while delivered(&producer).len() < before + 100 {
+            if std::time::Instant::now() > deadline {
+                let lines = producer.lines();
+                let tail = &lines[lines.len().saturating_sub(20)..];
+                panic!(
+                    "round {round}: deliveries stalled after node {victim} was killed; the cluster as node \
+                     {survivor} sees it: {}\nthe producer's last lines:\n{}\nstderr: {:?}",
+                    cluster_json(&client, &cl.url(survivor)).unwrap_or_default(),
+                    tail.join("\n"),
+                    producer.errors.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         cl.nodes.get_mut(&victim).unwrap().restart();
     }
     assert!(kills.len() >= 2, "the kills did not go round the nodes: {kills:?}");

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use logpost_e2e::clients::{Client, run_py};
+use logpost_e2e::process::free_port;
 use logpost_e2e::{http, wait_for};
 
 use super::{ClusterUnderTest, cluster_json, partition_view};
@@ -105,10 +106,14 @@ fn produce(cl: &ClusterUnderTest, start: u32, count: u32) {
 fn a_consumer_group_resumes_from_its_committed_offsets_after_its_coordinator_is_killed() {
     let _heavy = logpost_e2e::heavy();
     let dir = logpost_e2e::TestDir::new();
-    let mut cl = ClusterUnderTest::start_with(
-        dir.path(),
-        "[kafka]\nlisten = \"127.0.0.1:0\"\n[groups]\ninitial_rebalance_delay = \"500ms\"\n",
-    );
+    // Fixed Kafka ports, as brokers have: the restarted node is found where
+    // clients knew it.
+    let mut cl = ClusterUnderTest::start_each(dir.path(), |_| {
+        format!(
+            "[kafka]\nlisten = \"127.0.0.1:{}\"\n[groups]\ninitial_rebalance_delay = \"500ms\"\n",
+            free_port()
+        )
+    });
     let client = http();
     cl.formed_with_partitions(&client, TOPIC, PARTITIONS);
 
