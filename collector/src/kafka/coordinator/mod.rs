@@ -195,6 +195,9 @@ pub struct OffsetInfo {
 
 type OffsetMap = HashMap<String, HashMap<(String, i32), OffsetInfo>>;
 
+/// OffsetFetch's answer: per topic, `(partition, committed offset)`.
+pub type Committed = Vec<(String, Vec<(i32, OffsetInfo)>)>;
+
 /// Where groups are coordinated and their commits kept when this node is
 /// one of a cluster's (`in_cluster`): a group belongs to one node at a
 /// time, and its committed offsets ride a replicated log.
@@ -536,11 +539,7 @@ impl GroupCoordinator {
     ///
     /// # Errors
     /// In a cluster, another node coordinates the group (or none can now).
-    pub fn committed(
-        &self,
-        group_id: &str,
-        topics: Option<&[(String, Vec<i32>)]>,
-    ) -> Result<Vec<(String, Vec<(i32, OffsetInfo)>)>, KafkaError> {
+    pub fn committed(&self, group_id: &str, topics: Option<&[(String, Vec<i32>)]>) -> Result<Committed, KafkaError> {
         self.claim(group_id)?;
         let inner = self.lock();
         let group = inner.offsets.get(group_id);
