@@ -362,6 +362,21 @@ impl ClusterUnderTest {
         })
     }
 
+    /// An agent's config tailing `glob` into `topic`, with every node in
+    /// its `[collector] urls`.
+    fn agent_config(&self, glob: &str, topic: &str) -> String {
+        let urls: Vec<String> = self.nodes.values().map(|c| format!("{:?}", c.url)).collect();
+        let config = agent_config_for(&self.url(1), glob, topic).replace(
+            &format!("urls = [\"{}\"]", self.url(1)),
+            &format!("urls = [{}]", urls.join(", ")),
+        );
+        assert!(
+            config.contains(&urls.join(", ")),
+            "agent config not rewritten:\n{config}"
+        );
+        config
+    }
+
     fn logs(&self, id: i32) -> String {
         let c = &self.nodes[&id];
         format!("node {id} stderr:\n{}", c.proc.stderr_text())
@@ -605,17 +620,9 @@ fn an_agent_routes_each_stream_to_its_partition_leader_through_a_failover() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let glob = logs.join("*.log").display().to_string();
-    let urls: Vec<String> = (1..=3).map(|id| format!("{:?}", cl.url(id))).collect();
-    let config = agent_config_for(&cl.url(1), &glob, ROUTED)
-        .replace(
-            &format!("urls = [\"{}\"]", cl.url(1)),
-            &format!("urls = [{}]", urls.join(", ")),
-        )
+    let config = cl
+        .agent_config(&glob, ROUTED)
         .replace("[tail]", "[metrics]\nlisten = \"127.0.0.1:0\"\n[tail]");
-    assert!(
-        config.contains(&urls.join(", ")),
-        "agent config not rewritten:\n{config}"
-    );
     let agent = Agent::start(&dir.path().join("agent"), &config);
     let writers: Vec<LineWriter> = (1..=FILES)
         .map(|id| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use logpost_e2e::clients::Client;
 use logpost_e2e::lines::{LineWriter, Reopen, check};
-use logpost_e2e::process::{Agent, agent_config_for, free_port};
+use logpost_e2e::process::{Agent, free_port};
 use logpost_e2e::{http, wait_for};
 use serde_json::Value;
 
@@ -79,12 +79,7 @@ fn ten_leader_kills_under_an_agent_and_an_idempotent_producer_lose_and_duplicate
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let glob = logs.join("*.log").display().to_string();
-    let urls: Vec<String> = (1..=3).map(|id| format!("{:?}", cl.url(id))).collect();
-    let config = agent_config_for(&cl.url(1), &glob, AGENT_TOPIC).replace(
-        &format!("urls = [\"{}\"]", cl.url(1)),
-        &format!("urls = [{}]", urls.join(", ")),
-    );
-    let agent = Agent::start(&dir.path().join("agent"), &config);
+    let agent = Agent::start(&dir.path().join("agent"), &cl.agent_config(&glob, AGENT_TOPIC));
     let writers: Vec<LineWriter> = (1..=FILES)
         .map(|id| {
             LineWriter::spawn(

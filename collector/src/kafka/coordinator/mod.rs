@@ -15,6 +15,7 @@ pub mod assign;
 mod group;
 pub mod in_cluster;
 pub mod offsets;
+mod placement;
 pub mod state;
 
 use crate::kafka::error::KafkaError;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 #[cfg(test)]
 pub use offsets::MemoryOffsetStore;
 pub use offsets::{CommittedOffset, FileOffsetStore, OffsetStore};
+pub use placement::{GroupPlacement, Reload};
 pub use state::{GroupDescription, GroupState, Groups, PartitionCount};
 use std::collections::HashMap;
 use std::future::Future;
@@ -197,40 +199,6 @@ type OffsetMap = HashMap<String, HashMap<(String, i32), OffsetInfo>>;
 
 /// OffsetFetch's answer: per topic, `(partition, committed offset)`.
 pub type Committed = Vec<(String, Vec<(i32, OffsetInfo)>)>;
-
-/// Where groups are coordinated and their commits kept when this node is
-/// one of a cluster's (`in_cluster`): a group belongs to one node at a
-/// time, and its committed offsets ride a replicated log.
-pub trait GroupPlacement: Send + Sync + 'static {
-    /// The node that coordinates `group` now (FindCoordinator).
-    ///
-    /// # Errors
-    /// COORDINATOR_NOT_AVAILABLE while none can (no leader yet).
-    fn locate(&self, group: &str) -> Result<i32, KafkaError>;
-    /// Whether this node coordinates `group` now: `Ok(None)` if it does
-    /// and has its offsets in memory; `Ok(Some(reload))` if it has just
-    /// become the coordinator of the groups `reload` owns (their state in
-    /// memory is replaced by `reload`); or NOT_COORDINATOR /
-    /// COORDINATOR_NOT_AVAILABLE. Called with the coordinator's lock held.
-    ///
-    /// # Errors
-    /// Another node coordinates the group, or none can now.
-    fn claim(&self, group: &str) -> Result<Option<Reload>, KafkaError>;
-    /// Stores `commits` durably on the group's replicas before returning.
-    /// Called from a blocking thread, one call at a time.
-    ///
-    /// # Errors
-    /// This node no longer coordinates the groups, or too few replicas.
-    fn save(&self, commits: &[CommittedOffset]) -> Result<(), KafkaError>;
-}
-
-/// What a node that has just become coordinator knows of its groups.
-pub struct Reload {
-    /// Whether a group belongs to the reloaded set.
-    pub owns: Box<dyn Fn(&str) -> bool + Send>,
-    /// Their committed offsets, oldest first (later entries win).
-    pub offsets: Vec<CommittedOffset>,
-}
 
 struct Inner {
     groups: Groups,
