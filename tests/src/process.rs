@@ -388,6 +388,39 @@ impl Agent {
     pub fn pid(&self) -> u32 {
         self.proc.child.id()
     }
+
+    /// Where the agent serves `/metrics`, once it said so (its config has
+    /// `[metrics] listen`).
+    pub fn metrics_addr(&self) -> String {
+        wait_for("the agent's metrics address", PATIENCE, || {
+            self.proc
+                .stderr_text()
+                .lines()
+                .find(|l| l.contains("metrics listening"))?
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .map(str::to_owned)
+        })
+    }
+
+    /// The sum over every label set of metric `name` on the agent's
+    /// `/metrics`, if it answers and has that metric.
+    pub fn metric_sum(&self, client: &reqwest::blocking::Client, addr: &str, name: &str) -> Option<f64> {
+        let text = client.get(format!("http://{addr}/metrics")).send().ok()?.text().ok()?;
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.rsplit_once('}')?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse().ok()
+            })
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
 }
 
 /// A config for an agent tailing `glob` into `topic` on `collector`, with

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 mod failovers;
 mod faults;
+mod joining;
 mod kafka;
 
 const TOPIC: &str = "replicated";

@@ -572,11 +572,13 @@ fn issue_27_copytruncate_seen_live_then_killed_before_the_tail_was_stored() {
     let logs = tmp.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let glob = format!("{}/app.log*", logs.display());
-    let config =
-        agent_config(&c, &glob, "live").replace("checkpoint_interval = \"100ms\"", "checkpoint_interval = \"1s\"");
+    let config = agent_config(&c, &glob, "live")
+        .replace("checkpoint_interval = \"100ms\"", "checkpoint_interval = \"1s\"")
+        .replace("[tail]", "[metrics]\nlisten = \"127.0.0.1:0\"\n[tail]");
     let agent_dir = tmp.path().join("agent");
     let path = logs.join("app.log");
     let mut agent = Agent::start(&agent_dir, &config);
+    let metrics = agent.metrics_addr();
     let first = LineWriter::spawn(1, path.clone(), 400, 400, Duration::ZERO, Reopen::Never).finish();
     let mut written = BTreeMap::from([(1, first)]);
     arrived(&c, "live", &written, &agent);
@@ -584,10 +586,12 @@ fn issue_27_copytruncate_seen_live_then_killed_before_the_tail_was_stored() {
     // The collector hangs: what the agent reads now stays in flight.
     c.proc.signal(libc::SIGSTOP);
     let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let client = logpost_e2e::http();
     wait_for("the agent to read the new lines", PATIENCE, || {
-        // Its checkpoint lags; the read shows in the held-back copy check
-        // below. Give it the file's growth: wait for inotify and a read.
-        (std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 0).then_some(())
+        // Read, not stored: its checkpoint lags behind the hung collector.
+        let read = agent.metric_sum(&client, &metrics, "logpost_agent_bytes_read_total")?;
+        (read >= size as f64).then_some(())
     });
     std::fs::copy(&path, logs.join("app.log.1")).unwrap();
     std::fs::OpenOptions::new()

@@ -143,7 +143,21 @@ impl Cluster {
             tasks: TaskTracker::new(),
         });
         if marker.is_none() {
-            super::topics::adopt_local_topics(&cluster).await?;
+            let adopted = super::topics::adopt_local_topics(&cluster).await?;
+            // The view read above predates the adopted topics: given to the
+            // reconciler, it would take them for topics the cluster deleted,
+            // and delete this node's data.
+            let (kvs, revision) = retry(&cluster.cancel, "read the cluster state", || {
+                cluster.etcd.get_prefix(&all)
+            })
+            .await?;
+            cluster.publish(ClusterView::from_pairs(&cluster.keys, kvs, revision));
+            if adopted > 0 {
+                tracing::info!(
+                    topics = adopted,
+                    "this node's topics joined the cluster with their data"
+                );
+            }
             write_marker(
                 &marker_path,
                 &Marker {

@@ -72,15 +72,22 @@ fn partition_put(cluster: &Cluster, topic: &str, p: usize, s: &PartitionState) -
 /// (their other replicas copy them); a topic the cluster knows too must be
 /// empty here.
 ///
+/// Returns how many topics were adopted.
+///
 /// # Errors
 /// A topic with data both here and in the cluster.
-pub async fn adopt_local_topics(cluster: &Arc<Cluster>) -> Result<(), StartError> {
+pub async fn adopt_local_topics(cluster: &Arc<Cluster>) -> Result<usize, StartError> {
     let view = cluster.view();
     let live: Vec<i32> = view.nodes.keys().copied().collect();
+    let mut adopted = 0;
     for topic in cluster.store.topics() {
-        if view.topics.contains_key(&*topic.name) {
+        if let Some(known) = view.topics.get(&*topic.name) {
+            // Adopted by an earlier start that died before writing the
+            // data directory's marker: the same topic, not a conflict.
+            let ours =
+                known.value.created_ms == topic.meta.created_ms && known.value.partitions == topic.meta.partitions;
             let empty = topic.partitions.iter().all(|p| p.log_end_offset() == 0);
-            if !empty {
+            if !ours && !empty {
                 return Err(StartError::Conflict(topic.name.to_string()));
             }
             continue;
@@ -100,11 +107,12 @@ pub async fn adopt_local_topics(cluster: &Arc<Cluster>) -> Result<(), StartError
         })
         .await?;
         if created {
+            adopted += 1;
             tracing::info!(topic = %topic.name, partitions = topic.meta.partitions,
                 "adopted this node's topic into the cluster: this node leads it, the other replicas copy it");
         }
     }
-    Ok(())
+    Ok(adopted)
 }
 
 /// The store's way to create and delete topics in a cluster.
