@@ -123,6 +123,10 @@ fn describe() {
         "logpost_collector_cluster_replica_lag_records",
         "Records a follower lacks of this leader's log, per topic, partition and follower (cluster)."
     );
+    describe_counter!(
+        "logpost_collector_cluster_replicated_batches_total",
+        "Batches a follower copied from its leaders, per stats (shipped: stored with the stats the leader sent; rebuilt: decoded again for them) (cluster)."
+    );
     describe_gauge!(
         "logpost_collector_cluster_session_valid",
         "1 while this node's etcd lease is renewed in time, 0 while it acknowledges no writes (cluster)."
@@ -172,6 +176,17 @@ pub fn replica_lag(topic: &str, partition: u32, follower: i32, records: i64) {
     gauge!("logpost_collector_cluster_replica_lag_records",
         "topic" => topic.to_owned(), "partition" => partition.to_string(), "follower" => follower.to_string())
     .set(records as f64);
+}
+
+/// Counts batches copied from a leader: `shipped` with the leader's
+/// stats, `rebuilt` without (decoded again for the summary).
+pub fn replicated_batches(shipped: u64, rebuilt: u64) {
+    if shipped > 0 {
+        counter!("logpost_collector_cluster_replicated_batches_total", "stats" => "shipped").increment(shipped);
+    }
+    if rebuilt > 0 {
+        counter!("logpost_collector_cluster_replicated_batches_total", "stats" => "rebuilt").increment(rebuilt);
+    }
 }
 
 /// Counts a leader change made as controller.

@@ -31,14 +31,13 @@ enum Fetched {
     Batches {
         body: Bytes,
         high_watermark: i64,
+        /// The `x-logpost-batch-stats` header, if the leader sent one.
+        stats: Option<String>,
     },
     /// The leader is not leading at our epoch (yet, or any more).
     Fenced,
     /// Our log end is outside the leader's log.
-    OutOfRange {
-        log_start_offset: i64,
-        log_end_offset: i64,
-    },
+    OutOfRange { log_start_offset: i64, log_end_offset: i64 },
 }
 
 #[derive(Deserialize)]
@@ -90,10 +89,15 @@ pub async fn follow(cluster: Arc<Cluster>, replica: Arc<Replica>, leader: i32, e
                 () = cancel.cancelled() => return,
             };
             match fetched {
-                Ok(Fetched::Batches { body, high_watermark }) => {
+                Ok(Fetched::Batches {
+                    body,
+                    high_watermark,
+                    stats,
+                }) => {
                     if !body.is_empty() {
                         let r = Arc::clone(&replica);
-                        let appended = tokio::task::spawn_blocking(move || r.append_copied(&body, sync)).await;
+                        let appended =
+                            tokio::task::spawn_blocking(move || r.append_copied(&body, stats.as_deref(), sync)).await;
                         match appended {
                             Ok(Ok(_)) => {}
                             Ok(Err(StoreError::ReplicaOutOfOrder { .. })) => continue 'truncate,
@@ -227,8 +231,18 @@ async fn fetch(
     match status.as_u16() {
         200 => {
             let high_watermark = header_i64(super::HIGH_WATERMARK_HEADER).ok_or("answer without a high watermark")?;
+            // Not valid text is as good as absent: the batches are rebuilt.
+            let stats = resp
+                .headers()
+                .get(super::fetch_stats::BATCH_STATS_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = resp.bytes().await.map_err(|e| crate::http::error::chain(&e))?;
-            Ok(Fetched::Batches { body, high_watermark })
+            Ok(Fetched::Batches {
+                body,
+                high_watermark,
+                stats,
+            })
         }
         409 => Ok(Fetched::Fenced),
         416 => {

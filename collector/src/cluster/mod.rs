@@ -15,6 +15,8 @@
 //! - [`replica`]: one local partition as a replica: leader bookkeeping
 //!   (followers' progress, in-sync set, high watermark), waiting for acks.
 //! - [`fetcher`]: a follower's fetch loop, truncation first.
+//! - [`fetch_stats`]: the batch stats a leader ships with a fetch answer,
+//!   so that followers need not rebuild them.
 //! - [`epochs`]: leader epoch cache and saved high watermark per replica.
 //! - [`reads`]: queries across the cluster: which node reads which
 //!   partition, remote parts asked for and merged, failover.
@@ -32,6 +34,7 @@ pub mod elect;
 pub mod epochs;
 pub mod error;
 pub mod etcd;
+pub mod fetch_stats;
 pub mod fetcher;
 pub mod meta;
 pub mod node;

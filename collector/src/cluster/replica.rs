@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use logpost_shared::batch::{BatchHeader, check, frame_len, last_record_header};
-use logpost_shared::record::CURSOR_HEADER;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +21,6 @@ use super::epochs::{EpochCache, ReplicaFile, ReplicaState};
 use super::error::ClusterError;
 use super::meta::{PartitionState, Versioned};
 use super::session::Session;
-use crate::store::partition::MAX_FRAME_BYTES;
 use crate::store::{AppendItem, Partition, StoreError, WriteRole};
 
 /// Where one follower stands, as its fetches tell the leader.
@@ -595,62 +592,37 @@ impl Replica {
             .collect()
     }
 
-    /// Appends batches copied from the leader (a fetch answer's body):
-    /// checks each frame's CRC, records new leader epochs first (so that a
-    /// crash never leaves batches of an epoch the cache does not know),
-    /// then appends them at their own offsets. Blocking.
+    /// Appends batches copied from the leader (a fetch answer's body, and
+    /// its `x-logpost-batch-stats` header if any): checks each frame's CRC,
+    /// records new leader epochs first (so that a crash never leaves
+    /// batches of an epoch the cache does not know), then appends them at
+    /// their own offsets, with the stats the leader shipped for those it
+    /// matches exactly (see [`copied`]). Blocking.
     ///
     /// # Errors
     /// A corrupt frame, a batch that does not continue the log, or the
     /// store's errors.
-    pub fn append_copied(&self, body: &Bytes, sync: bool) -> Result<usize, StoreError> {
-        let mut items = Vec::new();
-        let mut new_epochs = Vec::new();
-        let mut pos = 0usize;
-        let corrupt = |what: String| StoreError::Unavailable(format!("{}/{}: {what}", self.topic, self.partition));
-        while pos < body.len() {
-            let rest = body.get(pos..).unwrap_or_default();
-            let len = match frame_len(rest, MAX_FRAME_BYTES) {
-                Ok(Some(len)) => len,
-                Ok(None) => return Err(corrupt(format!("leader's answer ends inside a batch at byte {pos}"))),
-                Err(e) => return Err(corrupt(format!("leader's answer has a bad batch at byte {pos}: {e}"))),
-            };
-            let frame = body.slice(pos..pos + len);
-            let header: BatchHeader =
-                check(&frame).map_err(|e| corrupt(format!("leader's batch at byte {pos} fails its check: {e}")))?;
-            let cursor = if header.producer.producer_id >= 0 {
-                last_record_header(&frame, &header, CURSOR_HEADER, MAX_FRAME_BYTES)
-                    .ok()
-                    .flatten()
-                    .and_then(|v| String::from_utf8(v).ok())
-            } else {
-                None
-            };
-            new_epochs.push((header.partition_leader_epoch, header.base_offset));
-            items.push(AppendItem {
-                frame,
-                cursor,
-                replicated: true,
-                ..AppendItem::default()
-            });
-            pos += len;
-        }
-        if items.is_empty() {
+    pub fn append_copied(&self, body: &Bytes, stats_header: Option<&str>, sync: bool) -> Result<usize, StoreError> {
+        let shipped = copied::shipped_stats(&self.topic, self.partition, stats_header);
+        let copies = copied::copied(&self.topic, self.partition, body, &shipped)?;
+        if copies.items.is_empty() {
             return Ok(0);
         }
         let added = {
             let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
-            new_epochs
-                .into_iter()
-                .filter(|&(e, _)| e >= 0)
-                .fold(false, |added, (e, start)| epochs.assign(e, start) || added)
+            copies
+                .epochs
+                .iter()
+                .filter(|&&(e, _)| e >= 0)
+                .fold(false, |added, &(e, start)| epochs.assign(e, start) || added)
         };
         if added {
             self.save(true);
         }
-        let refs: Vec<&AppendItem> = items.iter().collect();
+        let refs: Vec<&AppendItem> = copies.items.iter().collect();
         self.log.append(&refs, sync, false)?;
-        Ok(items.len())
+        crate::metrics::replicated_batches(copies.shipped, copies.rebuilt);
+        Ok(copies.items.len())
     }
 
     /// Cuts the log to `offset` and forgets the epochs past it. Blocking.
@@ -685,5 +657,6 @@ impl Replica {
     }
 }
 
+pub mod copied;
 #[cfg(test)]
 mod tests;

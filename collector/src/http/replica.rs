@@ -2,7 +2,7 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /v1/replica/fetch/{topic}/{partition}?replica=&epoch=&offset=&hw=&wait_ms=&max_bytes=` | the leader's batches from `offset`, as stored; the leader's high watermark in `x-logpost-high-watermark`; 409 not leading at `epoch`; 416 `{log_start_offset, log_end_offset}` |
+//! | `GET /v1/replica/fetch/{topic}/{partition}?replica=&epoch=&offset=&hw=&wait_ms=&max_bytes=` | the leader's batches from `offset`, as stored; the leader's high watermark in `x-logpost-high-watermark`, the stats it remembers of those batches in `x-logpost-batch-stats` (`cluster::fetch_stats`); 409 not leading at `epoch`; 416 `{log_start_offset, log_end_offset}` |
 //! | `GET /v1/replica/epoch/{topic}/{partition}?epoch=&leader_epoch=` | `{"epoch", "end_offset"}`: where `epoch` ends in the leader's log (KIP-101's OffsetsForLeaderEpoch); `epoch` -1 when the leader knows none that old |
 //!
 //! A follower's fetch is also how the leader learns what it holds: the
@@ -22,6 +22,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use crate::cluster::HIGH_WATERMARK_HEADER;
+use crate::cluster::fetch_stats::{self, BATCH_STATS_HEADER};
 use crate::cluster::replica::{FetchRefusal, Replica};
 use crate::store::read::read_from;
 
@@ -137,19 +138,23 @@ pub async fn fetch(
     }
     let max_bytes = p.max_bytes.unwrap_or(1 << 20).clamp(1, MAX_BYTES);
     let offset = p.offset;
-    let (read, hw) = tokio::task::spawn_blocking(move || {
+    let (read, hw, stats) = tokio::task::spawn_blocking(move || {
         let hw = log.high_watermark();
-        read_from(&log.end_view(), offset, max_bytes).map(|r| (r, hw))
+        let read = read_from(&log.end_view(), offset, max_bytes)?;
+        let stats = fetch_stats::for_frames(&log, &read.frames);
+        Ok::<_, crate::store::read::ReadError>((read, hw, stats))
     })
     .await
     .map_err(|e| ApiError::internal(&e))?
     .map_err(|e| ApiError::internal(&e))?;
-    Response::builder()
+    let mut answer = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, crate::ingest::BATCH_CONTENT_TYPE)
-        .header(HIGH_WATERMARK_HEADER, hw.to_string())
-        .body(Body::from(read.frames))
-        .map_err(|e| ApiError::internal(&e))
+        .header(HIGH_WATERMARK_HEADER, hw.to_string());
+    if let Some(stats) = stats {
+        answer = answer.header(BATCH_STATS_HEADER, stats);
+    }
+    answer.body(Body::from(read.frames)).map_err(|e| ApiError::internal(&e))
 }
 
 /// Parameters of an epoch-end question.

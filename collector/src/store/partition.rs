@@ -27,9 +27,11 @@ use tokio::sync::watch;
 
 use bytes::Bytes;
 
+mod recent_stats;
 mod replica;
 mod upkeep;
 
+pub use recent_stats::{BatchKey, KnownCursor, MAX_RING_BATCHES, RecentBatch};
 pub use replica::{Boundary, TruncateReport, WriteRole};
 
 use super::StoreError;
@@ -94,6 +96,8 @@ impl PartitionView {
 #[derive(Debug, Clone, Default)]
 pub struct AppendItem {
     pub frame: Bytes,
+    /// With `stats`: the last record's `logpost.cursor` header if the
+    /// batch has a producer id (a leader ships it to followers as such).
     pub cursor: Option<String>,
     pub stats: Option<Arc<BatchStats>>,
     /// Sent while its producer's previous request was unanswered: stored
@@ -134,6 +138,9 @@ pub struct Partition {
     dir: PathBuf,
     settings: PartitionSettings,
     log: Mutex<PartitionLog>,
+    /// A leader's newest batches' stats, for its followers' fetches; its
+    /// own lock (taken after `log`), so a fetch never waits for an fsync.
+    recent: Mutex<recent_stats::RecentStats>,
     view: RwLock<Arc<PartitionView>>,
     /// Everything appended, past the high watermark too: what a cluster
     /// leader serves its followers. The same as `view` outside a cluster.
@@ -200,6 +207,7 @@ impl Partition {
             dir: dir.to_owned(),
             settings,
             log: Mutex::new(log),
+            recent: Mutex::default(),
             end_view: RwLock::new(Arc::clone(&view)),
             view: RwLock::new(view),
             replication: Mutex::new(None),
@@ -335,7 +343,7 @@ impl Partition {
         let mut overlay = Overlay::default();
         let mut outcomes = Vec::with_capacity(items.len());
         let mut placed = Vec::with_capacity(items.len());
-        let mut max_timestamp = -1;
+        let mut recent = Vec::new();
         log.scratch.clear();
         for item in items {
             let header = BatchHeader::parse(&item.frame)
@@ -386,17 +394,19 @@ impl Partition {
             } else {
                 BatchOutcome::Appended(summary)
             });
-            // Stats gathered before a trim describe a superset of what is
-            // written: wider bounds only cost pruning, never correctness.
-            let stats = item
-                .stats
-                .clone()
-                .unwrap_or_else(|| Arc::new(build::stats_of(&bytes, &header)));
+            // A trimmed batch's stats are rebuilt: the caller's describe the
+            // untrimmed one, and the summary (and what a leader ships to its
+            // followers) must be what a rebuild from the log would give.
+            let stats = match &item.stats {
+                Some(stats) if skipped == 0 => Arc::clone(stats),
+                _ => Arc::new(build::stats_of(&bytes, &header)),
+            };
+            if stamp.is_some() {
+                recent.push(RecentBatch::stored(next, &header, Arc::clone(&stats), item));
+            }
             placed.push((summary, bytes.len() as u64, stats));
-            max_timestamp = max_timestamp.max(header.max_timestamp);
             next = last + 1;
         }
-        let _ = max_timestamp;
         if placed.is_empty() {
             return Ok(outcomes);
         }
@@ -424,6 +434,7 @@ impl Partition {
             log.dirty = true;
         }
         overlay.commit(&mut log.producers);
+        self.remember(recent);
         self.publish(log);
         Ok(outcomes)
     }
@@ -562,7 +573,7 @@ impl Partition {
         let log_end = end.high_watermark;
         let replication = self.replication.lock().unwrap_or_else(|e| e.into_inner());
         let view = match replication.as_ref().and_then(|r| r.bound(log_end)) {
-            Some(bound) => Arc::new(bounded_view(&end, bound)),
+            Some(bound) => Arc::new(replica::bounded_view(&end, bound)),
             None => Arc::clone(&end),
         };
         let hw = view.high_watermark;
@@ -598,28 +609,6 @@ impl Partition {
                 source,
             }
         }
-    }
-}
-
-/// `full` cut at the high watermark `bound`: the segments up to the one
-/// holding it, that one ending at its position.
-fn bounded_view(full: &PartitionView, bound: Boundary) -> PartitionView {
-    let mut segments: Vec<SegmentView> = full
-        .segments
-        .iter()
-        .filter(|s| s.base_offset <= bound.segment_base)
-        .cloned()
-        .collect();
-    if let Some(last) = segments.last_mut()
-        && last.base_offset == bound.segment_base
-    {
-        last.len = bound.end_pos.min(last.len);
-        last.next_offset = bound.end_offset;
-    }
-    PartitionView {
-        log_start_offset: full.log_start_offset,
-        high_watermark: bound.end_offset.max(full.log_start_offset),
-        segments,
     }
 }
 

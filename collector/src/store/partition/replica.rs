@@ -17,7 +17,7 @@ use std::sync::Arc;
 use logpost_shared::batch::{BatchHeader, last_record_header};
 use logpost_shared::record::CURSOR_HEADER;
 
-use super::{AppendItem, MAX_FRAME_BYTES, Partition, PartitionLog, bounded_view};
+use super::{AppendItem, MAX_FRAME_BYTES, Partition, PartitionLog, PartitionView, SegmentView};
 use crate::store::StoreError;
 use crate::store::file_names::{RECOVERY_POINT, SNAPSHOT_SUFFIX, parse_offset_name, snapshot_path};
 use crate::store::producer_state::ProducerState;
@@ -117,7 +117,11 @@ impl Partition {
     /// an append in progress (an fsync): call it off the async runtime.
     /// Once it returns, no append of the old role can happen.
     pub fn set_role(&self, role: WriteRole) {
-        self.lock().role = role;
+        let mut log = self.lock();
+        if log.role != role {
+            self.forget_recent();
+        }
+        log.role = role;
     }
 
     /// Bounds readers by a high watermark from now on, starting at `hw`
@@ -318,6 +322,7 @@ impl Partition {
     /// After a cut to `new_end`: drop snapshots past it, bring the high
     /// watermark down, write a recovery point for the new end, publish.
     fn after_cut(&self, log: &mut PartitionLog, new_end: i64) -> Result<(), StoreError> {
+        self.forget_recent();
         for (offset, path) in snapshots(&self.dir) {
             if offset > new_end {
                 let _ = std::fs::remove_file(path);
@@ -423,6 +428,28 @@ impl Partition {
 }
 
 /// `(log start, log end)` offsets.
+/// `full` cut at the high watermark `bound`: the segments up to the one
+/// holding it, that one ending at its position.
+pub(super) fn bounded_view(full: &PartitionView, bound: Boundary) -> PartitionView {
+    let mut segments: Vec<SegmentView> = full
+        .segments
+        .iter()
+        .filter(|s| s.base_offset <= bound.segment_base)
+        .cloned()
+        .collect();
+    if let Some(last) = segments.last_mut()
+        && last.base_offset == bound.segment_base
+    {
+        last.len = bound.end_pos.min(last.len);
+        last.next_offset = bound.end_offset;
+    }
+    PartitionView {
+        log_start_offset: full.log_start_offset,
+        high_watermark: bound.end_offset.max(full.log_start_offset),
+        segments,
+    }
+}
+
 fn offsets(log: &PartitionLog) -> (i64, i64) {
     let start = log.segments.first_key_value().map_or(0, |(b, _)| *b);
     let end = log.segments.last_key_value().map_or(0, |(_, s)| s.next_offset());
