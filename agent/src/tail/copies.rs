@@ -250,7 +250,19 @@ impl FileServer {
         // A copy already being read before a crash resumes from its own entry.
         // The length of the content (inflated, for a gzip file).
         let size = file.metadata().map_or(0, |m| m.len());
-        let (start, continues) = match self.dormant.remove(&key) {
+        // A `.gz` made while the agent was down from the plain copy it was
+        // reading has another inode: it takes over that copy's entry (its
+        // stream and position). Started afresh instead, it was read again
+        // from the original's position (duplicates), or skipped whole when
+        // the original's stream had gone on (loss).
+        let entry = match self.dormant.remove(&key) {
+            Some(e) => Some(e),
+            None if !plain => self
+                .compressed_predecessor(dir, head)
+                .and_then(|k| self.dormant.remove(&k)),
+            None => None,
+        };
+        let (start, continues) = match entry {
             Some(e) if e.head.matches(&file).unwrap_or(false) && e.pos <= size => (
                 Start {
                     pos: e.pos,
@@ -297,6 +309,21 @@ impl FileServer {
         Some(key)
     }
 
+    /// The checkpoint entry of a plain copy of content `head` in `dir`
+    /// that is gone from the directory (compressed since): the furthest
+    /// read if several.
+    fn compressed_predecessor(&self, dir: &Path, head: Head) -> Option<FileKey> {
+        if head.len < MIN_COPY_HEAD {
+            return None;
+        }
+        let present = super::lifecycle::list_dir(dir);
+        self.dormant
+            .values()
+            .filter(|e| !e.held && e.head == head && e.path.parent() == Some(dir) && !present.contains_key(&e.key))
+            .max_by_key(|e| e.pos)
+            .map(|e| e.key)
+    }
+
     /// Wires copy `c` of content of stream `original` that the tailing
     /// loop saw go (truncated, or compressed away): the copy's stream is
     /// new (nothing to ask the collector now; after a crash the original's
@@ -304,6 +331,10 @@ impl FileServer {
     /// collector has acknowledged what was read of the original (`after`:
     /// the original, its generation then and where its records end).
     pub(super) fn continue_in_copy(&mut self, c: FileKey, original: i64, after: (FileKey, u32, u64)) {
+        // The copy's entry is on disk before the original's next content
+        // is read: a restart that finds the original's stream gone on
+        // past its checkpoint then knows the copy was found and where.
+        self.untracked_by_checkpoint = true;
         if let Some(c) = self.files.get_mut(&c) {
             c.synced = true;
             c.continues = Some(Continues {
