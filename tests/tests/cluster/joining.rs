@@ -150,9 +150,13 @@ fn a_node_whose_topic_the_cluster_holds_with_other_data_is_refused_by_name() {
     let (etcd, nodes) = two_running_nodes(dir.path(), &client);
     let out = nodes[&2].logpost(&["topics", "create", TOPIC, "--replication-factor", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    post(&client, &nodes[&2].url, TOPIC, batch(&lines("cluster", 20), 1))
-        .or_else(|_| post(&client, &nodes[&3].url, TOPIC, batch(&lines("cluster", 20), 1)))
-        .expect("cluster ingest");
+    // A topic just created: its leader may refuse (421) until it has
+    // taken up the role.
+    wait_for("the cluster's topic to take a write", PATIENCE, || {
+        [2, 3]
+            .iter()
+            .find_map(|id| post(&client, &nodes[id].url, TOPIC, batch(&lines("cluster", 20), 1)).ok())
+    });
 
     let refused = std::panic::catch_unwind(|| Collector::start(&dir.path().join("node1"), &node_config(1, &etcd.url)));
     let why = match refused {
