@@ -20,10 +20,12 @@ use logpost_e2e::process::{Agent, Collector, agent_config_for};
 use logpost_e2e::{PATIENCE, http, pace, wait_for};
 use serde_json::Value;
 
+mod consumers;
 mod failovers;
 mod faults;
 mod joining;
 mod kafka;
+mod tail;
 
 const TOPIC: &str = "replicated";
 /// Lines per posted batch.
@@ -280,10 +282,15 @@ impl ClusterUnderTest {
 
     /// As [`start`](Self::start), node `id`'s config ending with `extra(id)`.
     fn start_each(dir: &std::path::Path, extra: impl Fn(i32) -> String) -> ClusterUnderTest {
+        Self::start_configs(dir, |id, etcd| format!("{}{}", node_config(id, etcd), extra(id)))
+    }
+
+    /// Three nodes, node `id`'s whole config `config(id, etcd_url)`.
+    fn start_configs(dir: &std::path::Path, config: impl Fn(i32, &str) -> String) -> ClusterUnderTest {
         let etcd = Etcd::start(&dir.join("etcd"));
         let mut nodes = BTreeMap::new();
         for id in 1..=3 {
-            let config = format!("{}{}", node_config(id, &etcd.url), extra(id));
+            let config = config(id, &etcd.url);
             let c = Collector::start(&dir.join(format!("node{id}")), &config);
             nodes.insert(id, c);
         }

@@ -8,6 +8,7 @@
 
 use std::io::Write;
 
+use super::outage::Outage;
 use super::render::{OutputFormat, write_record};
 use super::{Client, ClientError};
 use crate::http::fetch::FetchResponse;
@@ -15,6 +16,8 @@ use crate::http::read::TopicInfo;
 
 /// Milliseconds a fetch waits at the end of a partition when following.
 const WAIT_MS: u64 = 1000;
+/// Pause before a fetch that failed is tried again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs the consumer; returns how many records were printed.
 ///
@@ -42,6 +45,7 @@ pub async fn run(
         })
         .collect();
     let mut printed = 0;
+    let mut outage = Outage::default();
     loop {
         let mut all_done = true;
         for (partition, next, end) in &mut parts {
@@ -58,7 +62,18 @@ pub async fn run(
             };
             let path = format!("/v1/fetch/{}/{partition}", super::urlencode(topic));
             let params = [("offset", next.to_string()), ("wait_ms", wait.to_string())];
-            let resp: FetchResponse = client.get_json(&path, &params).await?;
+            let resp: FetchResponse = match client.get_json(&path, &params).await {
+                Ok(r) => r,
+                // In a cluster, the partition's leader died and another
+                // takes over: keep the position and try again.
+                Err(e) if outage.rides_out(&e, follow) => {
+                    eprintln!("logpost: partition {partition}: {e}; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            outage.over();
             for r in &resp.records {
                 write_record(out, format, r, color).map_err(ClientError::Output)?;
                 printed += 1;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::outage::Outage;
 use super::render::{OutputFormat, write_record};
 use super::{Client, ClientError, urlencode};
 use crate::http::fetch::FetchResponse;
@@ -93,19 +94,18 @@ pub async fn run(client: &Client, opts: &GroupOptions, out: &mut impl Write) -> 
         }
     });
     let mut printed = 0;
+    let mut outage = Outage::default();
     let outcome = loop {
         let round = match member.join().await {
-            Ok(parts) => member.read(&parts, out, &mut printed, &stop).await,
+            Ok(parts) => member.read(&parts, out, &mut printed, &stop, &mut outage).await,
             Err(e) => Err(e),
         };
         match round {
-            Ok(RoundEnd::Rejoin) => {}
+            Ok(RoundEnd::Rejoin) => outage.over(),
             Ok(RoundEnd::Done) => break Ok(printed),
-            // Following, a collector restart or outage is waited out (its
-            // groups start empty: the member joins again).
-            Err(e @ (ClientError::Unreachable { .. } | ClientError::Failed { .. }))
-                if opts.follow && !stop.load(Ordering::Relaxed) =>
-            {
+            // A collector restart or outage, or a cluster's coordinator
+            // moving, is waited out (the member joins again).
+            Err(e) if !stop.load(Ordering::Relaxed) && outage.rides_out(&e, opts.follow) => {
                 eprintln!("logpost: {e}; retrying in {}s", RETRY_AFTER.as_secs());
                 tokio::time::sleep(RETRY_AFTER).await;
             }
@@ -161,6 +161,7 @@ impl Member<'_> {
         out: &mut impl Write,
         printed: &mut u64,
         stop: &AtomicBool,
+        outage: &mut Outage,
     ) -> Result<RoundEnd, ClientError> {
         let topic = &self.opts.topic;
         let info: TopicInfo = self
@@ -223,8 +224,16 @@ impl Member<'_> {
                         *next = start;
                         continue;
                     }
+                    // The partition's leader died and another takes over:
+                    // keep the position, try again next round.
+                    Err(e) if outage.rides_out(&e, self.opts.follow) => {
+                        eprintln!("logpost: partition {partition}: {e}; retrying");
+                        tokio::time::sleep(IDLE_PAUSE).await;
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
+                outage.over();
                 for r in &resp.records {
                     write_record(out, self.opts.format, r, self.opts.color).map_err(ClientError::Output)?;
                 }
@@ -253,6 +262,12 @@ impl Member<'_> {
                         // Commits stay allowed while the rebalance is prepared.
                         let _ = self.commit(&mut positions).await;
                         return Ok(RoundEnd::Rejoin);
+                    }
+                    // The coordinator moving: its successor answers the
+                    // next heartbeat (with a rebalance, as it does not
+                    // know this member yet).
+                    Err(e) if outage.rides_out(&e, self.opts.follow) => {
+                        eprintln!("logpost: heartbeat: {e}; retrying");
                     }
                     Err(e) => return Err(e),
                 }

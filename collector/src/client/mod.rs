@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group_consume;
 pub mod labels;
+pub mod outage;
 pub mod query;
 pub mod render;
 pub mod topics;

@@ -12,6 +12,13 @@
 //! across the reconnect (timestamps are milliseconds unless a Loki push
 //! gave nanoseconds).
 //!
+//! In a cluster, a partition this node holds no in-sync copy of is read
+//! from the node that does (its leader, else an in-sync replica), with the
+//! query's selector and line-filter literals applied there
+//! (`POST /v1/replica/scan`, from the tail's position in it); a node that
+//! fails is replaced by the next in-sync replica from the same position,
+//! so the tail goes on without losing or repeating an entry.
+//!
 //! Memory: a message holds at most [`MAX_MESSAGE_BYTES`] of lines (at
 //! least one entry; the backlog's oldest entries give way first), and at
 //! most `query.max_concurrent_tails` tails run at once (Loki's limit and
@@ -36,9 +43,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::loki_params::Params;
 use super::loki_read::{LokiError, parse_query};
+use crate::cluster::node::Cluster;
+use crate::cluster::reads::wire::ScanAsk;
+use crate::cluster::reads::{candidates, scan_remote};
 use crate::query::cursor::{PartitionCursor, RecordFilter, StoredRecord};
 use crate::query::logql::{Expr, Labels, LogExpr};
-use crate::query::source::{labels_of, topics_for};
+use crate::query::source::{PartScan, labels_of, topics_for};
 use crate::store::Store;
 use crate::store::read::offset_for_time;
 use crate::store::summary::INTERNAL_HEADER_PREFIX;
@@ -104,6 +114,7 @@ pub async fn tail(
 ) -> Result<Response, LokiError> {
     let p = Params::parse(raw.as_deref());
     let q = p.query()?.to_owned();
+    let q_text = q.clone();
     let start_ns = p
         .time("start")?
         .unwrap_or_else(|| now_ms().saturating_sub(3_600_000).saturating_mul(1_000_000));
@@ -128,7 +139,7 @@ pub async fn tail(
     // fails the connection unless one offered subprotocol is answered.
     Ok(ws
         .protocols(["logpost"])
-        .on_upgrade(move |socket| run(app, Arc::new(log), start_ns, limit, socket, slot)))
+        .on_upgrade(move |socket| run(app, Arc::new(log), q_text, start_ns, limit, socket, slot)))
 }
 
 /// `/loki/api/v2alpha/tail`: Grafana probes it and falls back to v1 on 404.
@@ -172,26 +183,60 @@ fn labels_and_ns(topic: &str, r: &StoredRecord) -> (Labels, i64) {
     (labels_of(topic, &pairs), ns)
 }
 
+/// The other nodes of a cluster, read for the partitions this node holds
+/// no in-sync copy of.
+pub struct Remote {
+    pub cluster: Arc<Cluster>,
+    pub handle: tokio::runtime::Handle,
+    /// The query as the user wrote it: what the other nodes are sent.
+    pub query: String,
+}
+
+/// What a tail reads: its log query over this node's store and, in a
+/// cluster, over the other nodes'.
+pub struct TailQuery<'a> {
+    pub store: &'a Store,
+    pub log: &'a LogExpr,
+    /// Entries before this are not shown.
+    pub start_ns: i64,
+    pub max_uncompressed: usize,
+    pub remote: Option<&'a Remote>,
+}
+
 /// Reads what arrived past `positions` (new partitions start at
 /// `start_ns`), up to each partition's high watermark, handing each entry
 /// the pipeline passes to `keep` until it says stop; advances `positions`
-/// past what was read.
+/// past what was read. In a cluster (`remote`), a partition this node
+/// holds no in-sync copy of is read from the node that does (`remote`).
 ///
 /// # Errors
 /// A read error, as text.
 fn read_new(
-    store: &Store,
-    log: &LogExpr,
+    q: &TailQuery<'_>,
     positions: &mut Positions,
-    start_ns: i64,
-    max_uncompressed: usize,
     mut keep: impl FnMut(TailEntry) -> ControlFlow<()>,
 ) -> Result<(), String> {
+    let TailQuery {
+        store,
+        log,
+        start_ns,
+        max_uncompressed,
+        remote,
+    } = *q;
     let filter = Arc::new(All);
+    let view = remote.map(|r| r.cluster.view());
+    let mut elsewhere: Vec<((String, u32), Vec<i32>)> = Vec::new();
     for topic in topics_for(store, &log.selector) {
         for partition in &topic.partitions {
-            let view = partition.view();
             let key = (topic.name.to_string(), partition.id);
+            if let (Some(r), Some(view)) = (remote, view.as_deref()) {
+                let readers = candidates(view, r.cluster.me.id, &topic.name, partition.id);
+                if !readers.contains(&r.cluster.me.id) {
+                    elsewhere.push((key, readers));
+                    continue;
+                }
+            }
+            let view = partition.view();
             let from = match positions.get(&key) {
                 Some(&o) => o.max(view.log_start_offset),
                 None => offset_for_time(&view, start_ns.div_euclid(1_000_000))
@@ -232,7 +277,105 @@ fn read_new(
             }
         }
     }
+    if let Some(r) = remote
+        && !elsewhere.is_empty()
+    {
+        read_elsewhere(r, log, positions, start_ns, elsewhere, &mut keep);
+    }
     Ok(())
+}
+
+/// Reads `parts` from the nodes that hold them (each from its first
+/// reader that answers), from their positions on, as [`read_new`] reads
+/// local ones. A part no reader answered for keeps its position: the next
+/// poll tries again, so the tail neither skips nor repeats an entry.
+fn read_elsewhere(
+    remote: &Remote,
+    log: &LogExpr,
+    positions: &mut Positions,
+    start_ns: i64,
+    parts: Vec<((String, u32), Vec<i32>)>,
+    keep: &mut impl FnMut(TailEntry) -> ControlFlow<()>,
+) {
+    // Parts by the node to ask first, then the next reader of those that failed.
+    let mut pending = parts;
+    let mut failed: Vec<i32> = Vec::new();
+    while let Some(node) = pending
+        .iter()
+        .find_map(|(_, readers)| readers.iter().copied().find(|n| !failed.contains(n)))
+    {
+        let (mine, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(_, readers)| readers.iter().copied().find(|n| !failed.contains(n)) == Some(node));
+        pending = rest;
+        let ask = ScanAsk {
+            query: remote.query.clone(),
+            log_index: 0,
+            start_ns,
+            end_ns: i64::MAX,
+            parts: mine
+                .iter()
+                .map(|((topic, partition), _)| PartScan {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    from_offset: positions.get(&(topic.clone(), *partition)).copied().unwrap_or(i64::MIN),
+                })
+                .collect(),
+            want_ends: true,
+        };
+        let mut stats = crate::query::source::ScanStats::default();
+        let mut stopped = false;
+        let answer = scan_remote(
+            &remote.cluster,
+            &remote.handle,
+            node,
+            &ask,
+            &mut stats,
+            &mut |i, offset, e| {
+                let Some((key, _)) = mine.get(i) else {
+                    return ControlFlow::Continue(());
+                };
+                positions.insert(key.clone(), offset.saturating_add(1));
+                let mut labels = e.labels.clone();
+                if let Some(metadata) = &e.metadata {
+                    labels.add_metadata(metadata);
+                }
+                let Some(line) = log.pipeline.process(e.line, &mut labels) else {
+                    return ControlFlow::Continue(());
+                };
+                let entry = TailEntry {
+                    labels,
+                    timestamp_ns: e.timestamp_ns,
+                    line: String::from_utf8_lossy(&line).into_owned(),
+                };
+                let flow = keep(entry);
+                stopped = flow.is_break();
+                flow
+            },
+        );
+        match answer {
+            Ok(done) => {
+                if stopped {
+                    return;
+                }
+                for (((topic, partition), _), end) in mine.iter().zip(done.ends.unwrap_or_default()) {
+                    let at = positions.entry((topic.clone(), *partition)).or_insert(end);
+                    *at = (*at).max(end);
+                }
+            }
+            Err((e, _)) => {
+                tracing::warn!(node, error = %e, "a node failed to answer its part of a live tail; asking another in-sync replica");
+                failed.push(node);
+                // Positions moved past every entry delivered: the next
+                // reader resumes there.
+                pending.extend(mine);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let missing: Vec<String> = pending.iter().map(|((t, p), _)| format!("{t}/{p}")).collect();
+        tracing::warn!(parts = %missing.join(", "), "no in-sync replica answered for these partitions of a live tail; trying again at the next poll");
+    }
 }
 
 /// What arrived past `positions`: at most `max` entries and about
@@ -242,17 +385,14 @@ fn read_new(
 /// # Errors
 /// A read error, as text.
 pub fn poll(
-    store: &Store,
-    log: &LogExpr,
+    q: &TailQuery<'_>,
     positions: &mut Positions,
-    start_ns: i64,
-    max_uncompressed: usize,
     max: usize,
     max_bytes: usize,
 ) -> Result<Vec<TailEntry>, String> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    read_new(store, log, positions, start_ns, max_uncompressed, |e| {
+    read_new(q, positions, |e| {
         bytes = bytes.saturating_add(e.line.len());
         out.push(e);
         if out.len() >= max || bytes >= max_bytes {
@@ -272,18 +412,15 @@ pub fn poll(
 /// # Errors
 /// A read error, as text.
 pub fn backlog(
-    store: &Store,
-    log: &LogExpr,
+    q: &TailQuery<'_>,
     positions: &mut Positions,
-    start_ns: i64,
-    max_uncompressed: usize,
     limit: usize,
     max_bytes: usize,
 ) -> Result<Vec<TailEntry>, String> {
     // A min-heap by (time, arrival): its top is the oldest kept.
     let mut newest: BinaryHeap<Reverse<(i64, u64, Kept)>> = BinaryHeap::new();
     let (mut seq, mut bytes) = (0u64, 0usize);
-    read_new(store, log, positions, start_ns, max_uncompressed, |e| {
+    read_new(q, positions, |e| {
         seq += 1;
         if limit == 0 {
             return ControlFlow::Continue(());
@@ -348,6 +485,7 @@ pub fn message(entries: &[TailEntry]) -> Json_ {
 async fn run(
     app: Arc<AppState>,
     log: Arc<LogExpr>,
+    query: String,
     start_ns: i64,
     limit: usize,
     mut socket: WebSocket,
@@ -355,9 +493,17 @@ async fn run(
 ) {
     let mut positions = Positions::new();
     let max_uncompressed = app.config.max_uncompressed_bytes;
+    let remote = app.cluster.as_ref().map(|c| {
+        Arc::new(Remote {
+            cluster: Arc::clone(c),
+            handle: tokio::runtime::Handle::current(),
+            query,
+        })
+    });
     let mut first = true;
     loop {
         let (store, q) = (Arc::clone(&app.store), Arc::clone(&log));
+        let remote = remote.clone();
         let mut pos = std::mem::take(&mut positions);
         let backlog_now = first;
         // A poll reads and inflates batches: one of the query slots.
@@ -365,26 +511,17 @@ async fn run(
             return; // shutting down
         };
         let polled = tokio::task::spawn_blocking(move || {
+            let tq = TailQuery {
+                store: &store,
+                log: &q,
+                start_ns,
+                max_uncompressed,
+                remote: remote.as_deref(),
+            };
             let r = if backlog_now {
-                backlog(
-                    &store,
-                    &q,
-                    &mut pos,
-                    start_ns,
-                    max_uncompressed,
-                    limit,
-                    MAX_MESSAGE_BYTES,
-                )
+                backlog(&tq, &mut pos, limit, MAX_MESSAGE_BYTES)
             } else {
-                poll(
-                    &store,
-                    &q,
-                    &mut pos,
-                    start_ns,
-                    max_uncompressed,
-                    MAX_ENTRIES_PER_POLL,
-                    MAX_MESSAGE_BYTES,
-                )
+                poll(&tq, &mut pos, MAX_ENTRIES_PER_POLL, MAX_MESSAGE_BYTES)
             };
             (r, pos)
         })

@@ -9,6 +9,7 @@ pub mod body_budget;
 pub mod cluster;
 pub mod error;
 pub mod fetch;
+pub mod forward;
 pub mod groups;
 pub mod ingest;
 pub mod loki;

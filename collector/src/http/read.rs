@@ -1,14 +1,17 @@
 //! Read endpoints: the topic list and the streaming record query.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::cluster::reads::candidates;
 use crate::query::logql::Direction;
 use crate::store::{RetentionPolicy, StoreError, Topic};
 use logpost_shared::config::HumanDuration;
@@ -33,6 +36,10 @@ pub struct PartitionInfo {
     /// In a cluster: the in-sync replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isr: Option<Vec<i32>>,
+    /// In a cluster: why the figures above are this node's copy's, not
+    /// those of a node that reads the partition (none answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One topic in a listing.
@@ -81,6 +88,7 @@ pub fn describe(
                 leader_epoch: state.map(|s| s.leader_epoch),
                 replicas: state.map(|s| s.replicas.clone()),
                 isr: state.map(|s| s.isr.clone()),
+                error: None,
             }
         })
         .collect();
@@ -95,17 +103,18 @@ pub fn describe(
     }
 }
 
-/// Lists topics with their partitions, offsets and sizes.
-pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
+/// Lists topics with their partitions, offsets and sizes (in a cluster,
+/// each partition's figures as the node that reads it has them).
+pub async fn list_topics(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Json<TopicList> {
     let view = app.cluster.as_ref().map(|c| c.view());
-    Json(TopicList {
-        topics: app
-            .store
-            .topics()
-            .iter()
-            .map(|t| describe(t, app.store.retention_for(t), view.as_deref()))
-            .collect(),
-    })
+    let mut topics: Vec<TopicInfo> = app
+        .store
+        .topics()
+        .iter()
+        .map(|t| describe(t, app.store.retention_for(t), view.as_deref()))
+        .collect();
+    readers_figures(&app, &headers, &mut topics).await;
+    Json(TopicList { topics })
 }
 
 /// Describes one topic.
@@ -115,10 +124,97 @@ pub async fn list_topics(State(app): State<Arc<AppState>>) -> Json<TopicList> {
 pub async fn get_topic(
     State(app): State<Arc<AppState>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<TopicInfo>, ApiError> {
     let topic = app.store.topic(&name).ok_or(StoreError::UnknownTopic(name))?;
     let view = app.cluster.as_ref().map(|c| c.view());
-    Ok(Json(describe(&topic, app.store.retention_for(&topic), view.as_deref())))
+    let mut topics = [describe(&topic, app.store.retention_for(&topic), view.as_deref())];
+    readers_figures(&app, &headers, &mut topics).await;
+    let [info] = topics;
+    Ok(Json(info))
+}
+
+/// In a cluster, replaces the figures (offsets, records, sizes, segments)
+/// of every partition this node does not read itself with those of the
+/// node that does (its live leader, else a live in-sync replica): every
+/// node keeps a copy of every topic, empty where it holds no replica, so
+/// its own figures would show nothing. A partition no reader answered for
+/// keeps this node's figures and says why in `error`.
+async fn readers_figures(app: &AppState, headers: &HeaderMap, topics: &mut [TopicInfo]) {
+    let Some(cluster) = &app.cluster else { return };
+    if super::forward::is_forwarded(headers) {
+        return;
+    }
+    let view = cluster.view();
+    let me = cluster.me.id;
+    let mut wanted: Vec<(usize, usize, Vec<i32>)> = Vec::new();
+    for (t, topic) in topics.iter().enumerate() {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let readers = candidates(&view, me, &topic.name, p.partition);
+            if readers.first() != Some(&me) {
+                wanted.push((t, i, readers));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let asked: BTreeSet<i32> = wanted
+        .iter()
+        .flat_map(|(_, _, r)| r.iter().copied())
+        .filter(|&n| n != me)
+        .collect();
+    let answers = super::forward::topic_lists(cluster, asked).await;
+    for (t, i, readers) in wanted {
+        let Some(topic) = topics.get_mut(t) else { continue };
+        let name = topic.name.clone();
+        let Some(mine) = topic.partitions.get_mut(i) else {
+            continue;
+        };
+        let found = readers.iter().find_map(|node| {
+            if *node == me {
+                return Some(None);
+            }
+            let list = answers.get(node)?.as_ref().ok()?;
+            let theirs = list.topics.iter().find(|x| x.name == name)?;
+            theirs
+                .partitions
+                .iter()
+                .find(|x| x.partition == mine.partition)
+                .map(Some)
+        });
+        match found {
+            Some(Some(theirs)) => {
+                mine.log_start_offset = theirs.log_start_offset;
+                mine.high_watermark = theirs.high_watermark;
+                mine.records = theirs.records;
+                mine.size_bytes = theirs.size_bytes;
+                mine.segments = theirs.segments;
+            }
+            Some(None) => {}
+            None => {
+                let tried: Vec<String> = readers
+                    .iter()
+                    .map(|n| match answers.get(n) {
+                        Some(Err(e)) => format!("node {n}: {e}"),
+                        _ => format!("node {n}: no copy"),
+                    })
+                    .collect();
+                mine.error = Some(if tried.is_empty() {
+                    "no in-sync replica is alive: these are this node's figures".to_owned()
+                } else {
+                    format!(
+                        "no in-sync replica answered ({}): these are this node's figures",
+                        tried.join("; ")
+                    )
+                });
+            }
+        }
+    }
+    for topic in topics.iter_mut() {
+        topic.records = topic.partitions.iter().map(|p| p.records).sum();
+        topic.size_bytes = topic.partitions.iter().map(|p| p.size_bytes).sum();
+    }
 }
 
 /// Query parameters of `GET /v1/query`.

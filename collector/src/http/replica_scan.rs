@@ -65,6 +65,20 @@ pub async fn scan(State(app): State<Arc<AppState>>, Json(ask): Json<ScanAsk>) ->
             return;
         };
         let mut stats = ScanStats::default();
+        // Each part's high watermark before its scan: the scan reads at
+        // least that far (the mark only moves up), and past it only where
+        // it sent an entry (`ends` moves past each entry sent).
+        let mut ends: Vec<i64> = ask
+            .parts
+            .iter()
+            .map(|p| {
+                app.store
+                    .topic(&p.topic)
+                    .and_then(|t| t.partition(p.partition).map(|x| x.view().high_watermark))
+                    .unwrap_or(0)
+                    .max(p.from_offset)
+            })
+            .collect();
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         let mut last_labels: Option<Labels> = None;
         let mut gone = false;
@@ -86,6 +100,9 @@ pub async fn scan(State(app): State<Arc<AppState>>, Json(ask): Json<ScanAsk>) ->
                     last_labels = Some(h.labels.clone());
                     pairs(h.labels)
                 });
+                if let Some(end) = ends.get_mut(p) {
+                    *end = (*end).max(h.offset.saturating_add(1));
+                }
                 let (s, b) = encode_line(h.record.value.unwrap_or_default());
                 let entry = WireEntry {
                     p,
@@ -114,7 +131,13 @@ pub async fn scan(State(app): State<Arc<AppState>>, Json(ask): Json<ScanAsk>) ->
             return;
         }
         let last = match result {
-            Ok(_) => ScanLine::Done(stats),
+            Ok(_) => {
+                if ask.want_ends {
+                    let _ = serde_json::to_writer(&mut chunk, &ScanLine::Ends(ends));
+                    chunk.push(b'\n');
+                }
+                ScanLine::Done(stats)
+            }
             Err(e) => {
                 tracing::error!(error = %chain(&e), "a query part failed");
                 ScanLine::Error(chain(&e))

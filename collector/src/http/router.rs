@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::error::ApiError;
 use super::{
-    admin, auth, body_budget, cluster, error, fetch, groups, ingest, loki, loki_read, observe, read, replica,
+    admin, auth, body_budget, cluster, error, fetch, forward, groups, ingest, loki, loki_read, observe, read, replica,
     replica_scan, streams, ui,
 };
 
@@ -25,7 +25,7 @@ use super::{
 /// the routes are built first, in a function of their own.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    routes()
+    routes(&state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn_with_state(Arc::clone(&state), body_budget::layer))
         .layer(from_fn_with_state(Arc::clone(&state), auth::layer))
@@ -36,19 +36,41 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// Every route. Add new ones here: they get authentication, limits and
 /// metrics from [`app`] without further work.
-fn routes() -> Router<Arc<AppState>> {
+fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    // In a cluster, consumers' and group members' requests go to the node
+    // that can answer them (forward.rs).
+    let to_reader = from_fn_with_state(Arc::clone(state), forward::to_partition_reader);
+    let to_coordinator = || from_fn_with_state(Arc::clone(state), forward::to_group_coordinator);
     Router::new()
         .route("/v1/ingest/{topic}", post(ingest::ingest))
         .route("/v1/topics", get(read::list_topics).post(admin::create_topic))
         .route("/v1/topics/{topic}", get(read::get_topic).delete(admin::delete_topic))
         .route("/v1/query", get(read::query))
-        .route("/v1/fetch/{topic}/{partition}", get(fetch::fetch))
+        .route(
+            "/v1/fetch/{topic}/{partition}",
+            get(fetch::fetch).route_layer(to_reader),
+        )
         .route("/v1/groups", get(groups::list))
-        .route("/v1/groups/{group}/join", post(groups::join))
-        .route("/v1/groups/{group}/heartbeat", post(groups::heartbeat))
-        .route("/v1/groups/{group}/commit", post(groups::commit))
-        .route("/v1/groups/{group}/offsets", get(groups::offsets))
-        .route("/v1/groups/{group}/leave", post(groups::leave))
+        .route(
+            "/v1/groups/{group}/join",
+            post(groups::join).route_layer(to_coordinator()),
+        )
+        .route(
+            "/v1/groups/{group}/heartbeat",
+            post(groups::heartbeat).route_layer(to_coordinator()),
+        )
+        .route(
+            "/v1/groups/{group}/commit",
+            post(groups::commit).route_layer(to_coordinator()),
+        )
+        .route(
+            "/v1/groups/{group}/offsets",
+            get(groups::offsets).route_layer(to_coordinator()),
+        )
+        .route(
+            "/v1/groups/{group}/leave",
+            post(groups::leave).route_layer(to_coordinator()),
+        )
         .route("/v1/streams", post(streams::lookup))
         .route("/v1/streams/by-content", post(streams::by_content))
         .route("/v1/cluster", get(cluster::status))

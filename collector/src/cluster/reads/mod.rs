@@ -43,7 +43,7 @@ const REMOTE_SILENCE: Duration = Duration::from_secs(60);
 
 /// Where a failed remote part resumes: the index of its first incomplete
 /// partition and the offset to restart that one at (`None`: its start).
-type Resume = (usize, Option<i64>);
+pub type Resume = (usize, Option<i64>);
 
 /// Why a cluster-wide read failed.
 #[derive(Debug, thiserror::Error)]
@@ -259,89 +259,132 @@ impl<'a> ClusterSource<'a> {
         let Some((cluster, handle)) = self.remote.clone() else {
             return Err(("no cluster".into(), (0, None)));
         };
-        let Some(url) = cluster.node_url(node) else {
-            return Err(("not alive".into(), (0, None)));
-        };
         let ask = ScanAsk {
             query: query.to_owned(),
             log_index,
             start_ns,
             end_ns,
             parts: parts.to_vec(),
+            want_ends: false,
         };
-        let mut at: Resume = (0, None);
-        let fail = |e: String, at: Resume| Err((format!("{url}: {e}"), at));
-        let sent = handle.block_on(async {
-            tokio::time::timeout(
-                REMOTE_SILENCE,
-                cluster.reads.post(format!("{url}/v1/replica/scan")).json(&ask).send(),
-            )
-            .await
-        });
-        let mut resp = match sent {
-            Err(_) => return fail("no answer in time".into(), at),
+        let answer = scan_remote(&cluster, &handle, node, &ask, &mut self.stats, &mut |_, _, e| f(e))?;
+        self.remote_bytes += answer.received;
+        Ok(answer.flow)
+    }
+}
+
+/// How a remote scan ended.
+pub struct RemoteScan {
+    pub flow: ControlFlow<()>,
+    /// Where each part was read up to, when the ask wanted it.
+    pub ends: Option<Vec<i64>>,
+    /// Bytes of answer received.
+    pub received: u64,
+}
+
+/// Asks `node` for `ask`'s parts (`POST /v1/replica/scan`), handing each
+/// entry to `f` with its part's index and offset, and adding the node's
+/// scan figures to `stats`. Blocks on `handle`: call it off the runtime.
+/// On failure: why, and where to resume (the index of the first
+/// incomplete part and the offset to restart it at).
+pub fn scan_remote(
+    cluster: &Cluster,
+    handle: &tokio::runtime::Handle,
+    node: i32,
+    ask: &ScanAsk,
+    stats: &mut ScanStats,
+    f: &mut dyn FnMut(usize, i64, Entry<'_>) -> ControlFlow<()>,
+) -> Result<RemoteScan, (String, Resume)> {
+    let Some(url) = cluster.node_url(node) else {
+        return Err(("not alive".into(), (0, None)));
+    };
+    let mut at: Resume = (0, None);
+    let mut received = 0u64;
+    let mut ends = None;
+    let fail = |e: String, at: Resume| Err((format!("{url}: {e}"), at));
+    let sent = handle.block_on(async {
+        tokio::time::timeout(
+            REMOTE_SILENCE,
+            cluster.reads.post(format!("{url}/v1/replica/scan")).json(ask).send(),
+        )
+        .await
+    });
+    let mut resp = match sent {
+        Err(_) => return fail("no answer in time".into(), at),
+        Ok(Err(e)) => return fail(crate::http::error::chain(&e), at),
+        Ok(Ok(r)) => r,
+    };
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = handle.block_on(async { tokio::time::timeout(REMOTE_SILENCE, resp.text()).await });
+        let text = body.ok().and_then(Result::ok).unwrap_or_default();
+        return fail(format!("{status}: {}", text.trim()), at);
+    }
+    let mut buf: Vec<u8> = Vec::new();
+    let mut labels = Labels::new();
+    loop {
+        let chunk = handle.block_on(async { tokio::time::timeout(REMOTE_SILENCE, resp.chunk()).await });
+        let bytes = match chunk {
+            Err(_) => return fail(format!("silent for {REMOTE_SILENCE:?}"), at),
             Ok(Err(e)) => return fail(crate::http::error::chain(&e), at),
-            Ok(Ok(r)) => r,
+            Ok(Ok(None)) => return fail("the answer was cut short".into(), at),
+            Ok(Ok(Some(b))) => b,
         };
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = handle.block_on(async { tokio::time::timeout(REMOTE_SILENCE, resp.text()).await });
-            let text = body.ok().and_then(Result::ok).unwrap_or_default();
-            return fail(format!("{status}: {}", text.trim()), at);
-        }
-        let mut buf: Vec<u8> = Vec::new();
-        let mut labels = Labels::new();
-        loop {
-            let chunk = handle.block_on(async { tokio::time::timeout(REMOTE_SILENCE, resp.chunk()).await });
-            let bytes = match chunk {
-                Err(_) => return fail(format!("silent for {REMOTE_SILENCE:?}"), at),
-                Ok(Err(e)) => return fail(crate::http::error::chain(&e), at),
-                Ok(Ok(None)) => return fail("the answer was cut short".into(), at),
-                Ok(Ok(Some(b))) => b,
+        received += bytes.len() as u64;
+        buf.extend_from_slice(&bytes);
+        let mut consumed = 0;
+        while let Some(nl) = buf.get(consumed..).and_then(|b| memchr::memchr(b'\n', b)) {
+            let line = buf.get(consumed..consumed + nl).unwrap_or_default();
+            consumed += nl + 1;
+            let parsed: ScanLine = match serde_json::from_slice(line) {
+                Ok(l) => l,
+                Err(e) => return fail(format!("bad answer line: {e}"), at),
             };
-            self.remote_bytes += bytes.len() as u64;
-            buf.extend_from_slice(&bytes);
-            let mut consumed = 0;
-            while let Some(nl) = buf.get(consumed..).and_then(|b| memchr::memchr(b'\n', b)) {
-                let line = buf.get(consumed..consumed + nl).unwrap_or_default();
-                consumed += nl + 1;
-                let parsed: ScanLine = match serde_json::from_slice(line) {
-                    Ok(l) => l,
-                    Err(e) => return fail(format!("bad answer line: {e}"), at),
-                };
-                match parsed {
-                    ScanLine::Done(stats) => {
-                        add(&mut self.stats, &stats);
-                        return Ok(ControlFlow::Continue(()));
+            match parsed {
+                ScanLine::Done(done) => {
+                    add(stats, &done);
+                    return Ok(RemoteScan {
+                        flow: ControlFlow::Continue(()),
+                        ends,
+                        received,
+                    });
+                }
+                ScanLine::Ends(e) => ends = Some(e),
+                ScanLine::Error(e) => return fail(e, at),
+                ScanLine::E(e) => {
+                    if let Some(l) = &e.l {
+                        labels = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     }
-                    ScanLine::Error(e) => return fail(e, at),
-                    ScanLine::E(e) => {
-                        if let Some(l) = &e.l {
-                            labels = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                        }
-                        let line = match e.line() {
-                            Ok(l) => l,
-                            Err(msg) => return fail(msg, at),
-                        };
-                        let metadata: Option<Labels> =
-                            e.m.as_ref()
-                                .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
-                        at = (e.p, Some(e.o.saturating_add(1)));
-                        let flow = f(Entry {
+                    let line = match e.line() {
+                        Ok(l) => l,
+                        Err(msg) => return fail(msg, at),
+                    };
+                    let metadata: Option<Labels> =
+                        e.m.as_ref()
+                            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
+                    at = (e.p, Some(e.o.saturating_add(1)));
+                    let flow = f(
+                        e.p,
+                        e.o,
+                        Entry {
                             timestamp_ns: e.t,
                             labels: labels.clone(),
                             metadata,
                             line: &line,
                             leading_filters_passed: true,
+                        },
+                    );
+                    if flow.is_break() {
+                        return Ok(RemoteScan {
+                            flow: ControlFlow::Break(()),
+                            ends: None,
+                            received,
                         });
-                        if flow.is_break() {
-                            return Ok(ControlFlow::Break(()));
-                        }
                     }
                 }
             }
-            buf.drain(..consumed);
         }
+        buf.drain(..consumed);
     }
 }
 

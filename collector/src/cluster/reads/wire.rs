@@ -30,6 +30,10 @@ pub struct ScanAsk {
     pub end_ns: i64,
     /// Scanned in this order.
     pub parts: Vec<PartScan>,
+    /// Whether to send, before `done`, the offset each part was read up to
+    /// ([`ScanLine::Ends`]): a live tail resumes there at its next poll.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub want_ends: bool,
 }
 
 /// One entry found.
@@ -61,6 +65,10 @@ pub struct WireEntry {
 #[serde(rename_all = "lowercase")]
 pub enum ScanLine {
     E(WireEntry),
+    /// Where each part (in the ask's order) was read up to: every record
+    /// below it was either sent or does not match. Sent before `done` when
+    /// asked for.
+    Ends(Vec<i64>),
     /// The scan is complete.
     Done(ScanStats),
     /// The scan failed there; the message names where.
