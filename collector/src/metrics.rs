@@ -189,6 +189,13 @@ pub fn replicated_batches(shipped: u64, rebuilt: u64) {
     }
 }
 
+/// Counts bytes of answers this node received from other nodes for its
+/// queries: `lines` (entries of a remote scan), `state` (a metric query's
+/// partial state).
+pub fn cluster_read_bytes(kind: &'static str, bytes: u64) {
+    counter!("logpost_collector_cluster_read_bytes_total", "kind" => kind).increment(bytes);
+}
+
 /// Counts a leader change made as controller.
 pub fn leader_elected(reason: &'static str) {
     counter!("logpost_collector_cluster_leader_elections_total", "reason" => reason).increment(1);

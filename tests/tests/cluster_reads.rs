@@ -369,3 +369,100 @@ fn issue_30_every_node_answers_as_one_node_holding_everything() {
     assert!(body.contains("cannot read corpus/"), "{body}");
     assert!(body.contains("partial"), "{body}");
 }
+
+/// Whether a request sits unread in a socket of the process listening on
+/// `port` (an established connection to it with bytes in its receive
+/// queue): with that process stopped, a query's request to it is there.
+fn request_waiting_on(port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let local_port = f
+            .get(1)
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        let queued = f
+            .get(4)
+            .and_then(|q| q.split_once(':'))
+            .and_then(|(_, rx)| u64::from_str_radix(rx, 16).ok());
+        local_port == Some(port) && f.get(3) == Some(&"01") && queued.is_some_and(|n| n > 0)
+    })
+}
+
+#[test]
+fn issue_30_a_node_killed_in_the_middle_of_its_part_is_replaced_by_a_replica() {
+    let _heavy = logpost_e2e::heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = setup(dir.path());
+
+    // Metric queries: the other nodes send partial state, not lines.
+    let metric = format!(
+        "/loki/api/v1/query?query={}&time={}",
+        enc(r#"sum(count_over_time({topic="corpus"}[1h]))"#),
+        now_ms() * NS_PER_MS
+    );
+    let (status, body) = get(&s.client, &s.nodes[&1].url, &metric);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let summary = &v["data"]["stats"]["summary"];
+    let (from_nodes, processed) = (
+        summary["totalBytesFromOtherNodes"].as_u64().unwrap(),
+        summary["totalBytesProcessed"].as_u64().unwrap(),
+    );
+    assert!(
+        from_nodes > 0 && from_nodes * 20 < processed,
+        "a metric query moved {from_nodes} bytes between nodes for {processed} bytes scanned"
+    );
+
+    // Node 3 is frozen while a query through node 1 waits for its part,
+    // then killed: its connection breaks mid-answer and its partitions
+    // are read from their other copies, the answer complete.
+    let picks: Vec<usize> = ["query_range", "/v1/query?", "api/v1/query?"]
+        .iter()
+        .filter_map(|kind| {
+            s.requests
+                .iter()
+                .position(|r| r.contains(kind) && !r.contains("limit=37"))
+        })
+        .collect();
+    assert_eq!(picks.len(), 3);
+    let node1 = s.nodes[&1].url.clone();
+    let mut mid_answer = 0;
+    for (round, &i) in picks.iter().enumerate() {
+        if round > 0 {
+            // The node returns for the next round; wait until node 1's
+            // answer is whole with it.
+            s.nodes.get_mut(&3).unwrap().restart();
+            wait_for("node 1 to answer in full with node 3 back", PATIENCE, || {
+                let (st, b) = get(&s.client, &node1, &s.requests[i]);
+                (answer(st, &b).ok().as_ref() == Some(&s.reference[i])).then_some(())
+            });
+        }
+        let port: u16 = s.nodes[&3].addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        s.nodes[&3].proc.signal(libc::SIGSTOP);
+        let (client, url, request) = (s.client.clone(), node1.clone(), s.requests[i].clone());
+        let query = std::thread::spawn(move || get(&client, &url, &request));
+        let waited = wait_for("node 1 to ask node 3, or to answer", PATIENCE, || {
+            if request_waiting_on(port) {
+                Some(true)
+            } else {
+                query.is_finished().then_some(false)
+            }
+        });
+        mid_answer += usize::from(waited);
+        s.nodes.get_mut(&3).unwrap().kill9();
+        let (status, body) = query.join().unwrap();
+        assert_eq!(
+            answer(status, &body).as_ref(),
+            Ok(&s.reference[i]),
+            "{}: the answer after node 3 died mid-query differs",
+            s.requests[i]
+        );
+    }
+    eprintln!(
+        "{mid_answer} of {} queries were cut in the middle of node 3's part",
+        picks.len()
+    );
+}

@@ -119,7 +119,9 @@ fn source(app: &AppState, max_uncompressed: usize) -> ClusterSource<'_> {
 }
 
 /// Loki's `data.stats`, trimmed to the summary Grafana shows.
-fn stats_json(stats: &ScanStats, entries: usize, started: Instant) -> Json_ {
+/// `totalBytesFromOtherNodes` is logpost's: what other nodes of a cluster
+/// sent for the query (entries, or a metric query's partial state).
+fn stats_json(stats: &ScanStats, from_nodes: u64, entries: usize, started: Instant) -> Json_ {
     let secs = started.elapsed().as_secs_f64();
     let per_sec = |n: u64| if secs > 0.0 { (n as f64 / secs) as u64 } else { 0 };
     json!({ "summary": {
@@ -128,6 +130,7 @@ fn stats_json(stats: &ScanStats, entries: usize, started: Instant) -> Json_ {
         "totalBytesProcessed": stats.raw_bytes_scanned,
         "totalLinesProcessed": stats.records_matched_selector,
         "totalEntriesReturned": entries,
+        "totalBytesFromOtherNodes": from_nodes,
         "execTime": secs,
         "queueTime": 0.0,
     }})
@@ -193,7 +196,7 @@ pub async fn query_range(
         Ok(loki_json::success(
             result_type,
             &result,
-            &stats_json(&src.total_stats(), entries, started),
+            &stats_json(&src.total_stats(), src.remote_bytes, entries, started),
             flags,
         ))
     })
@@ -240,7 +243,7 @@ pub async fn query(State(app): State<Arc<AppState>>, RawQuery(raw): RawQuery) ->
         Ok(loki_json::success(
             result_type,
             &result,
-            &stats_json(&src.total_stats(), 0, started),
+            &stats_json(&src.total_stats(), src.remote_bytes, 0, started),
             &[],
         ))
     })

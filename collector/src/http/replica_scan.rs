@@ -6,6 +6,8 @@
 //! the listed partitions (read up to this node's high watermark) that
 //! passes the query's selector and its line filters' literals, then
 //! `done`, or `error` naming where the scan failed.
+//! `POST /v1/replica/range`: this node's share of a metric query, the
+//! state of a range aggregation over the listed partitions.
 //! `POST /v1/replica/inventory`: the streams and sizes of the listed
 //! partitions, from the summaries (Loki's label and series endpoints).
 //!
@@ -25,9 +27,11 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::{ApiError, chain};
 use crate::cluster::reads::inventory::{InventoryAsk, InventoryWire};
-use crate::cluster::reads::wire::{ScanAsk, ScanLine, WireEntry, encode_line, pairs};
-use crate::query::logql::{Expr, Labels, parse_with};
-use crate::query::source::{ScanStats, log_exprs, scan_partitions};
+use crate::cluster::reads::wire::{
+    EvalFailure, RangeAnswer, RangeAsk, ScanAsk, ScanLine, WireEntry, encode_line, pairs,
+};
+use crate::query::logql::{EvalError, Expr, Labels, parse_with, range_partials};
+use crate::query::source::{PartsSource, ScanStats, log_exprs, range_aggregations, scan_partitions};
 
 /// Bytes of NDJSON gathered before a chunk is sent.
 const CHUNK_BYTES: usize = 64 << 10;
@@ -160,6 +164,59 @@ pub async fn scan(State(app): State<Arc<AppState>>, Json(ask): Json<ScanAsk>) ->
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
     )
         .into_response())
+}
+
+/// `POST /v1/replica/range` (scope `cluster`): this node's share of a
+/// metric query asked on another node: the state of one of its range
+/// aggregations over the listed partitions ([`RangeAsk`]), folded here so
+/// that samples, not lines, cross the network.
+///
+/// # Errors
+/// 404 on a node outside a cluster; 400 for a query that does not parse
+/// or a `log_index` past its range aggregations. A query that fails over
+/// this data (a pipeline error, too many series) is a 200 whose answer
+/// says so, as the asker must fail the same way.
+pub async fn range(State(app): State<Arc<AppState>>, Json(ask): Json<RangeAsk>) -> Result<Json<RangeAnswer>, ApiError> {
+    if app.cluster.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this collector is not a cluster node",
+        ));
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        let expr =
+            parse_with(&ask.query, &app.config.query.limits()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let aggs = range_aggregations(&expr);
+        let agg = aggs.get(ask.log_index).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "log_index {} is past the range aggregations of {:?}",
+                ask.log_index, ask.query
+            ))
+        })?;
+        let mut parts = PartsSource {
+            store: &app.store,
+            parts: &ask.parts,
+            max_uncompressed: app.config.max_uncompressed_bytes,
+            threads: app.config.http.query_threads,
+            stats: ScanStats::default(),
+        };
+        let opts = app.config.query.eval_options();
+        Ok::<_, ApiError>(match range_partials(agg, &ask.times, &mut parts, &opts) {
+            Ok(state) => RangeAnswer::State {
+                state: state.to_wire(),
+                stats: parts.stats,
+            },
+            Err(e) => {
+                if matches!(e, EvalError::Source(_)) {
+                    tracing::error!(error = %chain(&e), "a metric query's part failed");
+                }
+                RangeAnswer::Failed(EvalFailure::of(&e))
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    Ok(Json(answer))
 }
 
 /// `POST /v1/replica/inventory` (scope `cluster`): the streams and sizes

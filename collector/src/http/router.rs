@@ -77,6 +77,7 @@ fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/replica/fetch/{topic}/{partition}", get(replica::fetch))
         .route("/v1/replica/epoch/{topic}/{partition}", get(replica::epoch_end))
         .route("/v1/replica/scan", post(replica_scan::scan))
+        .route("/v1/replica/range", post(replica_scan::range))
         .route("/v1/replica/inventory", post(replica_scan::inventory))
         .route("/loki/api/v1/push", post(loki::push))
         .merge(loki_read::routes())

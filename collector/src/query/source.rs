@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use logpost_shared::batch::RecordView;
 
-use super::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, Scanned, Selector, TOPIC_LABEL};
+use super::logql::{
+    Entry, EntrySource, EvalError, Expr, Labels, LogExpr, MetricExpr, RangeAggregation, Scanned, Selector, TOPIC_LABEL,
+};
 use super::prefilter::Prefilter;
 use crate::ingest::loki::records::exact_ns;
 use crate::store::scan::ScanError;
@@ -39,7 +41,7 @@ mod partitions;
 mod plan;
 
 pub use metadata::{metadata_of, stored_metadata};
-pub use partitions::{PartScan, scan_partitions};
+pub use partitions::{PartScan, PartsSource, scan_partitions};
 
 use newest::Part;
 use plan::plan_segment;
@@ -126,6 +128,28 @@ pub fn log_exprs(expr: &Expr) -> Vec<&LogExpr> {
     match expr {
         Expr::Log(l) => out.push(l),
         Expr::Metric(m) => walk(m, &mut out),
+    }
+    out
+}
+
+/// The range aggregations of `expr`, in the order of [`log_exprs`]: the
+/// `k`-th one's log query is `log_exprs(expr)[k]`.
+pub fn range_aggregations(expr: &Expr) -> Vec<&RangeAggregation> {
+    fn walk<'e>(m: &'e MetricExpr, out: &mut Vec<&'e RangeAggregation>) {
+        match m {
+            MetricExpr::Range(r) => out.push(r),
+            MetricExpr::Vector(v) => walk(&v.inner, out),
+            MetricExpr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            MetricExpr::LabelReplace(l) => walk(&l.inner, out),
+            MetricExpr::Literal(_) | MetricExpr::VectorLiteral(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Expr::Metric(m) = expr {
+        walk(m, &mut out);
     }
     out
 }

@@ -11,6 +11,11 @@
 //! node holding everything would see, in the same order (partitions in
 //! topic and partition order, each in offset order).
 //!
+//! Metric queries go further: each range aggregation's state (per-series,
+//! per-interval accumulators) is computed on the node holding the data
+//! (`POST /v1/replica/range`) and merged here in partition order, so
+//! samples cross the network, not lines ([`ClusterSource::range_partials`]).
+//!
 //! A node that fails, before or during its answer, is left out and its
 //! remaining partitions are asked of the next in-sync replica, from the
 //! offset after the last entry already delivered: nothing is lost or
@@ -31,15 +36,23 @@ use std::time::Duration;
 
 use super::meta::ClusterView;
 use super::node::Cluster;
-use crate::query::logql::{Entry, EntrySource, EvalError, Expr, Labels, LogExpr, Scanned};
-use crate::query::source::{PartScan, ScanStats, SourceError, StoreSource, log_exprs, scan_partitions, topics_for};
+use crate::query::logql::{
+    Entry, EntrySource, EvalError, EvalOptions, Expr, Labels, LogExpr, Partials, RangeAggregation, Scanned,
+    range_partials,
+};
+use crate::query::source::{
+    PartScan, PartsSource, ScanStats, SourceError, StoreSource, log_exprs, scan_partitions, topics_for,
+};
 use crate::store::Store;
-use wire::{ScanAsk, ScanLine};
+use wire::{EvalFailure, RangeAnswer, RangeAsk, ScanAsk, ScanLine};
 
 /// Longest a remote scan may stay silent (no bytes at all) before the
 /// node is taken for failed. Generous: a scan through a large, selective
 /// range sends nothing while it reads.
 const REMOTE_SILENCE: Duration = Duration::from_secs(60);
+/// Longest a node may take to fold its part of a metric query (it answers
+/// once, at the end of its scan).
+const REMOTE_STATE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where a failed remote part resumes: the index of its first incomplete
 /// partition and the offset to restart that one at (`None`: its start).
@@ -186,24 +199,7 @@ impl<'a> ClusterSource<'a> {
             let pick =
                 |c: &[i32], failed: &[(i32, String)]| c.iter().copied().find(|n| failed.iter().all(|(f, _)| f != n));
             let Some(node) = pick(&parts[0].1, &failed) else {
-                let missing: BTreeSet<String> = parts
-                    .iter()
-                    .filter(|(_, c)| pick(c, &failed).is_none())
-                    .map(|(p, _)| format!("{}/{}", p.topic, p.partition))
-                    .collect();
-                let tried = if failed.is_empty() {
-                    "no replica is alive and in sync".to_owned()
-                } else {
-                    failed
-                        .iter()
-                        .map(|(n, e)| format!("node {n}: {e}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                };
-                return Err(ReadError::Unavailable {
-                    parts: missing.into_iter().collect::<Vec<_>>().join(", "),
-                    tried,
-                });
+                return Err(unavailable_parts(&parts, &failed, pick));
             };
             // The run of parts this node reads next, in order.
             let run = parts.iter().take_while(|(_, c)| pick(c, &failed) == Some(node)).count();
@@ -267,8 +263,14 @@ impl<'a> ClusterSource<'a> {
             parts: parts.to_vec(),
             want_ends: false,
         };
-        let answer = scan_remote(&cluster, &handle, node, &ask, &mut self.stats, &mut |_, _, e| f(e))?;
-        self.remote_bytes += answer.received;
+        let answer = scan_remote(&cluster, &handle, node, &ask, &mut self.stats, &mut |_, _, e| f(e));
+        let received = match &answer {
+            Ok(a) => a.received,
+            Err(_) => 0,
+        };
+        self.remote_bytes += received;
+        crate::metrics::cluster_read_bytes("lines", received);
+        let answer = answer?;
         Ok(answer.flow)
     }
 }
@@ -422,7 +424,141 @@ fn scan_local(
     })
 }
 
+impl ClusterSource<'_> {
+    /// `agg`'s state at `times` over `parts` (in order), each run of parts
+    /// folded on the node that reads it: here for this node's own, by
+    /// `POST /v1/replica/range` for the others'. A node that cannot answer
+    /// has its run asked of the next in-sync replica (the state is all or
+    /// nothing, so nothing is counted twice).
+    fn partials_across(
+        &mut self,
+        agg: &RangeAggregation,
+        (query, log_index): (&str, usize),
+        times: &[i64],
+        opts: &EvalOptions,
+        mut parts: Vec<(PartScan, Vec<i32>)>,
+    ) -> Result<Partials, EvalError> {
+        let mut failed: Vec<(i32, String)> = Vec::new();
+        let me = self.remote.as_ref().map_or(-1, |(c, _)| c.me.id);
+        let mut total = Partials::default();
+        while !parts.is_empty() {
+            let pick =
+                |c: &[i32], failed: &[(i32, String)]| c.iter().copied().find(|n| failed.iter().all(|(f, _)| f != n));
+            let Some(node) = pick(&parts[0].1, &failed) else {
+                return Err(EvalError::Source(Box::new(unavailable_parts(&parts, &failed, pick))));
+            };
+            let run = parts.iter().take_while(|(_, c)| pick(c, &failed) == Some(node)).count();
+            let rest = parts.split_off(run);
+            let run_parts: Vec<PartScan> = parts.iter().map(|(p, _)| p.clone()).collect();
+            let state = if node == me {
+                let mut local = PartsSource {
+                    store: self.store,
+                    parts: &run_parts,
+                    max_uncompressed: self.max_uncompressed,
+                    threads: self.threads,
+                    stats: ScanStats::default(),
+                };
+                let state = range_partials(agg, times, &mut local, opts);
+                add(&mut self.stats, &local.stats);
+                state?
+            } else {
+                let ask = RangeAsk {
+                    query: query.to_owned(),
+                    log_index,
+                    times: times.to_vec(),
+                    parts: run_parts,
+                };
+                match self.range_remote(node, &ask) {
+                    Ok(RangeAnswer::State { state, stats }) => {
+                        add(&mut self.stats, &stats);
+                        Partials::from_wire(state)
+                    }
+                    Ok(RangeAnswer::Failed(EvalFailure::Pipeline { error_type, series })) => {
+                        return Err(EvalError::Pipeline { error_type, series });
+                    }
+                    Ok(RangeAnswer::Failed(EvalFailure::TooManySeries { limit })) => {
+                        return Err(EvalError::TooManySeries { limit });
+                    }
+                    Ok(RangeAnswer::Failed(EvalFailure::Other(e))) | Err(e) => {
+                        tracing::warn!(node, error = %e, "a node failed to answer its part of a metric query; asking another in-sync replica");
+                        failed.push((node, e));
+                        parts.extend(rest);
+                        continue;
+                    }
+                }
+            };
+            total.merge(state, opts.max_series)?;
+            parts = rest;
+        }
+        Ok(total)
+    }
+
+    /// Asks `node` for a range aggregation's state.
+    fn range_remote(&mut self, node: i32, ask: &RangeAsk) -> Result<RangeAnswer, String> {
+        let Some((cluster, handle)) = self.remote.clone() else {
+            return Err("no cluster".into());
+        };
+        let url = cluster.node_url(node).ok_or_else(|| "not alive".to_owned())?;
+        let answer = handle.block_on(async {
+            let resp = cluster
+                .reads
+                .post(format!("{url}/v1/replica/range"))
+                .json(ask)
+                .timeout(REMOTE_STATE_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| crate::http::error::chain(&e))?;
+            let status = resp.status();
+            let body = resp.bytes().await.map_err(|e| crate::http::error::chain(&e))?;
+            if !status.is_success() {
+                return Err(format!("{status}: {}", String::from_utf8_lossy(&body).trim()));
+            }
+            self.remote_bytes += body.len() as u64;
+            crate::metrics::cluster_read_bytes("state", body.len() as u64);
+            serde_json::from_slice::<RangeAnswer>(&body).map_err(|e| format!("bad answer: {e}"))
+        });
+        answer.map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+/// The error of a read some of whose `parts` no replica could answer.
+fn unavailable_parts(
+    parts: &[(PartScan, Vec<i32>)],
+    failed: &[(i32, String)],
+    pick: impl Fn(&[i32], &[(i32, String)]) -> Option<i32>,
+) -> ReadError {
+    let missing: BTreeSet<String> = parts
+        .iter()
+        .filter(|(_, c)| pick(c, failed).is_none())
+        .map(|(p, _)| format!("{}/{}", p.topic, p.partition))
+        .collect();
+    let tried = if failed.is_empty() {
+        "no replica is alive and in sync".to_owned()
+    } else {
+        failed
+            .iter()
+            .map(|(n, e)| format!("node {n}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    ReadError::Unavailable {
+        parts: missing.into_iter().collect::<Vec<_>>().join(", "),
+        tried,
+    }
+}
+
 impl EntrySource for ClusterSource<'_> {
+    fn range_partials(
+        &mut self,
+        agg: &RangeAggregation,
+        times: &[i64],
+        opts: &EvalOptions,
+    ) -> Option<Result<Partials, EvalError>> {
+        let parts = self.plan(&agg.range.log)?;
+        let query = self.locate(&agg.range.log)?;
+        Some(self.partials_across(agg, query, times, opts, parts))
+    }
+
     fn scan(
         &mut self,
         log: &LogExpr,

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::query::logql::Labels;
+use crate::query::logql::{EvalError, Labels, PartialsWire};
 use crate::query::source::{PartScan, ScanStats};
 
 /// The body of `POST /v1/replica/scan`.
@@ -73,6 +73,58 @@ pub enum ScanLine {
     Done(ScanStats),
     /// The scan failed there; the message names where.
     Error(String),
+}
+
+/// The body of `POST /v1/replica/range`: the state of one range
+/// aggregation of `query` (the one over its `log_index`-th log query) at
+/// `times`, over `parts` of the answering node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeAsk {
+    pub query: String,
+    pub log_index: usize,
+    pub times: Vec<i64>,
+    pub parts: Vec<PartScan>,
+}
+
+/// The answer to a [`RangeAsk`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RangeAnswer {
+    /// The state, and what the scan read.
+    State { state: PartialsWire, stats: ScanStats },
+    /// The query fails over this data, as it would on one node.
+    Failed(EvalFailure),
+}
+
+/// Why a query failed on the answering node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalFailure {
+    /// A series kept `__error__`: the query's own error, Loki's words.
+    Pipeline {
+        error_type: String,
+        series: String,
+    },
+    TooManySeries {
+        limit: usize,
+    },
+    /// Anything else (a read error): another replica may do better.
+    Other(String),
+}
+
+impl EvalFailure {
+    /// The failure of `e`, for the wire.
+    pub fn of(e: &EvalError) -> Self {
+        match e {
+            EvalError::Pipeline { error_type, series } => EvalFailure::Pipeline {
+                error_type: error_type.clone(),
+                series: series.clone(),
+            },
+            EvalError::TooManySeries { limit } => EvalFailure::TooManySeries { limit: *limit },
+            other => EvalFailure::Other(crate::http::error::chain(other)),
+        }
+    }
 }
 
 /// Labels as pairs, for the wire.

@@ -152,8 +152,9 @@ pub use ast::{
 };
 pub use error::{EvalError, ParseError};
 pub use eval::{
-    Direction, Entry, EntrySource, EvalOptions, Matrix, Sample, Scanned, Series, Stream, StreamEntry, Streams, Value,
-    eval_instant, eval_instant_with, eval_logs, eval_logs_with, eval_range, eval_range_with,
+    Direction, Entry, EntrySource, EvalOptions, Matrix, Partials, PartialsWire, Sample, Scanned, Series, Stream,
+    StreamEntry, Streams, Value, eval_instant, eval_instant_with, eval_logs, eval_logs_with, eval_range,
+    eval_range_with, range_partials,
 };
 pub use labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, Labels};
 pub use lexer::token_spans;

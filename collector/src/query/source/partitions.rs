@@ -13,7 +13,7 @@
 use std::ops::ControlFlow;
 
 use super::{Helpers, Hit, ScanRequest, ScanState, ScanStats, SourceError};
-use crate::query::logql::LogExpr;
+use crate::query::logql::{Entry, EntrySource, EvalError, LogExpr};
 use crate::query::prefilter::Prefilter;
 use crate::store::Store;
 
@@ -80,4 +80,46 @@ pub fn scan_partitions(
         }
     }
     Ok(ControlFlow::Continue(()))
+}
+
+/// Chosen partitions of this store as an [`EntrySource`]: what a cluster
+/// node folds a range aggregation over for its share of a metric query.
+pub struct PartsSource<'a> {
+    pub store: &'a Store,
+    pub parts: &'a [PartScan],
+    pub max_uncompressed: usize,
+    pub threads: usize,
+    /// What the scans read.
+    pub stats: ScanStats,
+}
+
+impl EntrySource for PartsSource<'_> {
+    fn scan(
+        &mut self,
+        log: &LogExpr,
+        start_ns: i64,
+        end_ns: i64,
+        f: &mut dyn FnMut(Entry<'_>) -> ControlFlow<()>,
+    ) -> Result<(), EvalError> {
+        scan_partitions(
+            self.store,
+            log,
+            (start_ns, end_ns),
+            self.parts,
+            self.max_uncompressed,
+            self.threads,
+            &mut self.stats,
+            &mut |h| {
+                f(Entry {
+                    timestamp_ns: h.timestamp_ns,
+                    labels: h.labels.clone(),
+                    metadata: h.metadata,
+                    line: h.record.value.unwrap_or_default(),
+                    leading_filters_passed: true,
+                })
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| EvalError::Source(Box::new(e)))
+    }
 }

@@ -21,8 +21,9 @@ mod vector;
 use std::ops::ControlFlow;
 
 pub use logs::{Direction, Stream, StreamEntry, Streams, eval_logs, eval_logs_with};
+pub use range::{Partials, PartialsWire, partials as range_partials};
 
-use crate::query::logql::ast::{LogExpr, MetricExpr};
+use crate::query::logql::ast::{LogExpr, MetricExpr, RangeAggregation};
 use crate::query::logql::error::EvalError;
 use crate::query::logql::labels::Labels;
 
@@ -82,6 +83,19 @@ pub trait EntrySource {
         f: &mut dyn FnMut(Scanned<'_>) -> ControlFlow<()>,
     ) -> Result<(), EvalError> {
         self.scan(log, start_ns, end_ns, &mut |e| f(Scanned::Entry(e)))
+    }
+
+    /// `agg`'s state at `times` computed where the data is (a cluster's
+    /// other nodes fold their partitions' entries and send the state, so
+    /// samples cross the network, not lines); `None`, the default, has the
+    /// engine fold the entries [`scan`](Self::scan) hands over.
+    fn range_partials(
+        &mut self,
+        _agg: &RangeAggregation,
+        _times: &[i64],
+        _opts: &EvalOptions,
+    ) -> Option<Result<Partials, EvalError>> {
+        None
     }
 }
 

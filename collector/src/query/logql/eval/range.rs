@@ -12,8 +12,12 @@
 //! Entries in no window (gaps when the step exceeds the range) are skipped
 //! before the pipeline runs.
 
+mod partials;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
+
+pub use partials::{Partials, PartialsWire};
 
 use crate::query::logql::ast::{Conversion, Grouping, RangeAggregation, RangeOp, Unwrap};
 use crate::query::logql::error::EvalError;
@@ -218,7 +222,12 @@ pub(super) fn eval(
     opts: &EvalOptions,
 ) -> Result<Vec<Vec<Elem>>, EvalError> {
     let iv = Intervals::new(times, agg.range.range_ns, agg.range.offset_ns);
-    let buckets = collect(agg, &iv, src, opts)?;
+    // A source that computes the state where the data is (a cluster's
+    // other nodes) hands it over; otherwise the entries are folded here.
+    let buckets = match src.range_partials(agg, times, opts) {
+        Some(partials) => partials?.into_buckets(),
+        None => collect(agg, &iv, src, opts)?.0,
+    };
     Ok(if agg.op == RangeOp::Absent {
         absent(agg, &iv, &buckets)
     } else {
@@ -226,16 +235,32 @@ pub(super) fn eval(
     })
 }
 
+/// A range aggregation's state over `src` alone (see [`Partials`]).
+///
+/// # Errors
+/// As the evaluation would fail over this data.
+pub fn partials(
+    agg: &RangeAggregation,
+    times: &[i64],
+    src: &mut dyn EntrySource,
+    opts: &EvalOptions,
+) -> Result<Partials, EvalError> {
+    let iv = Intervals::new(times, agg.range.range_ns, agg.range.offset_ns);
+    let (buckets, samples) = collect(agg, &iv, src, opts)?;
+    Ok(Partials::new(buckets, samples))
+}
+
 /// The scan: runs the pipeline on every entry that falls in some window
-/// and folds it into its series' interval accumulator.
+/// and folds it into its series' interval accumulator. Also returns how
+/// many samples were folded (their arrival order runs up to it).
 fn collect(
     agg: &RangeAggregation,
     iv: &Intervals,
     src: &mut dyn EntrySource,
     opts: &EvalOptions,
-) -> Result<Buckets, EvalError> {
+) -> Result<(Buckets, u64), EvalError> {
     let Some((scan_start, scan_end)) = iv.scan_range() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
     let log = &agg.range.log;
     let unwrap = agg.range.unwrap.as_ref();
@@ -329,7 +354,7 @@ fn collect(
         .map(|(l, m)| (l, m.into_iter().collect()))
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(sorted)
+    Ok((sorted, seq))
 }
 
 /// The per-step vectors: each window's value for every series with samples
