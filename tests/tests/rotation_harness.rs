@@ -613,3 +613,85 @@ fn issue_27_copytruncate_seen_live_then_killed_before_the_tail_was_stored() {
     let r = delivered(&c, "live", &written, &agent, (&agent_dir, &logs));
     assert_exact(&r, &agent);
 }
+
+/// Compresses `plain` to `<plain>.gz` and removes it, as logrotate's
+/// `compress` does (gzip keeps the file's modification time).
+fn gzip(plain: &Path) {
+    let status = std::process::Command::new("gzip").arg(plain).status().unwrap();
+    assert!(status.success(), "gzip {}", plain.display());
+}
+
+/// copytruncate while the agent is down (glob `app.log*`), the copy read
+/// by the restarted agent, then, while the agent is down again, the copy
+/// compressed (`app.log.1` replaced by `app.log.1.gz`) and the original
+/// appended to: the `.gz` holds content the agent shipped from the plain
+/// copy, and nothing of it may arrive again, nor be skipped. With a
+/// checkpoint written every 100 ms the plain copy's entry is at its end;
+/// with one written only at start ("1h") it is where the copy started,
+/// behind what the collector holds.
+#[test]
+fn issue_27_copy_compressed_while_down_after_it_was_read() {
+    for checkpoint_interval in ["100ms", "1h"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Collector::start(&tmp.path().join("collector"), "");
+        let logs = tmp.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let glob = format!("{}/app.log*", logs.display());
+        let config = agent_config(&c, &glob, "cz").replace(
+            "checkpoint_interval = \"100ms\"",
+            &format!("checkpoint_interval = \"{checkpoint_interval}\""),
+        );
+        let agent_dir = tmp.path().join("agent");
+        let path = logs.join("app.log");
+        let copy = logs.join("app.log.1");
+        let mut agent = Agent::start(&agent_dir, &config);
+        let first = LineWriter::spawn(1, path.clone(), 400, 400, Duration::ZERO, Reopen::Never).finish();
+        let mut written = BTreeMap::from([(1, first)]);
+        arrived(&c, "cz", &written, &agent);
+        agent.proc.kill9();
+
+        // Down: lines the agent never saw, then copytruncate.
+        let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
+        std::fs::copy(&path, &copy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
+        written.extend([(2, second), (3, third)]);
+
+        // Up: the copy is read past what was read of the original.
+        let mut agent = Agent::start(&agent_dir, &config);
+        arrived(&c, "cz", &written, &agent);
+        if checkpoint_interval == "100ms" {
+            wait_settled(&agent, &agent_dir, &logs, "app");
+            let positions = checkpoint_positions(&agent_dir);
+            assert!(
+                positions.iter().any(|(p, _)| p == &copy),
+                "the copy has no checkpoint entry: {positions:?}"
+            );
+        }
+        let before = check(&c.records("cz"), &written);
+        assert_exact(&before, &agent);
+        agent.proc.kill9();
+
+        // Down again: the copy compressed, the original appended to.
+        gzip(&copy);
+        let fourth = LineWriter::spawn(4, path.clone(), 100, 100, Duration::ZERO, Reopen::Never).finish();
+        written.insert(4, fourth);
+
+        let mut agent = Agent::start(&agent_dir, &config);
+        let r = if checkpoint_interval == "1h" {
+            // Its checkpoint is written at start and at the end only: the
+            // lines are counted once the agent has stopped.
+            arrived(&c, "cz", &written, &agent);
+            assert_eq!(agent.proc.terminate(), Some(0), "{}", agent.proc.stderr_text());
+            check(&c.records("cz"), &written)
+        } else {
+            delivered(&c, "cz", &written, &agent, (&agent_dir, &logs))
+        };
+        assert_exact(&r, &agent);
+    }
+}
