@@ -695,3 +695,79 @@ fn issue_27_copy_compressed_while_down_after_it_was_read() {
         assert_exact(&r, &agent);
     }
 }
+
+/// Issue 27: a copytruncate copy not yet found when the agent was killed
+/// (logrotate was still compressing it: the plain copy gone, the `.gz`
+/// not whole), while the original's stream went on with its new content.
+/// The restarted agent must still read the copy's unread lines, once:
+/// nothing but the checkpoint can tell it that a copy of that content is
+/// owed, since the collector's stream has moved on to the new content.
+///
+/// Known loss: on main the copy's unread 300 lines are lost (resume_copy's
+/// "records past checkpoint" rule skips the `.gz`); a fix persisting the
+/// tailer's `missing` copies in the checkpoint passed this test but lost
+/// lines in `torture::issue_27_every_rotation_loses_nothing_with_a_glob_of_live_files_only`,
+/// so it is not in yet (docs/exactly-once.md names the gap).
+#[test]
+#[ignore = "issue 27: a copy not yet found when the agent was killed is not read after the restart (known loss)"]
+fn issue_27_copy_not_found_before_a_crash_is_read_after_it() {
+    for glob_name in ["app.log*", "*.log"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Collector::start(&tmp.path().join("collector"), "");
+        let logs = tmp.path().join("logs");
+        let stash = tmp.path().join("stash");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::create_dir_all(&stash).unwrap();
+        let glob = format!("{}/{glob_name}", logs.display());
+        let config = agent_config(&c, &glob, "owed");
+        let agent_dir = tmp.path().join("agent");
+        let path = logs.join("app.log");
+        let mut agent = Agent::start(&agent_dir, &config);
+        let first = LineWriter::spawn(1, path.clone(), 400, 400, Duration::ZERO, Reopen::Never).finish();
+        let mut written = BTreeMap::from([(1, first)]);
+        let _ = delivered(&c, "owed", &written, &agent, (&agent_dir, &logs));
+
+        // The agent is held while lines it will not read are written and
+        // the file is copied (out of its sight: the copy is being
+        // compressed) and truncated.
+        agent.proc.signal(libc::SIGSTOP);
+        let second = LineWriter::spawn(2, path.clone(), 300, 300, Duration::ZERO, Reopen::Never).finish();
+        let plain = stash.join("app.log.1");
+        std::fs::copy(&path, &plain).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        agent.proc.signal(libc::SIGCONT);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !agent.proc.stderr_text().contains("file truncated") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not see the truncation:\n{}",
+                agent.proc.stderr_text()
+            );
+            logpost_e2e::pace(Duration::from_millis(50));
+        }
+        // The original's stream goes on with its new content, stored and
+        // checkpointed; then the agent dies, the copy still not found.
+        let third = LineWriter::spawn(3, path.clone(), 200, 200, Duration::ZERO, Reopen::Never).finish();
+        written.extend([(2, second), (3, third)]);
+        let mut so_far = written.clone();
+        so_far.remove(&2);
+        arrived(&c, "owed", &so_far, &agent);
+        wait_settled(&agent, &agent_dir, &logs, "app");
+        agent.proc.kill9();
+
+        // Down: the compression finishes; the original is appended to.
+        gzip(&plain);
+        std::fs::rename(stash.join("app.log.1.gz"), logs.join("app.log.1.gz")).unwrap();
+        let fourth = LineWriter::spawn(4, path.clone(), 100, 100, Duration::ZERO, Reopen::Never).finish();
+        written.insert(4, fourth);
+
+        let agent = Agent::start(&agent_dir, &config);
+        let r = delivered(&c, "owed", &written, &agent, (&agent_dir, &logs));
+        assert_exact(&r, &agent);
+    }
+}

@@ -33,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, chain};
+use super::groups::GroupList;
 use super::read::TopicList;
 use crate::cluster::node::Cluster;
 use crate::cluster::reads::candidates;
@@ -212,6 +213,35 @@ async fn send(cluster: &Cluster, node: i32, head: &Head, body: Bytes, timeout: D
         resp.headers_mut().insert(SERVED_BY, v);
     }
     Ok(resp)
+}
+
+/// Every node in `nodes`' own `GET /v1/groups` (the groups it knows),
+/// asked at once; nodes that fail are left out.
+pub async fn group_lists(cluster: &Cluster, nodes: BTreeSet<i32>) -> Vec<(i32, GroupList)> {
+    let mut asks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let Some(url) = cluster.node_url(node) else { continue };
+        let request = cluster
+            .reads
+            .get(format!("{url}/v1/groups"))
+            .header(FORWARDED_BY, cluster.me.id.to_string())
+            .timeout(LIST_TIMEOUT);
+        asks.spawn(async move {
+            let resp = request.send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            Some((node, resp.json::<GroupList>().await.ok()?))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = asks.join_next().await {
+        if let Ok(Some(answer)) = done {
+            out.push(answer);
+        }
+    }
+    out.sort_by_key(|(node, _)| *node);
+    out
 }
 
 /// Longest a node may take to list its topics for another.

@@ -16,11 +16,13 @@
 //! stops heartbeating for its session timeout is removed and its partitions
 //! go to the others, who resume them from the committed offsets.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::read::{TopicInfo, describe, readers_figures};
 use crate::kafka::coordinator::assign::{decode_assignment, encode_subscription};
 use crate::kafka::coordinator::{CommitRequest, JoinRequest, LOGPOST_PROTOCOL_TYPE, SyncRequest};
 use crate::kafka::error::KafkaError;
@@ -133,7 +136,63 @@ pub struct GroupList {
 /// partition's lag behind its high watermark (what `logpost topics` and
 /// the web page's status view show; the `logpost_collector_consumer_lag`
 /// metric has the same figures).
-pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<GroupList>, ApiError> {
+///
+/// In a cluster, every node is asked for the groups it knows; each group
+/// is shown as its coordinator has it, and lag is counted against each
+/// partition's high watermark as the node that reads it has it.
+pub async fn list(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<GroupList>, ApiError> {
+    let mut groups = local_list(&app).await?;
+    if let Some(cluster) = &app.cluster
+        && !super::forward::is_forwarded(&headers)
+    {
+        let others: BTreeSet<i32> = cluster
+            .view()
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&n| n != cluster.me.id)
+            .collect();
+        let answers = super::forward::group_lists(cluster, others).await;
+        let mut by_name: BTreeMap<String, GroupLag> = groups.groups.into_iter().map(|g| (g.group.clone(), g)).collect();
+        for (node, list) in answers {
+            for g in list.groups {
+                let theirs = app.coordinator.locate(&g.group).and_then(Result::ok) == Some(node);
+                if theirs || !by_name.contains_key(&g.group) {
+                    by_name.insert(g.group.clone(), g);
+                }
+            }
+        }
+        // High watermarks as the partitions' readers have them.
+        let mut topics: Vec<TopicInfo> = app
+            .store
+            .topics()
+            .iter()
+            .map(|t| describe(t, app.store.retention_for(t), Some(&cluster.view())))
+            .collect();
+        readers_figures(&app, &headers, &mut topics).await;
+        for g in by_name.values_mut() {
+            for p in &mut g.partitions {
+                let hw = topics
+                    .iter()
+                    .find(|t| t.name == p.topic)
+                    .and_then(|t| {
+                        t.partitions
+                            .iter()
+                            .find(|x| i64::from(x.partition) == i64::from(p.partition))
+                    })
+                    .map(|x| x.high_watermark);
+                p.high_watermark = hw;
+                p.lag = hw.map(|hw| (hw - p.committed).max(0));
+            }
+            g.lag = g.partitions.iter().filter_map(|p| p.lag).sum();
+        }
+        groups.groups = by_name.into_values().collect();
+    }
+    Ok(Json(groups))
+}
+
+/// The groups this node knows, with its own copies' high watermarks.
+async fn local_list(app: &Arc<AppState>) -> Result<GroupList, ApiError> {
     let store = Arc::clone(&app.store);
     let coordinator = Arc::clone(&app.coordinator);
     // Partition views take the writers' locks briefly: off the runtime.
@@ -178,7 +237,7 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Result<Json<GroupList>, A
     })
     .await
     .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(GroupList { groups }))
+    Ok(GroupList { groups })
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

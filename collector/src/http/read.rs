@@ -140,7 +140,7 @@ pub async fn get_topic(
 /// node keeps a copy of every topic, empty where it holds no replica, so
 /// its own figures would show nothing. A partition no reader answered for
 /// keeps this node's figures and says why in `error`.
-async fn readers_figures(app: &AppState, headers: &HeaderMap, topics: &mut [TopicInfo]) {
+pub(super) async fn readers_figures(app: &AppState, headers: &HeaderMap, topics: &mut [TopicInfo]) {
     let Some(cluster) = &app.cluster else { return };
     if super::forward::is_forwarded(headers) {
         return;

@@ -316,6 +316,27 @@ fn group_members_on_different_nodes_split_the_partitions_and_survive_the_coordin
             },
         );
     }
+    // The group list through either node: the coordinator's view, lag
+    // counted against the partitions' leaders.
+    for &id in &others {
+        let v: Value = client
+            .get(format!("{}/v1/groups", cl.url(id)))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let g = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == "billing")
+            .unwrap_or_else(|| panic!("node {id}: no group billing in {v}"));
+        assert_eq!(g["members"].as_u64(), Some(2), "node {id}: {g}");
+        assert_eq!(g["lag"].as_i64(), Some(0), "node {id}: {g}");
+        for p in g["partitions"].as_array().unwrap() {
+            assert_eq!(p["high_watermark"].as_i64(), Some(200), "node {id}: {g}");
+        }
+    }
     let (mut a, mut b) = (a, b);
     a.terminate();
     b.terminate();
